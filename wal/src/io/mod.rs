@@ -1,0 +1,92 @@
+//! All file I/O of Strata goes through the [`Fs`] trait: [`StdFs`] for real disks and
+//! [`FaultFs`] for tests that simulate crashes, torn writes, EIO, ENOSPC and bit rot.
+//!
+//! Invariants the rest of the code relies on:
+//! - a file's bytes become durable only after [`FileHandle::sync_data`] returns `Ok`;
+//! - a new, renamed or removed directory entry becomes durable only after [`Fs::sync_dir`]
+//!   on its directory returns `Ok`;
+//! - reads see every write that returned `Ok`, durable or not (the page cache).
+
+mod fault;
+mod std_fs;
+
+use std::fmt::Debug;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+pub use fault::{FaultConfig, FaultFs};
+pub use std_fs::StdFs;
+
+/// An open file. Positioned I/O only, so one handle can be shared by threads.
+pub trait FileHandle: Send + Sync + Debug {
+    /// Read up to `buf.len()` bytes at `offset`; returns how many were read (0 at end of file).
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// Write all of `buf` at `offset`, extending the file if needed.
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Make the file's data durable (`fdatasync`).
+    fn sync_data(&self) -> io::Result<()>;
+    /// Current length in bytes.
+    fn len(&self) -> io::Result<u64>;
+    /// Truncate or extend to `len` bytes.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+
+    /// True when the file has no bytes.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Fill `buf` from `offset`, failing with `UnexpectedEof` if the file is shorter.
+    fn read_exact_at(&self, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+        while !buf.is_empty() {
+            let n = self.read_at(buf, offset)?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shorter than expected",
+                ));
+            }
+            buf = buf.get_mut(n..).unwrap_or_default();
+            offset += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Read the whole file into memory, refusing files longer than `len_max` bytes.
+    fn read_all(&self, len_max: u64) -> io::Result<Vec<u8>> {
+        let len = self.len()?;
+        if len > len_max {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("file of {len} bytes exceeds the {len_max}-byte bound"),
+            ));
+        }
+        let len = usize::try_from(len).map_err(|_| io::Error::other("file too large"))?;
+        let mut buf = vec![0u8; len];
+        self.read_exact_at(&mut buf, 0)?;
+        Ok(buf)
+    }
+}
+
+/// A file system: the directory operations Strata needs.
+pub trait Fs: Send + Sync + Debug {
+    /// Create `dir` and its parents if missing.
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Create a new empty file for reading and writing; fails if it exists.
+    fn create_new(&self, path: &Path) -> io::Result<Arc<dyn FileHandle>>;
+    /// Open an existing file, read-only or read-write.
+    fn open(&self, path: &Path, writable: bool) -> io::Result<Arc<dyn FileHandle>>;
+    /// Atomically rename `from` to `to`, replacing `to` if it exists.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Remove a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Names (not paths) of the files in `dir`, in no particular order.
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Make the entries of `dir` durable (fsync of the directory).
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Whether `path` names an existing file or directory.
+    fn exists(&self, path: &Path) -> bool;
+}
+
+/// A shared file-system handle.
+pub type SharedFs = Arc<dyn Fs>;

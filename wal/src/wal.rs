@@ -1,0 +1,472 @@
+//! [`Wal`]: open with recovery, append with group commit, sync, truncate, replay.
+//!
+//! Invariants:
+//! - a log file appears under its final name only with a complete, fsynced header (written to
+//!   `NAME.wal.tmp`, fsynced, renamed, directory fsynced), so a bad header is always corruption;
+//! - before a new file is started the previous one is fsynced, so only the newest file can have
+//!   a torn tail;
+//! - files are dropped only whole, oldest first, and never the file being appended to.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar as StdCondvar, Mutex as StdMutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::format::{FileHeader, RecordKind, FILE_HEADER_BYTES};
+use crate::group_commit::{
+    next_seed, Chunk, CommitStats, GroupCommit, NewFile, Pending, Sink, Wait,
+};
+use crate::io::{FileHandle, SharedFs};
+use crate::options::{Options, RecoveryMode, SyncMode};
+use crate::reader::{
+    file_name, list_files, FileScan, LogFile, Stop, WalReader, FILE_READ_BYTES_MAX,
+};
+use crate::{Error, Lsn, Result};
+
+/// What [`Wal::open`] found and repaired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// LSN the next append gets; every lower LSN still present is readable.
+    pub next_lsn: Lsn,
+    /// Log files present after recovery.
+    pub files: usize,
+    /// A torn tail that was cut off, if any.
+    pub truncated_tail: Option<TruncatedTail>,
+    /// Leftover temporary files removed.
+    pub temp_files_removed: usize,
+}
+
+/// A torn tail removed by recovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TruncatedTail {
+    /// The file.
+    pub path: PathBuf,
+    /// The new length (start of the bad frame).
+    pub offset: u64,
+    /// Bytes dropped.
+    pub bytes_dropped: u64,
+    /// Why the frame was bad.
+    pub reason: String,
+}
+
+fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Create `dir/NAME.wal` for `nf` durably: header to a temp file, fsync, rename, fsync dir.
+fn create_log_file(
+    fs: &SharedFs,
+    dir: &Path,
+    nf: NewFile,
+) -> Result<(Arc<dyn FileHandle>, PathBuf)> {
+    let path = dir.join(file_name(nf.first_lsn));
+    let tmp = dir.join(format!("{}.tmp", file_name(nf.first_lsn)));
+    if fs.exists(&tmp) {
+        fs.remove_file(&tmp)
+            .map_err(|e| Error::io("remove", &tmp, e))?;
+    }
+    let file = fs
+        .create_new(&tmp)
+        .map_err(|e| Error::io("create", &tmp, e))?;
+    let header = FileHeader {
+        crc_seed: nf.crc_seed,
+        first_lsn: nf.first_lsn,
+    };
+    file.write_all_at(&header.encode(), 0)
+        .map_err(|e| Error::io("write", &tmp, e))?;
+    file.sync_data()
+        .map_err(|e| Error::io("fdatasync", &tmp, e))?;
+    fs.rename(&tmp, &path)
+        .map_err(|e| Error::io("rename", &tmp, e))?;
+    fs.sync_dir(dir)
+        .map_err(|e| Error::io("fsync directory", dir, e))?;
+    Ok((file, path))
+}
+
+/// The sink writing to log files.
+struct LogSink {
+    fs: SharedFs,
+    dir: PathBuf,
+    file: Arc<dyn FileHandle>,
+    path: PathBuf,
+    offset: u64,
+    files: Arc<StdMutex<Vec<LogFile>>>,
+}
+
+impl std::fmt::Debug for LogSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogSink")
+            .field("path", &self.path)
+            .field("offset", &self.offset)
+            .finish()
+    }
+}
+
+impl Sink for LogSink {
+    fn write(&mut self, chunks: &[Chunk]) -> Result<()> {
+        for chunk in chunks {
+            if let Some(nf) = chunk.new_file {
+                self.file
+                    .sync_data()
+                    .map_err(|e| Error::io("fdatasync before rotation", &self.path, e))?;
+                let (file, path) = create_log_file(&self.fs, &self.dir, nf)?;
+                lock(&self.files).push(LogFile {
+                    first_lsn: nf.first_lsn,
+                    path: path.clone(),
+                });
+                self.file = file;
+                self.path = path;
+                self.offset = FILE_HEADER_BYTES as u64;
+            }
+            if !chunk.bytes.is_empty() {
+                self.file
+                    .write_all_at(&chunk.bytes, self.offset)
+                    .map_err(|e| Error::io("write", &self.path, e))?;
+                self.offset += chunk.bytes.len() as u64;
+            }
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io("fdatasync", &self.path, e))
+    }
+}
+
+struct Inner {
+    fs: SharedFs,
+    dir: PathBuf,
+    options: Options,
+    gc: GroupCommit<LogSink>,
+    files: Arc<StdMutex<Vec<LogFile>>>,
+}
+
+/// Background fdatasync for [`SyncMode::Batch`].
+struct Syncer {
+    stop: Arc<(StdMutex<bool>, StdCondvar)>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Syncer {
+    fn start(inner: &Arc<Inner>, window: Duration) -> Syncer {
+        let stop = Arc::new((StdMutex::new(false), StdCondvar::new()));
+        let weak = Arc::downgrade(inner);
+        let stop2 = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("strata-wal-sync".into())
+            .spawn(move || loop {
+                {
+                    let (m, cv) = &*stop2;
+                    let g = lock(m);
+                    let (g, _) = cv
+                        .wait_timeout(g, window)
+                        .unwrap_or_else(|e| e.into_inner());
+                    if *g {
+                        return;
+                    }
+                }
+                let Some(inner) = weak.upgrade() else { return };
+                let (written, durable, _) = inner.gc.marks();
+                if written > durable && inner.gc.sync().is_err() {
+                    return; // poisoned: appends report it
+                }
+            })
+            .ok();
+        Syncer { stop, handle }
+    }
+
+    fn stop(&mut self) {
+        let (m, cv) = &*self.stop;
+        *lock(m) = true;
+        cv.notify_all();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// A write-ahead log in one directory. Share it between threads with `Arc<Wal>`.
+pub struct Wal {
+    inner: Arc<Inner>,
+    syncer: Option<Syncer>,
+}
+
+impl std::fmt::Debug for Wal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wal")
+            .field("dir", &self.inner.dir)
+            .field("options", &self.inner.options)
+            .finish()
+    }
+}
+
+fn random_state() -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+impl Wal {
+    /// Open (creating if needed) the log in `dir`, recovering it: leftover temp files are
+    /// removed and, under [`RecoveryMode::TolerateCorruptTail`], a torn tail of the newest file
+    /// is truncated. Older files are validated when replayed. Recovery is idempotent.
+    pub fn open(fs: SharedFs, dir: &Path, options: Options) -> Result<(Wal, Recovery)> {
+        options.validate()?;
+        fs.create_dir_all(dir)
+            .map_err(|e| Error::io("create directory", dir, e))?;
+        let temp_files_removed = remove_temp_files(&fs, dir)?;
+        let mut files = list_files(&fs, dir)?;
+        let mut seed_state = random_state();
+        let mut truncated_tail = None;
+
+        let (file, path, offset, next_lsn, file_seed) = match files.last() {
+            None => {
+                let nf = NewFile {
+                    first_lsn: 1,
+                    crc_seed: next_seed(&mut seed_state),
+                };
+                let (file, path) = create_log_file(&fs, dir, nf)?;
+                files.push(LogFile {
+                    first_lsn: 1,
+                    path: path.clone(),
+                });
+                (file, path, FILE_HEADER_BYTES as u64, 1, nf.crc_seed)
+            }
+            Some(last) => {
+                let (file, end, next, seed, tail) = recover_last(&fs, last, options.recovery)?;
+                truncated_tail = tail;
+                (file, last.path.clone(), end, next, seed)
+            }
+        };
+
+        let pending = Pending {
+            chunks: Vec::new(),
+            file_seed,
+            file_bytes: offset,
+            segment_bytes_max: options.segment_bytes_max,
+            seed_state,
+        };
+        let files = Arc::new(StdMutex::new(files));
+        let sink = LogSink {
+            fs: fs.clone(),
+            dir: dir.to_owned(),
+            file,
+            path,
+            offset,
+            files: files.clone(),
+        };
+        let inner = Arc::new(Inner {
+            fs,
+            dir: dir.to_owned(),
+            options,
+            gc: GroupCommit::new(sink, pending, next_lsn),
+            files,
+        });
+        let syncer = match options.sync {
+            SyncMode::Batch(window) => Some(Syncer::start(&inner, window)),
+            _ => None,
+        };
+        let recovery = Recovery {
+            next_lsn,
+            files: lock(&inner.files).len(),
+            truncated_tail,
+            temp_files_removed,
+        };
+        Ok((Wal { inner, syncer }, recovery))
+    }
+
+    /// Append a [`RecordKind::DATA`] record; see [`Wal::append`].
+    pub fn append_data(&self, payload: &[u8]) -> Result<Lsn> {
+        self.append(RecordKind::DATA, payload)
+    }
+
+    /// Append one record and return its LSN once the sync mode's promise holds: after the
+    /// covering fdatasync under [`SyncMode::Always`], after the write to the OS otherwise.
+    /// Many threads may append at once; their records share writes and fsyncs.
+    pub fn append(&self, kind: RecordKind, payload: &[u8]) -> Result<Lsn> {
+        if kind.0 == 0 {
+            return Err(Error::ReservedKind(kind.0));
+        }
+        let max = self.inner.options.record_bytes_max;
+        if payload.len() > max as usize {
+            return Err(Error::RecordTooLarge {
+                len: payload.len(),
+                max,
+            });
+        }
+        let wait = match self.inner.options.sync {
+            SyncMode::Always => Wait::Durable,
+            SyncMode::Batch(_) | SyncMode::Never => Wait::Written,
+        };
+        self.inner.gc.append(kind, payload, wait)
+    }
+
+    /// Make every appended record durable; returns the durable LSN.
+    pub fn sync(&self) -> Result<Lsn> {
+        self.inner.gc.sync()
+    }
+
+    /// LSN of the last appended record (0 if none).
+    pub fn last_lsn(&self) -> Lsn {
+        self.inner.gc.marks().2.saturating_sub(1)
+    }
+
+    /// LSN up to which records are known durable.
+    pub fn durable_lsn(&self) -> Lsn {
+        self.inner.gc.marks().1
+    }
+
+    /// The failure that poisoned the log, if any.
+    pub fn poisoned(&self) -> Option<String> {
+        self.inner.gc.poison_cause()
+    }
+
+    /// Counters of the commit pipeline (records, writes, fsyncs).
+    pub fn stats(&self) -> CommitStats {
+        self.inner.gc.stats()
+    }
+
+    /// The options the log was opened with.
+    pub fn options(&self) -> &Options {
+        &self.inner.options
+    }
+
+    /// The log files, oldest first.
+    pub fn files(&self) -> Vec<LogFile> {
+        lock(&self.inner.files).clone()
+    }
+
+    /// Remove, durably, every whole log file whose records all have LSN <= `checkpoint_lsn`.
+    /// The file being appended to is kept. Returns how many files were removed.
+    pub fn truncate_below(&self, checkpoint_lsn: Lsn) -> Result<usize> {
+        let mut files = lock(&self.inner.files);
+        let removable = files
+            .windows(2)
+            .take_while(|w| {
+                w.get(1)
+                    .is_some_and(|next| next.first_lsn <= checkpoint_lsn + 1)
+            })
+            .count();
+        if removable == 0 {
+            return Ok(0);
+        }
+        for f in files.iter().take(removable) {
+            self.inner
+                .fs
+                .remove_file(&f.path)
+                .map_err(|e| Error::io("remove", &f.path, e))?;
+        }
+        files.drain(..removable);
+        drop(files);
+        self.inner
+            .fs
+            .sync_dir(&self.inner.dir)
+            .map_err(|e| Error::io("fsync directory", &self.inner.dir, e))?;
+        Ok(removable)
+    }
+
+    /// Read records with LSN >= `from_lsn` written before this call, in LSN order. Every frame
+    /// read is verified; damage is an [`Error::Corruption`] naming file, offset and LSN.
+    pub fn reader(&self, from_lsn: Lsn) -> Result<WalReader> {
+        let (written, _, _) = self.inner.gc.marks();
+        WalReader::new(
+            self.inner.fs.clone(),
+            self.files(),
+            from_lsn,
+            written + 1,
+            self.inner.options.known_kinds_max,
+        )
+    }
+
+    /// Sync (unless poisoned) and close. Errors are reported, unlike on drop.
+    pub fn close(mut self) -> Result<()> {
+        if let Some(mut s) = self.syncer.take() {
+            s.stop();
+        }
+        if self.poisoned().is_some() {
+            return Ok(());
+        }
+        self.sync().map(|_| ())
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        if let Some(mut s) = self.syncer.take() {
+            s.stop();
+        }
+        if self.inner.options.sync != SyncMode::Always && self.poisoned().is_none() {
+            let _ = self.sync(); // best effort; use close() to see the error
+        }
+    }
+}
+
+fn remove_temp_files(fs: &SharedFs, dir: &Path) -> Result<usize> {
+    let names = fs
+        .list_dir(dir)
+        .map_err(|e| Error::io("list directory", dir, e))?;
+    let mut removed = 0;
+    for name in names.iter().filter(|n| n.ends_with(".wal.tmp")) {
+        let p = dir.join(name);
+        fs.remove_file(&p).map_err(|e| Error::io("remove", &p, e))?;
+        removed += 1;
+    }
+    if removed > 0 {
+        fs.sync_dir(dir)
+            .map_err(|e| Error::io("fsync directory", dir, e))?;
+    }
+    Ok(removed)
+}
+
+type Recovered = (Arc<dyn FileHandle>, u64, Lsn, u32, Option<TruncatedTail>);
+
+/// Scan the newest file; cut a torn tail if the mode allows. Returns the open handle, the end
+/// of valid data, the next LSN, the file's CRC seed and what was cut.
+fn recover_last(fs: &SharedFs, last: &LogFile, mode: RecoveryMode) -> Result<Recovered> {
+    let path = &last.path;
+    let file = fs
+        .open(path, true)
+        .map_err(|e| Error::io("open", path, e))?;
+    let buf = file
+        .read_all(FILE_READ_BYTES_MAX)
+        .map_err(|e| Error::io("read", path, e))?;
+    let mut scan = FileScan::start(&buf, path, last.first_lsn)?;
+    loop {
+        let expected = scan.next_lsn;
+        match scan.next(&buf) {
+            Ok(_) => {}
+            Err(Stop::End) => {
+                return Ok((file, buf.len() as u64, scan.next_lsn, scan.seed, None));
+            }
+            Err(Stop::Corrupt { offset, reason }) => {
+                return Err(Error::corruption(path, offset as u64, expected, reason));
+            }
+            Err(Stop::Tail { offset, reason }) => {
+                if mode == RecoveryMode::Strict {
+                    return Err(Error::corruption(path, offset as u64, expected, reason));
+                }
+                let offset = offset as u64;
+                file.set_len(offset)
+                    .map_err(|e| Error::io("truncate torn tail", path, e))?;
+                file.sync_data()
+                    .map_err(|e| Error::io("fdatasync", path, e))?;
+                let tail = TruncatedTail {
+                    path: path.clone(),
+                    offset,
+                    bytes_dropped: buf.len() as u64 - offset,
+                    reason: reason.to_owned(),
+                };
+                return Ok((file, offset, scan.next_lsn, scan.seed, Some(tail)));
+            }
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! Behaviour of the log through its public API: append, rotate, replay, truncate, options,
+//! record kinds, poisoning.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use strata_wal::io::{FaultConfig, StdFs};
+use strata_wal::{Error, Options, RecordKind, RecoveryMode, SyncMode, Wal};
+
+fn small() -> Options {
+    Options {
+        segment_bytes_max: 4096,
+        record_bytes_max: 1024,
+        ..Options::default()
+    }
+}
+
+#[test]
+fn records_round_trip_across_rotation_and_reopen() {
+    let (_fs, shared) = fault_fs();
+    let (wal, rec) = Wal::open(shared.clone(), &dir(), small()).unwrap();
+    assert_eq!(rec.next_lsn, 1);
+    let mut expect = Vec::new();
+    for i in 1..=300u64 {
+        let p = payload(i, (i as usize * 7) % 900);
+        assert_eq!(wal.append_data(&p).unwrap(), i);
+        expect.push((i, p));
+    }
+    assert!(wal.files().len() > 10, "4 KiB files must rotate");
+    assert_eq!(collect(&wal, 1).unwrap(), expect);
+    assert_eq!(collect(&wal, 150).unwrap(), expect[149..].to_vec());
+    drop(wal);
+    let (wal, rec) = Wal::open(shared.clone(), &dir(), small()).unwrap();
+    assert_eq!(rec.next_lsn, 301);
+    assert_eq!(rec.truncated_tail, None);
+    assert_eq!(collect(&wal, 1).unwrap(), expect);
+    assert_eq!(wal.append_data(b"more").unwrap(), 301);
+}
+
+#[test]
+fn truncate_below_drops_whole_old_files_only() {
+    let (_fs, shared) = fault_fs();
+    let (wal, _) = Wal::open(shared.clone(), &dir(), small()).unwrap();
+    for i in 1..=200u64 {
+        wal.append_data(&payload(i, 500)).unwrap();
+    }
+    let files = wal.files();
+    let third_first = files[3].first_lsn;
+    // A checkpoint just below file 3's first LSN frees files 0..=2.
+    assert_eq!(wal.truncate_below(third_first - 1).unwrap(), 3);
+    assert_eq!(wal.files()[0].first_lsn, third_first);
+    assert!(matches!(
+        wal.reader(1),
+        Err(Error::LsnTruncated { requested: 1, oldest }) if oldest == third_first
+    ));
+    assert_eq!(
+        collect(&wal, third_first).unwrap().len() as u64,
+        200 - third_first + 1
+    );
+    // Checkpoint past the end keeps the active file and the LSN counter.
+    wal.truncate_below(10_000).unwrap();
+    assert_eq!(wal.files().len(), 1);
+    drop(wal);
+    let (wal, rec) = Wal::open(shared, &dir(), small()).unwrap();
+    assert_eq!(rec.next_lsn, 201);
+    assert_eq!(wal.append_data(b"x").unwrap(), 201);
+}
+
+#[test]
+fn bad_input_is_a_typed_error_and_writes_nothing() {
+    let (_fs, shared) = fault_fs();
+    let (wal, _) = Wal::open(shared, &dir(), small()).unwrap();
+    assert!(matches!(
+        wal.append_data(&[0u8; 1025]),
+        Err(Error::RecordTooLarge {
+            len: 1025,
+            max: 1024
+        })
+    ));
+    assert!(matches!(
+        wal.append(RecordKind(0), b"x"),
+        Err(Error::ReservedKind(0))
+    ));
+    assert_eq!(wal.last_lsn(), 0);
+    assert_eq!(wal.append_data(&[7u8; 1024]).unwrap(), 1);
+}
+
+#[test]
+fn invalid_options_are_rejected() {
+    let (_fs, shared) = fault_fs();
+    for opts in [
+        Options {
+            segment_bytes_max: 100,
+            ..Options::default()
+        },
+        Options {
+            record_bytes_max: 0,
+            ..Options::default()
+        },
+        Options {
+            segment_bytes_max: 4096,
+            record_bytes_max: 4096,
+            ..Options::default()
+        },
+        Options {
+            sync: SyncMode::Batch(Duration::ZERO),
+            ..Options::default()
+        },
+    ] {
+        assert!(matches!(
+            Wal::open(shared.clone(), &dir(), opts),
+            Err(Error::InvalidOptions(_))
+        ));
+    }
+}
+
+#[test]
+fn ignorable_kinds_are_skipped_unknown_required_kinds_fail() {
+    let (_fs, shared) = fault_fs();
+    let (wal, _) = Wal::open(shared.clone(), &dir(), small()).unwrap();
+    wal.append(RecordKind(1), b"a").unwrap();
+    wal.append(RecordKind(200), b"optional").unwrap();
+    wal.append(RecordKind(2), b"b").unwrap();
+    drop(wal);
+    let old_reader = Options {
+        known_kinds_max: 2,
+        ..small()
+    };
+    let got = read_all(&shared, &dir(), old_reader).unwrap();
+    assert_eq!(got, vec![(1, b"a".to_vec()), (3, b"b".to_vec())]);
+    let older = Options {
+        known_kinds_max: 1,
+        ..small()
+    };
+    assert!(matches!(
+        read_all(&shared, &dir(), older),
+        Err(Error::UnknownKind {
+            kind: 2,
+            lsn: 3,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn failed_fsync_poisons_and_reopen_recovers_acknowledged() {
+    let (fs, shared) = fault_fs();
+    let (wal, _) = Wal::open(shared.clone(), &dir(), small()).unwrap();
+    wal.append_data(b"one").unwrap();
+    fs.set_faults(FaultConfig {
+        fail_sync_at: Some(1),
+        ..FaultConfig::default()
+    });
+    let e = wal.append_data(b"two").unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Io {
+                op: "fdatasync",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(wal.poisoned().is_some());
+    // Never retried: every later call fails, even though the disk works again.
+    assert!(matches!(
+        wal.append_data(b"three"),
+        Err(Error::Poisoned { .. })
+    ));
+    assert!(matches!(wal.sync(), Err(Error::Poisoned { .. })));
+    drop(wal);
+    let got = read_all(&shared, &dir(), small()).unwrap();
+    assert_eq!(got[0], (1, b"one".to_vec()));
+    assert!(
+        got.len() <= 2,
+        "the unacknowledged record may or may not be there"
+    );
+}
+
+#[test]
+fn enospc_poisons_and_reopen_works() {
+    let (fs, shared) = fault_fs();
+    let (wal, _) = Wal::open(shared.clone(), &dir(), small()).unwrap();
+    wal.append_data(b"one").unwrap();
+    fs.set_faults(FaultConfig {
+        enospc_write_at: Some(1),
+        ..FaultConfig::default()
+    });
+    let e = wal.append_data(b"two").unwrap_err();
+    match &e {
+        Error::Io { source, .. } => assert_eq!(source.raw_os_error(), Some(28)),
+        other => panic!("expected ENOSPC, got {other}"),
+    }
+    assert!(matches!(wal.append_data(b"x"), Err(Error::Poisoned { .. })));
+    drop(wal);
+    let (wal, rec) = Wal::open(shared, &dir(), small()).unwrap();
+    assert_eq!(rec.next_lsn, 2);
+    assert_eq!(wal.append_data(b"two again").unwrap(), 2);
+}
+
+#[test]
+fn concurrent_writers_share_fsyncs_on_a_real_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(StdFs::shared(), tmp.path(), Options::default()).unwrap();
+    let wal = Arc::new(wal);
+    let threads = 8;
+    let per = 50u64;
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let wal = wal.clone();
+            std::thread::spawn(move || {
+                (0..per)
+                    .map(|i| {
+                        let lsn = wal.append_data(&payload(t * 1000 + i, 256)).unwrap();
+                        assert!(wal.durable_lsn() >= lsn, "acknowledged before durable");
+                        (lsn, t * 1000 + i)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut acked: Vec<(u64, u64)> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    acked.sort_unstable();
+    let stats = wal.stats();
+    assert_eq!(stats.records, threads * per);
+    assert!(stats.syncs <= stats.records);
+    let got = collect(&wal, 1).unwrap();
+    assert_eq!(got.len(), acked.len());
+    for ((lsn, id), (glsn, gp)) in acked.iter().zip(&got) {
+        assert_eq!(lsn, glsn);
+        assert_eq!(gp, &payload(*id, 256));
+    }
+}
+
+#[test]
+fn batch_mode_syncs_in_the_background() {
+    let (_fs, shared) = fault_fs();
+    let opts = Options {
+        sync: SyncMode::Batch(Duration::from_millis(5)),
+        ..small()
+    };
+    let (wal, _) = Wal::open(shared, &dir(), opts).unwrap();
+    let lsn = wal.append_data(b"a").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while wal.durable_lsn() < lsn {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "background sync never ran"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    wal.close().unwrap();
+}
+
+#[test]
+fn never_mode_acks_written_and_sync_makes_durable() {
+    let (fs, shared) = fault_fs();
+    let opts = Options {
+        sync: SyncMode::Never,
+        ..small()
+    };
+    let (wal, _) = Wal::open(shared.clone(), &dir(), opts).unwrap();
+    for i in 1..=5 {
+        wal.append_data(&payload(i, 40)).unwrap();
+    }
+    assert_eq!(wal.durable_lsn(), 0);
+    assert_eq!(wal.sync().unwrap(), 5);
+    wal.append_data(b"lost on power failure, maybe").unwrap();
+    std::mem::forget(wal); // no close-time sync: simulate power loss right now
+    fs.crash(3);
+    let got = read_all(&shared, &dir(), opts).unwrap();
+    assert!(got.len() == 5 || got.len() == 6);
+}
+
+#[test]
+fn strict_mode_refuses_a_torn_tail_tolerant_mode_cuts_it() {
+    let (fs, shared) = fault_fs();
+    let (wal, _) = Wal::open(shared.clone(), &dir(), small()).unwrap();
+    wal.append_data(b"first").unwrap();
+    wal.append_data(b"second").unwrap();
+    let path = wal.files()[0].path.clone();
+    drop(wal);
+    let len = fs.read_file(&path).unwrap().len() as u64;
+    fs.truncate(&path, len - 3).unwrap();
+    let strict = Options {
+        recovery: RecoveryMode::Strict,
+        ..small()
+    };
+    assert!(Wal::open(shared.clone(), &dir(), strict)
+        .unwrap_err()
+        .is_corruption());
+    let (wal, rec) = Wal::open(shared.clone(), &dir(), small()).unwrap();
+    let tail = rec.truncated_tail.unwrap();
+    assert_eq!(tail.bytes_dropped, 20 + 6 - 3);
+    assert_eq!(collect(&wal, 1).unwrap(), vec![(1, b"first".to_vec())]);
+    assert_eq!(wal.append_data(b"again").unwrap(), 2);
+    drop(wal);
+    // Recovery is idempotent: nothing more to cut.
+    let (_wal, rec) = Wal::open(shared, &dir(), strict).unwrap();
+    assert_eq!((rec.next_lsn, rec.truncated_tail), (3, None));
+}
