@@ -65,7 +65,7 @@ fn replay(fs: &Arc<dyn Fs>, dir: &Path, opts: Options) -> Option<Vec<(u64, Vec<u
     let (wal, _) = Wal::open(fs.clone(), dir, opts).ok()?;
     let mut reader = wal.reader(1).ok()?;
     let mut out = Vec::new();
-    while let Ok(Some(r)) = reader.next() {
+    while let Ok(Some(r)) = reader.next_record() {
         out.push((r.lsn, r.payload.to_vec()));
     }
     Some(out)

@@ -18,7 +18,7 @@
 //!
 //! let (wal, _) = Wal::open(StdFs::shared(), dir.path(), Options::default())?;
 //! let mut reader = wal.reader(1)?;
-//! let rec = reader.next()?.expect("one record");
+//! let rec = reader.next_record()?.expect("one record");
 //! assert_eq!((rec.lsn, rec.payload), (lsn, &b"hello"[..]));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

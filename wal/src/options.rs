@@ -6,21 +6,16 @@ use crate::format::{FILE_HEADER_BYTES, RECORD_BYTES_LIMIT, RECORD_HEADER_BYTES};
 use crate::{Error, Result};
 
 /// When an append is acknowledged. See `docs/durability.md`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SyncMode {
     /// Acknowledge after the fdatasync that covers the record (group commit). Survives power loss.
+    #[default]
     Always,
     /// Acknowledge once the record is written to the OS (survives a process crash); a background
     /// thread fdatasyncs at most this long after a write, bounding what power loss can take.
     Batch(Duration),
     /// Acknowledge once written to the OS; fdatasync only on rotation, `sync()` and close.
     Never,
-}
-
-impl Default for SyncMode {
-    fn default() -> Self {
-        SyncMode::Always
-    }
 }
 
 /// What recovery does with bad bytes at the end of the newest log file.

@@ -157,7 +157,7 @@ pub(crate) fn find_valid_frame(buf: &[u8], from: usize, seed: u32) -> Option<usi
 
 /// Replays records in LSN order from a starting LSN up to (excluding) an end LSN.
 ///
-/// It is a lending iterator: [`WalReader::next`] returns a record borrowing the reader's buffer.
+/// It is a lending iterator: [`WalReader::next_record`] returns a record borrowing the reader's buffer.
 #[derive(Debug)]
 pub struct WalReader {
     fs: SharedFs,
@@ -229,7 +229,7 @@ impl WalReader {
     }
 
     /// The next record, `None` at the end.
-    pub fn next(&mut self) -> Result<Option<RecordRef<'_>>> {
+    pub fn next_record(&mut self) -> Result<Option<RecordRef<'_>>> {
         loop {
             let Some(scan) = self.scan.as_mut() else {
                 match self.load(self.file_idx)? {

@@ -1,6 +1,14 @@
 //! Behaviour of the log through its public API: append, rotate, replay, truncate, options,
 //! record kinds, poisoning.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "test code: a failed assumption should abort the test loudly"
+)]
+
 mod common;
 
 use std::sync::Arc;

@@ -190,7 +190,7 @@ impl FaultFs {
     /// file (the last one possibly torn at a 512-byte boundary). Clears faults; old handles go stale.
     pub fn crash(&self, seed: u64) {
         let mut st = self.lock();
-        let mut rng = seed ^ 0x5EED_0F_C2A5;
+        let mut rng = seed ^ 0x005E_ED0F_C2A5;
         let names = st.durable_names.clone();
         let live: BTreeSet<u64> = names.values().copied().collect();
         let mut inodes = HashMap::new();
@@ -544,7 +544,7 @@ mod tests {
             assert!(got.len() >= 100, "synced bytes survive");
             assert_eq!(&got[..], &full[..got.len()], "a prefix, never a hole");
             assert!(
-                got.len() == 100 || got.len() == 1700 || got.len() == 3000 || got.len() % 512 == 0,
+                got.len() == 100 || got.len() == 1700 || got.len() == 3000 || got.len().is_multiple_of(512),
                 "tears land on sector boundaries, got {}",
                 got.len()
             );

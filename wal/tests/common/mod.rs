@@ -30,7 +30,7 @@ pub fn read_all(
 pub fn collect(wal: &Wal, from: u64) -> strata_wal::Result<Vec<(u64, Vec<u8>)>> {
     let mut r = wal.reader(from)?;
     let mut out = Vec::new();
-    while let Some(rec) = r.next()? {
+    while let Some(rec) = r.next_record()? {
         out.push((rec.lsn, rec.payload.to_vec()));
     }
     Ok(out)

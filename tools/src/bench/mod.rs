@@ -1,0 +1,42 @@
+//! `strata bench`: workloads measured against peers in the same run, with machine notes.
+
+mod machine;
+#[cfg(feature = "rocksdb")]
+mod rocks;
+mod wal;
+
+use clap::Subcommand;
+
+pub use machine::MachineNotes;
+
+use crate::CliResult;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// WAL group commit (1/4/16/64 writers, Sync::Always) vs raw write+fdatasync and RocksDB,
+    /// and replay speed of a large log.
+    Wal(wal::WalBenchArgs),
+}
+
+pub fn run(cmd: BenchCommand) -> CliResult {
+    match cmd {
+        BenchCommand::Wal(args) => wal::run(&args),
+    }
+}
+
+/// Percentile of sorted samples (nearest rank).
+pub fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted.get(rank.min(sorted.len() - 1)).copied().unwrap_or(0)
+}
+
+/// Drop the page cache (needs root). Returns whether it worked.
+pub fn drop_caches() -> bool {
+    let synced = std::process::Command::new("sync")
+        .status()
+        .is_ok_and(|s| s.success());
+    synced && std::fs::write("/proc/sys/vm/drop_caches", "3\n").is_ok()
+}

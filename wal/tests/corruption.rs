@@ -1,0 +1,206 @@
+//! Corruption matrix for log files: truncate at every tail byte, flip one bit per 512 bytes,
+//! zero each sector. Every case must give exactly the outcome the recovery rule specifies —
+//! a corruption error, or (damage only in the newest file's last frames, with no intact frame
+//! after it) the undamaged prefix — never a panic and never a wrong record.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "test code: a failed assumption should abort the test loudly"
+)]
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+use rand::{Rng, SeedableRng};
+use strata_wal::io::FaultFs;
+use strata_wal::{Error, Options, RecoveryMode, Wal};
+
+static CHECKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+const HEADER: usize = 32;
+const FRAME_HEADER: usize = 20;
+
+/// (lsn, frame start, frame end) of one record in its file.
+type FrameSpan = (u64, usize, usize);
+
+struct Log {
+    fs: FaultFs,
+    /// Per file: path, bytes, and (lsn, frame start, frame end) of each record.
+    files: Vec<(PathBuf, Vec<u8>, Vec<FrameSpan>)>,
+    records: Vec<(u64, Vec<u8>)>,
+}
+
+fn opts() -> Options {
+    Options {
+        segment_bytes_max: 4096,
+        record_bytes_max: 1024,
+        ..Options::default()
+    }
+}
+
+/// A log of `n` records with non-zero payloads over one or more 4 KiB files.
+fn build(n: u64) -> Log {
+    let (fs, shared) = fault_fs();
+    let (wal, _) = Wal::open(shared, &dir(), opts()).unwrap();
+    let mut records = Vec::new();
+    for i in 1..=n {
+        let p: Vec<u8> = payload(i, 60 + (i as usize * 53) % 300)
+            .iter()
+            .map(|b| b | 1)
+            .collect();
+        wal.append_data(&p).unwrap();
+        records.push((i, p));
+    }
+    let mut files = Vec::new();
+    for f in wal.files() {
+        let bytes = fs.read_file(&f.path).unwrap();
+        let mut frames = Vec::new();
+        let mut at = HEADER;
+        let mut lsn = f.first_lsn;
+        while at < bytes.len() {
+            let len = records[(lsn - 1) as usize].1.len();
+            frames.push((lsn, at, at + FRAME_HEADER + len));
+            at += FRAME_HEADER + len;
+            lsn += 1;
+        }
+        assert_eq!(at, bytes.len());
+        files.push((f.path, bytes, frames));
+    }
+    drop(wal);
+    Log { fs, files, records }
+}
+
+/// The outcome the recovery rule prescribes when file `fi` is replaced by `damaged`.
+fn expected(log: &Log, fi: usize, damaged: &[u8]) -> Option<Vec<(u64, Vec<u8>)>> {
+    let (_, orig, frames) = &log.files[fi];
+    let differs = |s: usize, e: usize| damaged.get(s..e) != orig.get(s..e);
+    if differs(0, HEADER) {
+        return None; // header damage is always corruption
+    }
+    let Some(first_bad) = frames.iter().position(|&(_, s, e)| differs(s, e)) else {
+        return Some(log.records.clone()); // nothing changed
+    };
+    let intact_after = frames[first_bad + 1..]
+        .iter()
+        .any(|&(_, s, e)| !differs(s, e));
+    let is_last_file = fi + 1 == log.files.len();
+    if intact_after || !is_last_file {
+        return None;
+    }
+    let lsn = frames[first_bad].0;
+    Some(log.records[..(lsn - 1) as usize].to_vec())
+}
+
+fn check(log: &Log, fi: usize, damaged: &[u8], what: &str) {
+    let path = &log.files[fi].0;
+    // Fresh copy of the pristine log, then install the damaged file.
+    let fs = FaultFs::new();
+    let shared: std::sync::Arc<dyn strata_wal::io::Fs> = std::sync::Arc::new(fs.clone());
+    use strata_wal::io::Fs as _;
+    fs.create_dir_all(&dir()).unwrap();
+    for (p, bytes, _) in &log.files {
+        fs.write_file_durable(p, bytes).unwrap();
+    }
+    fs.write_file_durable(path, damaged).unwrap();
+    let got = read_all(&shared, &dir(), opts());
+    match (expected(log, fi, damaged), got) {
+        (Some(want), Ok(got)) => assert!(
+            got == want,
+            "{what}: got {} records, want {}",
+            got.len(),
+            want.len()
+        ),
+        (None, Err(e)) => assert!(e.is_corruption(), "{what}: wrong error kind {e}"),
+        (Some(want), Err(e)) => panic!("{what}: want {} records, got error {e}", want.len()),
+        (None, Ok(got)) => panic!("{what}: corruption undetected, read {} records", got.len()),
+    }
+    let _ = &log.fs;
+    CHECKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+#[test]
+fn truncate_at_every_tail_byte() {
+    let log = build(12);
+    assert_eq!(log.files.len(), 1);
+    let bytes = &log.files[0].1;
+    for len in 0..bytes.len() {
+        check(&log, 0, &bytes[..len], &format!("truncate to {len}"));
+    }
+    eprintln!(
+        "checks so far: {}",
+        CHECKS.load(std::sync::atomic::Ordering::Relaxed)
+    );
+}
+
+#[test]
+fn truncation_in_strict_mode_is_an_error_unless_on_a_boundary() {
+    let log = build(6);
+    let (path, bytes, frames) = &log.files[0];
+    let ends: Vec<usize> = frames.iter().map(|f| f.2).collect();
+    for len in HEADER..bytes.len() {
+        let fs = FaultFs::new();
+        let shared: std::sync::Arc<dyn strata_wal::io::Fs> = std::sync::Arc::new(fs.clone());
+        use strata_wal::io::Fs as _;
+        fs.create_dir_all(&dir()).unwrap();
+        fs.write_file_durable(path, &bytes[..len]).unwrap();
+        let strict = Options {
+            recovery: RecoveryMode::Strict,
+            ..opts()
+        };
+        let r = Wal::open(shared, &dir(), strict);
+        if len == HEADER || ends.contains(&len) {
+            assert!(r.is_ok(), "boundary {len}");
+        } else {
+            assert!(matches!(r, Err(Error::Corruption { .. })), "torn at {len}");
+        }
+    }
+}
+
+#[test]
+fn flip_one_bit_per_512_bytes_in_every_file() {
+    let log = build(60);
+    assert!(log.files.len() >= 3, "need several files");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5712);
+    for (fi, (_, bytes, _)) in log.files.iter().enumerate() {
+        for block in 0..bytes.len().div_ceil(512) {
+            for _ in 0..4 {
+                let off = (block * 512 + rng.gen_range(0..512)).min(bytes.len() - 1);
+                let bit = rng.gen_range(0..8);
+                let mut d = bytes.clone();
+                d[off] ^= 1 << bit;
+                check(
+                    &log,
+                    fi,
+                    &d,
+                    &format!("file {fi} flip byte {off} bit {bit}"),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn zero_each_sector_in_every_file() {
+    let log = build(60);
+    for (fi, (_, bytes, _)) in log.files.iter().enumerate() {
+        for s in 0..bytes.len().div_ceil(512) {
+            let mut d = bytes.clone();
+            let end = ((s + 1) * 512).min(d.len());
+            d[s * 512..end].fill(0);
+            check(&log, fi, &d, &format!("file {fi} zero sector {s}"));
+        }
+    }
+}
+
+#[test]
+fn zeroed_tail_after_file_extension_is_truncated() {
+    // A crash can leave the file extended with zeros (size updated, data not written).
+    let log = build(5);
+    let mut d = log.files[0].1.clone();
+    d.extend_from_slice(&[0u8; 1000]);
+    check(&log, 0, &d, "zero-extended");
+}
