@@ -31,6 +31,17 @@ impl Condvar {
     pub(crate) fn wait<'a, T>(&self, g: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
         self.0.wait(g).unwrap_or_else(|e| e.into_inner())
     }
+    #[cfg(not(loom))]
+    pub(crate) fn wait_timeout<'a, T>(
+        &self,
+        g: MutexGuard<'a, T>,
+        dur: std::time::Duration,
+    ) -> MutexGuard<'a, T> {
+        match self.0.wait_timeout(g, dur) {
+            Ok((g, _)) => g,
+            Err(e) => e.into_inner().0,
+        }
+    }
     pub(crate) fn notify_all(&self) {
         self.0.notify_all();
     }

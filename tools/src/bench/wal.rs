@@ -152,8 +152,13 @@ fn strata(dir: &Path, threads: usize, args: &WalBenchArgs) -> CliResult<Point> {
         w.append_data(&payload)?;
         Ok(())
     })?;
-    let syncs = wal.stats().syncs;
-    Ok(point("strata", threads, n, secs, syncs, &lat))
+    let st = wal.stats();
+    eprintln!(
+        "  strata {threads} writers: avg fsync {:.0} µs, avg gather {:.0} µs per round",
+        st.sync_ns as f64 / st.syncs.max(1) as f64 / 1e3,
+        st.gather_ns as f64 / st.syncs.max(1) as f64 / 1e3
+    );
+    Ok(point("strata", threads, n, secs, st.syncs, &lat))
 }
 
 fn replay(dir: &Path, args: &WalBenchArgs) -> CliResult<Replay> {
