@@ -52,6 +52,7 @@ pub fn replay_log_bytes(data: &[u8]) {
     let shared: Arc<dyn Fs> = Arc::new(fs);
     let opts = Options {
         recovery: RecoveryMode::TolerateCorruptTail,
+        preallocate: false,
         ..Options::default()
     };
     let first = replay(&shared, dir, opts);

@@ -17,18 +17,23 @@
 //!   steady state of N writers splits into two alternating halves of N/2 per fsync). A lone
 //!   writer never waits: it is the only record expected.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 #[cfg(not(loom))]
 use std::time::{Duration, Instant};
 
 use crate::format::{encode_record, frame_bytes, RecordKind, FILE_HEADER_BYTES};
+use crate::prealloc::SparePool;
 use crate::sync::{Condvar, Mutex};
 use crate::{Error, Lsn, Result};
 
 /// A file the sink must start before writing the chunk that carries it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct NewFile {
     pub first_lsn: Lsn,
     pub crc_seed: u32,
+    /// A zero-filled spare to turn into this file, if one was ready.
+    pub spare: Option<PathBuf>,
 }
 
 /// Encoded frames destined for one log file.
@@ -49,20 +54,30 @@ pub(crate) struct Pending {
     pub segment_bytes_max: u64,
     /// State of the seed generator for new files.
     pub seed_state: u64,
+    /// Whether that file was preallocated (zero-filled); if not, rotate as soon as a spare is ready.
+    pub file_preallocated: bool,
+    /// Source of preallocated files, if enabled.
+    pub spares: Option<Arc<SparePool>>,
 }
 
 impl Pending {
     fn push(&mut self, lsn: Lsn, kind: RecordKind, payload: &[u8]) {
         let need = frame_bytes(payload.len()) as u64;
-        if self.file_bytes > FILE_HEADER_BYTES as u64
-            && self.file_bytes + need > self.segment_bytes_max
-        {
+        let started = self.file_bytes > FILE_HEADER_BYTES as u64;
+        let full = started && self.file_bytes + need > self.segment_bytes_max;
+        let upgrade = started
+            && !self.file_preallocated
+            && self.spares.as_ref().is_some_and(|p| p.has_spare());
+        if full || upgrade {
+            let spare = self.spares.as_ref().and_then(|p| p.claim());
+            self.file_preallocated = spare.is_some();
             self.file_seed = next_seed(&mut self.seed_state);
             self.file_bytes = FILE_HEADER_BYTES as u64;
             self.chunks.push(Chunk {
                 new_file: Some(NewFile {
                     first_lsn: lsn,
                     crc_seed: self.file_seed,
+                    spare,
                 }),
                 bytes: Vec::new(),
             });
@@ -382,6 +397,8 @@ mod loom_tests {
             file_bytes: FILE_HEADER_BYTES as u64,
             segment_bytes_max: 1 << 20,
             seed_state: 1,
+            file_preallocated: true,
+            spares: None,
         };
         (Arc::new(GroupCommit::new(sink, pending, 1)), durable)
     }

@@ -29,6 +29,7 @@ pub mod fuzzing;
 mod group_commit;
 pub mod io;
 mod options;
+mod prealloc;
 mod reader;
 mod sync;
 mod wal;

@@ -47,6 +47,9 @@ pub struct Options {
     pub record_bytes_max: u32,
     /// Tail handling at open. Default: [`RecoveryMode::TolerateCorruptTail`].
     pub recovery: RecoveryMode,
+    /// Keep a zero-filled, fsynced spare log file ready (background thread) so appends overwrite
+    /// allocated bytes and fdatasync commits no metadata. Default true.
+    pub preallocate: bool,
     /// Highest record kind the reader understands; unknown kinds above it fail unless ignorable
     /// (>= 128), which are skipped. Default 255 (every kind is passed to the caller).
     pub known_kinds_max: u8,
@@ -59,6 +62,7 @@ impl Default for Options {
             segment_bytes_max: 64 << 20,
             record_bytes_max: 8 << 20,
             recovery: RecoveryMode::TolerateCorruptTail,
+            preallocate: true,
             known_kinds_max: u8::MAX,
         }
     }

@@ -128,6 +128,15 @@ impl FileScan {
     }
 
     fn bad<T>(&self, buf: &[u8], reason: &'static str) -> Result<T, Stop> {
+        // Zeros to the end of the file are preallocation padding: a clean end.
+        if buf
+            .get(self.pos..)
+            .unwrap_or_default()
+            .iter()
+            .all(|&b| b == 0)
+        {
+            return Err(Stop::End);
+        }
         match find_valid_frame(buf, self.pos + 1, self.seed) {
             Some(later) => Err(Stop::Corrupt {
                 offset: self.pos,

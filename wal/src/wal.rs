@@ -20,6 +20,7 @@ use crate::group_commit::{
 };
 use crate::io::{FileHandle, SharedFs};
 use crate::options::{Options, RecoveryMode, SyncMode};
+use crate::prealloc::Preallocator;
 use crate::reader::{
     file_name, list_files, FileScan, LogFile, Stop, WalReader, FILE_READ_BYTES_MAX,
 };
@@ -55,21 +56,33 @@ fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Create `dir/NAME.wal` for `nf` durably: header to a temp file, fsync, rename, fsync dir.
+/// Create `dir/NAME.wal` for `nf` durably: header into a temp file (a zero-filled spare when
+/// one is ready), fsync, rename, fsync dir.
 fn create_log_file(
     fs: &SharedFs,
     dir: &Path,
-    nf: NewFile,
+    nf: &NewFile,
 ) -> Result<(Arc<dyn FileHandle>, PathBuf)> {
     let path = dir.join(file_name(nf.first_lsn));
-    let tmp = dir.join(format!("{}.tmp", file_name(nf.first_lsn)));
-    if fs.exists(&tmp) {
-        fs.remove_file(&tmp)
-            .map_err(|e| Error::io("remove", &tmp, e))?;
-    }
-    let file = fs
-        .create_new(&tmp)
-        .map_err(|e| Error::io("create", &tmp, e))?;
+    let (tmp, file) = match &nf.spare {
+        Some(spare) => {
+            let file = fs
+                .open(spare, true)
+                .map_err(|e| Error::io("open spare", spare, e))?;
+            (spare.clone(), file)
+        }
+        None => {
+            let tmp = dir.join(format!("{}.tmp", file_name(nf.first_lsn)));
+            if fs.exists(&tmp) {
+                fs.remove_file(&tmp)
+                    .map_err(|e| Error::io("remove", &tmp, e))?;
+            }
+            let file = fs
+                .create_new(&tmp)
+                .map_err(|e| Error::io("create", &tmp, e))?;
+            (tmp, file)
+        }
+    };
     let header = FileHeader {
         crc_seed: nf.crc_seed,
         first_lsn: nf.first_lsn,
@@ -107,7 +120,7 @@ impl std::fmt::Debug for LogSink {
 impl Sink for LogSink {
     fn write(&mut self, chunks: &[Chunk]) -> Result<()> {
         for chunk in chunks {
-            if let Some(nf) = chunk.new_file {
+            if let Some(nf) = &chunk.new_file {
                 self.file
                     .sync_data()
                     .map_err(|e| Error::io("fdatasync before rotation", &self.path, e))?;
@@ -193,6 +206,8 @@ impl Syncer {
 pub struct Wal {
     inner: Arc<Inner>,
     syncer: Option<Syncer>,
+    /// Kept for its drop: stops the spare-file thread.
+    _prealloc: Option<Preallocator>,
 }
 
 impl std::fmt::Debug for Wal {
@@ -233,8 +248,9 @@ impl Wal {
                 let nf = NewFile {
                     first_lsn: 1,
                     crc_seed: next_seed(&mut seed_state),
+                    spare: None,
                 };
-                let (file, path) = create_log_file(&fs, dir, nf)?;
+                let (file, path) = create_log_file(&fs, dir, &nf)?;
                 files.push(LogFile {
                     first_lsn: 1,
                     path: path.clone(),
@@ -247,6 +263,12 @@ impl Wal {
                 (file, last.path.clone(), end, next, seed)
             }
         };
+        // A file as long as a segment was preallocated (its zeros are padding).
+        let file_preallocated =
+            file.len().map_err(|e| Error::io("stat", &path, e))? >= options.segment_bytes_max;
+        let prealloc = options
+            .preallocate
+            .then(|| Preallocator::start(fs.clone(), dir, options.segment_bytes_max));
 
         let pending = Pending {
             chunks: Vec::new(),
@@ -254,6 +276,8 @@ impl Wal {
             file_bytes: offset,
             segment_bytes_max: options.segment_bytes_max,
             seed_state,
+            file_preallocated,
+            spares: prealloc.as_ref().map(|p| p.pool.clone()),
         };
         let files = Arc::new(StdMutex::new(files));
         let sink = LogSink {
@@ -281,7 +305,14 @@ impl Wal {
             truncated_tail,
             temp_files_removed,
         };
-        Ok((Wal { inner, syncer }, recovery))
+        Ok((
+            Wal {
+                inner,
+                syncer,
+                _prealloc: prealloc,
+            },
+            recovery,
+        ))
     }
 
     /// Append a [`RecordKind::DATA`] record; see [`Wal::append`].
@@ -445,7 +476,8 @@ fn recover_last(fs: &SharedFs, last: &LogFile, mode: RecoveryMode) -> Result<Rec
         match scan.next(&buf) {
             Ok(_) => {}
             Err(Stop::End) => {
-                return Ok((file, buf.len() as u64, scan.next_lsn, scan.seed, None));
+                // End of records; zero padding after them (preallocation) is kept.
+                return Ok((file, scan.pos as u64, scan.next_lsn, scan.seed, None));
             }
             Err(Stop::Corrupt { offset, reason }) => {
                 return Err(Error::corruption(path, offset as u64, expected, reason));

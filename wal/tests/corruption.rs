@@ -36,18 +36,32 @@ struct Log {
 
 fn opts() -> Options {
     Options {
+        preallocate: false,
         segment_bytes_max: 4096,
         record_bytes_max: 1024,
         ..Options::default()
     }
 }
 
-/// A log of `n` records with non-zero payloads over one or more 4 KiB files.
-fn build(n: u64) -> Log {
+/// A log of `n` records with non-zero payloads over one or more 4 KiB files; with
+/// `preallocate`, some files are zero-padded spares (which ones depends on timing).
+fn build_with(n: u64, preallocate: bool) -> Log {
     let (fs, shared) = fault_fs();
-    let (wal, _) = Wal::open(shared, &dir(), opts()).unwrap();
+    let (wal, _) = Wal::open(
+        shared,
+        &dir(),
+        Options {
+            preallocate,
+            ..opts()
+        },
+    )
+    .unwrap();
+    if preallocate {
+        wal.append_data(b"first").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20)); // let a spare get ready
+    }
     let mut records = Vec::new();
-    for i in 1..=n {
+    for i in (wal.last_lsn() + 1)..=n {
         let p: Vec<u8> = payload(i, 60 + (i as usize * 53) % 300)
             .iter()
             .map(|b| b | 1)
@@ -55,23 +69,31 @@ fn build(n: u64) -> Log {
         wal.append_data(&p).unwrap();
         records.push((i, p));
     }
+    if preallocate {
+        records.insert(0, (1, b"first".to_vec()));
+    }
     let mut files = Vec::new();
     for f in wal.files() {
         let bytes = fs.read_file(&f.path).unwrap();
         let mut frames = Vec::new();
         let mut at = HEADER;
         let mut lsn = f.first_lsn;
-        while at < bytes.len() {
+        while at < bytes.len() && bytes[at..].iter().any(|&b| b != 0) {
             let len = records[(lsn - 1) as usize].1.len();
             frames.push((lsn, at, at + FRAME_HEADER + len));
             at += FRAME_HEADER + len;
             lsn += 1;
         }
-        assert_eq!(at, bytes.len());
+        // The rest is zero padding of a preallocated file (or nothing).
+        assert!(bytes[at..].iter().all(|&b| b == 0));
         files.push((f.path, bytes, frames));
     }
     drop(wal);
     Log { fs, files, records }
+}
+
+fn build(n: u64) -> Log {
+    build_with(n, false)
 }
 
 /// The outcome the recovery rule prescribes when file `fi` is replaced by `damaged`.
@@ -81,13 +103,19 @@ fn expected(log: &Log, fi: usize, damaged: &[u8]) -> Option<Vec<(u64, Vec<u8>)>>
     if differs(0, HEADER) {
         return None; // header damage is always corruption
     }
+    let is_last_file = fi + 1 == log.files.len();
     let Some(first_bad) = frames.iter().position(|&(_, s, e)| differs(s, e)) else {
-        return Some(log.records.clone()); // nothing changed
+        // Frames intact. Garbage in the padding after them is a torn tail in the newest file
+        // (cut away) and damage in a sealed one. Zeros (or a cut) are a clean end.
+        let end = frames.last().map_or(HEADER, |f| f.2);
+        let garbage = damaged
+            .get(end..)
+            .is_some_and(|p| p.iter().any(|&b| b != 0));
+        return (is_last_file || !garbage).then(|| log.records.clone());
     };
     let intact_after = frames[first_bad + 1..]
         .iter()
         .any(|&(_, s, e)| !differs(s, e));
-    let is_last_file = fi + 1 == log.files.len();
     if intact_after || !is_last_file {
         return None;
     }
@@ -162,7 +190,18 @@ fn truncation_in_strict_mode_is_an_error_unless_on_a_boundary() {
 
 #[test]
 fn flip_one_bit_per_512_bytes_in_every_file() {
-    let log = build(60);
+    flip_bits(&build(60));
+    let log = build_with(60, true);
+    assert!(
+        log.files
+            .iter()
+            .any(|f| f.1.len() == 4096 && f.1.ends_with(&[0; 16])),
+        "no padded file"
+    );
+    flip_bits(&log);
+}
+
+fn flip_bits(log: &Log) {
     assert!(log.files.len() >= 3, "need several files");
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5712);
     for (fi, (_, bytes, _)) in log.files.iter().enumerate() {
@@ -173,7 +212,7 @@ fn flip_one_bit_per_512_bytes_in_every_file() {
                 let mut d = bytes.clone();
                 d[off] ^= 1 << bit;
                 check(
-                    &log,
+                    log,
                     fi,
                     &d,
                     &format!("file {fi} flip byte {off} bit {bit}"),
@@ -185,13 +224,17 @@ fn flip_one_bit_per_512_bytes_in_every_file() {
 
 #[test]
 fn zero_each_sector_in_every_file() {
-    let log = build(60);
+    zero_sectors(&build(60));
+    zero_sectors(&build_with(60, true));
+}
+
+fn zero_sectors(log: &Log) {
     for (fi, (_, bytes, _)) in log.files.iter().enumerate() {
         for s in 0..bytes.len().div_ceil(512) {
             let mut d = bytes.clone();
             let end = ((s + 1) * 512).min(d.len());
             d[s * 512..end].fill(0);
-            check(&log, fi, &d, &format!("file {fi} zero sector {s}"));
+            check(log, fi, &d, &format!("file {fi} zero sector {s}"));
         }
     }
 }

@@ -544,7 +544,10 @@ mod tests {
             assert!(got.len() >= 100, "synced bytes survive");
             assert_eq!(&got[..], &full[..got.len()], "a prefix, never a hole");
             assert!(
-                got.len() == 100 || got.len() == 1700 || got.len() == 3000 || got.len().is_multiple_of(512),
+                got.len() == 100
+                    || got.len() == 1700
+                    || got.len() == 3000
+                    || got.len().is_multiple_of(512),
                 "tears land on sector boundaries, got {}",
                 got.len()
             );
