@@ -11,7 +11,7 @@
 //!   every waiter not yet covered gets [`Error::Poisoned`], and so does every later call.
 //!   Nothing is ever retried.
 //! - *Gathering* (a performance heuristic, not a correctness mechanism): a leader that is about
-//!   to fsync for appenders waits briefly — at most half the recent fsync time — until as many
+//!   to fsync for appenders waits briefly — at most a quarter of the recent fsync time — until as many
 //!   records are pending as the previous round acknowledged plus those that queued behind it,
 //!   so writers acknowledged a moment ago join this fsync instead of the next one (without it a
 //!   steady state of N writers splits into two alternating halves of N/2 per fsync). A lone
@@ -296,7 +296,7 @@ impl<S: Sink> GroupCommit<S> {
         if pending(&st) >= st.expect_next {
             return st;
         }
-        let budget = Duration::from_nanos((st.sync_ns_avg / 2).min(GATHER_NS_MAX));
+        let budget = Duration::from_nanos((st.sync_ns_avg / 4).min(GATHER_NS_MAX));
         let start = Instant::now();
         let deadline = start + budget;
         st.gathering = true;

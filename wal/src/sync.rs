@@ -1,48 +1,82 @@
-//! Synchronisation shim: std primitives normally, `loom`'s under `--cfg loom` so the
+//! Synchronisation shim: `parking_lot` normally, `loom`'s primitives under `--cfg loom` so the
 //! group-commit handoff can be model-checked (see `group_commit::loom_tests`).
 //! Only poison-free `lock`/`wait` are exposed: a panicking thread cannot wedge the log.
+//!
+//! Why `parking_lot`: its `notify_all` requeues waiters onto the mutex instead of waking them
+//! all to fight for it, which measurably cuts context switches per acknowledged append
+//! (`docs/benchmarks.md`, WAL section).
 
 #[cfg(loom)]
-pub(crate) use loom::sync::{Condvar as RawCondvar, Mutex as RawMutex, MutexGuard};
-#[cfg(not(loom))]
-pub(crate) use std::sync::{Condvar as RawCondvar, Mutex as RawMutex, MutexGuard};
+mod imp {
+    pub(crate) use loom::sync::MutexGuard;
 
-/// A mutex whose `lock` ignores poisoning.
-#[derive(Debug)]
-pub(crate) struct Mutex<T>(RawMutex<T>);
+    #[derive(Debug)]
+    pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
 
-impl<T> Mutex<T> {
-    pub(crate) fn new(v: T) -> Self {
-        Mutex(RawMutex::new(v))
-    }
-    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// A condition variable paired with [`Mutex`].
-#[derive(Debug, Default)]
-pub(crate) struct Condvar(RawCondvar);
-
-impl Condvar {
-    pub(crate) fn new() -> Self {
-        Condvar(RawCondvar::new())
-    }
-    pub(crate) fn wait<'a, T>(&self, g: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
-        self.0.wait(g).unwrap_or_else(|e| e.into_inner())
-    }
-    #[cfg(not(loom))]
-    pub(crate) fn wait_timeout<'a, T>(
-        &self,
-        g: MutexGuard<'a, T>,
-        dur: std::time::Duration,
-    ) -> MutexGuard<'a, T> {
-        match self.0.wait_timeout(g, dur) {
-            Ok((g, _)) => g,
-            Err(e) => e.into_inner().0,
+    impl<T> Mutex<T> {
+        pub(crate) fn new(v: T) -> Self {
+            Mutex(loom::sync::Mutex::new(v))
+        }
+        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+            self.0.lock().unwrap_or_else(|e| e.into_inner())
         }
     }
-    pub(crate) fn notify_all(&self) {
-        self.0.notify_all();
+
+    #[derive(Debug, Default)]
+    pub(crate) struct Condvar(loom::sync::Condvar);
+
+    impl Condvar {
+        pub(crate) fn new() -> Self {
+            Condvar(loom::sync::Condvar::new())
+        }
+        pub(crate) fn wait<'a, T>(&self, g: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+            self.0.wait(g).unwrap_or_else(|e| e.into_inner())
+        }
+        pub(crate) fn notify_all(&self) {
+            self.0.notify_all();
+        }
     }
 }
+
+#[cfg(not(loom))]
+mod imp {
+    pub(crate) use parking_lot::MutexGuard;
+
+    #[derive(Debug)]
+    pub(crate) struct Mutex<T>(parking_lot::Mutex<T>);
+
+    impl<T> Mutex<T> {
+        pub(crate) fn new(v: T) -> Self {
+            Mutex(parking_lot::Mutex::new(v))
+        }
+        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+            self.0.lock()
+        }
+    }
+
+    #[derive(Debug, Default)]
+    pub(crate) struct Condvar(parking_lot::Condvar);
+
+    impl Condvar {
+        pub(crate) fn new() -> Self {
+            Condvar(parking_lot::Condvar::new())
+        }
+        pub(crate) fn wait<'a, T>(&self, mut g: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+            self.0.wait(&mut g);
+            g
+        }
+        pub(crate) fn wait_timeout<'a, T>(
+            &self,
+            mut g: MutexGuard<'a, T>,
+            dur: std::time::Duration,
+        ) -> MutexGuard<'a, T> {
+            let _timed_out = self.0.wait_for(&mut g, dur);
+            g
+        }
+        pub(crate) fn notify_all(&self) {
+            self.0.notify_all();
+        }
+    }
+}
+
+pub(crate) use imp::{Condvar, Mutex, MutexGuard};

@@ -211,12 +211,7 @@ fn flip_bits(log: &Log) {
                 let bit = rng.gen_range(0..8);
                 let mut d = bytes.clone();
                 d[off] ^= 1 << bit;
-                check(
-                    log,
-                    fi,
-                    &d,
-                    &format!("file {fi} flip byte {off} bit {bit}"),
-                );
+                check(log, fi, &d, &format!("file {fi} flip byte {off} bit {bit}"));
             }
         }
     }
