@@ -1,9 +1,47 @@
-//! Strata: an embedded, disk-native storage engine for hybrid retrieval (a boolean filter over
-//! an inverted index combined with approximate nearest-neighbour search), per
-//! `../shared/design.md` and `docs/architecture.md`.
+//! Strata: an embedded, disk-native storage engine for hybrid retrieval — a boolean filter over
+//! terms and attribute ranges combined with nearest-neighbour search over vectors
+//! (`../shared/design.md`, `docs/architecture.md`).
 //!
-//! Today this crate exposes the write-ahead log ([`wal`]) the engine writes through; the
-//! document store (memtable, segments, manifest, snapshots, search) lands on top of it
-//! (see the open issues listed in `docs/architecture.md`).
+//! ```
+//! use strata::{Db, Document, Filter, Metric, Query, Schema};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let db = Db::create(dir.path(), Schema::new(2, Metric::L2).with_attr("ts"))?;
+//! db.put(Document::new("post-1", "hello").with_vector(vec![0.0, 1.0])
+//!     .with_term("lang:en").with_attr("ts", 1_700_000_000))?;
+//! db.put(Document::new("post-2", "hallo").with_vector(vec![5.0, 5.0]).with_term("lang:de"))?;
+//!
+//! let q = Query::knn(vec![0.0, 0.0], 10).with_filter_str("(and lang:en (range ts 0 1800000000))")?;
+//! let hits = db.search(&q)?;
+//! assert_eq!(hits.len(), 1);
+//! assert_eq!(hits[0].key, b"post-1");
+//! assert_eq!(hits[0].distance, Some(1.0));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Bounds on input (each violation is [`Error::InvalidInput`] and writes nothing) are the
+//! constants of [`limits`]. Status: documents, batches, WAL durability, snapshots and exact
+//! search work; the memtable is not yet flushed to segments (see `docs/architecture.md`).
 
+mod batch;
+mod db;
+mod distance;
+mod doc;
+mod error;
+mod filter;
+pub mod limits;
+mod memtable;
+pub mod meta;
+mod schema;
+mod search;
+
+pub use batch::{Op, WriteBatch};
+pub use db::{Db, Options, Snapshot, LOCK_FILE, WAL_DIR, WAL_KIND_BATCH};
+pub use distance::distance;
+pub use doc::{validate_key, validate_term, Document};
+pub use error::{Error, Result};
+pub use filter::Filter;
+pub use schema::{Metric, Schema};
+pub use search::{Hit, Query};
 pub use strata_wal as wal;
+pub use strata_wal::SyncMode;

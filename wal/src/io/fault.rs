@@ -16,7 +16,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{FileHandle, Fs};
+use super::{FileHandle, Fs, LockGuard};
 
 /// Sector size used to tear writes on a simulated crash.
 pub const TORN_SECTOR_BYTES: u64 = 512;
@@ -77,6 +77,9 @@ struct State {
     mutating_ops: u64,
     syncs: u64,
     writes: u64,
+    /// Held locks: path -> lock id (locks die with the simulated process at a crash).
+    locks: BTreeMap<PathBuf, u64>,
+    next_lock: u64,
 }
 
 impl State {
@@ -234,6 +237,7 @@ impl FaultFs {
         st.inodes = inodes;
         st.names = names;
         st.generation += 1;
+        st.locks.clear();
         st.crashed = false;
         st.faults = FaultConfig::default();
     }
@@ -497,6 +501,40 @@ impl Fs for FaultFs {
     fn exists(&self, path: &Path) -> bool {
         let st = self.lock();
         st.names.contains_key(path) || st.dirs.contains(path)
+    }
+    fn lock_exclusive(&self, path: &Path) -> io::Result<LockGuard> {
+        let mut st = self.lock();
+        if st.crashed {
+            return Err(crashed_error());
+        }
+        if st.locks.contains_key(path) {
+            return Err(io::Error::new(io::ErrorKind::WouldBlock, "locked"));
+        }
+        st.next_lock += 1;
+        let id = st.next_lock;
+        st.locks.insert(path.to_owned(), id);
+        Ok(Box::new(FaultLock {
+            fs: self.clone(),
+            path: path.to_owned(),
+            id,
+        }))
+    }
+}
+
+/// A lock of [`FaultFs`]; released on drop unless a crash already released it.
+#[derive(Debug)]
+struct FaultLock {
+    fs: FaultFs,
+    path: PathBuf,
+    id: u64,
+}
+
+impl Drop for FaultLock {
+    fn drop(&mut self) {
+        let mut st = self.fs.lock();
+        if st.locks.get(&self.path) == Some(&self.id) {
+            st.locks.remove(&self.path);
+        }
     }
 }
 

@@ -86,7 +86,13 @@ pub trait Fs: Send + Sync + Debug {
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// Whether `path` names an existing file or directory.
     fn exists(&self, path: &Path) -> bool;
+    /// Take an exclusive advisory lock on `path` (created if missing), without blocking:
+    /// `WouldBlock` if another handle or process holds it. The lock lives as long as the guard.
+    fn lock_exclusive(&self, path: &Path) -> io::Result<LockGuard>;
 }
+
+/// Holds a lock taken by [`Fs::lock_exclusive`] until dropped.
+pub type LockGuard = Box<dyn std::any::Any + Send + Sync>;
 
 /// A shared file-system handle.
 pub type SharedFs = Arc<dyn Fs>;

@@ -6,7 +6,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{FileHandle, Fs};
+use super::{FileHandle, Fs, LockGuard};
 
 /// The real file system.
 #[derive(Debug, Default, Clone, Copy)]
@@ -77,5 +77,23 @@ impl Fs for StdFs {
     }
     fn exists(&self, path: &Path) -> bool {
         path.exists()
+    }
+    fn lock_exclusive(&self, path: &Path) -> io::Result<LockGuard> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        // flock(2): owned by the open file description, released when it closes; unlike
+        // fcntl record locks it is not dropped when another descriptor of the file closes.
+        match f.try_lock() {
+            Ok(()) => Ok(Box::new(f)),
+            Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "locked by another handle",
+            )),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
     }
 }

@@ -1,0 +1,293 @@
+//! Write batches and their encoding as one WAL record (`docs/format.md`, "WAL payload: write
+//! batch"). A batch is applied all or nothing: it is one record, so a crash keeps all of it or
+//! none of it.
+
+use std::collections::BTreeMap;
+
+use crate::doc::validate_key;
+use crate::limits::{BATCH_BYTES_MAX, BATCH_OPS_MAX};
+use crate::{Document, Error, Result, Schema};
+
+/// Version byte of the batch encoding.
+pub(crate) const BATCH_FORMAT_VERSION: u8 = 1;
+const OP_PUT: u8 = 1;
+const OP_DELETE: u8 = 2;
+
+/// One operation of a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Insert or replace a document.
+    Put(Document),
+    /// Remove the document with this key (no error if absent).
+    Delete(Vec<u8>),
+}
+
+impl Op {
+    /// The key the operation touches.
+    pub fn key(&self) -> &[u8] {
+        match self {
+            Op::Put(d) => &d.key,
+            Op::Delete(k) => k,
+        }
+    }
+}
+
+/// Operations applied atomically by `Db::write`. Later operations on the same key win.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WriteBatch {
+    pub(crate) ops: Vec<Op>,
+}
+
+impl WriteBatch {
+    /// An empty batch.
+    pub fn new() -> WriteBatch {
+        WriteBatch::default()
+    }
+    /// Add a put.
+    pub fn put(&mut self, doc: Document) -> &mut Self {
+        self.ops.push(Op::Put(doc));
+        self
+    }
+    /// Add a delete.
+    pub fn delete(&mut self, key: impl Into<Vec<u8>>) -> &mut Self {
+        self.ops.push(Op::Delete(key.into()));
+        self
+    }
+    /// Number of operations.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+    /// The operations in order.
+    pub fn ops(&self) -> &[Op] {
+        &self.ops
+    }
+
+    /// Validate every operation and normalise documents; the first violation fails the batch.
+    pub(crate) fn validate(self, schema: &Schema) -> Result<Vec<Op>> {
+        if self.ops.len() > BATCH_OPS_MAX {
+            return Err(Error::invalid(format!(
+                "batch of {} operations exceeds {BATCH_OPS_MAX}",
+                self.ops.len()
+            )));
+        }
+        self.ops
+            .into_iter()
+            .enumerate()
+            .map(|(i, op)| match op {
+                Op::Put(d) => d
+                    .validate(schema)
+                    .map(Op::Put)
+                    .map_err(|e| Error::invalid(format!("operation {i}: {e}"))),
+                Op::Delete(k) => validate_key(&k)
+                    .map(|()| Op::Delete(k))
+                    .map_err(|e| Error::invalid(format!("operation {i}: {e}"))),
+            })
+            .collect()
+    }
+}
+
+/// Encode validated operations.
+pub(crate) fn encode(ops: &[Op], schema: &Schema) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(64);
+    out.push(BATCH_FORMAT_VERSION);
+    out.extend_from_slice(&(ops.len() as u32).to_le_bytes());
+    for op in ops {
+        match op {
+            Op::Delete(k) => {
+                out.push(OP_DELETE);
+                put_bytes(&mut out, k);
+            }
+            Op::Put(d) => {
+                out.push(OP_PUT);
+                put_bytes(&mut out, &d.key);
+                put_bytes(&mut out, &d.value);
+                match &d.vector {
+                    None => out.push(0),
+                    Some(v) => {
+                        out.push(1);
+                        for x in v {
+                            out.extend_from_slice(&x.to_le_bytes());
+                        }
+                    }
+                }
+                out.extend_from_slice(&(d.terms.len() as u32).to_le_bytes());
+                for t in &d.terms {
+                    out.extend_from_slice(&(t.len() as u16).to_le_bytes());
+                    out.extend_from_slice(t.as_bytes());
+                }
+                out.extend_from_slice(&(d.attrs.len() as u16).to_le_bytes());
+                for (name, v) in &d.attrs {
+                    let idx = schema
+                        .attr_index(name)
+                        .ok_or_else(|| Error::invalid(format!("undeclared attribute {name:?}")))?;
+                    out.extend_from_slice(&(idx as u16).to_le_bytes());
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+        }
+        if out.len() > BATCH_BYTES_MAX {
+            return Err(Error::invalid(format!(
+                "encoded batch exceeds {BATCH_BYTES_MAX} bytes"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+/// Bounds-checked reader over an encoded batch.
+struct Cursor<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], String> {
+        let end = self.pos.checked_add(n).ok_or("length overflow")?;
+        let s = self.b.get(self.pos..end).ok_or_else(|| {
+            format!(
+                "needs {n} bytes at offset {}, record ends at {}",
+                self.pos,
+                self.b.len()
+            )
+        })?;
+        self.pos = end;
+        Ok(s)
+    }
+    fn u8(&mut self) -> std::result::Result<u8, String> {
+        Ok(self.take(1)?.first().copied().unwrap_or(0))
+    }
+    fn u16(&mut self) -> std::result::Result<u16, String> {
+        let s = self.take(2)?;
+        Ok(u16::from_le_bytes(s.try_into().map_err(|_| "short")?))
+    }
+    fn u32(&mut self) -> std::result::Result<u32, String> {
+        let s = self.take(4)?;
+        Ok(u32::from_le_bytes(s.try_into().map_err(|_| "short")?))
+    }
+    fn i64(&mut self) -> std::result::Result<i64, String> {
+        let s = self.take(8)?;
+        Ok(i64::from_le_bytes(s.try_into().map_err(|_| "short")?))
+    }
+    fn bytes(&mut self) -> std::result::Result<&'a [u8], String> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+}
+
+/// Decode a batch record; every length is checked against the bytes present before use, and
+/// the decoded documents are re-validated against the schema.
+pub(crate) fn decode(b: &[u8], schema: &Schema) -> std::result::Result<Vec<Op>, String> {
+    let mut c = Cursor { b, pos: 0 };
+    let version = c.u8()?;
+    if version != BATCH_FORMAT_VERSION {
+        return Err(format!("unsupported batch format version {version}"));
+    }
+    let count = c.u32()? as usize;
+    if count > BATCH_OPS_MAX {
+        return Err(format!(
+            "batch claims {count} operations, at most {BATCH_OPS_MAX}"
+        ));
+    }
+    let mut ops = Vec::with_capacity(count.min(b.len()));
+    for i in 0..count {
+        let op = match c.u8()? {
+            OP_DELETE => Op::Delete(c.bytes()?.to_vec()),
+            OP_PUT => {
+                let key = c.bytes()?.to_vec();
+                let value = c.bytes()?.to_vec();
+                let vector = match c.u8()? {
+                    0 => None,
+                    1 => {
+                        let raw = c.take(schema.dim as usize * 4)?;
+                        Some(
+                            raw.chunks_exact(4)
+                                .map(|x| f32::from_le_bytes(x.try_into().unwrap_or([0; 4])))
+                                .collect(),
+                        )
+                    }
+                    f => return Err(format!("operation {i}: bad vector flag {f}")),
+                };
+                let nterms = c.u32()? as usize;
+                let mut terms = Vec::with_capacity(nterms.min(1024));
+                for _ in 0..nterms {
+                    let n = c.u16()? as usize;
+                    let t = std::str::from_utf8(c.take(n)?)
+                        .map_err(|_| format!("operation {i}: term is not UTF-8"))?;
+                    terms.push(t.to_owned());
+                }
+                let nattrs = c.u16()? as usize;
+                let mut attrs = BTreeMap::new();
+                for _ in 0..nattrs {
+                    let idx = c.u16()? as usize;
+                    let name = schema.attrs.get(idx).ok_or_else(|| {
+                        format!("operation {i}: attribute index {idx} not in schema")
+                    })?;
+                    attrs.insert(name.clone(), c.i64()?);
+                }
+                let doc = Document {
+                    key,
+                    value,
+                    vector,
+                    terms,
+                    attrs,
+                };
+                Op::Put(
+                    doc.validate(schema)
+                        .map_err(|e| format!("operation {i}: {e}"))?,
+                )
+            }
+            t => return Err(format!("operation {i}: unknown operation tag {t}")),
+        };
+        if let Op::Delete(k) = &op {
+            validate_key(k).map_err(|e| format!("operation {i}: {e}"))?;
+        }
+        ops.push(op);
+    }
+    if c.pos != b.len() {
+        return Err(format!(
+            "{} trailing bytes after the last operation",
+            b.len() - c.pos
+        ));
+    }
+    Ok(ops)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Metric;
+
+    #[test]
+    fn round_trip_and_truncation_is_an_error() {
+        let schema = Schema::new(3, Metric::Cosine)
+            .with_attr("ts")
+            .with_attr("likes");
+        let mut b = WriteBatch::new();
+        b.put(
+            Document::new("a", "va")
+                .with_vector(vec![1.0, -2.5, 0.0])
+                .with_term("lang:en")
+                .with_attr("likes", -7),
+        )
+        .delete("b")
+        .put(Document::new("c", ""));
+        let ops = b.validate(&schema).unwrap();
+        let enc = encode(&ops, &schema).unwrap();
+        assert_eq!(decode(&enc, &schema).unwrap(), ops);
+        for cut in 0..enc.len() {
+            assert!(decode(&enc[..cut], &schema).is_err(), "cut at {cut}");
+        }
+        let mut longer = enc.clone();
+        longer.push(0);
+        assert!(decode(&longer, &schema).is_err());
+    }
+}

@@ -1,0 +1,83 @@
+//! The one error type of the `strata` crate.
+
+use std::path::PathBuf;
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in a database.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The write-ahead log failed (I/O, corruption, poisoning).
+    #[error(transparent)]
+    Wal(#[from] strata_wal::Error),
+    /// An operating-system call failed.
+    #[error("I/O error during {op} on {}: {source}", path.display())]
+    Io {
+        /// What the database was doing.
+        op: &'static str,
+        /// File or directory involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Bytes on disk fail validation.
+    #[error("corrupt {what} in {}: {reason}", path.display())]
+    Corruption {
+        /// Which structure (`"schema file"`, `"WAL batch record"`, ...).
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What check failed (with offsets or LSNs where known).
+        reason: String,
+    },
+    /// A document, key, batch or query violates the schema or a documented bound.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// A filter expression does not parse.
+    #[error("filter syntax error at byte {position}: expected {expected}, found {found}")]
+    FilterSyntax {
+        /// Byte offset in the filter text.
+        position: usize,
+        /// What the parser expected there.
+        expected: String,
+        /// What it found.
+        found: String,
+    },
+    /// `Db::create` on a directory that already holds a database.
+    #[error("a database already exists at {}", .0.display())]
+    AlreadyExists(PathBuf),
+    /// `Db::open` on a directory that holds no database.
+    #[error("no database at {} (missing SCHEMA file; use Db::create)", .0.display())]
+    NotFound(PathBuf),
+    /// Another handle (this or another process) has the database open.
+    #[error("database {} is locked by another handle or process", .0.display())]
+    Locked(PathBuf),
+    /// A write failed earlier; the handle is read-only until reopened.
+    #[error("database is read-only after an earlier write failure ({0}); reopen it to recover")]
+    Poisoned(String),
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn invalid(msg: impl Into<String>) -> Self {
+        Error::InvalidInput(msg.into())
+    }
+
+    /// True if bytes on disk were found damaged.
+    pub fn is_corruption(&self) -> bool {
+        match self {
+            Error::Corruption { .. } => true,
+            Error::Wal(w) => w.is_corruption(),
+            _ => false,
+        }
+    }
+}

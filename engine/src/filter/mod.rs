@@ -1,0 +1,133 @@
+//! Boolean filters over terms and attribute ranges.
+//!
+//! Syntax (S-expressions, as in Unicorn): a bare term (`lang:en`, `spam`), `(and F…)`,
+//! `(or F…)`, `(not F)`, `(range ATTR LO HI)` with both bounds inclusive. Example:
+//! `(and lang:en (or author:7 author:9) (not spam) (range ts 1700000000 1700600000))`.
+//! [`Filter`]'s constructors build the same expressions without parsing; `Display` prints the
+//! canonical text, which parses back to an equal filter.
+
+mod parse;
+
+use std::fmt;
+
+use crate::doc::validate_term;
+use crate::{Document, Error, Result, Schema};
+
+pub use parse::parse;
+
+/// A filter expression.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Filter {
+    /// Documents carrying this term.
+    Term(String),
+    /// Documents matching every sub-filter.
+    And(Vec<Filter>),
+    /// Documents matching at least one sub-filter.
+    Or(Vec<Filter>),
+    /// Documents not matching the sub-filter.
+    Not(Box<Filter>),
+    /// Documents whose attribute `attr` lies in `lo..=hi` (documents without it do not match).
+    Range {
+        /// A declared attribute.
+        attr: String,
+        /// Inclusive lower bound.
+        lo: i64,
+        /// Inclusive upper bound.
+        hi: i64,
+    },
+}
+
+impl Filter {
+    /// A term filter.
+    pub fn term(t: impl Into<String>) -> Filter {
+        Filter::Term(t.into())
+    }
+    /// Conjunction.
+    pub fn and(fs: impl IntoIterator<Item = Filter>) -> Filter {
+        Filter::And(fs.into_iter().collect())
+    }
+    /// Disjunction.
+    pub fn or(fs: impl IntoIterator<Item = Filter>) -> Filter {
+        Filter::Or(fs.into_iter().collect())
+    }
+    /// Negation.
+    #[allow(
+        clippy::should_implement_trait,
+        reason = "reads like the filter syntax"
+    )]
+    pub fn not(f: Filter) -> Filter {
+        Filter::Not(Box::new(f))
+    }
+    /// Inclusive attribute range.
+    pub fn range(attr: impl Into<String>, lo: i64, hi: i64) -> Filter {
+        Filter::Range {
+            attr: attr.into(),
+            lo,
+            hi,
+        }
+    }
+
+    /// Parse the S-expression syntax.
+    pub fn parse(text: &str) -> Result<Filter> {
+        parse(text)
+    }
+
+    /// Check terms, attribute names against the schema, bounds and arity.
+    pub fn validate(&self, schema: &Schema) -> Result<()> {
+        match self {
+            Filter::Term(t) => validate_term(t),
+            Filter::And(fs) | Filter::Or(fs) => {
+                if fs.is_empty() {
+                    return Err(Error::invalid("and/or need at least one sub-filter"));
+                }
+                fs.iter().try_for_each(|f| f.validate(schema))
+            }
+            Filter::Not(f) => f.validate(schema),
+            Filter::Range { attr, lo, hi } => {
+                if schema.attr_index(attr).is_none() {
+                    return Err(Error::invalid(format!(
+                        "range over undeclared attribute {attr:?}"
+                    )));
+                }
+                if lo > hi {
+                    return Err(Error::invalid(format!(
+                        "range {attr} has LO {lo} > HI {hi}"
+                    )));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether `doc` matches.
+    pub fn matches(&self, doc: &Document) -> bool {
+        match self {
+            Filter::Term(t) => doc.has_term(t),
+            Filter::And(fs) => fs.iter().all(|f| f.matches(doc)),
+            Filter::Or(fs) => fs.iter().any(|f| f.matches(doc)),
+            Filter::Not(f) => !f.matches(doc),
+            Filter::Range { attr, lo, hi } => {
+                doc.attrs.get(attr).is_some_and(|v| (*lo..=*hi).contains(v))
+            }
+        }
+    }
+}
+
+impl fmt::Display for Filter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |f: &mut fmt::Formatter<'_>, op: &str, fs: &[Filter]| {
+            write!(f, "({op}")?;
+            for x in fs {
+                write!(f, " {x}")?;
+            }
+            write!(f, ")")
+        };
+        match self {
+            Filter::Term(t) => write!(f, "{t}"),
+            Filter::And(fs) => list(f, "and", fs),
+            Filter::Or(fs) => list(f, "or", fs),
+            Filter::Not(x) => write!(f, "(not {x})"),
+            Filter::Range { attr, lo, hi } => write!(f, "(range {attr} {lo} {hi})"),
+        }
+    }
+}

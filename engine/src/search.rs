@@ -1,0 +1,175 @@
+//! Queries and the exact search over a snapshot. Results equal brute force by construction:
+//! every visible document is checked against the filter and scored with [`crate::distance`].
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+
+use crate::distance::distance;
+use crate::{Document, Error, Filter, Result, Schema};
+
+/// A hybrid query: optional vector + `k`, optional radius, optional filter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    /// Query vector; without it the query is boolean (matching keys in key order).
+    pub vector: Option<Vec<f32>>,
+    /// At most this many results (default 10).
+    pub k: usize,
+    /// With a vector: only documents within this distance (inclusive).
+    pub radius: Option<f32>,
+    /// Boolean filter; `None` matches every document.
+    pub filter: Option<Filter>,
+    /// Return the documents themselves with the hits.
+    pub include_docs: bool,
+}
+
+impl Default for Query {
+    fn default() -> Self {
+        Query {
+            vector: None,
+            k: 10,
+            radius: None,
+            filter: None,
+            include_docs: false,
+        }
+    }
+}
+
+impl Query {
+    /// A k-nearest-neighbour query.
+    pub fn knn(vector: Vec<f32>, k: usize) -> Query {
+        Query {
+            vector: Some(vector),
+            k,
+            ..Query::default()
+        }
+    }
+
+    /// A boolean query returning up to `k` matching keys in key order.
+    pub fn boolean(filter: Filter, k: usize) -> Query {
+        Query {
+            filter: Some(filter),
+            k,
+            ..Query::default()
+        }
+    }
+
+    /// Set the filter.
+    pub fn with_filter(mut self, f: Filter) -> Query {
+        self.filter = Some(f);
+        self
+    }
+
+    /// Parse and set the filter.
+    pub fn with_filter_str(self, text: &str) -> Result<Query> {
+        Ok(self.with_filter(Filter::parse(text)?))
+    }
+
+    /// Set the radius.
+    pub fn with_radius(mut self, r: f32) -> Query {
+        self.radius = Some(r);
+        self
+    }
+
+    /// Return documents with hits.
+    pub fn with_docs(mut self) -> Query {
+        self.include_docs = true;
+        self
+    }
+
+    pub(crate) fn validate(&self, schema: &Schema) -> Result<()> {
+        if let Some(v) = &self.vector {
+            if v.len() != schema.dim as usize {
+                return Err(Error::invalid(format!(
+                    "query vector has dimension {}, schema says {}",
+                    v.len(),
+                    schema.dim
+                )));
+            }
+            if v.iter().any(|x| !x.is_finite()) {
+                return Err(Error::invalid("query vector has a non-finite component"));
+            }
+        }
+        if let Some(r) = self.radius {
+            if !r.is_finite() {
+                return Err(Error::invalid("radius must be finite"));
+            }
+            if self.vector.is_none() {
+                return Err(Error::invalid("a radius needs a query vector"));
+            }
+        }
+        if let Some(f) = &self.filter {
+            f.validate(schema)?;
+        }
+        Ok(())
+    }
+}
+
+/// One result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    /// Document key.
+    pub key: Vec<u8>,
+    /// Distance to the query vector (`None` for boolean queries).
+    pub distance: Option<f32>,
+    /// The document, if the query asked for it.
+    pub doc: Option<Arc<Document>>,
+}
+
+/// Heap entry ordered by (distance, key) so the heap top is the worst kept hit.
+struct Scored(f32, Arc<Document>);
+
+impl PartialEq for Scored {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == Ordering::Equal
+    }
+}
+impl Eq for Scored {}
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Scored {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.0
+            .total_cmp(&o.0)
+            .then_with(|| self.1.key.cmp(&o.1.key))
+    }
+}
+
+/// Exact search over `docs` (visible documents in key order).
+pub(crate) fn exact<'a>(
+    q: &Query,
+    schema: &Schema,
+    docs: impl Iterator<Item = &'a Arc<Document>>,
+) -> Vec<Hit> {
+    let matching = docs.filter(|d| q.filter.as_ref().is_none_or(|f| f.matches(d)));
+    let hit = |d: &Arc<Document>, dist| Hit {
+        key: d.key.clone(),
+        distance: dist,
+        doc: q.include_docs.then(|| d.clone()),
+    };
+    let Some(qv) = &q.vector else {
+        return matching.take(q.k).map(|d| hit(d, None)).collect();
+    };
+    if q.k == 0 {
+        return Vec::new();
+    }
+    let mut heap = BinaryHeap::with_capacity(q.k + 1);
+    for d in matching {
+        let Some(v) = &d.vector else { continue };
+        let dist = distance(schema.metric, qv, v);
+        if q.radius.is_some_and(|r| dist > r) {
+            continue;
+        }
+        heap.push(Scored(dist, d.clone()));
+        if heap.len() > q.k {
+            heap.pop();
+        }
+    }
+    heap.into_sorted_vec()
+        .into_iter()
+        .map(|Scored(dist, d)| hit(&d, Some(dist)))
+        .collect()
+}
