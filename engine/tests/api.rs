@@ -1,0 +1,178 @@
+//! Behaviour of the public API: creation and opening, the directory lock, bad input, batches,
+//! snapshots under concurrent writes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "test code: a failed assumption should abort the test loudly"
+)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use strata::{Db, Document, Error, Filter, Metric, Options, Query, Schema, SyncMode, WriteBatch};
+
+fn schema() -> Schema {
+    Schema::new(3, Metric::L2).with_attr("ts")
+}
+
+#[test]
+fn create_open_and_lock() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    assert!(matches!(Db::open(&dir, Options::default()), Err(Error::NotFound(_))));
+    let db = Db::create(&dir, schema()).unwrap();
+    assert!(matches!(Db::open(&dir, Options::default()), Err(Error::Locked(_))));
+    db.put(Document::new("a", "1")).unwrap();
+    drop(db);
+    assert!(matches!(Db::create(&dir, schema()), Err(Error::AlreadyExists(_))));
+    let db = Db::open(&dir, Options::default()).unwrap();
+    assert_eq!(db.schema(), &schema());
+    assert_eq!(db.get(b"a").unwrap().unwrap().value, b"1");
+    assert!(matches!(
+        Db::create(tmp.path().join("bad"), Schema::new(0, Metric::L2)),
+        Err(Error::InvalidInput(_))
+    ));
+}
+
+#[test]
+fn bad_input_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::create(tmp.path(), schema()).unwrap();
+    let bad = [
+        Document::new("k", "v").with_vector(vec![1.0, 2.0]),
+        Document::new("k", "v").with_vector(vec![1.0, 2.0, f32::NAN]),
+        Document::new("", "v"),
+        Document::new("k", "v").with_attr("likes", 1),
+        Document::new("k", "v").with_term("two words"),
+    ];
+    for d in bad {
+        assert!(matches!(db.put(d), Err(Error::InvalidInput(_))));
+    }
+    let mut b = WriteBatch::new();
+    b.put(Document::new("ok", "v")).put(Document::new("k", "v").with_term(""));
+    assert!(matches!(db.write(b), Err(Error::InvalidInput(m)) if m.contains("operation 1")));
+    assert!(db.scan(..).unwrap().is_empty(), "a failed batch writes nothing");
+
+    let q = Query::knn(vec![0.0; 2], 3);
+    assert!(matches!(db.search(&q), Err(Error::InvalidInput(_))));
+    let q = Query::knn(vec![0.0; 3], 3).with_filter(Filter::range("likes", 0, 1));
+    assert!(matches!(db.search(&q), Err(Error::InvalidInput(_))));
+    let q = Query::boolean(Filter::term("a"), 3).with_radius(1.0);
+    assert!(matches!(db.search(&q), Err(Error::InvalidInput(_))));
+    let e = Query::default().with_filter_str("(and lang:en").unwrap_err();
+    assert!(matches!(e, Error::FilterSyntax { position: 12, .. }), "{e}");
+}
+
+#[test]
+fn boolean_queries_return_keys_in_order_and_docs_on_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::create(tmp.path(), schema()).unwrap();
+    let mut b = WriteBatch::new();
+    for (k, t, ts) in [("c", "lang:en", 5), ("a", "lang:en", 50), ("b", "lang:de", 7)] {
+        b.put(Document::new(k, k).with_term(t).with_attr("ts", ts));
+    }
+    db.write(b).unwrap();
+    let q = Query::boolean(Filter::parse("(or lang:de (range ts 0 10))").unwrap(), 10).with_docs();
+    let hits = db.search(&q).unwrap();
+    let keys: Vec<&[u8]> = hits.iter().map(|h| h.key.as_slice()).collect();
+    assert_eq!(keys, vec![&b"b"[..], b"c"]);
+    assert_eq!(hits[0].doc.as_ref().unwrap().value, b"b");
+    assert!(hits.iter().all(|h| h.distance.is_none()));
+}
+
+#[test]
+fn snapshots_never_change_while_a_writer_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = Options { sync: SyncMode::Never, ..Options::default() };
+    let db = Db::create_with(tmp.path(), schema(), opts).unwrap();
+    for i in 0..200u32 {
+        db.put(Document::new(format!("k{i:04}"), "0").with_vector(vec![i as f32, 0.0, 0.0]))
+            .unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (db, stop) = (db.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u32;
+            // Bounded: the memtable keeps every version until a flush.
+            while !stop.load(Ordering::Relaxed) && n < 3000 {
+                let mut b = WriteBatch::new();
+                b.put(Document::new(format!("k{:04}", n % 300), n.to_string())
+                    .with_vector(vec![(n % 97) as f32, 1.0, 0.0]));
+                b.delete(format!("k{:04}", (n * 7) % 300));
+                db.write(b).unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                for _ in 0..30 {
+                    let snap = db.snapshot();
+                    let q = Query::knn(vec![10.0, 0.0, 0.0], 20);
+                    let first = (snap.scan(..), snap.search(&q).unwrap());
+                    std::thread::yield_now();
+                    let again = (snap.scan(..), snap.search(&q).unwrap());
+                    assert_eq!(first, again, "a snapshot changed under a writer");
+                }
+            })
+        })
+        .collect();
+    for r in readers {
+        r.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let batches = writer.join().unwrap();
+    assert!(batches > 0);
+}
+
+#[test]
+fn batches_are_atomic_for_readers() {
+    // Every batch moves one unit from x to y, computed from one snapshot; a reader must never
+    // see the sum change, which it would if it saw half a batch.
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = Options { sync: SyncMode::Never, ..Options::default() };
+    let db = Db::create_with(tmp.path(), schema(), opts).unwrap();
+    let mut b = WriteBatch::new();
+    b.put(Document::new("x", "100")).put(Document::new("y", "0"));
+    db.write(b).unwrap();
+    let writers: Vec<_> = (0..2)
+        .map(|_| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                for _ in 0..300 {
+                    let snap = db.snapshot();
+                    let (x, y) = (read(&snap, b"x"), read(&snap, b"y"));
+                    let mut b = WriteBatch::new();
+                    b.put(Document::new("x", (x - 1).to_string()))
+                        .put(Document::new("y", (y + 1).to_string()));
+                    db.write(b).unwrap();
+                }
+            })
+        })
+        .collect();
+    for _ in 0..300 {
+        let snap = db.snapshot();
+        // Every batch writes a pair summing to 100; seeing half of a batch (the new x with the
+        // old y) would show 99.
+        let (xd, yd) = (snap.get(b"x").unwrap().unwrap(), snap.get(b"y").unwrap().unwrap());
+        let (x, y): (i64, i64) = (parse(&xd.value), parse(&yd.value));
+        assert_eq!(x + y, 100, "saw half a batch: x={x} y={y}");
+    }
+    for w in writers {
+        w.join().unwrap();
+    }
+}
+
+fn parse(v: &[u8]) -> i64 {
+    std::str::from_utf8(v).unwrap().parse().unwrap()
+}
+
+fn read(s: &strata::Snapshot, k: &[u8]) -> i64 {
+    parse(&s.get(k).unwrap().unwrap().value)
+}
