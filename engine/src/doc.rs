@@ -50,11 +50,10 @@ impl Document {
         self
     }
 
-    /// Whether the document carries `term`.
+    /// Whether the document carries `term`. (A linear scan, so it is right for documents not
+    /// yet normalised by `validate`; documents carry few terms.)
     pub fn has_term(&self, term: &str) -> bool {
-        self.terms
-            .binary_search_by(|t| t.as_str().cmp(term))
-            .is_ok()
+        self.terms.iter().any(|t| t == term)
     }
 
     /// Validate against `schema` and normalise (sort and deduplicate terms).

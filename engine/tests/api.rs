@@ -21,12 +21,21 @@ fn schema() -> Schema {
 fn create_open_and_lock() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
-    assert!(matches!(Db::open(&dir, Options::default()), Err(Error::NotFound(_))));
+    assert!(matches!(
+        Db::open(&dir, Options::default()),
+        Err(Error::NotFound(_))
+    ));
     let db = Db::create(&dir, schema()).unwrap();
-    assert!(matches!(Db::open(&dir, Options::default()), Err(Error::Locked(_))));
+    assert!(matches!(
+        Db::open(&dir, Options::default()),
+        Err(Error::Locked(_))
+    ));
     db.put(Document::new("a", "1")).unwrap();
     drop(db);
-    assert!(matches!(Db::create(&dir, schema()), Err(Error::AlreadyExists(_))));
+    assert!(matches!(
+        Db::create(&dir, schema()),
+        Err(Error::AlreadyExists(_))
+    ));
     let db = Db::open(&dir, Options::default()).unwrap();
     assert_eq!(db.schema(), &schema());
     assert_eq!(db.get(b"a").unwrap().unwrap().value, b"1");
@@ -51,9 +60,13 @@ fn bad_input_writes_nothing() {
         assert!(matches!(db.put(d), Err(Error::InvalidInput(_))));
     }
     let mut b = WriteBatch::new();
-    b.put(Document::new("ok", "v")).put(Document::new("k", "v").with_term(""));
+    b.put(Document::new("ok", "v"))
+        .put(Document::new("k", "v").with_term(""));
     assert!(matches!(db.write(b), Err(Error::InvalidInput(m)) if m.contains("operation 1")));
-    assert!(db.scan(..).unwrap().is_empty(), "a failed batch writes nothing");
+    assert!(
+        db.scan(..).unwrap().is_empty(),
+        "a failed batch writes nothing"
+    );
 
     let q = Query::knn(vec![0.0; 2], 3);
     assert!(matches!(db.search(&q), Err(Error::InvalidInput(_))));
@@ -61,7 +74,9 @@ fn bad_input_writes_nothing() {
     assert!(matches!(db.search(&q), Err(Error::InvalidInput(_))));
     let q = Query::boolean(Filter::term("a"), 3).with_radius(1.0);
     assert!(matches!(db.search(&q), Err(Error::InvalidInput(_))));
-    let e = Query::default().with_filter_str("(and lang:en").unwrap_err();
+    let e = Query::default()
+        .with_filter_str("(and lang:en")
+        .unwrap_err();
     assert!(matches!(e, Error::FilterSyntax { position: 12, .. }), "{e}");
 }
 
@@ -70,7 +85,11 @@ fn boolean_queries_return_keys_in_order_and_docs_on_request() {
     let tmp = tempfile::tempdir().unwrap();
     let db = Db::create(tmp.path(), schema()).unwrap();
     let mut b = WriteBatch::new();
-    for (k, t, ts) in [("c", "lang:en", 5), ("a", "lang:en", 50), ("b", "lang:de", 7)] {
+    for (k, t, ts) in [
+        ("c", "lang:en", 5),
+        ("a", "lang:en", 50),
+        ("b", "lang:de", 7),
+    ] {
         b.put(Document::new(k, k).with_term(t).with_attr("ts", ts));
     }
     db.write(b).unwrap();
@@ -85,7 +104,10 @@ fn boolean_queries_return_keys_in_order_and_docs_on_request() {
 #[test]
 fn snapshots_never_change_while_a_writer_runs() {
     let tmp = tempfile::tempdir().unwrap();
-    let opts = Options { sync: SyncMode::Never, ..Options::default() };
+    let opts = Options {
+        sync: SyncMode::Never,
+        ..Options::default()
+    };
     let db = Db::create_with(tmp.path(), schema(), opts).unwrap();
     for i in 0..200u32 {
         db.put(Document::new(format!("k{i:04}"), "0").with_vector(vec![i as f32, 0.0, 0.0]))
@@ -99,8 +121,13 @@ fn snapshots_never_change_while_a_writer_runs() {
             // Bounded: the memtable keeps every version until a flush.
             while !stop.load(Ordering::Relaxed) && n < 3000 {
                 let mut b = WriteBatch::new();
-                b.put(Document::new(format!("k{:04}", n % 300), n.to_string())
-                    .with_vector(vec![(n % 97) as f32, 1.0, 0.0]));
+                b.put(
+                    Document::new(format!("k{:04}", n % 300), n.to_string()).with_vector(vec![
+                        (n % 97) as f32,
+                        1.0,
+                        0.0,
+                    ]),
+                );
                 b.delete(format!("k{:04}", (n * 7) % 300));
                 db.write(b).unwrap();
                 n += 1;
@@ -136,10 +163,14 @@ fn batches_are_atomic_for_readers() {
     // Every batch moves one unit from x to y, computed from one snapshot; a reader must never
     // see the sum change, which it would if it saw half a batch.
     let tmp = tempfile::tempdir().unwrap();
-    let opts = Options { sync: SyncMode::Never, ..Options::default() };
+    let opts = Options {
+        sync: SyncMode::Never,
+        ..Options::default()
+    };
     let db = Db::create_with(tmp.path(), schema(), opts).unwrap();
     let mut b = WriteBatch::new();
-    b.put(Document::new("x", "100")).put(Document::new("y", "0"));
+    b.put(Document::new("x", "100"))
+        .put(Document::new("y", "0"));
     db.write(b).unwrap();
     let writers: Vec<_> = (0..2)
         .map(|_| {
@@ -160,7 +191,10 @@ fn batches_are_atomic_for_readers() {
         let snap = db.snapshot();
         // Every batch writes a pair summing to 100; seeing half of a batch (the new x with the
         // old y) would show 99.
-        let (xd, yd) = (snap.get(b"x").unwrap().unwrap(), snap.get(b"y").unwrap().unwrap());
+        let (xd, yd) = (
+            snap.get(b"x").unwrap().unwrap(),
+            snap.get(b"y").unwrap().unwrap(),
+        );
         let (x, y): (i64, i64) = (parse(&xd.value), parse(&yd.value));
         assert_eq!(x + y, 100, "saw half a batch: x={x} y={y}");
     }

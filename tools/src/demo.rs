@@ -1,35 +1,66 @@
-//! `strata demo`: the write-ahead log on built-in sample data, end to end.
+//! `strata demo`: the embedded store end to end on built-in sample data — social-search posts
+//! with embeddings, languages, authors and timestamps: ingest through the WAL, reopen
+//! (replay), then hybrid queries checked against brute force.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
-use strata_wal::io::{Fs, StdFs};
-use strata_wal::{Options, Wal};
+use strata::{Db, Document, Filter, Metric, Options, Query, Schema, WriteBatch};
 
 use crate::CliResult;
 
 #[derive(Args)]
 pub struct DemoArgs {
-    /// Directory for the log (default: a fresh temporary directory).
+    /// Directory for the database (default: a fresh temporary directory).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
-    /// Writer threads.
-    #[arg(long, default_value_t = 8)]
-    threads: usize,
+    /// Number of sample posts.
+    #[arg(long, default_value_t = 5000)]
+    docs: usize,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
 }
 
-/// Built-in sample data: short social-search style posts.
-const SAMPLE: &[&str] = &[
-    r#"{"key":"post-1","terms":["lang:en","author:7"],"value":"shipping the new storage engine today"}"#,
-    r#"{"key":"post-2","terms":["lang:de","author:9"],"value":"heute neue Speicher-Engine"}"#,
-    r#"{"key":"post-3","terms":["lang:en","author:42","friend-of:7"],"value":"group commit batches many writers"}"#,
-    r#"{"key":"post-4","terms":["lang:fr","author:7","spam"],"value":"gagnez des prix maintenant"}"#,
-    r#"{"key":"post-5","terms":["lang:en","author:9"],"value":"fsync failure is fatal for the handle"}"#,
-];
+const DIM: usize = 16;
+const LANGS: [&str; 3] = ["lang:en", "lang:de", "lang:fr"];
+
+/// Deterministic sample posts: 8 topic clusters, 50 authors, 5 % spam, a week of timestamps.
+fn sample(n: usize) -> Vec<Document> {
+    let mut x: u64 = 0x5EED;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..n)
+        .map(|i| {
+            let topic = (next() % 8) as usize;
+            let vector: Vec<f32> = (0..DIM)
+                .map(|d| {
+                    let center = if d % 8 == topic { 4.0 } else { 0.0 };
+                    center + (next() % 1000) as f32 / 500.0 - 1.0
+                })
+                .collect();
+            let author = next() % 50;
+            let mut d = Document::new(
+                format!("post-{i:06}"),
+                format!("sample post {i} on topic {topic}"),
+            )
+            .with_vector(vector)
+            .with_term(LANGS[(next() % 3) as usize].to_owned())
+            .with_term(format!("author:{author}"))
+            .with_term(format!("topic:{topic}"))
+            .with_attr("ts", 1_700_000_000 + (next() % 604_800) as i64)
+            .with_attr("likes", (next() % 500) as i64);
+            if next() % 20 == 0 {
+                d = d.with_term("spam");
+            }
+            d
+        })
+        .collect()
+}
 
 pub fn run(args: &DemoArgs) -> CliResult {
     let tmp;
@@ -37,102 +68,159 @@ pub fn run(args: &DemoArgs) -> CliResult {
         Some(d) => d.clone(),
         None => {
             tmp = tempfile::tempdir()?;
-            tmp.path().join("wal")
+            tmp.path().join("db")
         }
     };
-    let per_thread = 2000usize;
-    let (wal, _) = Wal::open(StdFs::shared(), &dir, Options::default())?;
-    let wal = Arc::new(wal);
+    let schema = Schema::new(DIM as u32, Metric::L2)
+        .with_attr("ts")
+        .with_attr("likes");
+    let docs = sample(args.docs);
+
     let t0 = Instant::now();
-    let handles: Vec<_> = (0..args.threads)
-        .map(|t| {
-            let wal = wal.clone();
-            std::thread::spawn(move || -> strata_wal::Result<()> {
-                for i in 0..per_thread {
-                    let line = SAMPLE
-                        .get((t + i) % SAMPLE.len())
-                        .copied()
-                        .unwrap_or_default();
-                    wal.append_data(line.as_bytes())?;
-                }
-                Ok(())
-            })
-        })
-        .collect();
-    for h in handles {
-        h.join().map_err(|_| "writer thread panicked")??;
+    {
+        let db = Db::create(&dir, schema)?;
+        for chunk in docs.chunks(100) {
+            let mut b = WriteBatch::new();
+            for d in chunk {
+                b.put(d.clone());
+            }
+            db.write(b)?; // one WAL record and one fdatasync per 100 posts
+        }
     }
-    let secs = t0.elapsed().as_secs_f64();
-    let stats = wal.stats();
-    let last = wal.last_lsn();
-    let files = wal.files();
-    drop(wal);
+    let ingest_s = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let db = Db::open(&dir, Options::default())?;
+    let reopen_s = t1.elapsed().as_secs_f64();
 
-    // Simulate a torn write: half a frame of garbage at the end of the newest file.
-    let newest = files.last().ok_or("no log file")?;
-    let f = StdFs.open(&newest.path, true)?;
-    let len = f.len()?;
-    f.write_all_at(&[0xAB; 13], len)?;
-
-    let (wal, recovery) = Wal::open(StdFs::shared(), &dir, Options::default())?;
-    let mut reader = wal.reader(1)?;
-    let mut replayed = 0u64;
-    let mut bytes = 0usize;
-    while let Some(rec) = reader.next_record()? {
-        replayed += 1;
-        bytes += rec.payload.len();
+    let probe = docs
+        .get(7)
+        .and_then(|d| d.vector.clone())
+        .unwrap_or_default();
+    let queries = [
+        (
+            "10 posts nearest post-000007",
+            Query::knn(probe.clone(), 10),
+        ),
+        (
+            "nearest, in English, not spam, from the first 3 days",
+            Query::knn(probe.clone(), 5)
+                .with_filter_str("(and lang:en (not spam) (range ts 1700000000 1700259200))")?,
+        ),
+        (
+            "posts by authors 7 or 9 with >= 450 likes (boolean, key order)",
+            Query::boolean(
+                Filter::parse("(and (or author:7 author:9) (range likes 450 499))")?,
+                5,
+            ),
+        ),
+        (
+            "all posts within distance 3.0 of post-000007",
+            Query::knn(probe, 1000).with_radius(3.0),
+        ),
+    ];
+    let mut report = Vec::new();
+    let mut all_exact = true;
+    for (name, q) in &queries {
+        let t = Instant::now();
+        let hits = db.search(q)?;
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        let brute = brute_force(&docs, q);
+        let got: Vec<String> = hits
+            .iter()
+            .map(|h| String::from_utf8_lossy(&h.key).into_owned())
+            .collect();
+        let exact = got == brute;
+        all_exact &= exact;
+        report.push((
+            name,
+            q.filter.as_ref().map(|f| f.to_string()),
+            hits,
+            ms,
+            exact,
+        ));
     }
-    let ok = replayed == last && recovery.next_lsn == last + 1;
-    let cut = recovery
-        .truncated_tail
-        .as_ref()
-        .map_or(0, |t| t.bytes_dropped);
     if args.json {
+        let qs: Vec<_> = report
+            .iter()
+            .map(|(name, filter, hits, ms, exact)| {
+                serde_json::json!({
+                    "query": name, "filter": filter, "ms": ms, "equals_brute_force": exact,
+                    "hits": hits.iter().map(|h| serde_json::json!({
+                        "key": String::from_utf8_lossy(&h.key), "distance": h.distance })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
         println!(
             "{}",
-            serde_json::json!({
-                "dir": dir, "threads": args.threads, "records": stats.records,
-                "fsyncs": stats.syncs, "seconds": secs,
-                "records_per_s": stats.records as f64 / secs,
-                "torn_bytes_truncated": cut, "replayed": replayed, "payload_bytes": bytes, "ok": ok,
-            })
+            serde_json::json!({"dir": dir, "docs": docs.len(), "ingest_s": ingest_s,
+                "reopen_s": reopen_s, "queries": qs, "ok": all_exact})
         );
     } else {
         println!(
-            "strata demo — write-ahead log on built-in sample data ({})",
+            "strata demo — {} sample posts in {}",
+            docs.len(),
             dir.display()
         );
         println!(
-            "  appended   {} records from {} threads with Sync::Always in {:.2}s ({:.0} records/s)",
-            stats.records,
-            args.threads,
-            secs,
-            stats.records as f64 / secs
+            "  ingest   {:.2}s ({:.0} docs/s; batches of 100, Sync::Always)",
+            ingest_s,
+            docs.len() as f64 / ingest_s
         );
-        println!(
-            "  fsyncs     {} ({:.1} records per fsync: group commit)",
-            stats.syncs,
-            stats.records as f64 / stats.syncs.max(1) as f64
-        );
-        println!(
-            "  crash      appended 13 bytes of a torn frame to {}",
-            newest.path.display()
-        );
-        println!(
-            "  recovery   truncated {cut} torn bytes; replayed {replayed} records ({bytes} payload bytes)"
-        );
-        println!(
-            "  result     {}",
-            if ok {
-                "every acknowledged record recovered"
-            } else {
-                "MISMATCH"
+        println!("  reopen   {:.3}s (WAL replay into the memtable)", reopen_s);
+        for (name, filter, hits, ms, exact) in &report {
+            println!("\n  query: {name}");
+            if let Some(f) = filter {
+                println!("  filter: {f}");
             }
-        );
+            println!(
+                "  {} hits in {ms:.2} ms — {}",
+                hits.len(),
+                if *exact {
+                    "equal to brute force"
+                } else {
+                    "DIFFERS from brute force"
+                }
+            );
+            for h in hits.iter().take(5) {
+                match h.distance {
+                    Some(d) => println!(
+                        "    {:<12} distance {d:.3}",
+                        String::from_utf8_lossy(&h.key)
+                    ),
+                    None => println!("    {}", String::from_utf8_lossy(&h.key)),
+                }
+            }
+        }
     }
-    if ok {
+    if !args.json {
+        println!();
+    }
+    if all_exact {
         Ok(())
     } else {
-        Err("recovered log does not match what was written".into())
+        Err("a query result differs from brute force".into())
     }
+}
+
+fn brute_force(docs: &[Document], q: &Query) -> Vec<String> {
+    let mut m: Vec<&Document> = docs
+        .iter()
+        .filter(|d| q.filter.as_ref().is_none_or(|f| f.matches(d)))
+        .collect();
+    m.sort_by(|a, b| a.key.cmp(&b.key));
+    let keys = |v: Vec<&Document>| {
+        v.iter()
+            .map(|d| String::from_utf8_lossy(&d.key).into_owned())
+            .collect()
+    };
+    let Some(qv) = &q.vector else {
+        return keys(m.into_iter().take(q.k).collect());
+    };
+    let mut scored: Vec<(f32, &Document)> = m
+        .into_iter()
+        .filter_map(|d| Some((strata::distance(Metric::L2, qv, d.vector.as_ref()?), d)))
+        .filter(|(dist, _)| q.radius.is_none_or(|r| *dist <= r))
+        .collect();
+    scored.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.key.cmp(&b.1.key)));
+    keys(scored.into_iter().take(q.k).map(|(_, d)| d).collect())
 }
