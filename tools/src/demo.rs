@@ -49,7 +49,12 @@ fn sample(n: usize) -> Vec<Document> {
                 format!("sample post {i} on topic {topic}"),
             )
             .with_vector(vector)
-            .with_term(LANGS[(next() % 3) as usize].to_owned())
+            .with_term(
+                LANGS
+                    .get((next() % 3) as usize)
+                    .copied()
+                    .unwrap_or("lang:en"),
+            )
             .with_term(format!("author:{author}"))
             .with_term(format!("topic:{topic}"))
             .with_attr("ts", 1_700_000_000 + (next() % 604_800) as i64)
