@@ -103,30 +103,7 @@ pub(crate) fn encode(ops: &[Op], schema: &Schema) -> Result<Vec<u8>> {
             }
             Op::Put(d) => {
                 out.push(OP_PUT);
-                put_bytes(&mut out, &d.key);
-                put_bytes(&mut out, &d.value);
-                match &d.vector {
-                    None => out.push(0),
-                    Some(v) => {
-                        out.push(1);
-                        for x in v {
-                            out.extend_from_slice(&x.to_le_bytes());
-                        }
-                    }
-                }
-                out.extend_from_slice(&(d.terms.len() as u32).to_le_bytes());
-                for t in &d.terms {
-                    out.extend_from_slice(&(t.len() as u16).to_le_bytes());
-                    out.extend_from_slice(t.as_bytes());
-                }
-                out.extend_from_slice(&(d.attrs.len() as u16).to_le_bytes());
-                for (name, v) in &d.attrs {
-                    let idx = schema
-                        .attr_index(name)
-                        .ok_or_else(|| Error::invalid(format!("undeclared attribute {name:?}")))?;
-                    out.extend_from_slice(&(idx as u16).to_le_bytes());
-                    out.extend_from_slice(&v.to_le_bytes());
-                }
+                encode_doc(&mut out, d, schema)?;
             }
         }
         if out.len() > BATCH_BYTES_MAX {
@@ -136,6 +113,91 @@ pub(crate) fn encode(ops: &[Op], schema: &Schema) -> Result<Vec<u8>> {
         }
     }
     Ok(out)
+}
+
+/// Append one document: key, value (u32 length + bytes each), vector flag u8 (+ dim f32),
+/// term count u32 + (u16 length + bytes) each, attr count u16 + (u16 schema index, i64) each.
+pub(crate) fn encode_doc(out: &mut Vec<u8>, d: &Document, schema: &Schema) -> Result<()> {
+    put_bytes(out, &d.key);
+    put_bytes(out, &d.value);
+    match &d.vector {
+        None => out.push(0),
+        Some(v) => {
+            out.push(1);
+            for x in v {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+    }
+    out.extend_from_slice(&(d.terms.len() as u32).to_le_bytes());
+    for t in &d.terms {
+        out.extend_from_slice(&(t.len() as u16).to_le_bytes());
+        out.extend_from_slice(t.as_bytes());
+    }
+    out.extend_from_slice(&(d.attrs.len() as u16).to_le_bytes());
+    for (name, v) in &d.attrs {
+        let idx = schema
+            .attr_index(name)
+            .ok_or_else(|| Error::invalid(format!("undeclared attribute {name:?}")))?;
+        out.extend_from_slice(&(idx as u16).to_le_bytes());
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    Ok(())
+}
+
+/// Decode one document written by [`encode_doc`] (the whole of `b`), re-validated.
+pub(crate) fn decode_doc(b: &[u8], schema: &Schema) -> std::result::Result<Document, String> {
+    let mut c = Cursor { b, pos: 0 };
+    let d = read_doc(&mut c, schema)?;
+    if c.pos != b.len() {
+        return Err(format!(
+            "{} trailing bytes after a document",
+            b.len() - c.pos
+        ));
+    }
+    Ok(d)
+}
+
+fn read_doc(c: &mut Cursor<'_>, schema: &Schema) -> std::result::Result<Document, String> {
+    let key = c.bytes()?.to_vec();
+    let value = c.bytes()?.to_vec();
+    let vector = match c.u8()? {
+        0 => None,
+        1 => {
+            let raw = c.take(schema.dim as usize * 4)?;
+            Some(
+                raw.chunks_exact(4)
+                    .map(|x| f32::from_le_bytes(x.try_into().unwrap_or([0; 4])))
+                    .collect(),
+            )
+        }
+        f => return Err(format!("bad vector flag {f}")),
+    };
+    let nterms = c.u32()? as usize;
+    let mut terms = Vec::with_capacity(nterms.min(1024));
+    for _ in 0..nterms {
+        let n = c.u16()? as usize;
+        let t = std::str::from_utf8(c.take(n)?).map_err(|_| "term is not UTF-8".to_owned())?;
+        terms.push(t.to_owned());
+    }
+    let nattrs = c.u16()? as usize;
+    let mut attrs = BTreeMap::new();
+    for _ in 0..nattrs {
+        let idx = c.u16()? as usize;
+        let name = schema
+            .attrs
+            .get(idx)
+            .ok_or_else(|| format!("attribute index {idx} not in schema"))?;
+        attrs.insert(name.clone(), c.i64()?);
+    }
+    let doc = Document {
+        key,
+        value,
+        vector,
+        terms,
+        attrs,
+    };
+    doc.validate(schema).map_err(|e| e.to_string())
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
@@ -201,50 +263,7 @@ pub(crate) fn decode(b: &[u8], schema: &Schema) -> std::result::Result<Vec<Op>, 
     for i in 0..count {
         let op = match c.u8()? {
             OP_DELETE => Op::Delete(c.bytes()?.to_vec()),
-            OP_PUT => {
-                let key = c.bytes()?.to_vec();
-                let value = c.bytes()?.to_vec();
-                let vector = match c.u8()? {
-                    0 => None,
-                    1 => {
-                        let raw = c.take(schema.dim as usize * 4)?;
-                        Some(
-                            raw.chunks_exact(4)
-                                .map(|x| f32::from_le_bytes(x.try_into().unwrap_or([0; 4])))
-                                .collect(),
-                        )
-                    }
-                    f => return Err(format!("operation {i}: bad vector flag {f}")),
-                };
-                let nterms = c.u32()? as usize;
-                let mut terms = Vec::with_capacity(nterms.min(1024));
-                for _ in 0..nterms {
-                    let n = c.u16()? as usize;
-                    let t = std::str::from_utf8(c.take(n)?)
-                        .map_err(|_| format!("operation {i}: term is not UTF-8"))?;
-                    terms.push(t.to_owned());
-                }
-                let nattrs = c.u16()? as usize;
-                let mut attrs = BTreeMap::new();
-                for _ in 0..nattrs {
-                    let idx = c.u16()? as usize;
-                    let name = schema.attrs.get(idx).ok_or_else(|| {
-                        format!("operation {i}: attribute index {idx} not in schema")
-                    })?;
-                    attrs.insert(name.clone(), c.i64()?);
-                }
-                let doc = Document {
-                    key,
-                    value,
-                    vector,
-                    terms,
-                    attrs,
-                };
-                Op::Put(
-                    doc.validate(schema)
-                        .map_err(|e| format!("operation {i}: {e}"))?,
-                )
-            }
+            OP_PUT => Op::Put(read_doc(&mut c, schema).map_err(|e| format!("operation {i}: {e}"))?),
             t => return Err(format!("operation {i}: unknown operation tag {t}")),
         };
         if let Op::Delete(k) = &op {

@@ -1,27 +1,34 @@
-//! [`Db`]: create/open, the write path (validate → WAL → memtable → publish) and the read path
-//! over [`Snapshot`]s.
+//! [`Db`]: create/open, the write path (validate → WAL → memtable → publish), freezing full
+//! memtables and flushing them to segments in the background, and snapshots.
 //!
 //! Invariants:
 //! - a batch reaches the memtable only after the WAL acknowledged it, with its LSN as sequence;
-//! - the visible sequence advances only over a gap-free prefix of applied LSNs, so a snapshot
-//!   never sees batch N+1 without batch N, and `write` returns only once its batch is visible
-//!   (read-your-writes);
-//! - after a failed WAL append the handle is poisoned: reads work, writes fail until reopen.
+//! - the visible sequence advances only over a gap-free prefix of applied LSNs, and `write`
+//!   returns only once its batch is visible (read-your-writes);
+//! - writers hold the write gate (shared) from WAL append to publish; a freeze holds it
+//!   exclusively, so a frozen memtable holds exactly the batches with LSN <= its mark;
+//! - a flush makes its segment, deletion bitmaps and manifest durable before installing the new
+//!   version, and truncates the WAL only below the manifest's checkpoint;
+//! - after a failed write or flush the handle is poisoned: reads work, writes fail until reopen.
 
-use std::collections::BTreeSet;
-use std::ops::{Bound, RangeBounds};
+use std::collections::{BTreeSet, HashSet};
+use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, RwLock};
 use strata_wal::io::{LockGuard, SharedFs, StdFs};
 use strata_wal::{RecordKind, SyncMode, Wal};
 
 use crate::batch::{self, WriteBatch};
-use crate::doc::validate_key;
+use crate::manifest::{self, deletes_name, segment_name, Manifest, SegmentMeta};
 use crate::memtable::Memtable;
 use crate::meta::{read_schema, write_schema, SCHEMA_FILE};
-use crate::search::{exact, Hit, Query};
+use crate::search::{Hit, Query};
+use crate::segment::bitset::Bitset;
+use crate::segment::{deletes, write_segment, Segment};
+use crate::version::{LiveSegment, Snapshot, Version};
 use crate::{Document, Error, Result, Schema};
 
 /// WAL record kind of an encoded write batch.
@@ -30,12 +37,18 @@ pub const WAL_KIND_BATCH: RecordKind = RecordKind(1);
 pub const LOCK_FILE: &str = "LOCK";
 /// WAL directory inside the database directory.
 pub const WAL_DIR: &str = "wal";
+/// Segment directory inside the database directory.
+pub const SEGMENTS_DIR: &str = "segments";
 
 /// Options of [`Db::open`] / [`Db::create_with`].
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Durability of writes. Default: `SyncMode::Always` (acknowledged after fdatasync).
     pub sync: SyncMode,
+    /// A memtable larger than this is frozen and flushed to a segment. Default 64 MiB.
+    pub flush_threshold_bytes: usize,
+    /// Writers wait while this many frozen memtables await their flush. Default 4.
+    pub frozen_memtables_max: usize,
     /// WAL file size before rotation. Default 64 MiB (at least 8 MiB + 4 KiB: a batch must fit).
     pub wal_segment_bytes_max: u64,
     /// Keep a zero-filled spare WAL file ready (faster fdatasync). Default true.
@@ -48,6 +61,8 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             sync: SyncMode::Always,
+            flush_threshold_bytes: 64 << 20,
+            frozen_memtables_max: 4,
             wal_segment_bytes_max: 64 << 20,
             wal_preallocate: true,
             fs: StdFs::shared(),
@@ -78,13 +93,6 @@ struct Visibility {
 }
 
 impl Visibility {
-    fn new(visible: u64) -> Self {
-        Visibility {
-            state: Mutex::new((visible, BTreeSet::new())),
-            cond: Condvar::new(),
-        }
-    }
-
     fn visible(&self) -> u64 {
         self.state.lock().0
     }
@@ -107,29 +115,57 @@ impl Visibility {
     }
 }
 
+/// Flusher wake-ups and back-pressure.
+#[derive(Debug, Default)]
+struct FlushCtl {
+    state: Mutex<FlushState>,
+    cond: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct FlushState {
+    stop: bool,
+    /// Flushes completed (tests and `Db::flush` wait on it).
+    done: u64,
+}
+
 #[derive(Debug)]
 struct Inner {
     dir: PathBuf,
+    fs: SharedFs,
+    options: Options,
     schema: Arc<Schema>,
     wal: Wal,
-    mem: Arc<Memtable>,
+    version: Mutex<Arc<Version>>,
+    gate: RwLock<()>,
     visibility: Visibility,
+    manifest: Mutex<Manifest>,
+    flush: FlushCtl,
     poison: Mutex<Option<String>>,
     _lock: LockGuard,
+}
+
+/// Owns the flusher thread; stops and joins it when the last [`Db`] clone drops.
+#[derive(Debug)]
+struct Handle {
+    inner: Arc<Inner>,
+    flusher: Option<JoinHandle<()>>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.inner.flush.state.lock().stop = true;
+        self.inner.flush.cond.notify_all();
+        if let Some(h) = self.flusher.take() {
+            let _ = h.join();
+        }
+    }
 }
 
 /// An open database. Cheap to clone; share it between threads.
 #[derive(Debug, Clone)]
 pub struct Db {
-    inner: Arc<Inner>,
-}
-
-/// A consistent read view: it sees exactly the batches visible when it was taken.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    seq: u64,
-    schema: Arc<Schema>,
-    mem: Arc<Memtable>,
+    handle: Arc<Handle>,
 }
 
 impl Db {
@@ -153,7 +189,7 @@ impl Db {
         Db::open_locked(dir, options, lock)
     }
 
-    /// Open an existing database: read the schema, replay the WAL into the memtable.
+    /// Open an existing database: schema → manifest → segments → WAL replay.
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Db> {
         let dir = dir.as_ref();
         let lock = lock_dir(&options.fs, dir)?;
@@ -163,44 +199,110 @@ impl Db {
     fn open_locked(dir: &Path, options: Options, lock: LockGuard) -> Result<Db> {
         let fs = options.fs.clone();
         let schema = Arc::new(read_schema(&fs, dir)?);
-        let wal_dir = dir.join(WAL_DIR);
-        let (wal, _recovery) = Wal::open(fs, &wal_dir, options.wal_options())?;
-        let mem = Arc::new(Memtable::new());
-        let mut reader = wal.reader(1)?;
-        while let Some(rec) = reader.next_record()? {
-            if rec.kind != WAL_KIND_BATCH {
-                continue; // ignorable kinds only: the reader rejects unknown required ones
+        let seg_dir = dir.join(SEGMENTS_DIR);
+        fs.create_dir_all(&seg_dir)
+            .map_err(|e| Error::io("create directory", &seg_dir, e))?;
+        let manifest = manifest::read_latest(&fs, dir)?.unwrap_or(Manifest {
+            number: 0,
+            next_segment_id: 1,
+            checkpoint_lsn: 0,
+            segments: Vec::new(),
+        });
+        let mut segments = Vec::new();
+        for m in manifest.segments.iter().rev() {
+            let seg = Segment::open(&fs, &seg_dir.join(segment_name(m.id)), m.id, schema.clone())?;
+            if seg.len() != m.doc_count as usize {
+                return Err(Error::Corruption {
+                    what: "manifest",
+                    path: dir.to_owned(),
+                    reason: format!(
+                        "segment {} has {} documents, manifest says {}",
+                        m.id,
+                        seg.len(),
+                        m.doc_count
+                    ),
+                });
             }
-            let ops = batch::decode(rec.payload, &schema).map_err(|reason| Error::Corruption {
-                what: "WAL batch record",
-                path: wal_dir.clone(),
-                reason: format!("LSN {}: {reason}", rec.lsn),
-            })?;
-            mem.apply(rec.lsn, ops);
+            let deleted = match m.deletes_gen {
+                0 => Bitset::new(seg.len()),
+                g => deletes::read(&fs, &seg_dir.join(deletes_name(m.id, g)), seg.len())?,
+            };
+            segments.push(LiveSegment {
+                seg: Arc::new(seg),
+                deleted: Arc::new(deleted),
+                deletes_gen: m.deletes_gen,
+            });
+        }
+        remove_orphans(&fs, dir, &manifest)?;
+
+        let wal_dir = dir.join(WAL_DIR);
+        let (wal, _recovery) = Wal::open(fs.clone(), &wal_dir, options.wal_options())?;
+        let active = Arc::new(Memtable::new());
+        if wal.last_lsn() > manifest.checkpoint_lsn {
+            let mut reader = wal.reader(manifest.checkpoint_lsn + 1)?;
+            while let Some(rec) = reader.next_record()? {
+                if rec.kind != WAL_KIND_BATCH {
+                    continue; // only ignorable kinds get here: the reader rejects unknown ones
+                }
+                let ops =
+                    batch::decode(rec.payload, &schema).map_err(|reason| Error::Corruption {
+                        what: "WAL batch record",
+                        path: wal_dir.clone(),
+                        reason: format!("LSN {}: {reason}", rec.lsn),
+                    })?;
+                active.apply(rec.lsn, ops);
+            }
         }
         // Every LSN up to the log's end is applied (batches) or skipped (ignorable kinds).
-        let visible = wal.last_lsn();
+        let visible = wal.last_lsn().max(manifest.checkpoint_lsn);
+        let inner = Arc::new(Inner {
+            dir: dir.to_owned(),
+            fs,
+            options,
+            schema,
+            wal,
+            version: Mutex::new(Arc::new(Version {
+                active,
+                frozen: Vec::new(),
+                segments,
+            })),
+            gate: RwLock::new(()),
+            visibility: Visibility {
+                state: Mutex::new((visible, BTreeSet::new())),
+                cond: Condvar::new(),
+            },
+            manifest: Mutex::new(manifest),
+            flush: FlushCtl::default(),
+            poison: Mutex::new(None),
+            _lock: lock,
+        });
+        let flusher = {
+            let inner = inner.clone();
+            std::thread::Builder::new()
+                .name("strata-flush".into())
+                .spawn(move || flusher_loop(&inner))
+                .map_err(|e| Error::io("spawn flusher thread", dir, e))?
+        };
         Ok(Db {
-            inner: Arc::new(Inner {
-                dir: dir.to_owned(),
-                schema,
-                wal,
-                mem,
-                visibility: Visibility::new(visible),
-                poison: Mutex::new(None),
-                _lock: lock,
+            handle: Arc::new(Handle {
+                inner,
+                flusher: Some(flusher),
             }),
         })
     }
 
+    fn inner(&self) -> &Inner {
+        &self.handle.inner
+    }
+
     /// The schema.
     pub fn schema(&self) -> &Schema {
-        &self.inner.schema
+        &self.inner().schema
     }
 
     /// The database directory.
     pub fn path(&self) -> &Path {
-        &self.inner.dir
+        &self.inner().dir
     }
 
     /// Insert or replace a document.
@@ -221,35 +323,42 @@ impl Db {
     /// batch and writes nothing); the batch is one WAL record, so after a crash it is present
     /// in full or not at all. Returns once durable per the sync mode and visible to readers.
     pub fn write(&self, batch: WriteBatch) -> Result<()> {
-        if let Some(cause) = self.inner.poison.lock().clone() {
-            return Err(Error::Poisoned(cause));
-        }
+        let inner = self.inner();
+        inner.check_poison()?;
         if batch.is_empty() {
             return Ok(());
         }
-        let ops = batch.validate(&self.inner.schema)?;
-        let payload = batch::encode(&ops, &self.inner.schema)?;
-        let lsn = match self.inner.wal.append(WAL_KIND_BATCH, &payload) {
-            Ok(lsn) => lsn,
-            Err(e) => {
-                self.inner
-                    .poison
-                    .lock()
-                    .get_or_insert_with(|| e.to_string());
-                return Err(e.into());
-            }
+        let ops = batch.validate(&inner.schema)?;
+        let payload = batch::encode(&ops, &inner.schema)?;
+        inner.wait_for_flush_room();
+        let full = {
+            let _gate = inner.gate.read();
+            let lsn = match inner.wal.append(WAL_KIND_BATCH, &payload) {
+                Ok(lsn) => lsn,
+                Err(e) => {
+                    inner.set_poison(e.to_string());
+                    return Err(e.into());
+                }
+            };
+            let active = inner.version.lock().active.clone();
+            active.apply(lsn, ops);
+            inner.visibility.publish_and_wait(lsn);
+            active.mem_bytes() >= inner.options.flush_threshold_bytes
         };
-        self.inner.mem.apply(lsn, ops);
-        self.inner.visibility.publish_and_wait(lsn);
+        if full {
+            inner.freeze(false);
+        }
         Ok(())
     }
 
     /// A consistent read view of everything visible now.
     pub fn snapshot(&self) -> Snapshot {
+        let inner = self.inner();
+        let version = inner.version.lock();
         Snapshot {
-            seq: self.inner.visibility.visible(),
-            schema: self.inner.schema.clone(),
-            mem: self.inner.mem.clone(),
+            seq: inner.visibility.visible(),
+            schema: inner.schema.clone(),
+            version: version.clone(),
         }
     }
 
@@ -260,12 +369,12 @@ impl Db {
 
     /// Documents with keys in `range`, in key order.
     pub fn scan<R: RangeBounds<Vec<u8>>>(&self, range: R) -> Result<Vec<Arc<Document>>> {
-        Ok(self.snapshot().scan(range))
+        self.snapshot().scan(range)
     }
 
     /// Documents whose key starts with `prefix`, in key order.
     pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Arc<Document>>> {
-        Ok(self.snapshot().scan_prefix(prefix))
+        self.snapshot().scan_prefix(prefix)
     }
 
     /// Run a query on a fresh snapshot.
@@ -275,14 +384,287 @@ impl Db {
 
     /// Make every acknowledged write durable (useful with `SyncMode::Batch`/`Never`).
     pub fn sync(&self) -> Result<()> {
-        self.inner.wal.sync()?;
+        self.inner().wal.sync()?;
         Ok(())
     }
 
-    /// Approximate bytes held by the memtable.
-    pub fn memtable_bytes(&self) -> usize {
-        self.inner.mem.mem_bytes()
+    /// Freeze the memtable (if it holds anything) and wait until every frozen memtable is
+    /// flushed to a segment.
+    pub fn flush(&self) -> Result<()> {
+        let inner = self.inner();
+        inner.check_poison()?;
+        inner.freeze(true);
+        let mut st = inner.flush.state.lock();
+        while !inner.version.lock().frozen.is_empty() {
+            inner.check_poison()?;
+            inner
+                .flush
+                .cond
+                .wait_for(&mut st, std::time::Duration::from_millis(50));
+        }
+        inner.check_poison()
     }
+
+    /// Counters: segments, frozen memtables, memtable bytes, flushes completed.
+    pub fn stats(&self) -> DbStats {
+        let inner = self.inner();
+        let v = inner.version.lock().clone();
+        DbStats {
+            segments: v.segments.len(),
+            frozen_memtables: v.frozen.len(),
+            memtable_bytes: v.active.mem_bytes(),
+            flushes: inner.flush.state.lock().done,
+            checkpoint_lsn: inner.manifest.lock().checkpoint_lsn,
+        }
+    }
+}
+
+/// Counters of a database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DbStats {
+    /// Live segments.
+    pub segments: usize,
+    /// Memtables frozen and waiting for their flush.
+    pub frozen_memtables: usize,
+    /// Approximate bytes of the active memtable.
+    pub memtable_bytes: usize,
+    /// Flushes completed by this handle.
+    pub flushes: u64,
+    /// WAL position covered by the segments.
+    pub checkpoint_lsn: u64,
+}
+
+impl Inner {
+    fn check_poison(&self) -> Result<()> {
+        match self.poison.lock().clone() {
+            Some(cause) => Err(Error::Poisoned(cause)),
+            None => Ok(()),
+        }
+    }
+
+    fn set_poison(&self, cause: String) {
+        self.poison.lock().get_or_insert(cause);
+        self.flush.cond.notify_all();
+    }
+
+    /// Back-pressure: wait while too many frozen memtables await their flush.
+    fn wait_for_flush_room(&self) {
+        let mut st = self.flush.state.lock();
+        while self.version.lock().frozen.len() >= self.options.frozen_memtables_max.max(1)
+            && self.poison.lock().is_none()
+            && !st.stop
+        {
+            self.flush
+                .cond
+                .wait_for(&mut st, std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Swap in an empty memtable; the old one joins the frozen list. With `force`, freeze any
+    /// non-empty memtable; otherwise only one past the threshold (another writer may have won).
+    fn freeze(&self, force: bool) {
+        let _gate = self.gate.write();
+        let mut v = self.version.lock();
+        let bytes = v.active.mem_bytes();
+        if bytes == 0 || (!force && bytes < self.options.flush_threshold_bytes) {
+            return;
+        }
+        let mark = self.visibility.visible();
+        let mut next = Version::clone(&v);
+        next.frozen.insert(0, (v.active.clone(), mark));
+        next.active = Arc::new(Memtable::new());
+        *v = Arc::new(next);
+        drop(v);
+        self.flush.cond.notify_all();
+    }
+
+    /// Flush the oldest frozen memtable, if any. Returns whether one was flushed.
+    fn flush_one(&self) -> Result<bool> {
+        let v = self.version.lock().clone();
+        let Some((mem, mark)) = v.frozen.last().cloned() else {
+            return Ok(false);
+        };
+        // The memtable's state at its mark: live documents and every key it touched.
+        let mut docs = Vec::new();
+        let mut touched = HashSet::new();
+        mem.for_each_visible(
+            mark,
+            std::ops::Bound::Unbounded,
+            std::ops::Bound::Unbounded,
+            |k, e| {
+                touched.insert(k.to_vec());
+                if let Some(d) = e {
+                    docs.push(d.clone());
+                }
+                true
+            },
+        );
+        let seg_dir = self.dir.join(SEGMENTS_DIR);
+        let mut m = self.manifest.lock().clone();
+        let id = m.next_segment_id;
+        let new_seg = if docs.is_empty() {
+            None
+        } else {
+            let path = seg_dir.join(segment_name(id));
+            write_segment(&self.fs, &path, &docs, &self.schema)?;
+            Some(Arc::new(Segment::open(
+                &self.fs,
+                &path,
+                id,
+                self.schema.clone(),
+            )?))
+        };
+        // Older copies of every touched key die in their segment's deletion bitmap.
+        let mut segments = Vec::with_capacity(v.segments.len() + 1);
+        let mut obsolete = Vec::new();
+        for ls in &v.segments {
+            let mut deleted = (*ls.deleted).clone();
+            let mut changed = false;
+            for k in &touched {
+                if let Some(i) = ls.seg.find(k) {
+                    if !deleted.get(i) {
+                        deleted.set(i);
+                        changed = true;
+                    }
+                }
+            }
+            if changed {
+                let gen = ls.deletes_gen + 1;
+                deletes::write(
+                    &self.fs,
+                    &seg_dir.join(deletes_name(ls.seg.id, gen)),
+                    &deleted,
+                )?;
+                if ls.deletes_gen > 0 {
+                    obsolete.push(seg_dir.join(deletes_name(ls.seg.id, ls.deletes_gen)));
+                }
+                segments.push(LiveSegment {
+                    seg: ls.seg.clone(),
+                    deleted: Arc::new(deleted),
+                    deletes_gen: gen,
+                });
+            } else {
+                segments.push(ls.clone());
+            }
+        }
+        if let Some(seg) = &new_seg {
+            segments.insert(
+                0,
+                LiveSegment {
+                    deleted: Arc::new(Bitset::new(seg.len())),
+                    seg: seg.clone(),
+                    deletes_gen: 0,
+                },
+            );
+        }
+        // Segments that are now entirely dead are dropped from the manifest.
+        segments.retain(|ls| ls.deleted.count() < ls.seg.len());
+        let old_number = m.number;
+        m.number += 1;
+        m.next_segment_id = id + 1;
+        m.checkpoint_lsn = mark;
+        m.segments = segments
+            .iter()
+            .rev()
+            .map(|ls| SegmentMeta {
+                id: ls.seg.id,
+                doc_count: ls.seg.len() as u32,
+                deletes_gen: ls.deletes_gen,
+            })
+            .collect();
+        manifest::write(&self.fs, &self.dir, &m)?;
+        // Durable: install, then clean up.
+        {
+            let mut cur = self.version.lock();
+            let mut next = Version::clone(&cur);
+            next.frozen.retain(|(f, _)| !Arc::ptr_eq(f, &mem));
+            next.segments = segments;
+            *cur = Arc::new(next);
+        }
+        *self.manifest.lock() = m.clone();
+        self.wal.truncate_below(mark)?;
+        let old_manifest = self.dir.join(manifest::manifest_name(old_number));
+        if old_number > 0 && self.fs.exists(&old_manifest) {
+            obsolete.push(old_manifest);
+        }
+        for p in obsolete {
+            self.fs
+                .remove_file(&p)
+                .map_err(|e| Error::io("remove", &p, e))?;
+        }
+        // Fully dead segment files: bitmaps and mappings of live snapshots keep working after
+        // the unlink (the mapping or the in-memory copy holds the bytes).
+        remove_orphans(&self.fs, &self.dir, &m)?;
+        Ok(true)
+    }
+}
+
+fn flusher_loop(inner: &Arc<Inner>) {
+    loop {
+        {
+            let mut st = inner.flush.state.lock();
+            while !st.stop && inner.version.lock().frozen.is_empty() {
+                inner.flush.cond.wait(&mut st);
+            }
+            if st.stop {
+                return;
+            }
+        }
+        if inner.poison.lock().is_some() {
+            return;
+        }
+        match inner.flush_one() {
+            Ok(_) => {
+                inner.flush.state.lock().done += 1;
+                inner.flush.cond.notify_all();
+            }
+            Err(e) => {
+                inner.set_poison(format!("flush failed: {e}"));
+                return;
+            }
+        }
+    }
+}
+
+/// Remove files of the database directory that `m` does not name: segment and bitmap files of
+/// crashed flushes, temp files, superseded manifests.
+fn remove_orphans(fs: &SharedFs, dir: &Path, m: &Manifest) -> Result<()> {
+    let seg_dir = dir.join(SEGMENTS_DIR);
+    let mut keep: HashSet<String> = HashSet::new();
+    for s in &m.segments {
+        keep.insert(segment_name(s.id));
+        if s.deletes_gen > 0 {
+            keep.insert(deletes_name(s.id, s.deletes_gen));
+        }
+    }
+    let names = fs
+        .list_dir(&seg_dir)
+        .map_err(|e| Error::io("list directory", &seg_dir, e))?;
+    let mut removed = false;
+    for n in names.iter().filter(|n| !keep.contains(*n)) {
+        let p = seg_dir.join(n);
+        fs.remove_file(&p).map_err(|e| Error::io("remove", &p, e))?;
+        removed = true;
+    }
+    let current = manifest::manifest_name(m.number);
+    let names = fs
+        .list_dir(dir)
+        .map_err(|e| Error::io("list directory", dir, e))?;
+    for n in &names {
+        let stale_manifest = n.starts_with(manifest::MANIFEST_PREFIX) && *n != current;
+        if stale_manifest || n.ends_with(".tmp") {
+            let p = dir.join(n);
+            fs.remove_file(&p).map_err(|e| Error::io("remove", &p, e))?;
+            removed = true;
+        }
+    }
+    if removed {
+        fs.sync_dir(&seg_dir)
+            .map_err(|e| Error::io("fsync directory", &seg_dir, e))?;
+        fs.sync_dir(dir)
+            .map_err(|e| Error::io("fsync directory", dir, e))?;
+    }
+    Ok(())
 }
 
 fn lock_dir(fs: &SharedFs, dir: &Path) -> Result<LockGuard> {
@@ -297,62 +679,4 @@ fn lock_dir(fs: &SharedFs, dir: &Path) -> Result<LockGuard> {
             Error::io("lock", &path, e)
         }
     })
-}
-
-impl Snapshot {
-    /// The sequence (last visible WAL LSN) this view reads at.
-    pub fn seq(&self) -> u64 {
-        self.seq
-    }
-
-    /// Read one document.
-    pub fn get(&self, key: &[u8]) -> Result<Option<Arc<Document>>> {
-        validate_key(key)?;
-        Ok(self.mem.get(key, self.seq).flatten())
-    }
-
-    /// Documents with keys in `range`, in key order.
-    pub fn scan<R: RangeBounds<Vec<u8>>>(&self, range: R) -> Vec<Arc<Document>> {
-        let lo = range.start_bound().map(Vec::as_slice);
-        let hi = range.end_bound().map(Vec::as_slice);
-        self.collect(lo, hi)
-    }
-
-    /// Documents whose key starts with `prefix`, in key order.
-    pub fn scan_prefix(&self, prefix: &[u8]) -> Vec<Arc<Document>> {
-        let mut out = Vec::new();
-        self.mem.for_each_visible(
-            self.seq,
-            Bound::Included(prefix),
-            Bound::Unbounded,
-            |k, v| {
-                if !k.starts_with(prefix) {
-                    return false;
-                }
-                if let Some(d) = v {
-                    out.push(d.clone());
-                }
-                true
-            },
-        );
-        out
-    }
-
-    fn collect(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> Vec<Arc<Document>> {
-        let mut out = Vec::new();
-        self.mem.for_each_visible(self.seq, lo, hi, |_, v| {
-            if let Some(d) = v {
-                out.push(d.clone());
-            }
-            true
-        });
-        out
-    }
-
-    /// Run a query. Exact: equals brute force over this snapshot.
-    pub fn search(&self, q: &Query) -> Result<Vec<Hit>> {
-        q.validate(&self.schema)?;
-        let docs = self.collect(Bound::Unbounded, Bound::Unbounded);
-        Ok(exact(q, &self.schema, docs.iter()))
-    }
 }

@@ -24,11 +24,11 @@ struct MemKey {
 }
 
 /// A version of a key: the document, or `None` for a delete.
-pub(crate) type Version = Option<Arc<Document>>;
+pub(crate) type Entry = Option<Arc<Document>>;
 
 #[derive(Debug, Default)]
 pub(crate) struct Memtable {
-    map: SkipMap<MemKey, Version>,
+    map: SkipMap<MemKey, Entry>,
     bytes: AtomicUsize,
 }
 
@@ -62,7 +62,7 @@ impl Memtable {
     }
 
     /// Newest version of `key` with sequence <= `seq`; `None` if the memtable has none.
-    pub(crate) fn get(&self, key: &[u8], seq: u64) -> Option<Version> {
+    pub(crate) fn get(&self, key: &[u8], seq: u64) -> Option<Entry> {
         let lo = MemKey {
             key: key.to_vec(),
             seq: Reverse(seq),
@@ -78,7 +78,7 @@ impl Memtable {
         seq: u64,
         lo: Bound<&[u8]>,
         hi: Bound<&[u8]>,
-        mut f: impl FnMut(&[u8], &Version) -> bool,
+        mut f: impl FnMut(&[u8], &Entry) -> bool,
     ) {
         let start = match lo {
             Bound::Included(k) => Bound::Included(MemKey {

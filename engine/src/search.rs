@@ -116,25 +116,38 @@ pub struct Hit {
     pub doc: Option<Arc<Document>>,
 }
 
-/// Heap entry ordered by (distance, key) so the heap top is the worst kept hit.
-struct Scored(f32, Arc<Document>);
+/// Heap entry ordered by (distance, key) so a max-heap's top is the worst kept hit.
+pub(crate) struct Scored<T> {
+    dist: f32,
+    key: Vec<u8>,
+    item: T,
+}
 
-impl PartialEq for Scored {
+impl<T> Scored<T> {
+    pub(crate) fn new(dist: f32, key: Vec<u8>, item: T) -> Self {
+        Scored { dist, key, item }
+    }
+    pub(crate) fn into_parts(self) -> (f32, Vec<u8>, T) {
+        (self.dist, self.key, self.item)
+    }
+}
+
+impl<T> PartialEq for Scored<T> {
     fn eq(&self, o: &Self) -> bool {
         self.cmp(o) == Ordering::Equal
     }
 }
-impl Eq for Scored {}
-impl PartialOrd for Scored {
+impl<T> Eq for Scored<T> {}
+impl<T> PartialOrd for Scored<T> {
     fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
         Some(self.cmp(o))
     }
 }
-impl Ord for Scored {
+impl<T> Ord for Scored<T> {
     fn cmp(&self, o: &Self) -> Ordering {
-        self.0
-            .total_cmp(&o.0)
-            .then_with(|| self.1.key.cmp(&o.1.key))
+        self.dist
+            .total_cmp(&o.dist)
+            .then_with(|| self.key.cmp(&o.key))
     }
 }
 
@@ -163,13 +176,16 @@ pub(crate) fn exact<'a>(
         if q.radius.is_some_and(|r| dist > r) {
             continue;
         }
-        heap.push(Scored(dist, d.clone()));
+        heap.push(Scored::new(dist, d.key.clone(), d.clone()));
         if heap.len() > q.k {
             heap.pop();
         }
     }
     heap.into_sorted_vec()
         .into_iter()
-        .map(|Scored(dist, d)| hit(&d, Some(dist)))
+        .map(|s| {
+            let (dist, _, d) = s.into_parts();
+            hit(&d, Some(dist))
+        })
         .collect()
 }

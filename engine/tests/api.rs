@@ -142,9 +142,9 @@ fn snapshots_never_change_while_a_writer_runs() {
                 for _ in 0..30 {
                     let snap = db.snapshot();
                     let q = Query::knn(vec![10.0, 0.0, 0.0], 20);
-                    let first = (snap.scan(..), snap.search(&q).unwrap());
+                    let first = (snap.scan(..).unwrap(), snap.search(&q).unwrap());
                     std::thread::yield_now();
-                    let again = (snap.scan(..), snap.search(&q).unwrap());
+                    let again = (snap.scan(..).unwrap(), snap.search(&q).unwrap());
                     assert_eq!(first, again, "a snapshot changed under a writer");
                 }
             })

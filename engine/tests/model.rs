@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use strata::wal::io::{FaultFs, Fs};
+use strata::wal::io::{FaultConfig, FaultFs, Fs};
 use strata::{
     distance, Db, Document, Filter, Metric, Options, Query, Schema, SyncMode, WriteBatch,
 };
@@ -176,9 +176,11 @@ fn run(seed: u64, metric: Metric, ops: usize) {
     let fs = FaultFs::new();
     let shared: Arc<dyn Fs> = Arc::new(fs.clone());
     let dir = Path::new("/db");
+    // Small memtables: flushes to segments (and deletion bitmaps) happen all the time.
     let opts = Options {
         fs: shared,
         wal_preallocate: false,
+        flush_threshold_bytes: rng.gen_range(2_000..40_000),
         ..Options::default()
     };
     let mut db = Db::create_with(dir, schema(metric), opts.clone()).unwrap();
@@ -222,12 +224,18 @@ fn run(seed: u64, metric: Metric, ops: usize) {
                 drop(db);
                 db = Db::open(dir, opts.clone()).unwrap();
             }
-            78..=79 => {
+            78 => db.flush().unwrap(),
+            79 => {
                 // Power loss with Sync::Always: every acknowledged batch survives.
                 let SyncMode::Always = opts.sync else {
                     unreachable!()
                 };
-                std::mem::forget(db);
+                // The process dies: nothing more reaches the disk, the flusher stops.
+                fs.set_faults(FaultConfig {
+                    crash_after_ops: Some(0),
+                    ..FaultConfig::default()
+                });
+                drop(db);
                 fs.crash(rng.gen());
                 db = Db::open(dir, opts.clone()).unwrap();
             }
@@ -235,6 +243,11 @@ fn run(seed: u64, metric: Metric, ops: usize) {
         }
     }
     check_reads(&db, &model, &mut rng, metric, ops);
+    let stats = db.stats();
+    assert!(
+        stats.checkpoint_lsn > 0 || ops < 500,
+        "no flush happened: {stats:?}"
+    );
 }
 
 fn base_seed() -> u64 {

@@ -281,7 +281,12 @@ fn never_mode_acks_written_and_sync_makes_durable() {
     assert_eq!(wal.durable_lsn(), 0);
     assert_eq!(wal.sync().unwrap(), 5);
     wal.append_data(b"lost on power failure, maybe").unwrap();
-    std::mem::forget(wal); // no close-time sync: simulate power loss right now
+    // Power loss right now: no close-time sync reaches the disk.
+    fs.set_faults(FaultConfig {
+        crash_after_ops: Some(0),
+        ..FaultConfig::default()
+    });
+    drop(wal);
     fs.crash(3);
     let got = read_all(&shared, &dir(), opts).unwrap();
     assert!(got.len() == 5 || got.len() == 6);

@@ -75,7 +75,9 @@ proptest! {
                     Err(_) => break,
                 }
             }
-            std::mem::forget(wal);
+            // The process dies: nothing more reaches the disk, background threads stop.
+            fs.set_faults(FaultConfig { crash_after_ops: Some(0), ..FaultConfig::default() });
+            drop(wal);
         }
         fs.crash(image);
         if let Some(n) = recovery_crash {
@@ -114,7 +116,8 @@ proptest! {
             })
         }).collect();
         for h in handles { h.join().unwrap(); }
-        std::mem::forget(Arc::try_unwrap(wal).ok());
+        fs.set_faults(FaultConfig { crash_after_ops: Some(0), ..FaultConfig::default() });
+        drop(wal);
         fs.crash(image);
         let got: HashMap<u64, Vec<u8>> = read_all(&shared, &dir(), opts(4096)).unwrap().into_iter().collect();
         let n = got.len() as u64;

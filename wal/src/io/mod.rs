@@ -31,6 +31,11 @@ pub trait FileHandle: Send + Sync + Debug {
     /// Truncate or extend to `len` bytes.
     fn set_len(&self, len: u64) -> io::Result<()>;
 
+    /// The underlying OS file, when there is one (lets callers memory-map immutable files).
+    fn std_file(&self) -> Option<&std::fs::File> {
+        None
+    }
+
     /// True when the file has no bytes.
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)

@@ -38,6 +38,9 @@ impl FileHandle for StdFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.0.set_len(len)
     }
+    fn std_file(&self) -> Option<&File> {
+        Some(&self.0)
+    }
 }
 
 impl Fs for StdFs {

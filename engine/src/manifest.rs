@@ -1,0 +1,197 @@
+//! The manifest: which segments (and deletion-bitmap generations) make up the database, and
+//! the WAL position they cover. Each version is a whole file `MANIFEST-<n:016x>` written durably
+//! (temp, fsync, rename, directory fsync); open reads the highest-numbered one. Older manifests,
+//! and files no manifest names, are removed only after a newer manifest is durable.
+//! `docs/format.md`, "Manifest".
+
+use std::path::Path;
+
+use strata_wal::io::SharedFs;
+
+use crate::files::write_durably;
+use crate::segment::format_helpers::{le_u32, le_u64};
+use crate::{Error, Result};
+
+/// Magic of a manifest file.
+pub const MANIFEST_MAGIC: [u8; 8] = *b"STRATMAN";
+/// Layout version.
+pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+/// File name prefix.
+pub const MANIFEST_PREFIX: &str = "MANIFEST-";
+
+/// One live segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentMeta {
+    /// Segment id (file `segments/<id:016x>.seg`); higher ids are newer.
+    pub id: u64,
+    /// Documents in the segment.
+    pub doc_count: u32,
+    /// Generation of its deletion bitmap (`segments/<id:016x>-<gen:08x>.del`), 0 = none.
+    pub deletes_gen: u32,
+}
+
+/// The content of a manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Manifest {
+    /// Number of this manifest (its file name).
+    pub number: u64,
+    /// Next segment id to allocate.
+    pub next_segment_id: u64,
+    /// Every WAL record with LSN <= this is reflected in the segments.
+    pub checkpoint_lsn: u64,
+    /// Live segments, oldest first.
+    pub segments: Vec<SegmentMeta>,
+}
+
+/// File name of manifest `n`.
+pub fn manifest_name(n: u64) -> String {
+    format!("{MANIFEST_PREFIX}{n:016x}")
+}
+
+/// Segment file name.
+pub fn segment_name(id: u64) -> String {
+    format!("{id:016x}.seg")
+}
+
+/// Deletion bitmap file name.
+pub fn deletes_name(id: u64, gen: u32) -> String {
+    format!("{id:016x}-{gen:08x}.del")
+}
+
+impl Manifest {
+    /// Encode: magic, version u32, number u64, next_segment_id u64, checkpoint u64, count u32,
+    /// (id u64, doc_count u32, deletes_gen u32)*, crc u32 of everything before.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&MANIFEST_MAGIC);
+        out.extend_from_slice(&MANIFEST_FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&self.number.to_le_bytes());
+        out.extend_from_slice(&self.next_segment_id.to_le_bytes());
+        out.extend_from_slice(&self.checkpoint_lsn.to_le_bytes());
+        out.extend_from_slice(&(self.segments.len() as u32).to_le_bytes());
+        for s in &self.segments {
+            out.extend_from_slice(&s.id.to_le_bytes());
+            out.extend_from_slice(&s.doc_count.to_le_bytes());
+            out.extend_from_slice(&s.deletes_gen.to_le_bytes());
+        }
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Decode and verify.
+    pub fn decode(b: &[u8]) -> std::result::Result<Manifest, String> {
+        let (body, crc) = b
+            .split_last_chunk::<4>()
+            .ok_or("shorter than its checksum")?;
+        if crc32fast::hash(body) != u32::from_le_bytes(*crc) {
+            return Err("checksum mismatch".into());
+        }
+        if body.get(..8) != Some(&MANIFEST_MAGIC[..]) {
+            return Err("bad magic".into());
+        }
+        if le_u32(body, 8) != Some(MANIFEST_FORMAT_VERSION) {
+            return Err("unsupported manifest version".into());
+        }
+        let field = |at| le_u64(body, at).ok_or("truncated");
+        let (number, next_segment_id, checkpoint_lsn) = (field(12)?, field(20)?, field(28)?);
+        let count = le_u32(body, 36).ok_or("truncated")? as usize;
+        if body.len() != 40 + count * 16 {
+            return Err("length does not match the segment count".into());
+        }
+        let mut segments = Vec::with_capacity(count);
+        for i in 0..count {
+            let at = 40 + i * 16;
+            let s = SegmentMeta {
+                id: le_u64(body, at).ok_or("truncated")?,
+                doc_count: le_u32(body, at + 8).ok_or("truncated")?,
+                deletes_gen: le_u32(body, at + 12).ok_or("truncated")?,
+            };
+            if s.id >= next_segment_id
+                || segments.last().is_some_and(|p: &SegmentMeta| p.id >= s.id)
+            {
+                return Err(format!("segment ids out of order at entry {i}"));
+            }
+            segments.push(s);
+        }
+        Ok(Manifest {
+            number,
+            next_segment_id,
+            checkpoint_lsn,
+            segments,
+        })
+    }
+}
+
+/// The newest manifest in `dir`, or `None` for a database that never flushed.
+pub(crate) fn read_latest(fs: &SharedFs, dir: &Path) -> Result<Option<Manifest>> {
+    let names = fs
+        .list_dir(dir)
+        .map_err(|e| Error::io("list directory", dir, e))?;
+    let newest = names
+        .iter()
+        .filter_map(|n| {
+            let hex = n.strip_prefix(MANIFEST_PREFIX)?;
+            (hex.len() == 16).then(|| u64::from_str_radix(hex, 16).ok())?
+        })
+        .max();
+    let Some(n) = newest else { return Ok(None) };
+    let path = dir.join(manifest_name(n));
+    let f = fs
+        .open(&path, false)
+        .map_err(|e| Error::io("open", &path, e))?;
+    let bytes = f
+        .read_all(64 << 20)
+        .map_err(|e| Error::io("read", &path, e))?;
+    let m = Manifest::decode(&bytes).map_err(|reason| Error::Corruption {
+        what: "manifest",
+        path: path.clone(),
+        reason,
+    })?;
+    if m.number != n {
+        return Err(Error::Corruption {
+            what: "manifest",
+            path,
+            reason: format!("file name says {n}, content says {}", m.number),
+        });
+    }
+    Ok(Some(m))
+}
+
+/// Write `m` durably as `MANIFEST-<m.number>`.
+pub(crate) fn write(fs: &SharedFs, dir: &Path, m: &Manifest) -> Result<()> {
+    write_durably(fs, &dir.join(manifest_name(m.number)), &m.encode())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_flips_detected() {
+        let m = Manifest {
+            number: 7,
+            next_segment_id: 12,
+            checkpoint_lsn: 99,
+            segments: vec![
+                SegmentMeta {
+                    id: 3,
+                    doc_count: 10,
+                    deletes_gen: 0,
+                },
+                SegmentMeta {
+                    id: 11,
+                    doc_count: 5,
+                    deletes_gen: 2,
+                },
+            ],
+        };
+        let b = m.encode();
+        assert_eq!(Manifest::decode(&b).unwrap(), m);
+        for i in 0..b.len() {
+            let mut c = b.clone();
+            c[i] ^= 4;
+            assert!(Manifest::decode(&c).is_err(), "byte {i}");
+        }
+    }
+}

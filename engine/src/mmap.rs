@@ -1,0 +1,55 @@
+//! The only place Strata memory-maps files. Policy: map only immutable files (segments) whose
+//! length was checked first and whose checksums are verified before any offset is trusted;
+//! files behind a non-OS [`strata_wal::io::Fs`] (tests) are read into memory instead.
+
+use std::ops::Deref;
+use std::path::Path;
+
+use strata_wal::io::SharedFs;
+
+use crate::{Error, Result};
+
+/// Read-only bytes of an immutable file.
+#[derive(Debug)]
+pub(crate) enum FileBytes {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl Deref for FileBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Mapped(m) => m,
+            FileBytes::Owned(v) => v,
+        }
+    }
+}
+
+/// Map (or read) the whole file at `path`, refusing files longer than `len_max`.
+pub(crate) fn open_immutable(fs: &SharedFs, path: &Path, len_max: u64) -> Result<FileBytes> {
+    let f = fs
+        .open(path, false)
+        .map_err(|e| Error::io("open", path, e))?;
+    let len = f.len().map_err(|e| Error::io("stat", path, e))?;
+    if len > len_max {
+        return Err(Error::Corruption {
+            what: "segment file",
+            path: path.to_owned(),
+            reason: format!("{len} bytes exceeds the {len_max}-byte bound"),
+        });
+    }
+    if let Some(file) = f.std_file() {
+        if len > 0 {
+            // SAFETY: segment files are never modified after their rename (only created and
+            // deleted), and we map them read-only; the length was read above. A third party
+            // truncating the file would still raise SIGBUS — documented in docs/durability.md.
+            let m = unsafe { memmap2::Mmap::map(file) }.map_err(|e| Error::io("mmap", path, e))?;
+            return Ok(FileBytes::Mapped(m));
+        }
+    }
+    let bytes = f
+        .read_all(len_max)
+        .map_err(|e| Error::io("read", path, e))?;
+    Ok(FileBytes::Owned(bytes))
+}

@@ -1,0 +1,66 @@
+//! Constants and the footer / section table of a segment file.
+
+/// Last 8 bytes of the footer's magic.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"STRATSEG";
+/// Version of the segment layout.
+pub const SEGMENT_FORMAT_VERSION: u32 = 1;
+/// Bytes of the footer at the end of the file.
+pub(crate) const FOOTER_BYTES: usize = 64;
+/// Bytes of one section table entry.
+pub(crate) const TABLE_ENTRY_BYTES: usize = 24;
+/// Every section starts at a multiple of this.
+pub(crate) const SECTION_ALIGN: usize = 64;
+/// Documents per zstd block target (raw bytes).
+pub(crate) const DOC_BLOCK_BYTES: usize = 32 * 1024;
+/// Documents per attribute min/max block.
+pub(crate) const ATTR_BLOCK_DOCS: usize = 1024;
+
+/// Section kinds. Unknown kinds are ignored by readers (sections are added, not redesigned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum SectionKind {
+    /// Sorted keys: ordinal -> key.
+    Keys = 1,
+    /// zstd-compressed blocks of whole documents.
+    Docs = 2,
+    /// Presence bitset + f32 vectors, ordinal-major.
+    Vectors = 3,
+    /// Term dictionary + posting lists of ordinals.
+    Terms = 4,
+    /// Attribute columns with presence, values and per-block min/max.
+    Attrs = 5,
+}
+
+impl SectionKind {
+    pub(crate) const ALL: [SectionKind; 5] = [
+        SectionKind::Keys,
+        SectionKind::Docs,
+        SectionKind::Vectors,
+        SectionKind::Terms,
+        SectionKind::Attrs,
+    ];
+}
+
+pub(crate) fn le_u32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(
+        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
+}
+
+pub(crate) fn le_u64(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(
+        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
+    ))
+}
+
+pub(crate) fn le_i64(b: &[u8], at: usize) -> Option<i64> {
+    Some(i64::from_le_bytes(
+        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
+    ))
+}
+
+pub(crate) fn pad_to(out: &mut Vec<u8>, align: usize) {
+    while !out.len().is_multiple_of(align) {
+        out.push(0);
+    }
+}

@@ -1,0 +1,476 @@
+//! Opening and reading a segment file. Everything is verified in `open`; accessors then only
+//! index within ranges proven valid (and still use checked access, returning nothing rather
+//! than panicking if that proof were ever wrong).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use strata_wal::io::SharedFs;
+
+use super::bitset::Bitset;
+use super::format::*;
+use crate::batch::decode_doc;
+use crate::filter::Filter;
+use crate::mmap::{open_immutable, FileBytes};
+use crate::{Document, Error, Result, Schema};
+
+/// Largest segment file accepted (64 GiB).
+const SEGMENT_BYTES_LIMIT: u64 = 64 << 30;
+/// Largest decompressed document block (a block may exceed its target by one big document).
+const BLOCK_RAW_BYTES_MAX: usize = 16 << 20;
+
+#[derive(Debug)]
+struct DocBlock {
+    first: usize,
+    n: usize,
+    at: usize,
+    len: usize,
+}
+
+#[derive(Debug)]
+struct AttrCol {
+    present: Bitset,
+    values_at: usize,
+}
+
+/// An open, verified segment.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub id: u64,
+    pub path: PathBuf,
+    bytes: FileBytes,
+    n: usize,
+    dim: usize,
+    schema: Arc<Schema>,
+    key_offsets_at: usize,
+    key_bytes_at: usize,
+    blocks: Vec<DocBlock>,
+    vec_present: Bitset,
+    vec_at: usize,
+    term_count: usize,
+    term_offsets_at: usize,
+    post_offsets_at: usize,
+    term_bytes_at: usize,
+    postings_at: usize,
+    attrs: Vec<AttrCol>,
+}
+
+fn bad(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Corruption {
+        what: "segment",
+        path: path.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+impl Segment {
+    /// Open and fully verify the segment at `path`.
+    pub(crate) fn open(
+        fs: &SharedFs,
+        path: &Path,
+        id: u64,
+        schema: Arc<Schema>,
+    ) -> Result<Segment> {
+        let bytes = open_immutable(fs, path, SEGMENT_BYTES_LIMIT)?;
+        Segment::from_bytes(bytes, path, id, schema)
+    }
+
+    pub(crate) fn from_bytes(
+        bytes: FileBytes,
+        path: &Path,
+        id: u64,
+        schema: Arc<Schema>,
+    ) -> Result<Segment> {
+        let b: &[u8] = &bytes;
+        let err = |r: String| bad(path, r);
+        let flen = b.len();
+        let fstart = flen
+            .checked_sub(FOOTER_BYTES)
+            .ok_or_else(|| err(format!("{flen} bytes is shorter than the footer")))?;
+        let footer = b.get(fstart..).unwrap_or_default();
+        let stored = le_u32(footer, FOOTER_BYTES - 4).unwrap_or(0);
+        if crc32fast::hash(footer.get(..FOOTER_BYTES - 4).unwrap_or_default()) != stored {
+            return Err(err("footer checksum mismatch".into()));
+        }
+        if footer.get(..8) != Some(&SEGMENT_MAGIC[..]) {
+            return Err(err("bad footer magic".into()));
+        }
+        let version = le_u32(footer, 8).unwrap_or(0);
+        if version != SEGMENT_FORMAT_VERSION {
+            return Err(err(format!("unsupported segment version {version}")));
+        }
+        let count = le_u32(footer, 12).unwrap_or(0) as usize;
+        let table_at = le_u64(footer, 16).unwrap_or(u64::MAX) as usize;
+        let table_crc = le_u32(footer, 24).unwrap_or(0);
+        let n = le_u32(footer, 28).unwrap_or(0) as usize;
+        let dim = le_u32(footer, 32).unwrap_or(0) as usize;
+        if dim != schema.dim as usize {
+            return Err(err(format!("dimension {dim}, schema says {}", schema.dim)));
+        }
+        let table_len = count
+            .checked_mul(TABLE_ENTRY_BYTES)
+            .filter(|l| table_at.checked_add(*l) == Some(fstart))
+            .ok_or_else(|| err("section table does not end at the footer".into()))?;
+        let table = b.get(table_at..table_at + table_len).unwrap_or_default();
+        if crc32fast::hash(table) != table_crc {
+            return Err(err("section table checksum mismatch".into()));
+        }
+        let mut ranges: [Option<(usize, usize)>; 5] = [None; 5];
+        for e in table.chunks_exact(TABLE_ENTRY_BYTES) {
+            let kind = le_u32(e, 0).unwrap_or(0);
+            let crc = le_u32(e, 4).unwrap_or(0);
+            let at = le_u64(e, 8).unwrap_or(u64::MAX) as usize;
+            let len = le_u64(e, 16).unwrap_or(u64::MAX) as usize;
+            let body = at
+                .checked_add(len)
+                .filter(|end| *end <= table_at)
+                .and_then(|end| b.get(at..end))
+                .ok_or_else(|| err(format!("section {kind} out of bounds")))?;
+            if crc32fast::hash(body) != crc {
+                return Err(err(format!("section {kind} checksum mismatch")));
+            }
+            if let Some(slot) = SectionKind::ALL
+                .iter()
+                .position(|k| *k as u32 == kind)
+                .and_then(|i| ranges.get_mut(i))
+            {
+                if slot.replace((at, len)).is_some() {
+                    return Err(err(format!("section {kind} appears twice")));
+                }
+            } // unknown kinds: newer optional sections, ignored
+        }
+        // Padding between sections is zero, so no byte of the file goes unchecked.
+        let mut spans: Vec<(usize, usize)> = table
+            .chunks_exact(TABLE_ENTRY_BYTES)
+            .map(|e| {
+                let at = le_u64(e, 8).unwrap_or(0) as usize;
+                (at, at + le_u64(e, 16).unwrap_or(0) as usize)
+            })
+            .collect();
+        spans.sort_unstable();
+        let mut pos = 0usize;
+        for (s, e) in spans.iter().copied().chain([(table_at, table_at)]) {
+            if s < pos || b.get(pos..s).is_none_or(|gap| gap.iter().any(|&x| x != 0)) {
+                return Err(err(format!(
+                    "overlapping sections or non-zero padding before offset {s}"
+                )));
+            }
+            pos = e;
+        }
+        let get = |i: usize, name: &str| {
+            ranges
+                .get(i)
+                .copied()
+                .flatten()
+                .ok_or_else(|| err(format!("missing {name} section")))
+        };
+        let keys = get(0, "keys")?;
+        let docs = get(1, "docs")?;
+        let vecs = get(2, "vectors")?;
+        let terms = get(3, "terms")?;
+        let attrs = get(4, "attrs")?;
+
+        // Keys: count, offsets, sorted non-empty keys.
+        let (k_at, k_len) = keys;
+        if le_u32(b, k_at) != Some(n as u32) {
+            return Err(err("key count differs from the footer".into()));
+        }
+        let key_offsets_at = k_at + 8;
+        let key_bytes_at = key_offsets_at + (n + 1) * 4;
+        let off = |i: usize| le_u32(b, key_offsets_at + i * 4).map(|o| o as usize);
+        let total = off(n).ok_or_else(|| err("key offsets truncated".into()))?;
+        if key_bytes_at.checked_add(total) != Some(k_at + k_len) || off(0) != Some(0) {
+            return Err(err("keys section length mismatch".into()));
+        }
+        let mut prev: Option<&[u8]> = None;
+        for i in 0..n {
+            let (s, e) = (off(i).unwrap_or(0), off(i + 1).unwrap_or(0));
+            let k = b
+                .get(key_bytes_at + s..key_bytes_at + e)
+                .filter(|k| !k.is_empty() && s <= e)
+                .ok_or_else(|| err(format!("bad key offsets at ordinal {i}")))?;
+            if prev.is_some_and(|p| p >= k) {
+                return Err(err(format!("keys not strictly increasing at ordinal {i}")));
+            }
+            prev = Some(k);
+        }
+
+        // Docs: contiguous blocks covering every ordinal.
+        let (d_at, d_len) = docs;
+        let nblocks = le_u32(b, d_at).unwrap_or(0) as usize;
+        let index_at = d_at + 8;
+        let blocks_at = index_at + nblocks * 24;
+        if blocks_at > d_at + d_len {
+            return Err(err("doc block index truncated".into()));
+        }
+        let mut blocks = Vec::with_capacity(nblocks);
+        let mut next_first = 0usize;
+        let mut next_off = 0usize;
+        for i in 0..nblocks {
+            let e = index_at + i * 24;
+            let first = le_u32(b, e).unwrap_or(u32::MAX) as usize;
+            let cnt = le_u32(b, e + 4).unwrap_or(0) as usize;
+            let o = le_u64(b, e + 8).unwrap_or(u64::MAX) as usize;
+            let len = le_u64(b, e + 16).unwrap_or(u64::MAX) as usize;
+            if first != next_first || o != next_off || cnt == 0 {
+                return Err(err(format!("doc block {i} is not contiguous")));
+            }
+            next_first += cnt;
+            next_off = o.saturating_add(len);
+            blocks.push(DocBlock {
+                first,
+                n: cnt,
+                at: blocks_at + o,
+                len,
+            });
+        }
+        if next_first != n || blocks_at + next_off != d_at + d_len {
+            return Err(err("doc blocks do not cover the segment".into()));
+        }
+
+        // Vectors.
+        let words = n.div_ceil(64) * 8;
+        let (v_at, v_len) = vecs;
+        if v_len != words + n * dim * 4 {
+            return Err(err("vectors section length mismatch".into()));
+        }
+        let vec_present = Bitset::from_le_bytes(b.get(v_at..v_at + words).unwrap_or_default(), n);
+
+        // Terms: sorted UTF-8 terms, sorted in-range postings.
+        let (t_at, t_len) = terms;
+        let tc = le_u32(b, t_at).unwrap_or(0) as usize;
+        let term_offsets_at = t_at + 8;
+        let post_offsets_at = term_offsets_at + (tc + 1) * 4;
+        let term_bytes_at = post_offsets_at + (tc + 1) * 4;
+        let tb = le_u32(b, post_offsets_at - 4).unwrap_or(u32::MAX) as usize;
+        let np = le_u32(b, term_bytes_at - 4).unwrap_or(u32::MAX) as usize;
+        let postings_at = (term_bytes_at + tb).next_multiple_of(4);
+        if postings_at.checked_add(np.saturating_mul(4)) != Some(t_at + t_len) {
+            return Err(err("terms section length mismatch".into()));
+        }
+        let mut prev: Option<&[u8]> = None;
+        for i in 0..tc {
+            let ts = le_u32(b, term_offsets_at + i * 4).unwrap_or(0) as usize;
+            let te = le_u32(b, term_offsets_at + i * 4 + 4).unwrap_or(0) as usize;
+            let ps = le_u32(b, post_offsets_at + i * 4).unwrap_or(0) as usize;
+            let pe = le_u32(b, post_offsets_at + i * 4 + 4).unwrap_or(0) as usize;
+            let t = b
+                .get(term_bytes_at + ts..term_bytes_at + te)
+                .filter(|t| ts < te && te <= tb && std::str::from_utf8(t).is_ok())
+                .ok_or_else(|| err(format!("bad term {i}")))?;
+            if prev.is_some_and(|p| p >= t) || ps >= pe || pe > np {
+                return Err(err(format!("terms or postings out of order at term {i}")));
+            }
+            prev = Some(t);
+            let mut last: Option<u32> = None;
+            for j in ps..pe {
+                let o = le_u32(b, postings_at + j * 4).unwrap_or(u32::MAX);
+                if o as usize >= n || last.is_some_and(|l| l >= o) {
+                    return Err(err(format!(
+                        "posting list of term {i} is not sorted ordinals"
+                    )));
+                }
+                last = Some(o);
+            }
+        }
+
+        // Attributes.
+        let (a_at, a_len) = attrs;
+        if le_u32(b, a_at) != Some(schema.attrs.len() as u32) {
+            return Err(err("attribute count differs from the schema".into()));
+        }
+        let per_attr = words + n * 8 + n.div_ceil(ATTR_BLOCK_DOCS) * 16;
+        if a_len != 8 + per_attr * schema.attrs.len() {
+            return Err(err("attrs section length mismatch".into()));
+        }
+        let attrs = (0..schema.attrs.len())
+            .map(|i| {
+                let at = a_at + 8 + i * per_attr;
+                AttrCol {
+                    present: Bitset::from_le_bytes(b.get(at..at + words).unwrap_or_default(), n),
+                    values_at: at + words,
+                }
+            })
+            .collect();
+
+        Ok(Segment {
+            id,
+            path: path.to_owned(),
+            n,
+            dim,
+            schema,
+            key_offsets_at,
+            key_bytes_at,
+            blocks,
+            vec_present,
+            vec_at: v_at + words,
+            term_count: tc,
+            term_offsets_at,
+            post_offsets_at,
+            term_bytes_at,
+            postings_at,
+            attrs,
+            bytes,
+        })
+    }
+
+    /// Number of documents (ordinals `0..len`).
+    pub(crate) fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Key of ordinal `i`.
+    pub(crate) fn key(&self, i: usize) -> &[u8] {
+        let off = |j: usize| le_u32(&self.bytes, self.key_offsets_at + j * 4).unwrap_or(0) as usize;
+        self.bytes
+            .get(self.key_bytes_at + off(i)..self.key_bytes_at + off(i + 1))
+            .unwrap_or_default()
+    }
+
+    /// First ordinal whose key is >= `key`.
+    pub(crate) fn lower_bound(&self, key: &[u8]) -> usize {
+        let (mut lo, mut hi) = (0, self.n);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.key(mid) < key {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// Ordinal of `key`, if present.
+    pub(crate) fn find(&self, key: &[u8]) -> Option<usize> {
+        let i = self.lower_bound(key);
+        (i < self.n && self.key(i) == key).then_some(i)
+    }
+
+    /// The whole document at ordinal `i`.
+    pub(crate) fn doc(&self, i: usize) -> Result<Document> {
+        let bi = self.blocks.partition_point(|blk| blk.first + blk.n <= i);
+        let blk = self
+            .blocks
+            .get(bi)
+            .ok_or_else(|| bad(&self.path, format!("ordinal {i} in no block")))?;
+        let z = self.bytes.get(blk.at..blk.at + blk.len).unwrap_or_default();
+        let raw = zstd::bulk::decompress(z, BLOCK_RAW_BYTES_MAX)
+            .map_err(|e| bad(&self.path, format!("doc block {bi}: zstd: {e}")))?;
+        let j = i - blk.first;
+        let o = |k: usize| le_u32(&raw, k * 4).map(|v| v as usize);
+        let body_at = (blk.n + 1) * 4;
+        let (s, e) = (o(j), o(j + 1));
+        let rec = s
+            .zip(e)
+            .and_then(|(s, e)| raw.get(body_at + s..body_at + e))
+            .ok_or_else(|| bad(&self.path, format!("doc block {bi}: bad offsets")))?;
+        let d =
+            decode_doc(rec, &self.schema).map_err(|r| bad(&self.path, format!("doc {i}: {r}")))?;
+        if d.key != self.key(i) {
+            return Err(bad(
+                &self.path,
+                format!("doc {i}: key differs from the keys section"),
+            ));
+        }
+        Ok(d)
+    }
+
+    /// Copy the vector of ordinal `i` into `out`; false if the document has none.
+    pub(crate) fn vector_into(&self, i: usize, out: &mut Vec<f32>) -> bool {
+        if !self.vec_present.get(i) {
+            return false;
+        }
+        let at = self.vec_at + i * self.dim * 4;
+        out.clear();
+        out.extend(
+            self.bytes
+                .get(at..at + self.dim * 4)
+                .unwrap_or_default()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4]))),
+        );
+        out.len() == self.dim
+    }
+
+    fn term(&self, t: usize) -> &[u8] {
+        let o = |j: usize| le_u32(&self.bytes, self.term_offsets_at + j * 4).unwrap_or(0) as usize;
+        self.bytes
+            .get(self.term_bytes_at + o(t)..self.term_bytes_at + o(t + 1))
+            .unwrap_or_default()
+    }
+
+    /// Ordinals carrying `term`, as a bitset.
+    fn postings(&self, term: &str) -> Bitset {
+        let mut out = Bitset::new(self.n);
+        let t = term.as_bytes();
+        let idx = {
+            let (mut lo, mut hi) = (0, self.term_count);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if self.term(mid) < t {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            lo
+        };
+        if idx < self.term_count && self.term(idx) == t {
+            let p =
+                |j: usize| le_u32(&self.bytes, self.post_offsets_at + j * 4).unwrap_or(0) as usize;
+            for k in p(idx)..p(idx + 1) {
+                if let Some(o) = le_u32(&self.bytes, self.postings_at + k * 4) {
+                    out.set(o as usize);
+                }
+            }
+        }
+        out
+    }
+
+    /// Attribute `a` (schema index) of ordinal `i`.
+    fn attr(&self, a: usize, i: usize) -> Option<i64> {
+        let col = self.attrs.get(a)?;
+        if !col.present.get(i) {
+            return None;
+        }
+        le_i64(&self.bytes, col.values_at + i * 8)
+    }
+
+    /// Evaluate a (validated) filter to the set of matching ordinals.
+    pub(crate) fn eval(&self, f: &Filter) -> Bitset {
+        match f {
+            Filter::Term(t) => self.postings(t),
+            Filter::And(fs) => {
+                let mut acc = Bitset::full(self.n);
+                for x in fs {
+                    acc.and_with(&self.eval(x));
+                }
+                acc
+            }
+            Filter::Or(fs) => {
+                let mut acc = Bitset::new(self.n);
+                for x in fs {
+                    acc.or_with(&self.eval(x));
+                }
+                acc
+            }
+            Filter::Not(x) => {
+                let mut b = self.eval(x);
+                b.negate();
+                b
+            }
+            Filter::Range { attr, lo, hi } => {
+                let mut out = Bitset::new(self.n);
+                if let Some(a) = self.schema.attr_index(attr) {
+                    for i in 0..self.n {
+                        if self.attr(a, i).is_some_and(|v| (*lo..=*hi).contains(&v)) {
+                            out.set(i);
+                        }
+                    }
+                }
+                out
+            }
+        }
+    }
+}

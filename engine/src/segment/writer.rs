@@ -1,0 +1,215 @@
+//! Building a segment file from documents sorted by key.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use strata_wal::io::SharedFs;
+
+use super::bitset::Bitset;
+use super::format::*;
+use crate::batch::encode_doc;
+use crate::{Document, Error, Result, Schema};
+
+fn u32_of(n: usize, what: &str) -> Result<u32> {
+    u32::try_from(n).map_err(|_| Error::invalid(format!("segment {what} exceeds 4 GiB")))
+}
+
+fn keys_section(docs: &[Arc<Document>]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&u32_of(docs.len(), "document count")?.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    let mut off = 0usize;
+    out.extend_from_slice(&0u32.to_le_bytes());
+    for d in docs {
+        off += d.key.len();
+        out.extend_from_slice(&u32_of(off, "key bytes")?.to_le_bytes());
+    }
+    for d in docs {
+        out.extend_from_slice(&d.key);
+    }
+    Ok(out)
+}
+
+fn docs_section(docs: &[Arc<Document>], schema: &Schema) -> Result<Vec<u8>> {
+    // Raw blocks: offsets u32[n+1] then the encoded documents.
+    let mut blocks: Vec<(u32, u32, Vec<u8>)> = Vec::new();
+    let mut first = 0usize;
+    while first < docs.len() {
+        let mut body = Vec::new();
+        let mut offsets = vec![0u32];
+        let mut n = 0usize;
+        for d in docs.get(first..).unwrap_or_default() {
+            if n > 0 && body.len() >= DOC_BLOCK_BYTES {
+                break;
+            }
+            encode_doc(&mut body, d, schema)?;
+            offsets.push(u32_of(body.len(), "block")?);
+            n += 1;
+        }
+        let mut raw = Vec::with_capacity(offsets.len() * 4 + body.len());
+        for o in &offsets {
+            raw.extend_from_slice(&o.to_le_bytes());
+        }
+        raw.extend_from_slice(&body);
+        let z =
+            zstd::bulk::compress(&raw, 3).map_err(|e| Error::io("zstd compress", "segment", e))?;
+        blocks.push((u32_of(first, "ordinal")?, u32_of(n, "block")?, z));
+        first += n;
+    }
+    let mut out = Vec::new();
+    out.extend_from_slice(&u32_of(blocks.len(), "block count")?.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    let mut off = 0u64;
+    for (first, n, z) in &blocks {
+        out.extend_from_slice(&first.to_le_bytes());
+        out.extend_from_slice(&n.to_le_bytes());
+        out.extend_from_slice(&off.to_le_bytes());
+        out.extend_from_slice(&(z.len() as u64).to_le_bytes());
+        off += z.len() as u64;
+    }
+    for (_, _, z) in &blocks {
+        out.extend_from_slice(z);
+    }
+    Ok(out)
+}
+
+fn vectors_section(docs: &[Arc<Document>], dim: usize) -> Vec<u8> {
+    let mut present = Bitset::new(docs.len());
+    for (i, d) in docs.iter().enumerate() {
+        if d.vector.is_some() {
+            present.set(i);
+        }
+    }
+    let mut out = present.to_le_bytes();
+    for d in docs {
+        match &d.vector {
+            Some(v) => v
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            None => out.extend(std::iter::repeat_n(0u8, dim * 4)),
+        }
+    }
+    out
+}
+
+fn terms_section(docs: &[Arc<Document>]) -> Result<Vec<u8>> {
+    let mut postings: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    for (i, d) in docs.iter().enumerate() {
+        for t in &d.terms {
+            postings
+                .entry(t.as_str())
+                .or_default()
+                .push(u32_of(i, "ordinal")?);
+        }
+    }
+    let mut out = Vec::new();
+    out.extend_from_slice(&u32_of(postings.len(), "term count")?.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    let (mut toff, mut poff) = (0usize, 0usize);
+    let mut term_offsets = vec![0u32];
+    let mut post_offsets = vec![0u32];
+    for (t, p) in &postings {
+        toff += t.len();
+        poff += p.len();
+        term_offsets.push(u32_of(toff, "term bytes")?);
+        post_offsets.push(u32_of(poff, "postings")?);
+    }
+    for o in term_offsets.iter().chain(&post_offsets) {
+        out.extend_from_slice(&o.to_le_bytes());
+    }
+    for t in postings.keys() {
+        out.extend_from_slice(t.as_bytes());
+    }
+    pad_to(&mut out, 4);
+    for p in postings.values() {
+        for o in p {
+            out.extend_from_slice(&o.to_le_bytes());
+        }
+    }
+    Ok(out)
+}
+
+fn attrs_section(docs: &[Arc<Document>], schema: &Schema) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&u32_of(schema.attrs.len(), "attribute count")?.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    for name in &schema.attrs {
+        let mut present = Bitset::new(docs.len());
+        let mut values = Vec::with_capacity(docs.len() * 8);
+        let mut minmax = Vec::new();
+        for (i, d) in docs.iter().enumerate() {
+            let v = d.attrs.get(name).copied();
+            if v.is_some() {
+                present.set(i);
+            }
+            values.extend_from_slice(&v.unwrap_or(0).to_le_bytes());
+            if i % ATTR_BLOCK_DOCS == 0 {
+                minmax.push((i64::MAX, i64::MIN));
+            }
+            if let (Some(v), Some(mm)) = (v, minmax.last_mut()) {
+                mm.0 = mm.0.min(v);
+                mm.1 = mm.1.max(v);
+            }
+        }
+        out.extend_from_slice(&present.to_le_bytes());
+        out.extend_from_slice(&values);
+        for (lo, hi) in minmax {
+            out.extend_from_slice(&lo.to_le_bytes());
+            out.extend_from_slice(&hi.to_le_bytes());
+        }
+    }
+    Ok(out)
+}
+
+/// Encode a whole segment file for `docs` (sorted by key, unique, validated).
+pub(crate) fn encode_segment(docs: &[Arc<Document>], schema: &Schema) -> Result<Vec<u8>> {
+    let sections = [
+        (SectionKind::Keys, keys_section(docs)?),
+        (SectionKind::Docs, docs_section(docs, schema)?),
+        (
+            SectionKind::Vectors,
+            vectors_section(docs, schema.dim as usize),
+        ),
+        (SectionKind::Terms, terms_section(docs)?),
+        (SectionKind::Attrs, attrs_section(docs, schema)?),
+    ];
+    let mut out = Vec::new();
+    let mut table = Vec::new();
+    for (kind, body) in &sections {
+        pad_to(&mut out, SECTION_ALIGN);
+        table.extend_from_slice(&(*kind as u32).to_le_bytes());
+        table.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        table.extend_from_slice(&(out.len() as u64).to_le_bytes());
+        table.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        out.extend_from_slice(body);
+    }
+    pad_to(&mut out, 8);
+    let table_offset = out.len() as u64;
+    out.extend_from_slice(&table);
+    let mut footer = Vec::with_capacity(FOOTER_BYTES);
+    footer.extend_from_slice(&SEGMENT_MAGIC);
+    footer.extend_from_slice(&SEGMENT_FORMAT_VERSION.to_le_bytes());
+    footer.extend_from_slice(&(sections.len() as u32).to_le_bytes());
+    footer.extend_from_slice(&table_offset.to_le_bytes());
+    footer.extend_from_slice(&crc32fast::hash(&table).to_le_bytes());
+    footer.extend_from_slice(&u32_of(docs.len(), "document count")?.to_le_bytes());
+    footer.extend_from_slice(&schema.dim.to_le_bytes());
+    footer.resize(FOOTER_BYTES - 4, 0);
+    let crc = crc32fast::hash(&footer);
+    footer.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&footer);
+    Ok(out)
+}
+
+/// Write a segment file durably: temp file, fsync, rename, directory fsync. Returns its size.
+pub(crate) fn write_segment(
+    fs: &SharedFs,
+    path: &Path,
+    docs: &[Arc<Document>],
+    schema: &Schema,
+) -> Result<u64> {
+    let bytes = encode_segment(docs, schema)?;
+    crate::files::write_durably(fs, path, &bytes)?;
+    Ok(bytes.len() as u64)
+}

@@ -1,0 +1,230 @@
+//! Versions (the set of memtables and segments at one moment) and the read path over them.
+//!
+//! Invariants:
+//! - a [`Snapshot`] is a version plus a sequence read together under the version lock, so it
+//!   sees exactly the batches with LSN <= its sequence: memtables are filtered by sequence, and
+//!   every segment in the version holds only batches the sequence already covers;
+//! - a key is live in at most one segment of a version (a flush marks older copies dead in their
+//!   deletion bitmaps), and any memtable entry for a key (put or delete) shadows all segments.
+
+use std::collections::BTreeMap;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use crate::distance::distance;
+use crate::memtable::{Entry, Memtable};
+use crate::search::{exact, Hit, Query, Scored};
+use crate::segment::bitset::Bitset;
+use crate::segment::Segment;
+use crate::{Document, Result, Schema};
+
+/// A segment with the deletion bitmap current in one version.
+#[derive(Debug, Clone)]
+pub(crate) struct LiveSegment {
+    pub seg: Arc<Segment>,
+    pub deleted: Arc<Bitset>,
+    pub deletes_gen: u32,
+}
+
+/// Memtables and segments at one moment. Immutable; replaced as a whole.
+#[derive(Debug, Clone)]
+pub(crate) struct Version {
+    pub active: Arc<Memtable>,
+    /// Frozen memtables, newest first, each with the last LSN it holds.
+    pub frozen: Vec<(Arc<Memtable>, u64)>,
+    /// Segments, newest first.
+    pub segments: Vec<LiveSegment>,
+}
+
+impl Version {
+    fn memtables(&self) -> impl Iterator<Item = &Arc<Memtable>> {
+        std::iter::once(&self.active).chain(self.frozen.iter().map(|(m, _)| m))
+    }
+}
+
+/// A consistent read view: it sees exactly the batches visible when it was taken, and stays
+/// valid (and unchanged) while writes, flushes and compactions go on.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub(crate) seq: u64,
+    pub(crate) schema: Arc<Schema>,
+    pub(crate) version: Arc<Version>,
+}
+
+impl Snapshot {
+    /// The sequence (last visible WAL LSN) this view reads at.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Read one document.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Arc<Document>>> {
+        crate::doc::validate_key(key)?;
+        for m in self.version.memtables() {
+            if let Some(e) = m.get(key, self.seq) {
+                return Ok(e);
+            }
+        }
+        for ls in &self.version.segments {
+            if let Some(i) = ls.seg.find(key) {
+                if !ls.deleted.get(i) {
+                    return Ok(Some(Arc::new(ls.seg.doc(i)?)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Newest memtable entry of every key in the bounds (puts and deletes).
+    fn memtable_entries(&self, lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> BTreeMap<Vec<u8>, Entry> {
+        let mut out = BTreeMap::new();
+        for m in self.version.memtables() {
+            m.for_each_visible(self.seq, lo, hi, |k, e| {
+                out.entry(k.to_vec()).or_insert_with(|| e.clone());
+                true
+            });
+        }
+        out
+    }
+
+    /// Live documents with keys in the bounds, in key order; `stop_after` caps the count.
+    fn collect(
+        &self,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        keep: impl Fn(&[u8]) -> bool,
+    ) -> Result<Vec<Arc<Document>>> {
+        let mem = self.memtable_entries(lo, hi);
+        let mut out: BTreeMap<Vec<u8>, Arc<Document>> = BTreeMap::new();
+        for (k, e) in &mem {
+            if let Some(d) = e {
+                if keep(k) {
+                    out.insert(k.clone(), d.clone());
+                }
+            }
+        }
+        for ls in &self.version.segments {
+            let start = match lo {
+                Bound::Included(k) => ls.seg.lower_bound(k),
+                Bound::Excluded(k) => {
+                    let i = ls.seg.lower_bound(k);
+                    if i < ls.seg.len() && ls.seg.key(i) == k {
+                        i + 1
+                    } else {
+                        i
+                    }
+                }
+                Bound::Unbounded => 0,
+            };
+            for i in start..ls.seg.len() {
+                let k = ls.seg.key(i);
+                let past = match hi {
+                    Bound::Included(h) => k > h,
+                    Bound::Excluded(h) => k >= h,
+                    Bound::Unbounded => false,
+                };
+                if past {
+                    break;
+                }
+                if ls.deleted.get(i) || mem.contains_key(k) || !keep(k) {
+                    continue;
+                }
+                out.insert(k.to_vec(), Arc::new(ls.seg.doc(i)?));
+            }
+        }
+        Ok(out.into_values().collect())
+    }
+
+    /// Documents with keys in `range`, in key order.
+    pub fn scan<R: RangeBounds<Vec<u8>>>(&self, range: R) -> Result<Vec<Arc<Document>>> {
+        let lo = range.start_bound().map(Vec::as_slice);
+        let hi = range.end_bound().map(Vec::as_slice);
+        self.collect(lo, hi, |_| true)
+    }
+
+    /// Documents whose key starts with `prefix`, in key order.
+    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Arc<Document>>> {
+        self.collect(Bound::Included(prefix), Bound::Unbounded, |k| {
+            k.starts_with(prefix)
+        })
+        .map(|v| {
+            v.into_iter()
+                .take_while(|d| d.key.starts_with(prefix))
+                .collect()
+        })
+    }
+
+    /// Run a query. Exact: equals brute force over this snapshot.
+    pub fn search(&self, q: &Query) -> Result<Vec<Hit>> {
+        q.validate(&self.schema)?;
+        let mem = self.memtable_entries(Bound::Unbounded, Bound::Unbounded);
+        let mem_docs: Vec<Arc<Document>> = mem.values().flatten().cloned().collect();
+        // Memtable candidates by brute force...
+        let mut hits = exact(q, &self.schema, mem_docs.iter());
+        // ...and each segment through its postings and columns.
+        for ls in &self.version.segments {
+            let mut live = match &q.filter {
+                Some(f) => ls.seg.eval(f),
+                None => Bitset::full(ls.seg.len()),
+            };
+            live.and_not_with(&ls.deleted);
+            let shadowed = |i: usize| mem.contains_key(ls.seg.key(i));
+            match &q.vector {
+                None => {
+                    for i in live.iter().filter(|&i| !shadowed(i)).take(q.k) {
+                        hits.push(self.hit(ls, i, None, q.include_docs)?);
+                    }
+                }
+                Some(qv) => {
+                    let mut heap = std::collections::BinaryHeap::new();
+                    let mut v = Vec::new();
+                    for i in live.iter() {
+                        if !ls.seg.vector_into(i, &mut v) || shadowed(i) {
+                            continue;
+                        }
+                        let dist = distance(self.schema.metric, qv, &v);
+                        if q.radius.is_some_and(|r| dist > r) {
+                            continue;
+                        }
+                        heap.push(Scored::new(dist, ls.seg.key(i).to_vec(), i));
+                        if heap.len() > q.k {
+                            heap.pop();
+                        }
+                    }
+                    for s in heap {
+                        let (dist, _, i) = s.into_parts();
+                        hits.push(self.hit(ls, i, Some(dist), q.include_docs)?);
+                    }
+                }
+            }
+        }
+        // Merge: keys are unique across sources.
+        match q.vector {
+            None => hits.sort_by(|a, b| a.key.cmp(&b.key)),
+            Some(_) => hits.sort_by(|a, b| {
+                let (x, y) = (a.distance.unwrap_or(0.0), b.distance.unwrap_or(0.0));
+                x.total_cmp(&y).then_with(|| a.key.cmp(&b.key))
+            }),
+        }
+        hits.truncate(q.k);
+        Ok(hits)
+    }
+
+    fn hit(
+        &self,
+        ls: &LiveSegment,
+        i: usize,
+        distance: Option<f32>,
+        with_doc: bool,
+    ) -> Result<Hit> {
+        Ok(Hit {
+            key: ls.seg.key(i).to_vec(),
+            distance,
+            doc: if with_doc {
+                Some(Arc::new(ls.seg.doc(i)?))
+            } else {
+                None
+            },
+        })
+    }
+}
