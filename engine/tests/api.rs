@@ -104,8 +104,10 @@ fn boolean_queries_return_keys_in_order_and_docs_on_request() {
 #[test]
 fn snapshots_never_change_while_a_writer_runs() {
     let tmp = tempfile::tempdir().unwrap();
+    // Small memtables: the writer's batches are frozen and flushed while readers read.
     let opts = Options {
         sync: SyncMode::Never,
+        flush_threshold_bytes: 8 * 1024,
         ..Options::default()
     };
     let db = Db::create_with(tmp.path(), schema(), opts).unwrap();
@@ -156,6 +158,47 @@ fn snapshots_never_change_while_a_writer_runs() {
     stop.store(true, Ordering::Relaxed);
     let batches = writer.join().unwrap();
     assert!(batches > 0);
+    db.flush().unwrap();
+    assert!(db.stats().segments > 0, "{:?}", db.stats());
+}
+
+#[test]
+fn a_corrupt_segment_is_an_error_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let db = Db::create(&dir, schema()).unwrap();
+    for i in 0..50 {
+        db.put(Document::new(format!("k{i}"), "value").with_term("t"))
+            .unwrap();
+    }
+    db.flush().unwrap();
+    drop(db);
+    let seg_dir = dir.join(strata::SEGMENTS_DIR);
+    let seg = std::fs::read_dir(&seg_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "seg"))
+        .unwrap();
+    let pristine = std::fs::read(&seg).unwrap();
+    for (what, bytes) in [
+        ("flipped", {
+            let mut b = pristine.clone();
+            b[pristine.len() / 3] ^= 0x10;
+            b
+        }),
+        ("truncated", pristine[..pristine.len() - 5].to_vec()),
+    ] {
+        std::fs::write(&seg, &bytes).unwrap();
+        let e = Db::open(&dir, Options::default()).unwrap_err();
+        assert!(e.is_corruption(), "{what}: {e}");
+        assert!(
+            e.to_string().contains(&seg.display().to_string()),
+            "{what}: {e}"
+        );
+    }
+    std::fs::write(&seg, &pristine).unwrap();
+    let db = Db::open(&dir, Options::default()).unwrap();
+    assert_eq!(db.scan(..).unwrap().len(), 50);
 }
 
 #[test]
