@@ -1,0 +1,98 @@
+//! A committed database written by format version 1 (`tests/fixtures/v1-db/`: SCHEMA, a
+//! manifest, two segments — one with a deletion bitmap — and a WAL holding one unflushed batch)
+//! must keep opening with the same content. It exercises every decoder of `docs/format.md`.
+//!
+//! Regenerate only with a format version bump:
+//! `STRATA_REGEN_FIXTURES=1 cargo test -p strata --test format_fixture`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "test code: a failed assumption should abort the test loudly"
+)]
+
+use std::path::{Path, PathBuf};
+
+use strata::manifest::{Manifest, SegmentMeta};
+use strata::meta::decode_schema;
+use strata::{Db, Document, Filter, Metric, Options, Query, Schema};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1-db")
+}
+
+fn opts() -> Options {
+    Options { wal_preallocate: false, ..Options::default() }
+}
+
+fn schema() -> Schema {
+    Schema::new(2, Metric::L2).with_attr("ts")
+}
+
+fn doc(k: &str, x: f32, t: &str, ts: i64) -> Document {
+    Document::new(k, format!("value of {k}")).with_vector(vec![x, 0.0]).with_term(t).with_attr("ts", ts)
+}
+
+fn regenerate(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+    let db = Db::create_with(dir, schema(), opts()).unwrap();
+    for (i, k) in ["a", "b", "c", "d"].iter().enumerate() {
+        db.put(doc(k, i as f32, "lang:en", 100 + i as i64)).unwrap();
+    }
+    db.flush().unwrap(); // segment 1: a b c d
+    db.delete(b"b").unwrap();
+    db.put(doc("c", 9.0, "lang:de", 300)).unwrap();
+    db.flush().unwrap(); // segment 2: c'; segment 1 bitmap: b, c dead
+    db.put(Document::new("e", "only in the WAL")).unwrap();
+    drop(db);
+    std::fs::remove_file(dir.join(strata::LOCK_FILE)).unwrap();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}
+
+#[test]
+fn committed_v1_database_opens_with_the_same_content() {
+    if std::env::var_os("STRATA_REGEN_FIXTURES").is_some() {
+        regenerate(&fixture());
+    }
+    assert_eq!(decode_schema(&std::fs::read(fixture().join("SCHEMA")).unwrap()).unwrap(), schema());
+    let manifest = std::fs::read_dir(fixture())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("MANIFEST-"))
+        .unwrap();
+    let m = Manifest::decode(&std::fs::read(manifest).unwrap()).unwrap();
+    assert_eq!(
+        m.segments,
+        vec![
+            SegmentMeta { id: 1, doc_count: 4, deletes_gen: 1 },
+            SegmentMeta { id: 2, doc_count: 1, deletes_gen: 0 },
+        ]
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    copy_dir(&fixture(), &dir);
+    let db = Db::open(&dir, opts()).unwrap();
+    let keys: Vec<Vec<u8>> = db.scan(..).unwrap().iter().map(|d| d.key.clone()).collect();
+    assert_eq!(keys, vec![b"a".to_vec(), b"c".to_vec(), b"d".to_vec(), b"e".to_vec()]);
+    assert_eq!(*db.get(b"c").unwrap().unwrap(), doc("c", 9.0, "lang:de", 300));
+    assert_eq!(db.get(b"e").unwrap().unwrap().value, b"only in the WAL");
+    let hits = db.search(&Query::knn(vec![0.0, 0.0], 10).with_filter(Filter::term("lang:en"))).unwrap();
+    let got: Vec<(Vec<u8>, Option<f32>)> = hits.into_iter().map(|h| (h.key, h.distance)).collect();
+    assert_eq!(got, vec![(b"a".to_vec(), Some(0.0)), (b"d".to_vec(), Some(3.0))]);
+    let q = Query::boolean(Filter::range("ts", 100, 300), 10);
+    assert_eq!(db.search(&q).unwrap().len(), 3);
+}
