@@ -27,7 +27,7 @@ use crate::memtable::Memtable;
 use crate::meta::{read_schema, write_schema, SCHEMA_FILE};
 use crate::search::{Hit, Query};
 use crate::segment::bitset::Bitset;
-use crate::segment::{deletes, write_segment, Segment};
+use crate::segment::{deletes, write_segment, BlockCache, Segment};
 use crate::version::{LiveSegment, Snapshot, Version};
 use crate::{Document, Error, Result, Schema};
 
@@ -49,6 +49,8 @@ pub struct Options {
     pub flush_threshold_bytes: usize,
     /// Writers wait while this many frozen memtables await their flush. Default 4.
     pub frozen_memtables_max: usize,
+    /// Bytes of decompressed document blocks kept in memory for reads. Default 64 MiB; 0 = off.
+    pub block_cache_bytes: usize,
     /// WAL file size before rotation. Default 64 MiB (at least 8 MiB + 4 KiB: a batch must fit).
     pub wal_segment_bytes_max: u64,
     /// Keep a zero-filled spare WAL file ready (faster fdatasync). Default true.
@@ -63,6 +65,7 @@ impl Default for Options {
             sync: SyncMode::Always,
             flush_threshold_bytes: 64 << 20,
             frozen_memtables_max: 4,
+            block_cache_bytes: 64 << 20,
             wal_segment_bytes_max: 64 << 20,
             wal_preallocate: true,
             fs: StdFs::shared(),
@@ -88,30 +91,56 @@ impl Options {
 /// Tracks which sequences are applied and publishes the gap-free prefix.
 #[derive(Debug)]
 struct Visibility {
-    state: Mutex<(u64, BTreeSet<u64>)>,
+    state: Mutex<VisState>,
     cond: Condvar,
 }
 
+#[derive(Debug)]
+struct VisState {
+    visible: u64,
+    /// Applied sequences above a gap.
+    ahead: BTreeSet<u64>,
+    /// Writers waiting for the gap below their sequence to close.
+    waiters: usize,
+}
+
 impl Visibility {
-    fn visible(&self) -> u64 {
-        self.state.lock().0
+    fn new(visible: u64) -> Self {
+        Visibility {
+            state: Mutex::new(VisState {
+                visible,
+                ahead: BTreeSet::new(),
+                waiters: 0,
+            }),
+            cond: Condvar::new(),
+        }
     }
 
-    /// Mark `seq` applied, then wait until everything up to it is visible.
+    fn visible(&self) -> u64 {
+        self.state.lock().visible
+    }
+
+    /// Mark `seq` applied, then wait until everything up to it is visible. In the common case
+    /// (`seq` is next) this neither waits nor wakes anyone.
     fn publish_and_wait(&self, seq: u64) {
         let mut st = self.state.lock();
-        st.1.insert(seq);
-        loop {
-            let next = st.0 + 1;
-            if !st.1.remove(&next) {
-                break;
+        if seq == st.visible + 1 {
+            st.visible = seq;
+            while st.ahead.first() == Some(&(st.visible + 1)) {
+                st.ahead.pop_first();
+                st.visible += 1;
             }
-            st.0 = next;
+            if st.waiters > 0 {
+                self.cond.notify_all();
+            }
+            return;
         }
-        self.cond.notify_all();
-        while st.0 < seq {
+        st.ahead.insert(seq);
+        st.waiters += 1;
+        while st.visible < seq {
             self.cond.wait(&mut st);
         }
+        st.waiters -= 1;
     }
 }
 
@@ -140,6 +169,7 @@ struct Inner {
     gate: RwLock<()>,
     visibility: Visibility,
     manifest: Mutex<Manifest>,
+    cache: Option<Arc<BlockCache>>,
     flush: FlushCtl,
     poison: Mutex<Option<String>>,
     _lock: LockGuard,
@@ -208,9 +238,12 @@ impl Db {
             checkpoint_lsn: 0,
             segments: Vec::new(),
         });
+        let cache = (options.block_cache_bytes > 0)
+            .then(|| Arc::new(BlockCache::new(options.block_cache_bytes)));
         let mut segments = Vec::new();
         for m in manifest.segments.iter().rev() {
-            let seg = Segment::open(&fs, &seg_dir.join(segment_name(m.id)), m.id, schema.clone())?;
+            let path = seg_dir.join(segment_name(m.id));
+            let seg = Segment::open(&fs, &path, m.id, schema.clone(), cache.clone())?;
             if seg.len() != m.doc_count as usize {
                 return Err(Error::Corruption {
                     what: "manifest",
@@ -267,11 +300,9 @@ impl Db {
                 segments,
             })),
             gate: RwLock::new(()),
-            visibility: Visibility {
-                state: Mutex::new((visible, BTreeSet::new())),
-                cond: Condvar::new(),
-            },
+            visibility: Visibility::new(visible),
             manifest: Mutex::new(manifest),
+            cache,
             flush: FlushCtl::default(),
             poison: Mutex::new(None),
             _lock: lock,
@@ -512,6 +543,7 @@ impl Inner {
                 &path,
                 id,
                 self.schema.clone(),
+                self.cache.clone(),
             )?))
         };
         // Older copies of every touched key die in their segment's deletion bitmap.

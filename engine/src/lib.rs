@@ -40,7 +40,7 @@ mod search;
 pub mod segment;
 mod version;
 
-pub use batch::{Op, WriteBatch};
+pub use batch::{decode_document, encode_document, Op, WriteBatch};
 pub use db::{Db, DbStats, Options, LOCK_FILE, SEGMENTS_DIR, WAL_DIR, WAL_KIND_BATCH};
 pub use distance::distance;
 pub use doc::{validate_key, validate_term, Document};

@@ -23,7 +23,10 @@ fn fixture() -> PathBuf {
 }
 
 fn opts() -> Options {
-    Options { wal_preallocate: false, ..Options::default() }
+    Options {
+        wal_preallocate: false,
+        ..Options::default()
+    }
 }
 
 fn schema() -> Schema {
@@ -31,7 +34,10 @@ fn schema() -> Schema {
 }
 
 fn doc(k: &str, x: f32, t: &str, ts: i64) -> Document {
-    Document::new(k, format!("value of {k}")).with_vector(vec![x, 0.0]).with_term(t).with_attr("ts", ts)
+    Document::new(k, format!("value of {k}"))
+        .with_vector(vec![x, 0.0])
+        .with_term(t)
+        .with_attr("ts", ts)
 }
 
 fn regenerate(dir: &Path) {
@@ -67,18 +73,35 @@ fn committed_v1_database_opens_with_the_same_content() {
     if std::env::var_os("STRATA_REGEN_FIXTURES").is_some() {
         regenerate(&fixture());
     }
-    assert_eq!(decode_schema(&std::fs::read(fixture().join("SCHEMA")).unwrap()).unwrap(), schema());
+    assert_eq!(
+        decode_schema(&std::fs::read(fixture().join("SCHEMA")).unwrap()).unwrap(),
+        schema()
+    );
     let manifest = std::fs::read_dir(fixture())
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("MANIFEST-"))
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("MANIFEST-")
+        })
         .unwrap();
     let m = Manifest::decode(&std::fs::read(manifest).unwrap()).unwrap();
     assert_eq!(
         m.segments,
         vec![
-            SegmentMeta { id: 1, doc_count: 4, deletes_gen: 1 },
-            SegmentMeta { id: 2, doc_count: 1, deletes_gen: 0 },
+            SegmentMeta {
+                id: 1,
+                doc_count: 4,
+                deletes_gen: 1
+            },
+            SegmentMeta {
+                id: 2,
+                doc_count: 1,
+                deletes_gen: 0
+            },
         ]
     );
 
@@ -87,12 +110,23 @@ fn committed_v1_database_opens_with_the_same_content() {
     copy_dir(&fixture(), &dir);
     let db = Db::open(&dir, opts()).unwrap();
     let keys: Vec<Vec<u8>> = db.scan(..).unwrap().iter().map(|d| d.key.clone()).collect();
-    assert_eq!(keys, vec![b"a".to_vec(), b"c".to_vec(), b"d".to_vec(), b"e".to_vec()]);
-    assert_eq!(*db.get(b"c").unwrap().unwrap(), doc("c", 9.0, "lang:de", 300));
+    assert_eq!(
+        keys,
+        vec![b"a".to_vec(), b"c".to_vec(), b"d".to_vec(), b"e".to_vec()]
+    );
+    assert_eq!(
+        *db.get(b"c").unwrap().unwrap(),
+        doc("c", 9.0, "lang:de", 300)
+    );
     assert_eq!(db.get(b"e").unwrap().unwrap().value, b"only in the WAL");
-    let hits = db.search(&Query::knn(vec![0.0, 0.0], 10).with_filter(Filter::term("lang:en"))).unwrap();
+    let hits = db
+        .search(&Query::knn(vec![0.0, 0.0], 10).with_filter(Filter::term("lang:en")))
+        .unwrap();
     let got: Vec<(Vec<u8>, Option<f32>)> = hits.into_iter().map(|h| (h.key, h.distance)).collect();
-    assert_eq!(got, vec![(b"a".to_vec(), Some(0.0)), (b"d".to_vec(), Some(3.0))]);
+    assert_eq!(
+        got,
+        vec![(b"a".to_vec(), Some(0.0)), (b"d".to_vec(), Some(3.0))]
+    );
     let q = Query::boolean(Filter::range("ts", 100, 300), 10);
     assert_eq!(db.search(&q).unwrap().len(), 3);
 }

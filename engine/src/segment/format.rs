@@ -10,8 +10,9 @@ pub(crate) const FOOTER_BYTES: usize = 64;
 pub(crate) const TABLE_ENTRY_BYTES: usize = 24;
 /// Every section starts at a multiple of this.
 pub(crate) const SECTION_ALIGN: usize = 64;
-/// Documents per zstd block target (raw bytes).
-pub(crate) const DOC_BLOCK_BYTES: usize = 32 * 1024;
+/// Raw bytes per zstd document block (target; a block holds at least one document). Small
+/// blocks keep a point read to one small decompression.
+pub(crate) const DOC_BLOCK_BYTES: usize = 4 * 1024;
 /// Documents per attribute min/max block.
 pub(crate) const ATTR_BLOCK_DOCS: usize = 1024;
 

@@ -7,6 +7,7 @@
 //! single read, so accessors never see out-of-range offsets.
 
 pub(crate) mod bitset;
+mod cache;
 pub(crate) mod deletes;
 mod format;
 /// Little-endian field readers shared with the manifest.
@@ -16,6 +17,7 @@ pub(crate) mod format_helpers {
 mod reader;
 mod writer;
 
+pub(crate) use cache::BlockCache;
 pub use format::{SectionKind, SEGMENT_FORMAT_VERSION, SEGMENT_MAGIC};
 pub(crate) use reader::Segment;
 pub(crate) use writer::write_segment;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use strata_wal::io::SharedFs;
 
 use super::bitset::Bitset;
+use super::cache::BlockCache;
 use super::format::*;
 use crate::batch::decode_doc;
 use crate::filter::Filter;
@@ -53,6 +54,7 @@ pub(crate) struct Segment {
     term_bytes_at: usize,
     postings_at: usize,
     attrs: Vec<AttrCol>,
+    cache: Option<Arc<BlockCache>>,
 }
 
 fn bad(path: &Path, reason: impl Into<String>) -> Error {
@@ -70,9 +72,12 @@ impl Segment {
         path: &Path,
         id: u64,
         schema: Arc<Schema>,
+        cache: Option<Arc<BlockCache>>,
     ) -> Result<Segment> {
         let bytes = open_immutable(fs, path, SEGMENT_BYTES_LIMIT)?;
-        Segment::from_bytes(bytes, path, id, schema)
+        let mut s = Segment::from_bytes(bytes, path, id, schema)?;
+        s.cache = cache;
+        Ok(s)
     }
 
     pub(crate) fn from_bytes(
@@ -311,6 +316,7 @@ impl Segment {
             postings_at,
             attrs,
             bytes,
+            cache: None,
         })
     }
 
@@ -354,9 +360,7 @@ impl Segment {
             .blocks
             .get(bi)
             .ok_or_else(|| bad(&self.path, format!("ordinal {i} in no block")))?;
-        let z = self.bytes.get(blk.at..blk.at + blk.len).unwrap_or_default();
-        let raw = zstd::bulk::decompress(z, BLOCK_RAW_BYTES_MAX)
-            .map_err(|e| bad(&self.path, format!("doc block {bi}: zstd: {e}")))?;
+        let raw = self.block(bi, blk)?;
         let j = i - blk.first;
         let o = |k: usize| le_u32(&raw, k * 4).map(|v| v as usize);
         let body_at = (blk.n + 1) * 4;
@@ -374,6 +378,23 @@ impl Segment {
             ));
         }
         Ok(d)
+    }
+
+    /// Decompressed block `bi`, through the cache.
+    fn block(&self, bi: usize, blk: &DocBlock) -> Result<Arc<Vec<u8>>> {
+        let tag = bi as u32;
+        if let Some(raw) = self.cache.as_ref().and_then(|c| c.get(self.id, tag)) {
+            return Ok(raw);
+        }
+        let z = self.bytes.get(blk.at..blk.at + blk.len).unwrap_or_default();
+        let raw = Arc::new(
+            zstd::bulk::decompress(z, BLOCK_RAW_BYTES_MAX)
+                .map_err(|e| bad(&self.path, format!("doc block {bi}: zstd: {e}")))?,
+        );
+        if let Some(c) = &self.cache {
+            c.insert(self.id, tag, raw.clone());
+        }
+        Ok(raw)
     }
 
     /// Copy the vector of ordinal `i` into `out`; false if the document has none.

@@ -3,6 +3,7 @@
 mod machine;
 #[cfg(feature = "rocksdb")]
 mod rocks;
+mod store;
 mod wal;
 
 use clap::Subcommand;
@@ -16,11 +17,14 @@ pub enum BenchCommand {
     /// WAL group commit (1/4/16/64 writers, Sync::Always) vs raw write+fdatasync and RocksDB,
     /// and replay speed of a large log.
     Wal(wal::WalBenchArgs),
+    /// Document ingest and point gets vs RocksDB.
+    Store(store::StoreBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> CliResult {
     match cmd {
         BenchCommand::Wal(args) => wal::run(&args),
+        BenchCommand::Store(args) => store::run(&args),
     }
 }
 

@@ -50,3 +50,98 @@ pub fn wal_point(
         p99_us: super::percentile(&lat, 99.0),
     })
 }
+
+fn open(path: &Path) -> CliResult<rocksdb::DB> {
+    if path.exists() {
+        std::fs::remove_dir_all(path)?;
+    }
+    let mut opts = rocksdb::Options::default();
+    opts.create_if_missing(true);
+    Ok(rocksdb::DB::open(&opts, path)?)
+}
+
+/// Same documents (encoded with Strata's document encoding) under the same keys.
+pub fn ingest_point(
+    dir: &Path,
+    threads: usize,
+    sync: (&str, strata::SyncMode),
+    seconds: f64,
+) -> CliResult<super::store::IngestPoint> {
+    let db = Arc::new(open(
+        &dir.join(format!("rocksdb-ingest-{threads}-{}", sync.0)),
+    )?);
+    let schema = super::store::schema();
+    let always = sync.1 == strata::SyncMode::Always;
+    // Batch(window): RocksDB has no timed background sync; the closest is unsynced writes plus
+    // a periodic flush_wal(true) from a side thread every window.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let syncer = (!always).then(|| {
+        let (db, stop) = (db.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                let _ = db.flush_wal(true);
+            }
+        })
+    });
+    let d = db.clone();
+    let (n, secs, lat) = drive(threads, seconds, move |t, i| {
+        let doc = super::store::doc(((t as u64) << 40) | i);
+        let value = strata::encode_document(&doc, &schema)?;
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.set_sync(always);
+        d.put_opt(&doc.key, value, &wo)?;
+        Ok(())
+    })?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(h) = syncer {
+        let _ = h.join();
+    }
+    Ok(super::store::IngestPoint {
+        system: "rocksdb".into(),
+        sync: sync.0.into(),
+        threads,
+        docs_per_s: n as f64 / secs,
+        p50_us: super::percentile(&lat, 50.0),
+        p99_us: super::percentile(&lat, 99.0),
+    })
+}
+
+pub fn get_point(dir: &Path, docs: u64, gets: u64) -> CliResult<super::store::GetPoint> {
+    let path = dir.join("rocksdb-get");
+    let schema = super::store::schema();
+    let t0 = std::time::Instant::now();
+    {
+        let db = open(&path)?;
+        let mut i = 0;
+        while i < docs {
+            let mut b = rocksdb::WriteBatch::default();
+            for j in i..(i + 1000).min(docs) {
+                let doc = super::store::doc(j);
+                b.put(&doc.key, strata::encode_document(&doc, &schema)?);
+            }
+            db.write(b)?;
+            i = (i + 1000).min(docs);
+        }
+        db.flush()?;
+    }
+    let load_s = t0.elapsed().as_secs_f64();
+    let mut opts = rocksdb::Options::default();
+    opts.create_if_missing(false);
+    let db = rocksdb::DB::open(&opts, &path)?;
+    let (gets_per_s, p50_us, p99_us) = super::store::measure_gets(docs, gets, |k| {
+        Ok(match db.get_pinned(k)? {
+            // Decode like Strata does, so both return a document.
+            Some(v) => strata::decode_document(&v, &schema).is_ok(),
+            None => false,
+        })
+    })?;
+    Ok(super::store::GetPoint {
+        system: "rocksdb".into(),
+        docs,
+        gets_per_s,
+        p50_us,
+        p99_us,
+        load_s,
+    })
+}

@@ -1,0 +1,316 @@
+//! `strata bench store`: document ingest (1 and 16 writers, `Sync::Batch` and `Sync::Always`)
+//! and warm point `get` latency on a loaded database, against RocksDB (`--features rocksdb`)
+//! with the same keys, the same encoded documents as values, the same sync setting and threads.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use strata::{Db, Document, Metric, Options, Schema, SyncMode, WriteBatch};
+
+use super::wal::drive;
+use super::{percentile, MachineNotes};
+use crate::CliResult;
+
+#[derive(Args)]
+pub struct StoreBenchArgs {
+    /// Scratch directory (on the disk under test); wiped per run.
+    #[arg(long, default_value = "bench-out/store")]
+    dir: PathBuf,
+    /// Seconds per ingest point.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Writer thread counts for ingest.
+    #[arg(long, default_value = "1,16", value_delimiter = ',')]
+    threads: Vec<usize>,
+    /// Documents loaded for the get workload.
+    #[arg(long, default_value_t = 1_000_000)]
+    docs: u64,
+    /// Point gets measured (random keys, one thread).
+    #[arg(long, default_value_t = 200_000)]
+    gets: u64,
+    /// Write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+pub const DIM: usize = 128;
+
+pub fn schema() -> Schema {
+    Schema::new(DIM as u32, Metric::L2)
+        .with_attr("ts")
+        .with_attr("likes")
+}
+
+pub fn key(i: u64) -> Vec<u8> {
+    format!("doc-{i:012}").into_bytes()
+}
+
+/// A document of the shape: 128-d vector, 5 terms, 2 attributes, 100-byte value.
+pub fn doc(i: u64) -> Document {
+    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let vector = (0..DIM)
+        .map(|_| (next() % 2000) as f32 / 1000.0 - 1.0)
+        .collect();
+    Document::new(key(i), vec![b'v'; 100])
+        .with_vector(vector)
+        .with_term(format!("lang:{}", next() % 8))
+        .with_term(format!("author:{}", next() % 10_000))
+        .with_term(format!("topic:{}", next() % 100))
+        .with_term(format!("friend-of:{}", next() % 10_000))
+        .with_term(if next() % 20 == 0 { "spam" } else { "ham" })
+        .with_attr("ts", 1_700_000_000 + (next() % 1_000_000) as i64)
+        .with_attr("likes", (next() % 1000) as i64)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestPoint {
+    pub system: String,
+    pub sync: String,
+    pub threads: usize,
+    pub docs_per_s: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GetPoint {
+    pub system: String,
+    pub docs: u64,
+    pub gets_per_s: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub load_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    workload: &'static str,
+    machine: MachineNotes,
+    ingest: Vec<IngestPoint>,
+    get: Vec<GetPoint>,
+}
+
+fn fresh(dir: &Path) -> CliResult<PathBuf> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    Ok(dir.to_owned())
+}
+
+pub fn sync_modes() -> [(&'static str, SyncMode); 2] {
+    [
+        ("batch(10ms)", SyncMode::Batch(Duration::from_millis(10))),
+        ("always", SyncMode::Always),
+    ]
+}
+
+fn ingest(
+    dir: &Path,
+    threads: usize,
+    sync: (&str, SyncMode),
+    seconds: f64,
+) -> CliResult<IngestPoint> {
+    let dir = fresh(&dir.join(format!("strata-ingest-{threads}-{}", sync.0)))?;
+    let db = Db::create_with(
+        &dir,
+        schema(),
+        Options {
+            sync: sync.1,
+            ..Options::default()
+        },
+    )?;
+    let d = db.clone();
+    let (n, secs, lat) = drive(threads, seconds, move |t, i| {
+        d.put(doc(((t as u64) << 40) | i))?;
+        Ok(())
+    })?;
+    Ok(IngestPoint {
+        system: "strata".into(),
+        sync: sync.0.into(),
+        threads,
+        docs_per_s: n as f64 / secs,
+        p50_us: percentile(&lat, 50.0),
+        p99_us: percentile(&lat, 99.0),
+    })
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    ProgressBar::new(len).with_style(
+        ProgressStyle::with_template(&format!("{what} {{bar:40}} {{pos}}/{{len}} ETA {{eta}}"))
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    )
+}
+
+/// Random-key gets on one thread; returns (gets/s, p50, p99).
+pub fn measure_gets(
+    n_docs: u64,
+    gets: u64,
+    mut get: impl FnMut(&[u8]) -> CliResult<bool>,
+) -> CliResult<(f64, u64, u64)> {
+    let mut x: u64 = 0x1234_5678;
+    let mut lat = Vec::with_capacity(gets as usize);
+    // Warm-up pass over a sample, then the measured pass.
+    for pass in 0..2 {
+        let t0 = Instant::now();
+        lat.clear();
+        for _ in 0..gets {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let k = key(x % n_docs);
+            let s = Instant::now();
+            if !get(&k)? {
+                return Err(format!("key {} missing", String::from_utf8_lossy(&k)).into());
+            }
+            lat.push(s.elapsed().as_nanos() as u64);
+        }
+        if pass == 1 {
+            let secs = t0.elapsed().as_secs_f64();
+            lat.sort_unstable();
+            return Ok((
+                gets as f64 / secs,
+                percentile(&lat, 50.0) / 1000,
+                percentile(&lat, 99.0) / 1000,
+            ));
+        }
+    }
+    Err("unreachable".into())
+}
+
+fn get_point(dir: &Path, args: &StoreBenchArgs) -> CliResult<GetPoint> {
+    let dir = fresh(&dir.join("strata-get"))?;
+    let t0 = Instant::now();
+    {
+        let db = Db::create_with(
+            &dir,
+            schema(),
+            Options {
+                sync: SyncMode::Never,
+                ..Options::default()
+            },
+        )?;
+        let pb = bar(args.docs, "loading strata");
+        let mut i = 0;
+        while i < args.docs {
+            let mut b = WriteBatch::new();
+            for j in i..(i + 1000).min(args.docs) {
+                b.put(doc(j));
+            }
+            db.write(b)?;
+            i = (i + 1000).min(args.docs);
+            pb.set_position(i);
+        }
+        db.flush()?;
+        db.sync()?;
+        pb.finish_and_clear();
+    }
+    let load_s = t0.elapsed().as_secs_f64();
+    let db = Db::open(&dir, Options::default())?;
+    let (gets_per_s, p50_us, p99_us) =
+        measure_gets(args.docs, args.gets, |k| Ok(db.get(k)?.is_some()))?;
+    eprintln!("  strata: {} segments", db.stats().segments);
+    Ok(GetPoint {
+        system: "strata".into(),
+        docs: args.docs,
+        gets_per_s,
+        p50_us,
+        p99_us,
+        load_s,
+    })
+}
+
+pub fn run(args: &StoreBenchArgs) -> CliResult {
+    let dir = fresh(&args.dir)?;
+    let mut peers = Vec::new();
+    if cfg!(feature = "rocksdb") {
+        peers.push("rocksdb crate 0.20.1 (Debian librocksdb 7.8.3)".to_owned());
+    }
+    let machine = MachineNotes::gather(&dir, peers);
+    let mut ingest_points = Vec::new();
+    for sync in sync_modes() {
+        for &t in &args.threads {
+            eprintln!("ingest: strata, {t} writers, sync {}", sync.0);
+            ingest_points.push(ingest(&dir, t, sync, args.seconds)?);
+            #[cfg(feature = "rocksdb")]
+            {
+                eprintln!("ingest: rocksdb, {t} writers, sync {}", sync.0);
+                ingest_points.push(super::rocks::ingest_point(&dir, t, sync, args.seconds)?);
+            }
+        }
+    }
+    #[cfg_attr(not(feature = "rocksdb"), allow(unused_mut))]
+    let mut gets = vec![get_point(&dir, args)?];
+    #[cfg(feature = "rocksdb")]
+    gets.push(super::rocks::get_point(&dir, args.docs, args.gets)?);
+    let report = Report {
+        workload: "store",
+        machine,
+        ingest: ingest_points,
+        get: gets,
+    };
+    print_report(&report);
+    if let Some(p) = &args.json {
+        std::fs::write(p, serde_json::to_string_pretty(&report)?)?;
+        eprintln!("wrote {}", p.display());
+    }
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+fn print_report(r: &Report) {
+    println!("Store — documents: 128-d vector, 5 terms, 2 attrs, 100-byte value");
+    println!("machine: {}", r.machine.line());
+    println!(
+        "{:<10} {:<12} {:>7} {:>12} {:>8} {:>8}",
+        "system", "sync", "threads", "docs/s", "p50 µs", "p99 µs"
+    );
+    for p in &r.ingest {
+        println!(
+            "{:<10} {:<12} {:>7} {:>12.0} {:>8} {:>8}",
+            p.system, p.sync, p.threads, p.docs_per_s, p.p50_us, p.p99_us
+        );
+    }
+    for p in r.ingest.iter().filter(|p| p.system == "strata") {
+        if let Some(o) = r
+            .ingest
+            .iter()
+            .find(|o| o.system == "rocksdb" && o.sync == p.sync && o.threads == p.threads)
+        {
+            println!(
+                "put: strata vs rocksdb, sync {}, {} writers: {:.2}x (goal >= 1x)",
+                p.sync,
+                p.threads,
+                p.docs_per_s / o.docs_per_s
+            );
+        }
+    }
+    println!(
+        "\n{:<10} {:>10} {:>12} {:>8} {:>8} {:>8}",
+        "system", "docs", "gets/s", "p50 µs", "p99 µs", "load s"
+    );
+    for g in &r.get {
+        println!(
+            "{:<10} {:>10} {:>12.0} {:>8} {:>8} {:>8.1}",
+            g.system, g.docs, g.gets_per_s, g.p50_us, g.p99_us, g.load_s
+        );
+    }
+    if let (Some(s), Some(o)) = (
+        r.get.iter().find(|g| g.system == "strata"),
+        r.get.iter().find(|g| g.system == "rocksdb"),
+    ) {
+        println!(
+            "get: strata vs rocksdb: {:.2}x throughput (goal >= 1x)",
+            s.gets_per_s / o.gets_per_s
+        );
+    }
+}
