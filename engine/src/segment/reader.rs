@@ -349,6 +349,11 @@ impl Segment {
 
     /// Ordinal of `key`, if present.
     pub(crate) fn find(&self, key: &[u8]) -> Option<usize> {
+        // Outside the segment's key range: no search (segments of ordered inserts are disjoint).
+        let last = self.n.checked_sub(1)?;
+        if key < self.key(0) || key > self.key(last) {
+            return None;
+        }
         let i = self.lower_bound(key);
         (i < self.n && self.key(i) == key).then_some(i)
     }
