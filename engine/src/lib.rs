@@ -30,6 +30,7 @@ mod doc;
 mod error;
 mod files;
 mod filter;
+pub mod fuzzing;
 pub mod limits;
 pub mod manifest;
 mod memtable;

@@ -22,6 +22,14 @@ pub use format::{SectionKind, SEGMENT_FORMAT_VERSION, SEGMENT_MAGIC};
 pub(crate) use reader::Segment;
 pub(crate) use writer::write_segment;
 
+/// Encode a segment in memory (fuzz seeds); errors give an empty buffer.
+pub(crate) fn encode_for_fuzz(
+    docs: &[std::sync::Arc<crate::Document>],
+    schema: &crate::Schema,
+) -> Vec<u8> {
+    writer::encode_segment(docs, schema).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;

@@ -1,0 +1,90 @@
+//! Replays the committed fuzz corpora of the store's decoders (`fuzz/corpus/{filter_parse,
+//! small_decoders,segment}`) through the same entry points the fuzz targets call.
+//! `STRATA_REGEN_CORPUS=1` rewrites the generated seeds from real encoders.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "test code: a failed assumption should abort the test loudly"
+)]
+
+use std::path::{Path, PathBuf};
+
+use strata::fuzzing::{filter_parse, fuzz_schema, segment_bytes, small_decoders};
+use strata::manifest::{Manifest, SegmentMeta};
+use strata::Document;
+
+fn corpus(target: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target)
+}
+
+fn regenerate() {
+    let schema = fuzz_schema();
+    let f = corpus("filter_parse");
+    std::fs::create_dir_all(&f).unwrap();
+    for (i, t) in [
+        "(and lang:en (or author:7 author:9) (not spam) (range ts 1700000000 1700600000))",
+        "a",
+        "(not (not (or a b)))",
+        "(range ts -9223372036854775808 9223372036854775807)",
+        "(and a",
+    ]
+    .iter()
+    .enumerate()
+    {
+        std::fs::write(f.join(format!("seed-{i}")), t).unwrap();
+    }
+    let d = corpus("small_decoders");
+    std::fs::create_dir_all(&d).unwrap();
+    // Selector 0, then a one-put batch: version 1, count 1, tag 1 (put), the document.
+    let doc = Document::new("k", "v")
+        .with_vector(vec![1.0, 2.0, 3.0])
+        .with_term("a")
+        .with_attr("ts", 5);
+    let mut batch = vec![0u8, 1];
+    batch.extend_from_slice(&1u32.to_le_bytes());
+    batch.push(1);
+    batch.extend_from_slice(&strata::encode_document(&doc, &schema).unwrap());
+    std::fs::write(d.join("batch-put"), &batch).unwrap();
+    let mut s = vec![1u8];
+    s.extend_from_slice(&strata::meta::encode_schema(&schema));
+    std::fs::write(d.join("schema"), &s).unwrap();
+    let m = Manifest {
+        number: 3,
+        next_segment_id: 5,
+        checkpoint_lsn: 10,
+        segments: vec![SegmentMeta {
+            id: 4,
+            doc_count: 2,
+            deletes_gen: 1,
+        }],
+    };
+    let mut mb = vec![2u8];
+    mb.extend_from_slice(&m.encode());
+    std::fs::write(d.join("manifest"), &mb).unwrap();
+    let s = corpus("segment");
+    std::fs::create_dir_all(&s).unwrap();
+    std::fs::write(s.join("five-docs"), strata::fuzzing::seed_segment()).unwrap();
+}
+
+fn replay(target: &str, f: fn(&[u8])) -> usize {
+    let mut n = 0;
+    for entry in std::fs::read_dir(corpus(target)).unwrap() {
+        f(&std::fs::read(entry.unwrap().path()).unwrap());
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn store_decoder_corpora_replay_without_panics() {
+    if std::env::var_os("STRATA_REGEN_CORPUS").is_some() {
+        regenerate();
+    }
+    assert!(replay("filter_parse", filter_parse) >= 5);
+    assert!(replay("small_decoders", small_decoders) >= 3);
+    assert!(replay("segment", segment_bytes) >= 1);
+}
