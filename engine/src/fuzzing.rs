@@ -64,9 +64,18 @@ pub fn small_decoders(data: &[u8]) {
 }
 
 /// Open arbitrary bytes as a segment; if they verify, every accessor must work without panics.
+/// The first byte is a mode: odd = recompute every checksum first, so mutations reach the
+/// structural checks behind them instead of stopping at a CRC.
 pub fn segment_bytes(data: &[u8]) {
+    let Some((mode, rest)) = data.split_first() else {
+        return;
+    };
+    let mut bytes = rest.to_vec();
+    if mode & 1 == 1 {
+        fix_segment_crcs(&mut bytes);
+    }
     let Ok(seg) = Segment::from_bytes(
-        FileBytes::Owned(data.to_vec()),
+        FileBytes::Owned(bytes),
         Path::new("fuzz.seg"),
         1,
         Arc::new(fuzz_schema()),
@@ -92,7 +101,53 @@ pub fn segment_bytes(data: &[u8]) {
     }
 }
 
-/// A small valid segment under [`fuzz_schema`], as a seed for the segment target.
+fn le32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(
+        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
+}
+
+fn le64(b: &[u8], at: usize) -> Option<usize> {
+    Some(u64::from_le_bytes(b.get(at..at.checked_add(8)?)?.try_into().ok()?) as usize)
+}
+
+fn put32(b: &mut [u8], at: usize, v: u32) {
+    if let Some(d) = b.get_mut(at..at + 4) {
+        d.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// Rewrite section, table and footer CRCs of a segment-shaped buffer (best effort).
+fn fix_segment_crcs(b: &mut [u8]) {
+    let Some(f) = b.len().checked_sub(64) else {
+        return;
+    };
+    let (Some(count), Some(table_at)) = (le32(b, f + 12), le64(b, f + 16)) else {
+        return;
+    };
+    let table_len = (count as usize).saturating_mul(24);
+    if table_at.checked_add(table_len) == Some(f) {
+        for e in (table_at..f).step_by(24) {
+            let (Some(at), Some(len)) = (le64(b, e + 8), le64(b, e + 16)) else {
+                continue;
+            };
+            let crc = at
+                .checked_add(len)
+                .and_then(|end| b.get(at..end))
+                .map(crc32fast::hash);
+            if let Some(crc) = crc {
+                put32(b, e + 4, crc);
+            }
+        }
+        let crc = crc32fast::hash(b.get(table_at..f).unwrap_or_default());
+        put32(b, f + 24, crc);
+    }
+    let crc = crc32fast::hash(b.get(f..f + 60).unwrap_or_default());
+    put32(b, f + 60, crc);
+}
+
+/// A small valid segment under [`fuzz_schema`], as a seed for the segment target (mode byte 1
+/// first: checksums are fixed up).
 pub fn seed_segment() -> Vec<u8> {
     let schema = fuzz_schema();
     let docs: Vec<Arc<crate::Document>> = (0..5)
@@ -106,5 +161,7 @@ pub fn seed_segment() -> Vec<u8> {
                 .map(Arc::new)
         })
         .collect();
-    crate::segment::encode_for_fuzz(&docs, &schema)
+    let mut out = vec![1u8];
+    out.extend_from_slice(&crate::segment::encode_for_fuzz(&docs, &schema));
+    out
 }

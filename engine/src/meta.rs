@@ -89,22 +89,7 @@ pub fn decode_schema(b: &[u8]) -> std::result::Result<Schema, String> {
 
 /// Write the schema file durably.
 pub(crate) fn write_schema(fs: &SharedFs, dir: &Path, s: &Schema) -> Result<()> {
-    let path = dir.join(SCHEMA_FILE);
-    let tmp = dir.join(format!("{SCHEMA_FILE}.tmp"));
-    if fs.exists(&tmp) {
-        fs.remove_file(&tmp)
-            .map_err(|e| Error::io("remove", &tmp, e))?;
-    }
-    let f = fs
-        .create_new(&tmp)
-        .map_err(|e| Error::io("create", &tmp, e))?;
-    f.write_all_at(&encode_schema(s), 0)
-        .map_err(|e| Error::io("write", &tmp, e))?;
-    f.sync_data().map_err(|e| Error::io("fdatasync", &tmp, e))?;
-    fs.rename(&tmp, &path)
-        .map_err(|e| Error::io("rename", &tmp, e))?;
-    fs.sync_dir(dir)
-        .map_err(|e| Error::io("fsync directory", dir, e))
+    crate::files::write_durably(fs, &dir.join(SCHEMA_FILE), &encode_schema(s))
 }
 
 /// Read and verify the schema file.

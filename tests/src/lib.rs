@@ -27,3 +27,34 @@ pub fn parse_ack(line: &str) -> Option<(u64, u64)> {
     }
     Some((lsn, id))
 }
+
+/// Start `bin` with `args`, let it run for `run_for`, SIGKILL it, and return every complete
+/// line it printed to stdout before dying.
+pub fn run_and_kill(
+    bin: &str,
+    args: &[&str],
+    run_for: std::time::Duration,
+) -> std::io::Result<Vec<String>> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(bin)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| std::io::Error::other("child has no stdout"))?;
+    let reader = std::thread::spawn(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<String>>()
+    });
+    std::thread::sleep(run_for);
+    child.kill()?; // SIGKILL
+    child.wait()?;
+    reader
+        .join()
+        .map_err(|_| std::io::Error::other("stdout reader panicked"))
+}

@@ -13,12 +13,11 @@
 )]
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use strata::{Db, Filter, Options, Query};
+use strata_tests::run_and_kill;
 
 /// Must match `db_crash_child`: small memtables; no 64 MiB WAL spare per incarnation (the WAL
 /// suites cover preallocation) so each run spends its time writing.
@@ -48,28 +47,18 @@ fn sigkill_keeps_every_acknowledged_batch_whole() {
     let mut last_acked_per_thread: HashMap<u64, u64> = HashMap::new();
 
     for run in 1..=iters {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_db_crash_child"))
-            .args([dir.to_str().unwrap(), "4", &run.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .collect::<Vec<String>>()
-        });
         let delay_us = if rng.gen_ratio(1, 10) {
             rng.gen_range(0..3_000)
         } else {
             rng.gen_range(3_000..80_000)
         };
-        std::thread::sleep(Duration::from_micros(delay_us));
-        child.kill().unwrap();
-        child.wait().unwrap();
-        for line in reader.join().unwrap() {
+        let lines = run_and_kill(
+            env!("CARGO_BIN_EXE_db_crash_child"),
+            &[dir.to_str().unwrap(), "4", &run.to_string()],
+            Duration::from_micros(delay_us),
+        )
+        .unwrap();
+        for line in lines {
             if let Some(id) = line
                 .strip_prefix("ack ")
                 .and_then(|s| s.parse::<u64>().ok())

@@ -13,12 +13,10 @@
 )]
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
-use strata_tests::{parse_ack, payload};
+use strata_tests::{parse_ack, payload, run_and_kill};
 use strata_wal::io::StdFs;
 use strata_wal::{Options, Wal};
 
@@ -43,34 +41,23 @@ fn sigkill_never_loses_an_acknowledged_record() {
     let mut kills_during_recovery = 0;
 
     for iter in 0..iters {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wal_crash_child"))
-            .args([
-                dir.to_str().unwrap(),
-                "4",
-                &RECORD_BYTES.to_string(),
-                &SEGMENT_BYTES.to_string(),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .collect::<Vec<String>>()
-        });
         // One kill in ten lands within the first 2 ms: usually inside open/recovery.
         let delay_us = if rng.gen_ratio(1, 10) {
             rng.gen_range(0..2_000)
         } else {
             rng.gen_range(2_000..40_000)
         };
-        std::thread::sleep(Duration::from_micros(delay_us));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        let lines = reader.join().unwrap();
+        let lines = run_and_kill(
+            env!("CARGO_BIN_EXE_wal_crash_child"),
+            &[
+                dir.to_str().unwrap(),
+                "4",
+                &RECORD_BYTES.to_string(),
+                &SEGMENT_BYTES.to_string(),
+            ],
+            Duration::from_micros(delay_us),
+        )
+        .unwrap();
         if !lines.iter().any(|l| l.starts_with("open ")) {
             kills_during_recovery += 1;
         }
