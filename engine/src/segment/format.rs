@@ -30,15 +30,18 @@ pub enum SectionKind {
     Terms = 4,
     /// Attribute columns with presence, values and per-block min/max.
     Attrs = 5,
+    /// Bloom filter over the keys (optional).
+    Bloom = 6,
 }
 
 impl SectionKind {
-    pub(crate) const ALL: [SectionKind; 5] = [
+    pub(crate) const ALL: [SectionKind; 6] = [
         SectionKind::Keys,
         SectionKind::Docs,
         SectionKind::Vectors,
         SectionKind::Terms,
         SectionKind::Attrs,
+        SectionKind::Bloom,
     ];
 }
 

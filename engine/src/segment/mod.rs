@@ -7,6 +7,7 @@
 //! single read, so accessors never see out-of-range offsets.
 
 pub(crate) mod bitset;
+mod bloom;
 mod cache;
 pub(crate) mod deletes;
 mod format;

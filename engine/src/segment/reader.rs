@@ -8,6 +8,7 @@ use std::sync::Arc;
 use strata_wal::io::SharedFs;
 
 use super::bitset::Bitset;
+use super::bloom::Bloom;
 use super::cache::BlockCache;
 use super::format::*;
 use crate::batch::decode_doc;
@@ -54,6 +55,7 @@ pub(crate) struct Segment {
     term_bytes_at: usize,
     postings_at: usize,
     attrs: Vec<AttrCol>,
+    bloom: Option<Bloom>,
     cache: Option<Arc<BlockCache>>,
 }
 
@@ -147,7 +149,7 @@ impl Segment {
         if crc32fast::hash(table) != table_crc {
             return Err(err("section table checksum mismatch".into()));
         }
-        let mut ranges: [Option<(usize, usize)>; 5] = [None; 5];
+        let mut ranges: [Option<(usize, usize)>; 6] = [None; 6];
         for e in table.chunks_exact(TABLE_ENTRY_BYTES) {
             let kind = le_u32(e, 0).unwrap_or(0);
             let crc = le_u32(e, 4).unwrap_or(0);
@@ -201,6 +203,10 @@ impl Segment {
         let vecs = get(2, "vectors")?;
         let terms = get(3, "terms")?;
         let attrs = get(4, "attrs")?;
+        let bloom = match ranges.get(5).copied().flatten() {
+            Some((at, len)) => Some(Bloom::parse(b, at, len).map_err(err)?),
+            None => None, // written before the bloom section existed
+        };
 
         // Keys: count, offsets, sorted non-empty keys.
         let (k_at, k_len) = keys;
@@ -342,6 +348,7 @@ impl Segment {
             term_bytes_at,
             postings_at,
             attrs,
+            bloom,
             bytes,
             cache: None,
         })
@@ -379,6 +386,12 @@ impl Segment {
         // Outside the segment's key range: no search (segments of ordered inserts are disjoint).
         let last = self.n.checked_sub(1)?;
         if key < self.key(0) || key > self.key(last) {
+            return None;
+        }
+        if self
+            .bloom
+            .is_some_and(|bl| !bl.may_contain(&self.bytes, key))
+        {
             return None;
         }
         let i = self.lower_bound(key);

@@ -177,6 +177,10 @@ pub(crate) fn encode_segment(docs: &[Arc<Document>], schema: &Schema) -> Result<
         ),
         (SectionKind::Terms, terms_section(docs)?),
         (SectionKind::Attrs, attrs_section(docs, schema)?),
+        (
+            SectionKind::Bloom,
+            super::bloom::encode(docs.iter().map(|d| d.key.as_slice())),
+        ),
     ];
     let mut out = Vec::new();
     let mut table = Vec::new();
