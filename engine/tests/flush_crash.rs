@@ -1,0 +1,107 @@
+//! Crash at every file operation of a flush (segment write, bitmap writes, manifest, WAL
+//! truncation, cleanup), with random power-loss images: reopening must give exactly the
+//! acknowledged state, and no orphan files may survive the reopen.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "test code: a failed assumption should abort the test loudly"
+)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use strata::manifest::{deletes_name, segment_name, Manifest};
+use strata::wal::io::{FaultConfig, FaultFs, Fs};
+use strata::{Db, Document, Metric, Options, Schema, SEGMENTS_DIR};
+
+fn opts(fs: &FaultFs) -> Options {
+    let shared: Arc<dyn Fs> = Arc::new(fs.clone());
+    Options {
+        fs: shared,
+        wal_preallocate: false,
+        flush_threshold_bytes: usize::MAX, // flushes only when asked
+        ..Options::default()
+    }
+}
+
+fn state(db: &Db) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    db.scan(..)
+        .unwrap()
+        .iter()
+        .map(|d| (d.key.clone(), d.value.clone()))
+        .collect()
+}
+
+#[test]
+fn crash_at_every_step_of_a_flush() {
+    let dir = Path::new("/db");
+    let mut points = 0;
+    for crash_at in 0..200u64 {
+        let fs = FaultFs::new();
+        let db = Db::create_with(dir, Schema::new(2, Metric::L2), opts(&fs)).unwrap();
+        let mut model = BTreeMap::new();
+        // Two flushed generations, then a third that overwrites and deletes across them.
+        for round in 0..3u32 {
+            for i in 0..20u32 {
+                let k = format!("k{:02}", (i * 7 + round * 3) % 30);
+                let v = format!("r{round}-{i}");
+                db.put(Document::new(k.clone(), v.clone()).with_vector(vec![i as f32, 1.0]))
+                    .unwrap();
+                model.insert(k.into_bytes(), v.into_bytes());
+            }
+            db.delete(format!("k{:02}", round * 5).as_bytes()).unwrap();
+            model.remove(format!("k{:02}", round * 5).as_bytes());
+            if round < 2 {
+                db.flush().unwrap();
+            }
+        }
+        // The last flush dies after `crash_at` file operations.
+        fs.set_faults(FaultConfig {
+            crash_after_ops: Some(crash_at),
+            ..FaultConfig::default()
+        });
+        let flushed = db.flush().is_ok();
+        fs.set_faults(FaultConfig {
+            crash_after_ops: Some(0),
+            ..FaultConfig::default()
+        });
+        drop(db);
+        fs.crash(crash_at.wrapping_mul(0x9E37_79B9));
+        let db = Db::open(dir, opts(&fs)).unwrap_or_else(|e| panic!("crash at op {crash_at}: {e}"));
+        assert_eq!(state(&db), model, "crash at op {crash_at}");
+        // No file the manifest does not name survives the open.
+        let names = fs.list_dir(&dir.join(SEGMENTS_DIR)).unwrap();
+        let manifests: Vec<String> = fs
+            .list_dir(dir)
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.starts_with("MANIFEST-"))
+            .collect();
+        assert!(
+            manifests.len() <= 1,
+            "crash at op {crash_at}: {manifests:?}"
+        );
+        if let Some(m) = manifests.first() {
+            let m = Manifest::decode(&fs.read_file(&dir.join(m)).unwrap()).unwrap();
+            for n in &names {
+                let named = m.segments.iter().any(|s| {
+                    *n == segment_name(s.id)
+                        || (s.deletes_gen > 0 && *n == deletes_name(s.id, s.deletes_gen))
+                });
+                assert!(
+                    named,
+                    "crash at op {crash_at}: orphan {n} survived the open"
+                );
+            }
+        }
+        points += 1;
+        if flushed {
+            break; // crash_at is past the last operation of the flush
+        }
+    }
+    eprintln!("flush_crash: {points} crash points checked");
+    assert!(points > 10, "the flush has too few crash points: {points}");
+}
