@@ -20,6 +20,97 @@ pub struct DemoArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Use the real-data set in this directory (e.g. `../shared/data`: sentence embeddings
+    /// with category tags) instead of the built-in sample posts.
+    #[arg(long)]
+    real_data: Option<std::path::PathBuf>,
+}
+
+/// The data and queries of one demo run.
+struct Workload {
+    name: String,
+    schema: Schema,
+    docs: Vec<Document>,
+    queries: Vec<(String, Query)>,
+}
+
+fn sample_workload(n: usize) -> CliResult<Workload> {
+    let docs = sample(n);
+    let probe = docs
+        .get(7)
+        .and_then(|d| d.vector.clone())
+        .unwrap_or_default();
+    let queries = vec![
+        (
+            "10 posts nearest post-000007".to_owned(),
+            Query::knn(probe.clone(), 10),
+        ),
+        (
+            "nearest, in English, not spam, from the first 3 days".to_owned(),
+            Query::knn(probe.clone(), 5)
+                .with_filter_str("(and lang:en (not spam) (range ts 1700000000 1700259200))")?,
+        ),
+        (
+            "posts by authors 7 or 9 with >= 450 likes (boolean, key order)".to_owned(),
+            Query::boolean(
+                Filter::parse("(and (or author:7 author:9) (range likes 450 499))")?,
+                5,
+            ),
+        ),
+        (
+            "all posts within distance 3.0 of post-000007".to_owned(),
+            Query::knn(probe, 1000).with_radius(3.0),
+        ),
+    ];
+    Ok(Workload {
+        name: format!("{n} sample posts"),
+        schema: Schema::new(DIM as u32, Metric::L2)
+            .with_attr("ts")
+            .with_attr("likes"),
+        docs,
+        queries,
+    })
+}
+
+/// Real embeddings: every base vector with its tags; for the first queries, plain kNN and kNN
+/// filtered by the query's own source and most specific tag.
+fn real_workload(dir: &std::path::Path) -> CliResult<Workload> {
+    let data = crate::dataset::RealData::open(dir)?;
+    if data.base.is_empty() {
+        return Err(format!("{}: no base vectors", dir.display()).into());
+    }
+    let mut docs = Vec::with_capacity(data.base.len());
+    let mut v = Vec::new();
+    for (i, tags) in data.base_tags.iter().enumerate() {
+        data.base.read(i, &mut v)?;
+        let mut d = Document::new(format!("doc-{i:06}"), Vec::new()).with_vector(v.clone());
+        d.terms = tags.clone();
+        docs.push(d);
+    }
+    let mut queries = Vec::new();
+    for (qi, tags) in data.query_tags.iter().enumerate().take(3) {
+        data.queries.read(qi, &mut v)?;
+        queries.push((format!("query {qi}: 10 nearest"), Query::knn(v.clone(), 10)));
+        let src = tags.iter().find(|t| t.starts_with("src:"));
+        let specific = tags.iter().find(|t| {
+            ["topic:", "mesh:", "place:"]
+                .iter()
+                .any(|p| t.starts_with(p))
+        });
+        if let (Some(src), Some(specific)) = (src, specific) {
+            let f = Filter::and([Filter::term(src.clone()), Filter::term(specific.clone())]);
+            queries.push((
+                format!("query {qi}: 10 nearest with its tags"),
+                Query::knn(v.clone(), 10).with_filter(f),
+            ));
+        }
+    }
+    Ok(Workload {
+        name: format!("{} real embeddings from {}", docs.len(), dir.display()),
+        schema: Schema::new(data.base.dim() as u32, Metric::Cosine),
+        docs,
+        queries,
+    })
 }
 
 const DIM: usize = 16;
@@ -76,10 +167,16 @@ pub fn run(args: &DemoArgs) -> CliResult {
             tmp.path().join("db")
         }
     };
-    let schema = Schema::new(DIM as u32, Metric::L2)
-        .with_attr("ts")
-        .with_attr("likes");
-    let docs = sample(args.docs);
+    let Workload {
+        name,
+        schema,
+        docs,
+        queries,
+    } = match &args.real_data {
+        Some(d) => real_workload(d)?,
+        None => sample_workload(args.docs)?,
+    };
+    let metric = schema.metric;
 
     // Small memtables so the sample data lands in several segments, as a big database would.
     let options = || Options {
@@ -104,39 +201,13 @@ pub fn run(args: &DemoArgs) -> CliResult {
     let reopen_s = t1.elapsed().as_secs_f64();
     let stats = db.stats();
 
-    let probe = docs
-        .get(7)
-        .and_then(|d| d.vector.clone())
-        .unwrap_or_default();
-    let queries = [
-        (
-            "10 posts nearest post-000007",
-            Query::knn(probe.clone(), 10),
-        ),
-        (
-            "nearest, in English, not spam, from the first 3 days",
-            Query::knn(probe.clone(), 5)
-                .with_filter_str("(and lang:en (not spam) (range ts 1700000000 1700259200))")?,
-        ),
-        (
-            "posts by authors 7 or 9 with >= 450 likes (boolean, key order)",
-            Query::boolean(
-                Filter::parse("(and (or author:7 author:9) (range likes 450 499))")?,
-                5,
-            ),
-        ),
-        (
-            "all posts within distance 3.0 of post-000007",
-            Query::knn(probe, 1000).with_radius(3.0),
-        ),
-    ];
     let mut report = Vec::new();
     let mut all_exact = true;
     for (name, q) in &queries {
         let t = Instant::now();
         let hits = db.search(q)?;
         let ms = t.elapsed().as_secs_f64() * 1e3;
-        let brute = brute_force(&docs, q);
+        let brute = brute_force(&docs, q, metric);
         let got: Vec<String> = hits
             .iter()
             .map(|h| String::from_utf8_lossy(&h.key).into_owned())
@@ -164,16 +235,12 @@ pub fn run(args: &DemoArgs) -> CliResult {
             .collect();
         println!(
             "{}",
-            serde_json::json!({"dir": dir, "docs": docs.len(), "ingest_s": ingest_s,
+            serde_json::json!({"dir": dir, "data": name, "docs": docs.len(), "ingest_s": ingest_s,
                 "reopen_s": reopen_s, "segments": stats.segments,
                 "memtable_bytes": stats.memtable_bytes, "queries": qs, "ok": all_exact})
         );
     } else {
-        println!(
-            "strata demo — {} sample posts in {}",
-            docs.len(),
-            dir.display()
-        );
+        println!("strata demo — {name} in {}", dir.display());
         println!(
             "  ingest   {:.2}s ({:.0} docs/s; batches of 100, Sync::Always)",
             ingest_s,
@@ -220,7 +287,7 @@ pub fn run(args: &DemoArgs) -> CliResult {
     }
 }
 
-fn brute_force(docs: &[Document], q: &Query) -> Vec<String> {
+fn brute_force(docs: &[Document], q: &Query, metric: Metric) -> Vec<String> {
     let mut m: Vec<&Document> = docs
         .iter()
         .filter(|d| q.filter.as_ref().is_none_or(|f| f.matches(d)))
@@ -236,7 +303,7 @@ fn brute_force(docs: &[Document], q: &Query) -> Vec<String> {
     };
     let mut scored: Vec<(f32, &Document)> = m
         .into_iter()
-        .filter_map(|d| Some((strata::distance(Metric::L2, qv, d.vector.as_ref()?), d)))
+        .filter_map(|d| Some((strata::distance(metric, qv, d.vector.as_ref()?), d)))
         .filter(|(dist, _)| q.radius.is_none_or(|r| *dist <= r))
         .collect();
     scored.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.key.cmp(&b.1.key)));

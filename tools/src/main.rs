@@ -5,6 +5,7 @@
 //! inspect, verify, compact and crash commands land with the engine.
 
 mod bench;
+mod dataset;
 mod demo;
 
 use clap::{Parser, Subcommand};

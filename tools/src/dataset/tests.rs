@@ -1,0 +1,105 @@
+use std::path::Path;
+
+use super::*;
+
+fn rows(n: usize, d: usize) -> Vec<Vec<f32>> {
+    (0..n)
+        .map(|i| (0..d).map(|j| (i * 10 + j) as f32 * 0.5 - 3.0).collect())
+        .collect()
+}
+
+#[test]
+fn fvecs_npy_and_ivecs_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = rows(37, 5);
+    let f = tmp.path().join("a.fvecs");
+    write_fvecs(&f, &data).unwrap();
+    let vf = VectorFile::open(&f).unwrap();
+    assert_eq!((vf.len(), vf.dim()), (37, 5));
+    assert_eq!(vf.read_all().unwrap(), data);
+
+    let n = tmp.path().join("a.npy");
+    write_npy_f32(&n, &data).unwrap();
+    assert_eq!(VectorFile::open(&n).unwrap().read_all().unwrap(), data);
+
+    let gt: Vec<Vec<u32>> = vec![vec![1, 2, 3], vec![], vec![9]];
+    let i = tmp.path().join("gt.ivecs");
+    write_ivecs(&i, &gt).unwrap();
+    assert_eq!(read_ivecs(&i).unwrap(), gt);
+}
+
+#[test]
+fn bvecs_are_read_as_floats() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("b.bvecs");
+    let mut bytes = Vec::new();
+    for r in [[1u8, 2, 3], [250, 0, 7]] {
+        bytes.extend_from_slice(&3i32.to_le_bytes());
+        bytes.extend_from_slice(&r);
+    }
+    std::fs::write(&p, bytes).unwrap();
+    let vf = VectorFile::open(&p).unwrap();
+    assert_eq!(
+        vf.read_all().unwrap(),
+        vec![vec![1.0, 2.0, 3.0], vec![250.0, 0.0, 7.0]]
+    );
+}
+
+#[test]
+fn malformed_files_are_errors_with_the_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("bad.fvecs");
+    write_fvecs(&f, &rows(3, 4)).unwrap();
+    let mut b = std::fs::read(&f).unwrap();
+    b.truncate(b.len() - 2);
+    std::fs::write(&f, &b).unwrap();
+    let e = VectorFile::open(&f).unwrap_err().to_string();
+    assert!(e.contains("bad.fvecs") && e.contains("whole number"), "{e}");
+
+    let mut b = std::fs::read(&f).unwrap();
+    b.truncate(2 * 20);
+    b[20] = 9; // row 1 claims another dimension
+    std::fs::write(&f, &b).unwrap();
+    assert!(VectorFile::open(&f)
+        .unwrap_err()
+        .to_string()
+        .contains("row 1"));
+
+    let n = tmp.path().join("bad.npy");
+    write_npy_f32(&n, &rows(2, 3)).unwrap();
+    let mut b = std::fs::read(&n).unwrap();
+    b.pop();
+    std::fs::write(&n, &b).unwrap();
+    assert!(VectorFile::open(&n).is_err());
+    assert!(VectorFile::open(Path::new("x.csv")).is_err());
+    assert!(VectorFile::open(&tmp.path().join("missing.fvecs")).is_err());
+
+    let t = tmp.path().join("tags.txt");
+    std::fs::write(&t, "a b\nc (d\n").unwrap();
+    let e = read_tags(&t).unwrap_err().to_string();
+    assert!(e.contains("line 2"), "{e}");
+}
+
+#[test]
+fn real_data_loads_when_present() {
+    // ../shared/data is read at run time and never committed; skip where it is absent.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
+    if !dir.join("base.fvecs").exists() {
+        eprintln!("skipping: {} not present", dir.display());
+        return;
+    }
+    let d = RealData::open(&dir).unwrap();
+    assert_eq!((d.base.len(), d.base.dim()), (28_677, 384));
+    assert_eq!(d.queries.len(), 301);
+    let mut v = Vec::new();
+    d.base.read(0, &mut v).unwrap();
+    let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!(
+        (norm - 1.0).abs() < 1e-3,
+        "vectors are unit length, got {norm}"
+    );
+    assert!(d
+        .base_tags
+        .iter()
+        .all(|t| t.iter().any(|x| x.starts_with("src:"))));
+}
