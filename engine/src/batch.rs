@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::doc::validate_key;
-use crate::limits::{BATCH_BYTES_MAX, BATCH_OPS_MAX};
+use crate::limits::BATCH_OPS_MAX;
 use crate::{Document, Error, Result, Schema};
 
 /// Version byte of the batch encoding.
@@ -91,7 +91,8 @@ impl WriteBatch {
 }
 
 /// Encode validated operations.
-pub(crate) fn encode(ops: &[Op], schema: &Schema) -> Result<Vec<u8>> {
+/// Encode validated operations; more than `bytes_max` encoded bytes is an error.
+pub(crate) fn encode(ops: &[Op], schema: &Schema, bytes_max: usize) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(64);
     out.push(BATCH_FORMAT_VERSION);
     out.extend_from_slice(&(ops.len() as u32).to_le_bytes());
@@ -106,9 +107,9 @@ pub(crate) fn encode(ops: &[Op], schema: &Schema) -> Result<Vec<u8>> {
                 encode_doc(&mut out, d, schema)?;
             }
         }
-        if out.len() > BATCH_BYTES_MAX {
+        if out.len() > bytes_max {
             return Err(Error::invalid(format!(
-                "encoded batch exceeds {BATCH_BYTES_MAX} bytes"
+                "encoded batch exceeds batch_bytes_max ({bytes_max} bytes)"
             )));
         }
     }
@@ -313,7 +314,7 @@ mod tests {
         .delete("b")
         .put(Document::new("c", ""));
         let ops = b.validate(&schema).unwrap();
-        let enc = encode(&ops, &schema).unwrap();
+        let enc = encode(&ops, &schema, crate::limits::BATCH_BYTES_MAX).unwrap();
         assert_eq!(decode(&enc, &schema).unwrap(), ops);
         for cut in 0..enc.len() {
             assert!(decode(&enc[..cut], &schema).is_err(), "cut at {cut}");

@@ -51,7 +51,10 @@ pub struct Options {
     pub frozen_memtables_max: usize,
     /// Bytes of decompressed document blocks kept in memory for reads. Default 64 MiB; 0 = off.
     pub block_cache_bytes: usize,
-    /// WAL file size before rotation. Default 64 MiB (at least 8 MiB + 4 KiB: a batch must fit).
+    /// Largest encoded write batch (one WAL record). Default and maximum 8 MiB, minimum 4 KiB.
+    pub batch_bytes_max: usize,
+    /// WAL file size before rotation. Default 64 MiB (raised to `batch_bytes_max` + 4 KiB if
+    /// smaller: a batch must fit in one file).
     pub wal_segment_bytes_max: u64,
     /// Keep a zero-filled spare WAL file ready (faster fdatasync). Default true.
     pub wal_preallocate: bool,
@@ -66,6 +69,7 @@ impl Default for Options {
             flush_threshold_bytes: 64 << 20,
             frozen_memtables_max: 4,
             block_cache_bytes: 64 << 20,
+            batch_bytes_max: crate::limits::BATCH_BYTES_MAX,
             wal_segment_bytes_max: 64 << 20,
             wal_preallocate: true,
             fs: StdFs::shared(),
@@ -74,8 +78,19 @@ impl Default for Options {
 }
 
 impl Options {
+    fn validate(&self) -> Result<()> {
+        if !(4096..=crate::limits::BATCH_BYTES_MAX).contains(&self.batch_bytes_max) {
+            return Err(Error::invalid(format!(
+                "batch_bytes_max {} outside 4096..={}",
+                self.batch_bytes_max,
+                crate::limits::BATCH_BYTES_MAX
+            )));
+        }
+        Ok(())
+    }
+
     fn wal_options(&self) -> strata_wal::Options {
-        let record_bytes_max = u32::try_from(crate::limits::BATCH_BYTES_MAX).unwrap_or(u32::MAX);
+        let record_bytes_max = u32::try_from(self.batch_bytes_max).unwrap_or(u32::MAX);
         strata_wal::Options {
             sync: self.sync,
             segment_bytes_max: self
@@ -227,6 +242,7 @@ impl Db {
     }
 
     fn open_locked(dir: &Path, options: Options, lock: LockGuard) -> Result<Db> {
+        options.validate()?;
         let fs = options.fs.clone();
         let schema = Arc::new(read_schema(&fs, dir)?);
         let seg_dir = dir.join(SEGMENTS_DIR);
@@ -360,7 +376,7 @@ impl Db {
             return Ok(());
         }
         let ops = batch.validate(&inner.schema)?;
-        let payload = batch::encode(&ops, &inner.schema)?;
+        let payload = batch::encode(&ops, &inner.schema, inner.options.batch_bytes_max)?;
         inner.wait_for_flush_room();
         let full = {
             let _gate = inner.gate.read();

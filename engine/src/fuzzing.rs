@@ -38,7 +38,7 @@ pub fn small_decoders(data: &[u8]) {
     match which % 4 {
         0 => {
             if let Ok(ops) = crate::batch::decode(rest, &schema) {
-                let enc = crate::batch::encode(&ops, &schema).ok();
+                let enc = crate::batch::encode(&ops, &schema, crate::limits::BATCH_BYTES_MAX).ok();
                 let back = enc.as_deref().map(|e| crate::batch::decode(e, &schema));
                 assert!(
                     matches!(back, Some(Ok(ref o)) if *o == ops),

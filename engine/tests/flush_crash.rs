@@ -23,6 +23,9 @@ fn opts(fs: &FaultFs) -> Options {
         fs: shared,
         wal_preallocate: false,
         flush_threshold_bytes: usize::MAX, // flushes only when asked
+        // Small WAL files, so the flush's WAL truncation has files to remove.
+        batch_bytes_max: 4096,
+        wal_segment_bytes_max: 4096 + 4096,
         ..Options::default()
     }
 }
@@ -45,7 +48,8 @@ fn crash_at_every_step_of_a_flush() {
         let mut model = BTreeMap::new();
         // Two flushed generations, then a third that overwrites and deletes across them.
         for round in 0..3u32 {
-            for i in 0..20u32 {
+            // The last round spans several WAL files, so its flush removes some.
+            for i in 0..(if round == 2 { 120u32 } else { 20 }) {
                 let k = format!("k{:02}", (i * 7 + round * 3) % 30);
                 let v = format!("r{round}-{i}");
                 db.put(Document::new(k.clone(), v.clone()).with_vector(vec![i as f32, 1.0]))

@@ -181,6 +181,9 @@ fn run(seed: u64, metric: Metric, ops: usize) {
         fs: shared,
         wal_preallocate: false,
         flush_threshold_bytes: rng.gen_range(2_000..40_000),
+        // Small WAL files: flushes truncate the log for real.
+        batch_bytes_max: 8 * 1024,
+        wal_segment_bytes_max: rng.gen_range(12_000..40_000),
         ..Options::default()
     };
     let mut db = Db::create_with(dir, schema(metric), opts.clone()).unwrap();
