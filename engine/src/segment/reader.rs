@@ -230,6 +230,11 @@ impl Segment {
             if prev.is_some_and(|p| p >= k) {
                 return Err(err(format!("keys not strictly increasing at ordinal {i}")));
             }
+            // A filter missing one of its own keys would turn lookups into wrong answers
+            // (fuzzing found a checksum-consistent one), so every key is checked.
+            if bloom.is_some_and(|bl| !bl.may_contain(b, k)) {
+                return Err(err(format!("bloom filter does not contain key {i}")));
+            }
             prev = Some(k);
         }
 
