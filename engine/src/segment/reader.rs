@@ -258,8 +258,16 @@ impl Segment {
             if first != next_first || o != next_off || cnt == 0 {
                 return Err(err(format!("doc block {i} is not contiguous")));
             }
-            next_first += cnt;
-            next_off = o.saturating_add(len);
+            // Every offset is checked arithmetic: these numbers come from the file.
+            blocks_at
+                .checked_add(o)
+                .and_then(|s| s.checked_add(len))
+                .filter(|end| *end <= d_at + d_len)
+                .ok_or_else(|| err(format!("doc block {i} runs past its section")))?;
+            next_first = next_first
+                .checked_add(cnt)
+                .ok_or_else(|| err(format!("doc block {i}: ordinal overflow")))?;
+            next_off = o + len;
             blocks.push(DocBlock {
                 first,
                 n: cnt,
