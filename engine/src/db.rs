@@ -564,7 +564,6 @@ impl Inner {
         };
         // Older copies of every touched key die in their segment's deletion bitmap.
         let mut segments = Vec::with_capacity(v.segments.len() + 1);
-        let mut obsolete = Vec::new();
         for ls in &v.segments {
             let mut deleted = (*ls.deleted).clone();
             let mut changed = false;
@@ -583,9 +582,6 @@ impl Inner {
                     &seg_dir.join(deletes_name(ls.seg.id, gen)),
                     &deleted,
                 )?;
-                if ls.deletes_gen > 0 {
-                    obsolete.push(seg_dir.join(deletes_name(ls.seg.id, ls.deletes_gen)));
-                }
                 segments.push(LiveSegment {
                     seg: ls.seg.clone(),
                     deleted: Arc::new(deleted),
@@ -607,7 +603,6 @@ impl Inner {
         }
         // Segments that are now entirely dead are dropped from the manifest.
         segments.retain(|ls| ls.deleted.count() < ls.seg.len());
-        let old_number = m.number;
         m.number += 1;
         m.next_segment_id = id + 1;
         m.checkpoint_lsn = mark;
@@ -631,17 +626,9 @@ impl Inner {
         }
         *self.manifest.lock() = m.clone();
         self.wal.truncate_below(mark)?;
-        let old_manifest = self.dir.join(manifest::manifest_name(old_number));
-        if old_number > 0 && self.fs.exists(&old_manifest) {
-            obsolete.push(old_manifest);
-        }
-        for p in obsolete {
-            self.fs
-                .remove_file(&p)
-                .map_err(|e| Error::io("remove", &p, e))?;
-        }
-        // Fully dead segment files: bitmaps and mappings of live snapshots keep working after
-        // the unlink (the mapping or the in-memory copy holds the bytes).
+        // Everything the new manifest does not name goes: the old manifest, superseded bitmap
+        // generations, segments that died entirely. Snapshots holding them keep working (bitmaps
+        // were read into memory; a mapping outlives the unlink).
         remove_orphans(&self.fs, &self.dir, &m)?;
         Ok(true)
     }
