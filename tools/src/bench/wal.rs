@@ -36,6 +36,9 @@ pub struct WalBenchArgs {
     /// Write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Skip the cold-cache replay (which drops the whole machine's page cache when root).
+    #[arg(long)]
+    warm_only: bool,
 }
 
 /// One measured point.
@@ -212,11 +215,13 @@ fn replay(dir: &Path, args: &WalBenchArgs) -> CliResult<Replay> {
     };
     let _ = measure()?; // warm the page cache
     let (n, bytes, warm) = measure()?;
-    let caches_dropped = drop_caches();
+    let caches_dropped = !args.warm_only && drop_caches();
     let cold = if caches_dropped {
         Some(measure()?.2)
     } else {
-        eprintln!("note: cannot drop the page cache (not root?); cold replay skipped");
+        if !args.warm_only {
+            eprintln!("note: cannot drop the page cache (not root?); cold replay skipped");
+        }
         None
     };
     let mb = bytes as f64 / 1e6;
