@@ -58,3 +58,38 @@ pub fn run_and_kill(
         .join()
         .map_err(|_| std::io::Error::other("stdout reader panicked"))
 }
+
+/// An integer from the environment (`STRATA_*` knobs), or `default`.
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The run's seed: `STRATA_SEED` if set (to replay a failure), else random; printed with the
+/// command that replays it.
+pub fn seed(test: &str) -> u64 {
+    let seed = std::env::var("STRATA_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(rand_seed);
+    eprintln!("{test}: seed {seed} (replay with STRATA_SEED={seed})");
+    seed
+}
+
+fn rand_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// Print one acknowledgement line for the parent of a crash child and flush it at once, so a
+/// SIGKILL cannot lose an acknowledgement that was made.
+pub fn print_ack(line: std::fmt::Arguments<'_>) -> Result<(), String> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").map_err(|e| e.to_string())?;
+    out.flush().map_err(|e| e.to_string())
+}

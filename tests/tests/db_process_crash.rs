@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use strata::{Db, Filter, Options, Query};
-use strata_tests::run_and_kill;
+use strata_tests::{env_u64, run_and_kill, seed};
 
 /// Must match `db_crash_child`: small memtables; no 64 MiB WAL spare per incarnation (the WAL
 /// suites cover preallocation) so each run spends its time writing.
@@ -31,16 +31,8 @@ fn options() -> Options {
 
 #[test]
 fn sigkill_keeps_every_acknowledged_batch_whole() {
-    let iters: u64 = std::env::var("STRATA_DB_KILL_ITERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(30);
-    let seed: u64 = std::env::var("STRATA_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| rand::thread_rng().gen());
-    eprintln!("db_process_crash: seed {seed} (replay with STRATA_SEED={seed})");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let iters = env_u64("STRATA_DB_KILL_ITERS", 30);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed("db_process_crash"));
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
     let mut acked: Vec<u64> = Vec::new();

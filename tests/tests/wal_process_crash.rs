@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
-use strata_tests::{parse_ack, payload, run_and_kill};
+use strata_tests::{env_u64, parse_ack, payload, run_and_kill, seed};
 use strata_wal::io::StdFs;
 use strata_wal::{Options, Wal};
 
@@ -25,16 +25,8 @@ const SEGMENT_BYTES: u64 = 64 * 1024;
 
 #[test]
 fn sigkill_never_loses_an_acknowledged_record() {
-    let iters: u32 = std::env::var("STRATA_WAL_KILL_ITERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
-    let seed: u64 = std::env::var("STRATA_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| rand::thread_rng().gen());
-    eprintln!("wal_process_crash: seed {seed} (replay with STRATA_SEED={seed})");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let iters = env_u64("STRATA_WAL_KILL_ITERS", 50);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed("wal_process_crash"));
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("wal");
     let mut acked: HashMap<u64, u64> = HashMap::new(); // lsn -> id

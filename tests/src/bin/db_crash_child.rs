@@ -5,7 +5,6 @@
 //!
 //! Usage: `db_crash_child DIR THREADS RUN`
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use strata::{Db, Document, Metric, Options, Schema, WriteBatch};
@@ -63,9 +62,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                     }
                     b.put(Document::new(format!("thread-{t}"), id.to_string()));
                     db.write(b).map_err(|e| e.to_string())?;
-                    let mut out = std::io::stdout().lock();
-                    writeln!(out, "ack {id}").map_err(|e| e.to_string())?;
-                    out.flush().map_err(|e| e.to_string())?;
+                    strata_tests::print_ack(format_args!("ack {id}"))?;
                 }
                 Ok(())
             })

@@ -4,11 +4,10 @@
 //!
 //! Usage: `wal_crash_child DIR THREADS RECORD_BYTES SEGMENT_BYTES`
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use strata_tests::payload;
+use strata_tests::{payload, print_ack};
 use strata_wal::io::StdFs;
 use strata_wal::{Options, Wal};
 
@@ -46,9 +45,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                     let lsn = wal
                         .append_data(&payload(id, record_bytes))
                         .map_err(|e| e.to_string())?;
-                    let mut out = std::io::stdout().lock();
-                    writeln!(out, "ack {lsn} {id}").map_err(|e| e.to_string())?;
-                    out.flush().map_err(|e| e.to_string())?;
+                    print_ack(format_args!("ack {lsn} {id}"))?;
                 }
                 Ok(())
             })

@@ -57,32 +57,30 @@ pub(crate) fn open(path: &Path, bytes: Mapped, elem: Elem) -> Result<VectorFile,
     })
 }
 
-/// Write vectors as `.fvecs`.
+/// Write rows in the texmex layout: i32 length, then each element's 4 little-endian bytes.
 #[cfg(test)]
-pub fn write_fvecs(path: &Path, rows: &[Vec<f32>]) -> std::io::Result<()> {
+fn write_rows<T: Copy>(path: &Path, rows: &[Vec<T>], le: fn(T) -> [u8; 4]) -> std::io::Result<()> {
     use std::io::Write;
     let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
     for r in rows {
         w.write_all(&(r.len() as i32).to_le_bytes())?;
         for x in r {
-            w.write_all(&x.to_le_bytes())?;
+            w.write_all(&le(*x))?;
         }
     }
     w.flush()
 }
 
+/// Write vectors as `.fvecs`.
+#[cfg(test)]
+pub fn write_fvecs(path: &Path, rows: &[Vec<f32>]) -> std::io::Result<()> {
+    write_rows(path, rows, f32::to_le_bytes)
+}
+
 /// Write id lists (ground truth) as `.ivecs`.
 #[cfg(test)]
 pub fn write_ivecs(path: &Path, rows: &[Vec<u32>]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
-    for r in rows {
-        w.write_all(&(r.len() as i32).to_le_bytes())?;
-        for x in r {
-            w.write_all(&x.to_le_bytes())?;
-        }
-    }
-    w.flush()
+    write_rows(path, rows, u32::to_le_bytes)
 }
 
 /// Read `.ivecs` (rows may differ in length, as ground-truth files sometimes do).
