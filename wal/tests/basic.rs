@@ -18,10 +18,14 @@ use common::*;
 use strata_wal::io::{FaultConfig, StdFs};
 use strata_wal::{Error, Options, RecordKind, RecoveryMode, SyncMode, Wal};
 
+/// Small files and no background spare-file thread: its writes and fsyncs would race the
+/// faults these tests inject (and could take the injected error). Preallocation is covered by
+/// `crash_model.rs` and `corruption.rs`.
 fn small() -> Options {
     Options {
         segment_bytes_max: 4096,
         record_bytes_max: 1024,
+        preallocate: false,
         ..Options::default()
     }
 }
