@@ -253,3 +253,32 @@ fn parse(v: &[u8]) -> i64 {
 fn read(s: &strata::Snapshot, k: &[u8]) -> i64 {
     parse(&s.get(k).unwrap().unwrap().value)
 }
+
+#[test]
+fn documents_at_the_bounds_round_trip_through_segments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::create(tmp.path(), schema()).unwrap();
+    let big = Document::new(
+        vec![b'k'; strata::limits::KEY_BYTES_MAX],
+        vec![7u8; strata::limits::VALUE_BYTES_MAX],
+    )
+    .with_vector(vec![1.0, 2.0, 3.0]);
+    let mut many = Document::new("many-terms", "v");
+    for i in 0..strata::limits::TERMS_PER_DOC_MAX {
+        many.terms.push(format!("t:{i}"));
+    }
+    db.put(big.clone()).unwrap();
+    db.put(many.clone()).unwrap();
+    db.flush().unwrap();
+    assert_eq!(
+        *db.get(&big.key).unwrap().unwrap(),
+        big.clone().validate(db.schema()).unwrap()
+    );
+    let got = db.get(b"many-terms").unwrap().unwrap();
+    assert_eq!(got.terms.len(), strata::limits::TERMS_PER_DOC_MAX);
+    let q = Query::boolean(Filter::term("t:1023"), 10);
+    assert_eq!(db.search(&q).unwrap()[0].key, b"many-terms");
+    // One byte over a bound is an error, not a truncation.
+    let over = Document::new("k", vec![0u8; strata::limits::VALUE_BYTES_MAX + 1]);
+    assert!(matches!(db.put(over), Err(Error::InvalidInput(_))));
+}
