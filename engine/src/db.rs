@@ -224,7 +224,7 @@ impl Db {
         let dir = dir.as_ref();
         schema.validate()?;
         let fs = &options.fs;
-        fs.create_dir_all(dir)
+        strata_wal::io::create_dir_durable(fs.as_ref(), dir)
             .map_err(|e| Error::io("create directory", dir, e))?;
         let lock = lock_dir(fs, dir)?;
         if fs.exists(&dir.join(SCHEMA_FILE)) {
@@ -246,7 +246,7 @@ impl Db {
         let fs = options.fs.clone();
         let schema = Arc::new(read_schema(&fs, dir)?);
         let seg_dir = dir.join(SEGMENTS_DIR);
-        fs.create_dir_all(&seg_dir)
+        strata_wal::io::create_dir_durable(fs.as_ref(), &seg_dir)
             .map_err(|e| Error::io("create directory", &seg_dir, e))?;
         let manifest = manifest::read_latest(&fs, dir)?.unwrap_or(Manifest {
             number: 0,

@@ -236,7 +236,7 @@ impl Wal {
     /// is truncated. Older files are validated when replayed. Recovery is idempotent.
     pub fn open(fs: SharedFs, dir: &Path, options: Options) -> Result<(Wal, Recovery)> {
         options.validate()?;
-        fs.create_dir_all(dir)
+        crate::io::create_dir_durable(fs.as_ref(), dir)
             .map_err(|e| Error::io("create directory", dir, e))?;
         let temp_files_removed = remove_temp_files(&fs, dir)?;
         let mut files = list_files(&fs, dir)?;

@@ -101,3 +101,23 @@ pub type LockGuard = Box<dyn std::any::Any + Send + Sync>;
 
 /// A shared file-system handle.
 pub type SharedFs = Arc<dyn Fs>;
+
+/// Create `dir` (and missing parents) durably: after `create_dir_all`, fsync the parent of
+/// every directory this call created, so the new entries survive a power loss.
+pub fn create_dir_durable(fs: &dyn Fs, dir: &Path) -> io::Result<()> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .filter(|a| !a.as_os_str().is_empty())
+        .take_while(|a| !fs.exists(a))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    fs.create_dir_all(dir)?;
+    for created in missing.iter().rev() {
+        if let Some(parent) = created.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs.sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
