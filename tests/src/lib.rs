@@ -93,3 +93,28 @@ pub fn print_ack(line: std::fmt::Arguments<'_>) -> Result<(), String> {
     writeln!(out, "{line}").map_err(|e| e.to_string())?;
     out.flush().map_err(|e| e.to_string())
 }
+
+/// How long a crash child runs before its SIGKILL: one run in ten dies within `early` (usually
+/// inside open and recovery), the others between `early` and `late`.
+pub fn kill_delay(
+    rng: &mut impl rand::Rng,
+    early: std::time::Duration,
+    late: std::time::Duration,
+) -> std::time::Duration {
+    if rng.gen_ratio(1, 10) {
+        rng.gen_range(std::time::Duration::ZERO..early)
+    } else {
+        rng.gen_range(early..late)
+    }
+}
+
+/// Options of the store crash test, shared by `db_crash_child` and its parent: small memtables
+/// (flushes all the time) and no 64 MiB WAL spare per incarnation (the WAL suites cover
+/// preallocation), so each run spends its time writing.
+pub fn db_crash_options() -> strata::Options {
+    strata::Options {
+        flush_threshold_bytes: 32 * 1024,
+        wal_preallocate: false,
+        ..strata::Options::default()
+    }
+}

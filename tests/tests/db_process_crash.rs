@@ -15,19 +15,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use rand::{Rng, SeedableRng};
-use strata::{Db, Filter, Options, Query};
-use strata_tests::{env_u64, run_and_kill, seed};
-
-/// Must match `db_crash_child`: small memtables; no 64 MiB WAL spare per incarnation (the WAL
-/// suites cover preallocation) so each run spends its time writing.
-fn options() -> Options {
-    Options {
-        flush_threshold_bytes: 32 * 1024,
-        wal_preallocate: false,
-        ..Options::default()
-    }
-}
+use rand::SeedableRng;
+use strata::{Db, Filter, Query};
+use strata_tests::{db_crash_options, env_u64, kill_delay, run_and_kill, seed};
 
 #[test]
 fn sigkill_keeps_every_acknowledged_batch_whole() {
@@ -39,15 +29,15 @@ fn sigkill_keeps_every_acknowledged_batch_whole() {
     let mut last_acked_per_thread: HashMap<u64, u64> = HashMap::new();
 
     for run in 1..=iters {
-        let delay_us = if rng.gen_ratio(1, 10) {
-            rng.gen_range(0..3_000)
-        } else {
-            rng.gen_range(3_000..80_000)
-        };
+        let delay = kill_delay(
+            &mut rng,
+            Duration::from_millis(3),
+            Duration::from_millis(80),
+        );
         let lines = run_and_kill(
             env!("CARGO_BIN_EXE_db_crash_child"),
             &[dir.to_str().unwrap(), "4", &run.to_string()],
-            Duration::from_micros(delay_us),
+            delay,
         )
         .unwrap();
         for line in lines {
@@ -63,8 +53,8 @@ fn sigkill_keeps_every_acknowledged_batch_whole() {
         if !dir.join(strata::meta::SCHEMA_FILE).exists() {
             continue; // killed before create finished: nothing was ever acknowledged
         }
-        let db =
-            Db::open(&dir, options()).unwrap_or_else(|e| panic!("run {run}: reopen failed: {e}"));
+        let db = Db::open(&dir, db_crash_options())
+            .unwrap_or_else(|e| panic!("run {run}: reopen failed: {e}"));
         // Group what is present by batch.
         let mut present: BTreeMap<u64, usize> = BTreeMap::new();
         for d in db.scan_prefix(b"b").unwrap() {

@@ -15,8 +15,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use rand::{Rng, SeedableRng};
-use strata_tests::{env_u64, parse_ack, payload, run_and_kill, seed};
+use rand::SeedableRng;
+use strata_tests::{env_u64, kill_delay, parse_ack, payload, run_and_kill, seed};
 use strata_wal::io::StdFs;
 use strata_wal::{Options, Wal};
 
@@ -33,12 +33,11 @@ fn sigkill_never_loses_an_acknowledged_record() {
     let mut kills_during_recovery = 0;
 
     for iter in 0..iters {
-        // One kill in ten lands within the first 2 ms: usually inside open/recovery.
-        let delay_us = if rng.gen_ratio(1, 10) {
-            rng.gen_range(0..2_000)
-        } else {
-            rng.gen_range(2_000..40_000)
-        };
+        let delay = kill_delay(
+            &mut rng,
+            Duration::from_millis(2),
+            Duration::from_millis(40),
+        );
         let lines = run_and_kill(
             env!("CARGO_BIN_EXE_wal_crash_child"),
             &[
@@ -47,7 +46,7 @@ fn sigkill_never_loses_an_acknowledged_record() {
                 &RECORD_BYTES.to_string(),
                 &SEGMENT_BYTES.to_string(),
             ],
-            Duration::from_micros(delay_us),
+            delay,
         )
         .unwrap();
         if !lines.iter().any(|l| l.starts_with("open ")) {

@@ -7,21 +7,12 @@
 
 use std::path::PathBuf;
 
-use strata::{Db, Document, Metric, Options, Schema, WriteBatch};
+use strata::{Db, Document, Metric, Schema, WriteBatch};
 
 fn main() {
     if let Err(e) = run() {
         eprintln!("db_crash_child: {e}");
         std::process::exit(2);
-    }
-}
-
-/// Options shared with the parent's verification (see there).
-pub fn options() -> Options {
-    Options {
-        flush_threshold_bytes: 32 * 1024,
-        wal_preallocate: false,
-        ..Options::default()
     }
 }
 
@@ -34,13 +25,15 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let threads: u64 = threads.parse()?;
     let run: u64 = run.parse()?;
     let db = if dir.join(strata::meta::SCHEMA_FILE).exists() {
-        Db::open(&dir, options())?
+        Db::open(&dir, strata_tests::db_crash_options())?
     } else {
         let schema = Schema::new(4, Metric::L2).with_attr("id");
-        match Db::create_with(&dir, schema, options()) {
+        match Db::create_with(&dir, schema, strata_tests::db_crash_options()) {
             Ok(db) => db,
             // Killed during an earlier create after the schema landed.
-            Err(strata::Error::AlreadyExists(_)) => Db::open(&dir, options())?,
+            Err(strata::Error::AlreadyExists(_)) => {
+                Db::open(&dir, strata_tests::db_crash_options())?
+            }
             Err(e) => return Err(e.into()),
         }
     };

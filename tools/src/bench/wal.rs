@@ -189,7 +189,7 @@ fn replay(dir: &Path, args: &WalBenchArgs) -> CliResult<Replay> {
                     for i in 0..records / writers {
                         wal.append_data(&payload)?;
                         if i % 4096 == 0 {
-                            bar.inc(4096 * writers / writers);
+                            bar.inc(4096);
                         }
                     }
                     Ok(())
