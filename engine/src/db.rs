@@ -21,6 +21,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use strata_wal::io::{LockGuard, SharedFs, StdFs};
 use strata_wal::{RecordKind, SyncMode, Wal};
 
+use crate::ann::{AnnBudget, AnnOptions, QueryStats};
 use crate::batch::{self, WriteBatch};
 use crate::manifest::{self, deletes_name, segment_name, Manifest, SegmentMeta};
 use crate::memtable::Memtable;
@@ -60,6 +61,8 @@ pub struct Options {
     pub wal_preallocate: bool,
     /// File system (tests pass a fault-injecting one). Default: the real one.
     pub fs: SharedFs,
+    /// ANN graphs of segments: when to build them, how, and their memory budget.
+    pub ann: AnnOptions,
 }
 
 impl Default for Options {
@@ -73,12 +76,14 @@ impl Default for Options {
             wal_segment_bytes_max: 64 << 20,
             wal_preallocate: true,
             fs: StdFs::shared(),
+            ann: AnnOptions::default(),
         }
     }
 }
 
 impl Options {
     fn validate(&self) -> Result<()> {
+        self.ann.validate()?;
         if !(4096..=crate::limits::BATCH_BYTES_MAX).contains(&self.batch_bytes_max) {
             return Err(Error::invalid(format!(
                 "batch_bytes_max {} outside 4096..={}",
@@ -185,6 +190,7 @@ struct Inner {
     visibility: Visibility,
     manifest: Mutex<Manifest>,
     cache: Option<Arc<BlockCache>>,
+    ann_budget: Arc<AnnBudget>,
     flush: FlushCtl,
     poison: Mutex<Option<String>>,
     _lock: LockGuard,
@@ -256,10 +262,18 @@ impl Db {
         });
         let cache = (options.block_cache_bytes > 0)
             .then(|| Arc::new(BlockCache::new(options.block_cache_bytes)));
+        let ann_budget = Arc::new(AnnBudget::new(options.ann.memory_budget_bytes));
         let mut segments = Vec::new();
         for m in manifest.segments.iter().rev() {
             let path = seg_dir.join(segment_name(m.id));
-            let seg = Segment::open(&fs, &path, m.id, schema.clone(), cache.clone())?;
+            let seg = Segment::open(
+                &fs,
+                &path,
+                m.id,
+                schema.clone(),
+                cache.clone(),
+                Some(ann_budget.clone()),
+            )?;
             if seg.len() != m.doc_count as usize {
                 return Err(Error::Corruption {
                     what: "manifest",
@@ -319,6 +333,7 @@ impl Db {
             visibility: Visibility::new(visible),
             manifest: Mutex::new(manifest),
             cache,
+            ann_budget,
             flush: FlushCtl::default(),
             poison: Mutex::new(None),
             _lock: lock,
@@ -429,6 +444,11 @@ impl Db {
         self.snapshot().search(q)
     }
 
+    /// Run a query on a fresh snapshot and report what it cost.
+    pub fn search_with_stats(&self, q: &Query) -> Result<(Vec<Hit>, QueryStats)> {
+        self.snapshot().search_with_stats(q)
+    }
+
     /// Make every acknowledged write durable (useful with `SyncMode::Batch`/`Never`).
     pub fn sync(&self) -> Result<()> {
         self.inner().wal.sync()?;
@@ -462,6 +482,8 @@ impl Db {
             memtable_bytes: v.active.mem_bytes(),
             flushes: inner.flush.state.lock().done,
             checkpoint_lsn: inner.manifest.lock().checkpoint_lsn,
+            ann_segments: v.segments.iter().filter(|s| s.seg.ann().is_some()).count(),
+            ann_resident_bytes: inner.ann_budget.used(),
         }
     }
 }
@@ -479,6 +501,10 @@ pub struct DbStats {
     pub flushes: u64,
     /// WAL position covered by the segments.
     pub checkpoint_lsn: u64,
+    /// Segments with an ANN graph.
+    pub ann_segments: usize,
+    /// Bytes the ANN indexes keep in memory (codes + node caches).
+    pub ann_resident_bytes: u64,
 }
 
 impl Inner {
@@ -553,13 +579,20 @@ impl Inner {
             None
         } else {
             let path = seg_dir.join(segment_name(id));
-            write_segment(&self.fs, &path, &docs, &self.schema)?;
+            write_segment(
+                &self.fs,
+                &path,
+                &docs,
+                &self.schema,
+                Some(&self.options.ann),
+            )?;
             Some(Arc::new(Segment::open(
                 &self.fs,
                 &path,
                 id,
                 self.schema.clone(),
                 self.cache.clone(),
+                Some(self.ann_budget.clone()),
             )?))
         };
         // Older copies of every touched key die in their segment's deletion bitmap.

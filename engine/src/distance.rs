@@ -1,31 +1,23 @@
-//! Exact distance functions. Smaller is closer for every metric. Scalar for now; SIMD kernels
-//! arrive with the disk-ANN issue and must agree with these within tolerance.
+//! Exact distance functions. Smaller is closer for every metric.
 
+use crate::ann::simd;
 use crate::Metric;
 
-/// Distance between `a` and `b` (same length) under `metric`.
+/// Distance between `a` and `b` (same length) under `metric` (SIMD kernels where the CPU has
+/// them; every search path, exact or graph, uses this one function).
 pub fn distance(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
     match metric {
-        Metric::L2 => a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| (x - y) * (x - y))
-            .sum::<f32>()
-            .sqrt(),
-        Metric::InnerProduct => -dot(a, b),
+        Metric::L2 => simd::l2_sq(a, b).sqrt(),
+        Metric::InnerProduct => -simd::dot(a, b),
         Metric::Cosine => {
-            let (na, nb) = (dot(a, a).sqrt(), dot(b, b).sqrt());
+            let (na, nb) = (simd::dot(a, a).sqrt(), simd::dot(b, b).sqrt());
             if na == 0.0 || nb == 0.0 {
                 1.0
             } else {
-                1.0 - dot(a, b) / (na * nb)
+                1.0 - simd::dot(a, b) / (na * nb)
             }
         }
     }
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 #[cfg(test)]

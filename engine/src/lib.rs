@@ -23,6 +23,7 @@
 //! constants of [`limits`]. Status: documents, batches, WAL durability, snapshots and exact
 //! search work; the memtable is not yet flushed to segments (see `docs/architecture.md`).
 
+pub mod ann;
 mod batch;
 mod db;
 mod distance;
@@ -41,6 +42,7 @@ mod search;
 pub mod segment;
 mod version;
 
+pub use ann::{AnnOptions, CodeKind, QueryStats, SearchParams};
 pub use batch::{decode_document, encode_document, Op, WriteBatch};
 pub use db::{Db, DbStats, Options, LOCK_FILE, SEGMENTS_DIR, WAL_DIR, WAL_KIND_BATCH};
 pub use distance::distance;

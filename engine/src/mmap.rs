@@ -53,3 +53,21 @@ pub(crate) fn open_immutable(fs: &SharedFs, path: &Path, len_max: u64) -> Result
         .map_err(|e| Error::io("read", path, e))?;
     Ok(FileBytes::Owned(bytes))
 }
+
+impl FileBytes {
+    /// Ask the OS to start reading `len` bytes at `at` (mapped files; a hint, errors ignored):
+    /// several prefetches before the first access keep several reads in flight.
+    pub(crate) fn prefetch(&self, at: usize, len: usize) {
+        if let FileBytes::Mapped(m) = self {
+            let _ = m.advise_range(memmap2::Advice::WillNeed, at, len);
+        }
+    }
+
+    /// Tell the OS that `at..at + len` is read at random (no read-ahead around faults), so a
+    /// cold graph hop reads its sectors and no more.
+    pub(crate) fn advise_random(&self, at: usize, len: usize) {
+        if let FileBytes::Mapped(m) = self {
+            let _ = m.advise_range(memmap2::Advice::Random, at, len);
+        }
+    }
+}

@@ -5,6 +5,7 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
 
+use crate::ann::SearchParams;
 use crate::distance::distance;
 use crate::{Document, Error, Filter, Result, Schema};
 
@@ -21,6 +22,8 @@ pub struct Query {
     pub filter: Option<Filter>,
     /// Return the documents themselves with the hits.
     pub include_docs: bool,
+    /// Graph search knobs (list size, beam width, or exact).
+    pub ann: SearchParams,
 }
 
 impl Default for Query {
@@ -31,6 +34,7 @@ impl Default for Query {
             radius: None,
             filter: None,
             include_docs: false,
+            ann: SearchParams::default(),
         }
     }
 }
@@ -68,6 +72,24 @@ impl Query {
     /// Set the radius.
     pub fn with_radius(mut self, r: f32) -> Query {
         self.radius = Some(r);
+        self
+    }
+
+    /// Candidate list size of the graph search (`L_search`).
+    pub fn with_search_list(mut self, l: usize) -> Query {
+        self.ann.list = l;
+        self
+    }
+
+    /// Sectors read per hop of the graph search.
+    pub fn with_beam_width(mut self, w: usize) -> Query {
+        self.ann.beam_width = w;
+        self
+    }
+
+    /// Answer exactly (scan), ignoring the graphs.
+    pub fn exact(mut self) -> Query {
+        self.ann.exact = true;
         self
     }
 

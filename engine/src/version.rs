@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
+use crate::ann::QueryStats;
 use crate::distance::distance;
 use crate::memtable::{Entry, Memtable};
 use crate::search::{exact, Hit, Query, Scored};
@@ -154,21 +155,52 @@ impl Snapshot {
         })
     }
 
-    /// Run a query. Exact: equals brute force over this snapshot.
+    /// Run a query. Boolean, filtered, radius and `exact()` queries equal brute force over
+    /// this snapshot; unfiltered k-NN queries use the segments' graphs where they have one.
     pub fn search(&self, q: &Query) -> Result<Vec<Hit>> {
+        Ok(self.search_with_stats(q)?.0)
+    }
+
+    /// [`Snapshot::search`], also reporting what the query cost.
+    pub fn search_with_stats(&self, q: &Query) -> Result<(Vec<Hit>, QueryStats)> {
         q.validate(&self.schema)?;
+        let mut stats = QueryStats::default();
         let mem = self.memtable_entries(Bound::Unbounded, Bound::Unbounded);
         let mem_docs: Vec<Arc<Document>> = mem.values().flatten().cloned().collect();
         // Memtable candidates by brute force...
         let mut hits = exact(q, &self.schema, mem_docs.iter());
-        // ...and each segment through its postings and columns.
+        stats.exact_segments += 1;
+        // ...and each segment through its graph, or its postings and columns.
         for ls in &self.version.segments {
+            let shadowed = |i: usize| mem.contains_key(ls.seg.key(i));
+            if let (Some(qv), Some(idx), None, None, false, true) = (
+                &q.vector,
+                ls.seg.ann(),
+                &q.filter,
+                q.radius,
+                q.ann.exact,
+                q.k > 0,
+            ) {
+                let accept = |i: usize| !ls.deleted.get(i) && !shadowed(i);
+                let mut s = QueryStats::default();
+                let found = idx.search(ls.seg.file_bytes(), qv, q.k, &q.ann, &accept, &mut s)?;
+                stats.add(&s);
+                // Fewer than k live results (many deletions): this segment falls back to the
+                // exact scan below, so deletions never cost recall.
+                if found.len() >= q.k {
+                    stats.graph_segments += 1;
+                    for (dist, i) in found.into_iter().take(q.k) {
+                        hits.push(self.hit(ls, i, Some(dist), q.include_docs)?);
+                    }
+                    continue;
+                }
+            }
+            stats.exact_segments += 1;
             let mut live = match &q.filter {
                 Some(f) => ls.seg.eval(f),
                 None => Bitset::full(ls.seg.len()),
             };
             live.and_not_with(&ls.deleted);
-            let shadowed = |i: usize| mem.contains_key(ls.seg.key(i));
             match &q.vector {
                 None => {
                     for i in live.iter().filter(|&i| !shadowed(i)).take(q.k) {
@@ -183,6 +215,7 @@ impl Snapshot {
                             continue;
                         }
                         let dist = distance(self.schema.metric, qv, &v);
+                        stats.distance_computations += 1;
                         if q.radius.is_some_and(|r| dist > r) {
                             continue;
                         }
@@ -207,7 +240,7 @@ impl Snapshot {
             }),
         }
         hits.truncate(q.k);
-        Ok(hits)
+        Ok((hits, stats))
     }
 
     fn hit(

@@ -32,17 +32,31 @@ pub enum SectionKind {
     Attrs = 5,
     /// Bloom filter over the keys (optional).
     Bloom = 6,
+    /// ANN codes: quantiser, node -> ordinal map, one code per graph node (optional, with 8).
+    AnnCodes = 7,
+    /// ANN graph: 4 KiB sectors of node records, per-sector CRCs (optional, with 7).
+    AnnGraph = 8,
 }
 
 impl SectionKind {
-    pub(crate) const ALL: [SectionKind; 6] = [
+    pub(crate) const ALL: [SectionKind; 8] = [
         SectionKind::Keys,
         SectionKind::Docs,
         SectionKind::Vectors,
         SectionKind::Terms,
         SectionKind::Attrs,
         SectionKind::Bloom,
+        SectionKind::AnnCodes,
+        SectionKind::AnnGraph,
     ];
+
+    /// File alignment of the section's first byte.
+    pub(crate) fn align(self) -> usize {
+        match self {
+            SectionKind::AnnGraph => crate::ann::disk::SECTOR,
+            _ => SECTION_ALIGN,
+        }
+    }
 }
 
 pub(crate) fn le_u32(b: &[u8], at: usize) -> Option<u32> {

@@ -28,7 +28,7 @@ pub(crate) fn encode_for_fuzz(
     docs: &[std::sync::Arc<crate::Document>],
     schema: &crate::Schema,
 ) -> Vec<u8> {
-    writer::encode_segment(docs, schema).unwrap_or_default()
+    writer::encode_segment(docs, schema, None).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -81,7 +81,7 @@ mod tests {
     fn round_trip_lookup_and_filters_equal_brute_force() {
         for n in [0usize, 1, 7, 1500] {
             let ds = docs(n, n as u64);
-            let seg = open(encode_segment(&ds, &schema()).unwrap()).unwrap();
+            let seg = open(encode_segment(&ds, &schema(), None).unwrap()).unwrap();
             assert_eq!(seg.len(), n);
             let mut v = Vec::new();
             for (i, d) in ds.iter().enumerate() {
@@ -112,7 +112,7 @@ mod tests {
 
     #[test]
     fn every_bit_flip_and_truncation_is_detected() {
-        let bytes = encode_segment(&docs(40, 9), &schema()).unwrap();
+        let bytes = encode_segment(&docs(40, 9), &schema(), None).unwrap();
         for i in 0..bytes.len() {
             let mut c = bytes.clone();
             c[i] ^= 1 << (i % 8);

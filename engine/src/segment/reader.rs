@@ -11,6 +11,8 @@ use super::bitset::Bitset;
 use super::bloom::Bloom;
 use super::cache::BlockCache;
 use super::format::*;
+use crate::ann::disk::DiskIndex;
+use crate::ann::AnnBudget;
 use crate::batch::decode_doc;
 use crate::filter::Filter;
 use crate::mmap::{open_immutable, FileBytes};
@@ -57,6 +59,17 @@ pub(crate) struct Segment {
     attrs: Vec<AttrCol>,
     bloom: Option<Bloom>,
     cache: Option<Arc<BlockCache>>,
+    ann: Option<DiskIndex>,
+    /// Memory charged to the database's ANN budget (returned on drop).
+    ann_charge: Option<(Arc<AnnBudget>, usize)>,
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if let Some((b, n)) = self.ann_charge.take() {
+            b.release(n);
+        }
+    }
 }
 
 thread_local! {
@@ -102,10 +115,20 @@ impl Segment {
         id: u64,
         schema: Arc<Schema>,
         cache: Option<Arc<BlockCache>>,
+        budget: Option<Arc<AnnBudget>>,
     ) -> Result<Segment> {
         let bytes = open_immutable(fs, path, SEGMENT_BYTES_LIMIT)?;
         let mut s = Segment::from_bytes(bytes, path, id, schema)?;
         s.cache = cache;
+        if let (Some(idx), Some(budget)) = (s.ann.as_mut(), budget) {
+            // Codes are always resident; the node cache gets what the budget has left.
+            let base = idx.base_bytes();
+            budget.charge(base);
+            let want = budget.take_up_to(idx.len().saturating_mul(idx.node_bytes_cached()));
+            let used = idx.fill_cache(&s.bytes, want)?;
+            budget.release(want.saturating_sub(used));
+            s.ann_charge = Some((budget, base + used));
+        }
         Ok(s)
     }
 
@@ -149,7 +172,7 @@ impl Segment {
         if crc32fast::hash(table) != table_crc {
             return Err(err("section table checksum mismatch".into()));
         }
-        let mut ranges: [Option<(usize, usize)>; 6] = [None; 6];
+        let mut ranges: [Option<(usize, usize)>; 8] = [None; 8];
         for e in table.chunks_exact(TABLE_ENTRY_BYTES) {
             let kind = le_u32(e, 0).unwrap_or(0);
             let crc = le_u32(e, 4).unwrap_or(0);
@@ -160,7 +183,8 @@ impl Segment {
                 .filter(|end| *end <= table_at)
                 .and_then(|end| b.get(at..end))
                 .ok_or_else(|| err(format!("section {kind} out of bounds")))?;
-            if crc32fast::hash(body) != crc {
+            let crc_len = crate::ann::disk::table_crc_bytes(kind, len);
+            if crc32fast::hash(body.get(..crc_len).unwrap_or_default()) != crc {
                 return Err(err(format!("section {kind} checksum mismatch")));
             }
             if let Some(slot) = SectionKind::ALL
@@ -344,7 +368,22 @@ impl Segment {
             })
             .collect();
 
+        let ann = match (
+            ranges.get(6).copied().flatten(),
+            ranges.get(7).copied().flatten(),
+        ) {
+            (None, None) => None,
+            (Some(c), Some(g)) => {
+                let idx = DiskIndex::open(path, b, c, g, n, &vec_present, dim, schema.metric)?;
+                bytes.advise_random(g.0, g.1);
+                Some(idx)
+            }
+            _ => return Err(err("one ANN section without the other".into())),
+        };
+
         Ok(Segment {
+            ann,
+            ann_charge: None,
             id,
             path: path.to_owned(),
             n,
@@ -365,6 +404,16 @@ impl Segment {
             bytes,
             cache: None,
         })
+    }
+
+    /// The segment's ANN index, if it has one.
+    pub(crate) fn ann(&self) -> Option<&DiskIndex> {
+        self.ann.as_ref()
+    }
+
+    /// The file's bytes (graph search reads sectors from them).
+    pub(crate) fn file_bytes(&self) -> &FileBytes {
+        &self.bytes
     }
 
     /// Number of documents (ordinals `0..len`).

@@ -9,7 +9,7 @@ use strata_wal::io::SharedFs;
 use super::bitset::Bitset;
 use super::format::*;
 use crate::batch::encode_doc;
-use crate::{Document, Error, Result, Schema};
+use crate::{AnnOptions, Document, Error, Result, Schema};
 
 fn u32_of(n: usize, what: &str) -> Result<u32> {
     u32::try_from(n).map_err(|_| Error::invalid(format!("segment {what} exceeds 4 GiB")))
@@ -166,9 +166,14 @@ fn attrs_section(docs: &[Arc<Document>], schema: &Schema) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Encode a whole segment file for `docs` (sorted by key, unique, validated).
-pub(crate) fn encode_segment(docs: &[Arc<Document>], schema: &Schema) -> Result<Vec<u8>> {
-    let sections = [
+/// Encode a whole segment file for `docs` (sorted by key, unique, validated). With `ann`, a
+/// segment holding at least `ann.min_vectors` vectors also gets its ANN sections.
+pub(crate) fn encode_segment(
+    docs: &[Arc<Document>],
+    schema: &Schema,
+    ann: Option<&AnnOptions>,
+) -> Result<Vec<u8>> {
+    let mut sections = vec![
         (SectionKind::Keys, keys_section(docs)?),
         (SectionKind::Docs, docs_section(docs, schema)?),
         (
@@ -182,12 +187,28 @@ pub(crate) fn encode_segment(docs: &[Arc<Document>], schema: &Schema) -> Result<
             super::bloom::encode(docs.iter().map(|d| d.key.as_slice())),
         ),
     ];
+    if let Some(opts) = ann {
+        let rows: Vec<(u32, &[f32])> = docs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| Some((i as u32, d.vector.as_deref()?)))
+            .collect();
+        if rows.len() >= opts.min_vectors.max(2) {
+            let built =
+                crate::ann::disk::build(&rows, schema.dim as usize, schema.metric, opts, &|_| {})?;
+            sections.push((SectionKind::AnnCodes, built.codes));
+            sections.push((SectionKind::AnnGraph, built.graph));
+        }
+    }
     let mut out = Vec::new();
     let mut table = Vec::new();
     for (kind, body) in &sections {
-        pad_to(&mut out, SECTION_ALIGN);
+        pad_to(&mut out, kind.align());
+        let crc_len = crate::ann::disk::table_crc_bytes(*kind as u32, body.len());
         table.extend_from_slice(&(*kind as u32).to_le_bytes());
-        table.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        table.extend_from_slice(
+            &crc32fast::hash(body.get(..crc_len).unwrap_or_default()).to_le_bytes(),
+        );
         table.extend_from_slice(&(out.len() as u64).to_le_bytes());
         table.extend_from_slice(&(body.len() as u64).to_le_bytes());
         out.extend_from_slice(body);
@@ -216,8 +237,9 @@ pub(crate) fn write_segment(
     path: &Path,
     docs: &[Arc<Document>],
     schema: &Schema,
+    ann: Option<&AnnOptions>,
 ) -> Result<u64> {
-    let bytes = encode_segment(docs, schema)?;
+    let bytes = encode_segment(docs, schema, ann)?;
     crate::files::write_durably(fs, path, &bytes)?;
     Ok(bytes.len() as u64)
 }

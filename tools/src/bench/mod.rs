@@ -1,5 +1,6 @@
 //! `strata bench`: workloads measured against peers in the same run, with machine notes.
 
+mod knn;
 mod machine;
 #[cfg(feature = "rocksdb")]
 mod rocks;
@@ -19,12 +20,15 @@ pub enum BenchCommand {
     Wal(wal::WalBenchArgs),
     /// Document ingest and point gets vs RocksDB.
     Store(store::StoreBenchArgs),
+    /// k-NN recall vs QPS of the disk graph, warm and cold, vs hnswlib (`--peers`).
+    Knn(knn::KnnBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> CliResult {
     match cmd {
         BenchCommand::Wal(args) => wal::run(&args),
         BenchCommand::Store(args) => store::run(&args),
+        BenchCommand::Knn(args) => knn::run(&args),
     }
 }
 

@@ -5,13 +5,13 @@
 
 mod map;
 mod npy;
+pub mod synth;
 mod vecs;
 
 use std::path::{Path, PathBuf};
 
 #[cfg(test)]
 pub use npy::write_npy_f32;
-#[cfg(test)]
 pub use vecs::{read_ivecs, write_fvecs, write_ivecs};
 
 /// Errors reading a dataset file, with the path and, where it helps, the row.

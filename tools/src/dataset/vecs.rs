@@ -58,7 +58,6 @@ pub(crate) fn open(path: &Path, bytes: Mapped, elem: Elem) -> Result<VectorFile,
 }
 
 /// Write rows in the texmex layout: i32 length, then each element's 4 little-endian bytes.
-#[cfg(test)]
 fn write_rows<T: Copy>(path: &Path, rows: &[Vec<T>], le: fn(T) -> [u8; 4]) -> std::io::Result<()> {
     use std::io::Write;
     let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
@@ -72,19 +71,16 @@ fn write_rows<T: Copy>(path: &Path, rows: &[Vec<T>], le: fn(T) -> [u8; 4]) -> st
 }
 
 /// Write vectors as `.fvecs`.
-#[cfg(test)]
 pub fn write_fvecs(path: &Path, rows: &[Vec<f32>]) -> std::io::Result<()> {
     write_rows(path, rows, f32::to_le_bytes)
 }
 
 /// Write id lists (ground truth) as `.ivecs`.
-#[cfg(test)]
 pub fn write_ivecs(path: &Path, rows: &[Vec<u32>]) -> std::io::Result<()> {
     write_rows(path, rows, u32::to_le_bytes)
 }
 
 /// Read `.ivecs` (rows may differ in length, as ground-truth files sometimes do).
-#[cfg(test)]
 pub fn read_ivecs(path: &Path) -> Result<Vec<Vec<u32>>, DataError> {
     let b = std::fs::read(path).map_err(|source| DataError::Io {
         path: path.to_owned(),

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Install the Python peers of `strata bench` into a venv (default bench-out/venv).
+set -euo pipefail
+VENV=${1:-bench-out/venv}
+python3 -m venv "$VENV"
+"$VENV/bin/pip" install --quiet --upgrade pip
+"$VENV/bin/pip" install --quiet numpy hnswlib
+"$VENV/bin/python" -c 'import hnswlib, numpy; print("peers ready:", "hnswlib", getattr(hnswlib, "__version__", "?"), "numpy", numpy.__version__)'

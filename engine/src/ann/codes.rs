@@ -1,0 +1,485 @@
+//! Compressed vector codes that steer the graph search from memory: SQ8 (one byte per
+//! dimension, per-dimension min/step) and PQ (product quantisation: `m` sub-spaces of 256
+//! centroids each, one byte per sub-space, trained per segment with seeded k-means).
+//! Hand-written: they are part of the on-disk format (`docs/format.md`, "ANN codes").
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rayon::prelude::*;
+
+#[cfg(test)]
+use super::simd;
+use super::Space;
+
+/// Which code a segment's ANN index uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeKind {
+    /// One byte per dimension (quarter of the raw size).
+    Sq8,
+    /// Product quantisation with this many one-byte sub-spaces (`0` = `dim / 4`, at least 1).
+    Pq(u32),
+}
+
+impl CodeKind {
+    pub(crate) fn tag(self) -> u32 {
+        match self {
+            CodeKind::Sq8 => 1,
+            CodeKind::Pq(_) => 2,
+        }
+    }
+}
+
+/// Trained quantiser parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Quantizer {
+    Sq8 { lo: Vec<f32>, step: Vec<f32> },
+    Pq(Pq),
+}
+
+/// Product quantiser: sub-space `j` covers dims `bounds[j]..bounds[j+1]`; its 256 centroids are
+/// stored dimension-major ("structure of arrays": `centroids[bounds[j] * 256 + t * 256 + c]` is
+/// component `t` of centroid `c`), so distances from one point to all 256 centroids are
+/// straight vector loops.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Pq {
+    pub dim: usize,
+    pub bounds: Vec<usize>,
+    pub centroids: Vec<f32>,
+}
+
+pub(crate) const PQ_CENTROIDS: usize = 256;
+const PQ_TRAIN_SAMPLE: usize = 20_000;
+const PQ_ITERS: usize = 10;
+
+impl Pq {
+    pub(crate) fn m(&self) -> usize {
+        self.bounds.len().saturating_sub(1)
+    }
+
+    fn sub(&self, j: usize) -> (usize, usize) {
+        let s = self.bounds.get(j).copied().unwrap_or(0);
+        let e = self.bounds.get(j + 1).copied().unwrap_or(s);
+        (s, e)
+    }
+
+    /// Offset of sub-space `j`'s centroid table.
+    fn table_at(&self, j: usize) -> usize {
+        self.sub(j).0 * PQ_CENTROIDS
+    }
+
+    fn soa(&self, j: usize) -> &[f32] {
+        let (s, e) = self.sub(j);
+        let at = self.table_at(j);
+        self.centroids
+            .get(at..at + (e - s) * PQ_CENTROIDS)
+            .unwrap_or_default()
+    }
+
+    /// Component `t` of centroid `c` in sub-space `j`.
+    #[cfg(test)]
+    fn component(&self, j: usize, t: usize, c: usize) -> f32 {
+        self.soa(j)
+            .get(t * PQ_CENTROIDS + c)
+            .copied()
+            .unwrap_or(0.0)
+    }
+
+    pub(crate) fn bounds_for(dim: usize, m: usize) -> Vec<usize> {
+        let m = m.clamp(1, dim.max(1));
+        (0..=m).map(|j| j * dim / m).collect()
+    }
+
+    /// Train on `rows` (row-major, `dim` wide) with seeded k-means per sub-space.
+    pub(crate) fn train(rows: &[f32], dim: usize, m: usize, seed: u64) -> Pq {
+        let n = rows.len() / dim.max(1);
+        let mut idx: Vec<usize> = (0..n).collect();
+        idx.shuffle(&mut StdRng::seed_from_u64(seed));
+        idx.truncate(PQ_TRAIN_SAMPLE);
+        idx.sort_unstable();
+        let bounds = Pq::bounds_for(dim, m);
+        let tables: Vec<Vec<f32>> = bounds
+            .windows(2)
+            .enumerate()
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|(j, w)| {
+                let (s, e) = (
+                    w.first().copied().unwrap_or(0),
+                    w.get(1).copied().unwrap_or(0),
+                );
+                let sample: Vec<f32> = idx
+                    .iter()
+                    .flat_map(|&i| rows.get(i * dim + s..i * dim + e).unwrap_or_default())
+                    .copied()
+                    .collect();
+                kmeans_soa(&sample, e - s, seed ^ (j as u64).wrapping_mul(0x9E37))
+            })
+            .collect();
+        Pq {
+            dim,
+            bounds,
+            centroids: tables.concat(),
+        }
+    }
+
+    pub(crate) fn encode(&self, v: &[f32], out: &mut Vec<u8>) {
+        let mut d = [0f32; PQ_CENTROIDS];
+        for j in 0..self.m() {
+            let (s, e) = self.sub(j);
+            to_all_centroids(
+                Space::L2,
+                v.get(s..e).unwrap_or_default(),
+                self.soa(j),
+                &mut d,
+            );
+            out.push(argmin(&d).0 as u8);
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn decode(&self, code: &[u8]) -> Vec<f32> {
+        let mut v = Vec::with_capacity(self.dim);
+        for (j, &c) in code.iter().enumerate().take(self.m()) {
+            let (s, e) = self.sub(j);
+            v.extend((0..e - s).map(|t| self.component(j, t, c as usize)));
+        }
+        v
+    }
+}
+
+/// Distances (in `space`) from `x` to all 256 centroids of a dimension-major table.
+#[inline]
+fn to_all_centroids(space: Space, x: &[f32], soa: &[f32], out: &mut [f32; PQ_CENTROIDS]) {
+    out.fill(0.0);
+    for (xt, row) in x.iter().zip(soa.chunks_exact(PQ_CENTROIDS)) {
+        match space {
+            Space::L2 => {
+                for (o, c) in out.iter_mut().zip(row) {
+                    let t = xt - c;
+                    *o += t * t;
+                }
+            }
+            Space::Ip => {
+                for (o, c) in out.iter_mut().zip(row) {
+                    *o -= xt * c;
+                }
+            }
+        }
+    }
+}
+
+/// (index, value) of the smallest entry (first on ties).
+#[inline]
+fn argmin(d: &[f32]) -> (usize, f32) {
+    let mut best = (0usize, f32::INFINITY);
+    for (i, &x) in d.iter().enumerate() {
+        if x < best.1 {
+            best = (i, x);
+        }
+    }
+    best
+}
+
+/// Lloyd's k-means with 256 centroids, returned dimension-major (`d * 256` floats). Initial
+/// centroids are distinct seeded sample points; an empty cluster is re-seeded with the point
+/// farthest from its centroid. With fewer points than centroids, points repeat.
+fn kmeans_soa(points: &[f32], d: usize, seed: u64) -> Vec<f32> {
+    let k = PQ_CENTROIDS;
+    let n = points.len() / d.max(1);
+    let row = |i: usize| points.get(i * d..i * d + d).unwrap_or_default();
+    let mut cent = vec![0f32; k * d];
+    if n == 0 || d == 0 {
+        return cent;
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut StdRng::seed_from_u64(seed));
+    let set = |cent: &mut Vec<f32>, c: usize, x: &[f32]| {
+        for (t, v) in x.iter().enumerate() {
+            if let Some(slot) = cent.get_mut(t * k + c) {
+                *slot = *v;
+            }
+        }
+    };
+    for c in 0..k {
+        let i = order.get(c % n).copied().unwrap_or(0);
+        set(&mut cent, c, row(i));
+    }
+    let mut assign = vec![0usize; n];
+    let mut dist = [0f32; PQ_CENTROIDS];
+    for _ in 0..PQ_ITERS {
+        let mut far = (f32::NEG_INFINITY, 0usize);
+        for (i, a) in assign.iter_mut().enumerate() {
+            to_all_centroids(Space::L2, row(i), &cent, &mut dist);
+            let (c, dd) = argmin(&dist);
+            *a = c;
+            if dd > far.0 {
+                far = (dd, i);
+            }
+        }
+        let mut sum = vec![0f64; k * d];
+        let mut cnt = vec![0usize; k];
+        for (i, &a) in assign.iter().enumerate() {
+            if let Some(c) = cnt.get_mut(a) {
+                *c += 1;
+            }
+            for (t, x) in row(i).iter().enumerate() {
+                if let Some(s) = sum.get_mut(t * k + a) {
+                    *s += f64::from(*x);
+                }
+            }
+        }
+        for c in 0..k {
+            match cnt.get(c).copied().unwrap_or(0) {
+                0 if n >= k => set(&mut cent, c, row(far.1)),
+                0 => {}
+                m => {
+                    for t in 0..d {
+                        if let (Some(y), Some(s)) = (cent.get_mut(t * k + c), sum.get(t * k + c)) {
+                            *y = (*s / m as f64) as f32;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    cent
+}
+
+impl Quantizer {
+    pub(crate) fn train(kind: CodeKind, rows: &[f32], dim: usize, seed: u64) -> Quantizer {
+        match kind {
+            CodeKind::Sq8 => {
+                let mut lo = vec![f32::INFINITY; dim];
+                let mut hi = vec![f32::NEG_INFINITY; dim];
+                for r in rows.chunks_exact(dim.max(1)) {
+                    for ((l, h), x) in lo.iter_mut().zip(hi.iter_mut()).zip(r) {
+                        *l = l.min(*x);
+                        *h = h.max(*x);
+                    }
+                }
+                let step = lo
+                    .iter()
+                    .zip(&hi)
+                    .map(|(l, h)| if h > l { (h - l) / 255.0 } else { 0.0 })
+                    .collect();
+                lo.iter_mut()
+                    .filter(|l| !l.is_finite())
+                    .for_each(|l| *l = 0.0);
+                Quantizer::Sq8 { lo, step }
+            }
+            CodeKind::Pq(m) => {
+                let m = if m == 0 { (dim / 4).max(1) } else { m as usize };
+                Quantizer::Pq(Pq::train(rows, dim, m, seed))
+            }
+        }
+    }
+
+    pub(crate) fn kind(&self) -> CodeKind {
+        match self {
+            Quantizer::Sq8 { .. } => CodeKind::Sq8,
+            Quantizer::Pq(p) => CodeKind::Pq(p.m() as u32),
+        }
+    }
+
+    pub(crate) fn code_bytes(&self) -> usize {
+        match self {
+            Quantizer::Sq8 { lo, .. } => lo.len(),
+            Quantizer::Pq(p) => p.m(),
+        }
+    }
+
+    pub(crate) fn encode(&self, v: &[f32], out: &mut Vec<u8>) {
+        match self {
+            Quantizer::Sq8 { lo, step } => {
+                for ((x, l), s) in v.iter().zip(lo).zip(step) {
+                    let q = if *s > 0.0 { ((x - l) / s).round() } else { 0.0 };
+                    out.push(q.clamp(0.0, 255.0) as u8);
+                }
+            }
+            Quantizer::Pq(p) => p.encode(v, out),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn decode(&self, code: &[u8]) -> Vec<f32> {
+        match self {
+            Quantizer::Sq8 { lo, step } => code
+                .iter()
+                .zip(lo.iter().zip(step))
+                .map(|(c, (l, s))| l + s * f32::from(*c))
+                .collect(),
+            Quantizer::Pq(p) => p.decode(code),
+        }
+    }
+
+    /// Per-query state for fast code distances.
+    pub(crate) fn query_table(&self, space: Space, q: &[f32]) -> QueryTable {
+        match self {
+            Quantizer::Sq8 { lo, step } => QueryTable::Sq8 {
+                q: q.to_vec(),
+                lo: lo.clone(),
+                step: step.clone(),
+                space,
+            },
+            Quantizer::Pq(p) => {
+                let m = p.m();
+                let mut t = Vec::with_capacity(m * PQ_CENTROIDS);
+                let mut d = [0f32; PQ_CENTROIDS];
+                for j in 0..m {
+                    let (s, e) = p.sub(j);
+                    to_all_centroids(space, q.get(s..e).unwrap_or_default(), p.soa(j), &mut d);
+                    t.extend_from_slice(&d);
+                }
+                QueryTable::Pq(t)
+            }
+        }
+    }
+}
+
+/// Sum of one table entry per sub-space. Rows are fixed 256-entry arrays indexed by a byte, so
+/// there are no bounds checks; four accumulators break the add dependency chain (the search
+/// spends most of its time here).
+#[inline]
+#[allow(
+    clippy::indexing_slicing,
+    reason = "a u8 index into a 256-entry array is always in bounds"
+)]
+fn pq_adc(t: &[f32], code: &[u8]) -> f32 {
+    let (rows, _) = t.as_chunks::<PQ_CENTROIDS>();
+    let mut acc = [0f32; 4];
+    let mut rc = rows.chunks_exact(4).zip(code.chunks_exact(4));
+    for (r, c) in rc.by_ref() {
+        if let ([r0, r1, r2, r3], [c0, c1, c2, c3]) = (r, c) {
+            acc[0] += r0[*c0 as usize];
+            acc[1] += r1[*c1 as usize];
+            acc[2] += r2[*c2 as usize];
+            acc[3] += r3[*c3 as usize];
+        }
+    }
+    let done = rows.len().min(code.len()) / 4 * 4;
+    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for (r, &c) in rows.iter().zip(code).skip(done) {
+        s += r[c as usize];
+    }
+    s
+}
+
+/// Distances from one query to codes.
+#[derive(Debug)]
+pub(crate) enum QueryTable {
+    Sq8 {
+        q: Vec<f32>,
+        lo: Vec<f32>,
+        step: Vec<f32>,
+        space: Space,
+    },
+    /// `m * 256` partial distances.
+    Pq(Vec<f32>),
+}
+
+impl QueryTable {
+    /// Approximate distance (in the index's space) from the query to `code`.
+    #[inline]
+    pub(crate) fn distance(&self, code: &[u8]) -> f32 {
+        match self {
+            QueryTable::Pq(t) => pq_adc(t, code),
+            QueryTable::Sq8 { q, lo, step, space } => {
+                let mut s = 0f32;
+                for (((x, c), l), st) in q.iter().zip(code).zip(lo).zip(step) {
+                    let y = l + st * f32::from(*c);
+                    s += match space {
+                        Space::L2 => (x - y) * (x - y),
+                        Space::Ip => -x * y,
+                    };
+                }
+                s
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::Rng;
+
+    fn rows(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        (0..n * dim).map(|_| rng.gen_range(-1.0f32..1.0)).collect()
+    }
+
+    #[test]
+    fn sq8_error_is_at_most_half_a_step() {
+        let (n, dim) = (500, 13);
+        let r = rows(n, dim, 1);
+        let q = Quantizer::train(CodeKind::Sq8, &r, dim, 0);
+        let Quantizer::Sq8 { step, .. } = &q else {
+            unreachable!()
+        };
+        for v in r.chunks_exact(dim) {
+            let mut c = Vec::new();
+            q.encode(v, &mut c);
+            assert_eq!(c.len(), dim);
+            for ((x, y), s) in v.iter().zip(q.decode(&c)).zip(step) {
+                assert!((x - y).abs() <= s / 2.0 + 1e-6, "{x} vs {y} step {s}");
+            }
+        }
+    }
+
+    #[test]
+    fn pq_is_deterministic_and_reduces_error() {
+        let (n, dim) = (3000, 16);
+        let r = rows(n, dim, 2);
+        let a = Quantizer::train(CodeKind::Pq(4), &r, dim, 42);
+        let b = Quantizer::train(CodeKind::Pq(4), &r, dim, 42);
+        assert_eq!(a, b, "same seed, same codebook");
+        assert_eq!(a.code_bytes(), 4);
+        // Mean squared reconstruction error is well below the data's variance (1/3 per dim).
+        let mut err = 0f64;
+        for v in r.chunks_exact(dim) {
+            let mut c = Vec::new();
+            a.encode(v, &mut c);
+            err += f64::from(simd::l2_sq_scalar(v, &a.decode(&c)));
+        }
+        let per_dim = err / (n * dim) as f64;
+        assert!(per_dim < 0.2, "PQ error per dim {per_dim}");
+    }
+
+    #[test]
+    fn table_distance_equals_distance_to_decoded_vector() {
+        let (n, dim) = (600, 12);
+        let r = rows(n, dim, 3);
+        for kind in [CodeKind::Sq8, CodeKind::Pq(3)] {
+            let qz = Quantizer::train(kind, &r, dim, 5);
+            for space in [Space::L2, Space::Ip] {
+                let q: Vec<f32> = rows(1, dim, 9);
+                let t = qz.query_table(space, &q);
+                for v in r.chunks_exact(dim).take(50) {
+                    let mut c = Vec::new();
+                    qz.encode(v, &mut c);
+                    let d = qz.decode(&c);
+                    let want = match space {
+                        Space::L2 => simd::l2_sq_scalar(&q, &d),
+                        Space::Ip => -simd::dot_scalar(&q, &d),
+                    };
+                    assert!((t.distance(&c) - want).abs() < 1e-4, "{kind:?} {space:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fewer_points_than_centroids() {
+        let r = rows(10, 8, 4);
+        let q = Quantizer::train(CodeKind::Pq(2), &r, 8, 1);
+        for v in r.chunks_exact(8) {
+            let mut c = Vec::new();
+            q.encode(v, &mut c);
+            assert!(
+                simd::l2_sq_scalar(v, &q.decode(&c)) < 1e-9,
+                "points are centroids"
+            );
+        }
+    }
+}

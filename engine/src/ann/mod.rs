@@ -1,0 +1,204 @@
+//! Disk-resident approximate nearest-neighbour search, the DiskANN way: a Vamana graph per
+//! segment whose nodes (full vector + neighbour list) are packed in 4 KiB sectors, compressed
+//! codes (PQ or SQ8) kept in memory to steer a beam search, full vectors read with the
+//! adjacency re-rank the candidates. Formats: `docs/format.md`, "ANN codes" and "ANN graph".
+
+pub(crate) mod codes;
+pub(crate) mod disk;
+pub mod simd;
+#[cfg(test)]
+pub(crate) mod testdata;
+pub(crate) mod vamana;
+
+pub use codes::CodeKind;
+
+use crate::Metric;
+
+/// The space the graph and codes work in: cosine is L2 over unit vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Space {
+    /// Squared Euclidean distance.
+    L2,
+    /// Negative inner product.
+    Ip,
+}
+
+impl Space {
+    pub(crate) fn of(metric: Metric) -> Space {
+        match metric {
+            Metric::L2 | Metric::Cosine => Space::L2,
+            Metric::InnerProduct => Space::Ip,
+        }
+    }
+}
+
+#[inline]
+pub(crate) fn space_distance(space: Space, a: &[f32], b: &[f32]) -> f32 {
+    match space {
+        Space::L2 => simd::l2_sq(a, b),
+        Space::Ip => -simd::dot(a, b),
+    }
+}
+
+/// Map a vector into the index space (unit length for cosine; zero vectors stay zero).
+pub(crate) fn to_space(metric: Metric, v: &[f32], out: &mut Vec<f32>) {
+    out.clear();
+    out.extend_from_slice(v);
+    if metric == Metric::Cosine {
+        let n = simd::dot(v, v).sqrt();
+        if n > 0.0 {
+            out.iter_mut().for_each(|x| *x /= n);
+        }
+    }
+}
+
+/// How segments get and use their ANN index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnnOptions {
+    /// Segments with at least this many vectors get a graph at flush; smaller ones stay brute
+    /// force. Default 5,000.
+    pub min_vectors: usize,
+    /// Degree bound `R`. Default 48.
+    pub degree: usize,
+    /// Build list size `L`. Default 96.
+    pub build_list: usize,
+    /// Robust-prune `alpha` (>= 1). Default 1.2.
+    pub alpha: f32,
+    /// Code kind. Default PQ with `dim / 4` sub-spaces.
+    pub codes: CodeKind,
+    /// Seed of the build (shuffle order, PQ training): same seed + data, same index.
+    pub seed: u64,
+    /// Bytes the indexes may keep in memory: codes (always loaded) plus a cache of the nodes
+    /// nearest each entry point, filled while budget remains. Default 256 MiB.
+    pub memory_budget_bytes: u64,
+}
+
+impl Default for AnnOptions {
+    fn default() -> Self {
+        AnnOptions {
+            min_vectors: 5_000,
+            degree: 48,
+            build_list: 96,
+            alpha: 1.2,
+            codes: CodeKind::Pq(0),
+            seed: 0x5EED,
+            memory_budget_bytes: 256 << 20,
+        }
+    }
+}
+
+impl AnnOptions {
+    pub(crate) fn validate(&self) -> crate::Result<()> {
+        if !(2..=512).contains(&self.degree) {
+            return Err(crate::Error::invalid("ann degree must be in 2..=512"));
+        }
+        if self.build_list < self.degree {
+            return Err(crate::Error::invalid("ann build_list must be >= degree"));
+        }
+        if !(1.0..=4.0).contains(&self.alpha) {
+            return Err(crate::Error::invalid("ann alpha must be in 1.0..=4.0"));
+        }
+        Ok(())
+    }
+}
+
+/// Per-query search knobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchParams {
+    /// Candidate list size `L_search` (raised to `k` if smaller): larger = better recall,
+    /// slower. Default 128 (d/4-byte PQ codes on hard, high-intrinsic-dimension data need
+    /// about that for recall@10 >= 0.95; easier data gets there with less).
+    pub list: usize,
+    /// Sectors fetched per hop. Default 4.
+    pub beam_width: usize,
+    /// Ignore the graphs and scan exactly.
+    pub exact: bool,
+}
+
+impl Default for SearchParams {
+    fn default() -> Self {
+        SearchParams {
+            list: 128,
+            beam_width: 4,
+            exact: false,
+        }
+    }
+}
+
+/// What a query cost (summed over segments).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueryStats {
+    /// Segments answered by the graph.
+    pub graph_segments: u32,
+    /// Segments (and the memtable) answered by an exact scan.
+    pub exact_segments: u32,
+    /// Graph nodes expanded (adjacency read).
+    pub nodes_visited: u64,
+    /// 4 KiB sectors read from the segment files (cache hits not counted).
+    pub sectors_read: u64,
+    /// Nodes served from the in-memory node cache.
+    pub cache_hits: u64,
+    /// Distance computations (codes and full precision).
+    pub distance_computations: u64,
+}
+
+impl QueryStats {
+    pub(crate) fn add(&mut self, o: &QueryStats) {
+        self.graph_segments += o.graph_segments;
+        self.exact_segments += o.exact_segments;
+        self.nodes_visited += o.nodes_visited;
+        self.sectors_read += o.sectors_read;
+        self.cache_hits += o.cache_hits;
+        self.distance_computations += o.distance_computations;
+    }
+}
+
+/// The database-wide memory budget of the ANN indexes, shared by every open segment.
+#[derive(Debug)]
+pub(crate) struct AnnBudget {
+    limit: u64,
+    used: std::sync::atomic::AtomicU64,
+}
+
+impl AnnBudget {
+    pub(crate) fn new(limit: u64) -> AnnBudget {
+        AnnBudget {
+            limit,
+            used: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Charge bytes that must be resident whatever the budget (codes).
+    pub(crate) fn charge(&self, n: usize) {
+        self.used
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Reserve up to `want` bytes of what is left.
+    pub(crate) fn take_up_to(&self, want: usize) -> usize {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut cur = self.used.load(Relaxed);
+        loop {
+            let take = (want as u64).min(self.limit.saturating_sub(cur));
+            match self
+                .used
+                .compare_exchange_weak(cur, cur + take, Relaxed, Relaxed)
+            {
+                Ok(_) => return take as usize,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    pub(crate) fn release(&self, n: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let _ = self
+            .used
+            .fetch_update(Relaxed, Relaxed, |u| Some(u.saturating_sub(n as u64)));
+    }
+
+    /// Bytes resident now.
+    pub(crate) fn used(&self) -> u64 {
+        self.used.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,199 @@
+//! The disk-resident ANN index through the public API: recall against brute force, deletions
+//! and overwrites never resurfacing from a graph, answers stable across reopen, filtered
+//! queries still exact.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "test code: a failed assumption should abort the test loudly"
+)]
+
+use std::collections::HashSet;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use strata::{AnnOptions, Db, Document, Metric, Options, Query, Schema, SyncMode, WriteBatch};
+
+const DIM: usize = 64;
+
+/// Seeded clustered data: `clusters` centres fixed by `DIM`, points around them.
+fn clustered(n: usize, clusters: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut crng = StdRng::seed_from_u64(77);
+    let centres: Vec<Vec<f32>> = (0..clusters)
+        .map(|_| (0..DIM).map(|_| crng.gen_range(-10.0f32..10.0)).collect())
+        .collect();
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            let c = &centres[rng.gen_range(0..clusters)];
+            c.iter()
+                .map(|x| x + 2.0 * (rng.gen_range(-1.0f32..1.0) + rng.gen_range(-1.0f32..1.0)))
+                .collect()
+        })
+        .collect()
+}
+
+fn options() -> Options {
+    Options {
+        sync: SyncMode::Never,
+        flush_threshold_bytes: 1 << 30,
+        ann: AnnOptions {
+            // No node cache: every hop reads sectors, so the counters are exercised.
+            memory_budget_bytes: 0,
+            ..AnnOptions::default()
+        },
+        ..Options::default()
+    }
+}
+
+fn key(i: usize) -> String {
+    format!("doc-{i:06}")
+}
+
+fn load(db: &Db, vecs: &[Vec<f32>]) {
+    for (chunk_no, chunk) in vecs.chunks(1000).enumerate() {
+        let mut b = WriteBatch::new();
+        for (j, v) in chunk.iter().enumerate() {
+            let i = chunk_no * 1000 + j;
+            let mut d = Document::new(key(i), format!("value {i}")).with_vector(v.clone());
+            d = d.with_term(if i % 3 == 0 { "three" } else { "other" });
+            b.put(d);
+        }
+        db.write(b).unwrap();
+    }
+    db.flush().unwrap();
+}
+
+fn recall(db: &Db, queries: &[Vec<f32>], list: usize) -> (f64, strata::QueryStats) {
+    let (mut hit, mut total) = (0usize, 0usize);
+    let mut stats = strata::QueryStats::default();
+    for q in queries {
+        let want: HashSet<Vec<u8>> = db
+            .search(&Query::knn(q.clone(), 10).exact())
+            .unwrap()
+            .into_iter()
+            .map(|h| h.key)
+            .collect();
+        let (got, st) = db
+            .search_with_stats(&Query::knn(q.clone(), 10).with_search_list(list))
+            .unwrap();
+        assert_eq!(got.len(), 10);
+        assert!(got.windows(2).all(|w| w[0].distance <= w[1].distance));
+        hit += got.iter().filter(|h| want.contains(&h.key)).count();
+        total += want.len();
+        stats.nodes_visited += st.nodes_visited;
+        stats.sectors_read += st.sectors_read;
+        stats.graph_segments += st.graph_segments;
+        stats.distance_computations += st.distance_computations;
+    }
+    (hit as f64 / total as f64, stats)
+}
+
+#[test]
+fn recall_at_10_on_20k_by_64_clustered_is_at_least_095() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::create_with(tmp.path(), Schema::new(DIM as u32, Metric::L2), options()).unwrap();
+    let data = clustered(20_000, 100, 1);
+    load(&db, &data);
+    let st = db.stats();
+    assert_eq!((st.segments, st.ann_segments), (1, 1));
+    let queries = clustered(200, 100, 2);
+    let (r, stats) = recall(&db, &queries, strata::SearchParams::default().list);
+    eprintln!(
+        "recall@10 {r:.4}; per query: {:.1} nodes, {:.1} sectors, {:.0} distances",
+        stats.nodes_visited as f64 / 200.0,
+        stats.sectors_read as f64 / 200.0,
+        stats.distance_computations as f64 / 200.0
+    );
+    assert!(r >= 0.95, "recall@10 {r}");
+    assert_eq!(stats.graph_segments, 200, "every query used the graph");
+    assert!(stats.sectors_read > 0 && stats.sectors_read >= stats.nodes_visited);
+    // A larger list buys recall.
+    let (r2, _) = recall(&db, &queries, 256);
+    assert!(r2 >= r, "L=256 recall {r2} < default-L recall {r}");
+}
+
+#[test]
+fn deleted_and_overwritten_documents_never_come_back_and_reopen_is_stable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let schema = Schema::new(DIM as u32, Metric::L2);
+    let db = Db::create_with(tmp.path(), schema, options()).unwrap();
+    let data = clustered(8_000, 40, 3);
+    load(&db, &data);
+    assert_eq!(db.stats().ann_segments, 1);
+    let queries = clustered(50, 40, 4);
+
+    // Delete the current top-3 of every query, overwrite the 4th with a far-away vector.
+    let mut deleted = HashSet::new();
+    let mut moved = HashSet::new();
+    for q in &queries {
+        let hits = db.search(&Query::knn(q.clone(), 4)).unwrap();
+        for h in &hits[..3] {
+            db.delete(&h.key).unwrap();
+            deleted.insert(h.key.clone());
+        }
+        let k = hits[3].key.clone();
+        if !deleted.contains(&k) {
+            db.put(Document::new(k.clone(), "moved").with_vector(vec![1000.0; DIM]))
+                .unwrap();
+            moved.insert(k);
+        }
+    }
+    let check = |db: &Db, phase: &str| -> Vec<Vec<(Vec<u8>, Option<f32>)>> {
+        let mut all = Vec::new();
+        for q in &queries {
+            let hits = db.search(&Query::knn(q.clone(), 10)).unwrap();
+            assert_eq!(hits.len(), 10, "{phase}");
+            for h in &hits {
+                assert!(!deleted.contains(&h.key), "{phase}: deleted key returned");
+                assert!(
+                    !moved.contains(&h.key),
+                    "{phase}: overwritten key returned with its old vector"
+                );
+            }
+            all.push(hits.into_iter().map(|h| (h.key, h.distance)).collect());
+        }
+        all
+    };
+    let in_memtable = check(&db, "deletes in the memtable");
+    db.flush().unwrap();
+    let flushed = check(&db, "deletes flushed");
+    assert_eq!(in_memtable, flushed);
+    drop(db);
+    let db = Db::open(tmp.path(), options()).unwrap();
+    let reopened = check(&db, "after reopen");
+    assert_eq!(flushed, reopened, "answers differ after reopen");
+}
+
+#[test]
+fn filtered_and_radius_queries_stay_exact_with_a_graph() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::create_with(tmp.path(), Schema::new(DIM as u32, Metric::L2), options()).unwrap();
+    let data = clustered(6_000, 30, 5);
+    load(&db, &data);
+    assert_eq!(db.stats().ann_segments, 1);
+    for (qi, q) in clustered(20, 30, 6).into_iter().enumerate() {
+        let f = Query::knn(q.clone(), 10).with_filter_str("three").unwrap();
+        let (got, st) = db.search_with_stats(&f).unwrap();
+        assert_eq!(st.graph_segments, 0);
+        // Brute force over the data.
+        let mut want: Vec<(f32, String)> = data
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 3 == 0)
+            .map(|(i, v)| (strata::distance(Metric::L2, &q, v), key(i)))
+            .collect();
+        want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let want: Vec<Vec<u8>> = want
+            .into_iter()
+            .take(10)
+            .map(|x| x.1.into_bytes())
+            .collect();
+        let got: Vec<Vec<u8>> = got.into_iter().map(|h| h.key).collect();
+        assert_eq!(got, want, "query {qi}");
+        let r = Query::knn(q, 1000).with_radius(12.0);
+        let (_, st) = db.search_with_stats(&r).unwrap();
+        assert_eq!(st.graph_segments, 0);
+    }
+}
