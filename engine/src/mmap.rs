@@ -71,3 +71,43 @@ impl FileBytes {
         }
     }
 }
+
+/// Bytes kept in memory for random access (ANN codes, node cache). Large buffers live in an
+/// anonymous mapping advised to use transparent huge pages: a code lookup per graph edge over
+/// tens of MiB otherwise pays a TLB miss on most accesses.
+#[derive(Debug)]
+pub(crate) enum Resident {
+    Heap(Vec<u8>),
+    Anon(memmap2::MmapMut),
+}
+
+impl Default for Resident {
+    fn default() -> Self {
+        Resident::Heap(Vec::new())
+    }
+}
+
+impl Resident {
+    const HUGE: usize = 2 << 20;
+
+    pub(crate) fn copy_of(b: &[u8]) -> Resident {
+        if b.len() >= Self::HUGE {
+            if let Ok(mut m) = memmap2::MmapOptions::new().len(b.len()).map_anon() {
+                let _ = m.advise(memmap2::Advice::HugePage);
+                m.copy_from_slice(b);
+                return Resident::Anon(m);
+            }
+        }
+        Resident::Heap(b.to_vec())
+    }
+}
+
+impl Deref for Resident {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Resident::Heap(v) => v,
+            Resident::Anon(m) => m,
+        }
+    }
+}

@@ -181,7 +181,7 @@ impl Snapshot {
                 q.ann.exact,
                 q.k > 0,
             ) {
-                let accept = |i: usize| !ls.deleted.get(i) && !shadowed(i);
+                let accept = |i: usize| !ls.deleted.get(i) && (mem.is_empty() || !shadowed(i));
                 let mut s = QueryStats::default();
                 let found = idx.search(ls.seg.file_bytes(), qv, q.k, &q.ann, &accept, &mut s)?;
                 stats.add(&s);

@@ -314,7 +314,8 @@ impl Quantizer {
     }
 
     /// Per-query state for fast code distances.
-    pub(crate) fn query_table(&self, space: Space, q: &[f32]) -> QueryTable {
+    /// Per-query state; `buf` is a reused allocation (PQ tables are 1 KiB per sub-space).
+    pub(crate) fn query_table(&self, space: Space, q: &[f32], mut buf: Vec<f32>) -> QueryTable {
         match self {
             Quantizer::Sq8 { lo, step } => QueryTable::Sq8 {
                 q: q.to_vec(),
@@ -324,7 +325,9 @@ impl Quantizer {
             },
             Quantizer::Pq(p) => {
                 let m = p.m();
-                let mut t = Vec::with_capacity(m * PQ_CENTROIDS);
+                let mut t = std::mem::take(&mut buf);
+                t.clear();
+                t.reserve(m * PQ_CENTROIDS);
                 let mut d = [0f32; PQ_CENTROIDS];
                 for j in 0..m {
                     let (s, e) = p.sub(j);
@@ -454,7 +457,7 @@ mod tests {
             let qz = Quantizer::train(kind, &r, dim, 5);
             for space in [Space::L2, Space::Ip] {
                 let q: Vec<f32> = rows(1, dim, 9);
-                let t = qz.query_table(space, &q);
+                let t = qz.query_table(space, &q, Vec::new());
                 for v in r.chunks_exact(dim).take(50) {
                     let mut c = Vec::new();
                     qz.encode(v, &mut c);

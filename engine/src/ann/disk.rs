@@ -16,12 +16,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
 
-use super::codes::{Pq, Quantizer, PQ_CENTROIDS};
+use super::codes::{Pq, Quantizer, QueryTable, PQ_CENTROIDS};
 use super::vamana::{self, BuildParams};
 use super::{to_space, AnnOptions, QueryStats, SearchParams, Space};
-use crate::mmap::FileBytes;
+use crate::mmap::{FileBytes, Resident};
 use crate::segment::bitset::Bitset;
 use crate::{Error, Metric, Result};
 
@@ -235,11 +235,14 @@ pub(crate) struct DiskIndex {
     graph_at: usize,
     ordinals: Vec<u32>,
     code_bytes: usize,
-    codes: Vec<u8>,
+    codes: Resident,
     quant: Quantizer,
     /// One bit per sector: CRC already checked.
     verified: Vec<AtomicU64>,
-    cache: FxHashMap<u32, Box<[u8]>>,
+    /// Node cache: node -> slot in `cache_arena` (`u32::MAX` = not cached); empty when
+    /// nothing is cached. Dense, not hashed: the lookup is on every hop.
+    cache_slot: Vec<u32>,
+    cache_arena: Resident,
 }
 
 fn rd_u32(b: &[u8], at: usize) -> Option<u32> {
@@ -248,6 +251,60 @@ fn rd_u32(b: &[u8], at: usize) -> Option<u32> {
 
 fn rd_f32(b: &[u8], at: usize) -> Option<f32> {
     rd_u32(b, at).map(f32::from_bits)
+}
+
+/// Reused per-thread search buffers (allocating them per query showed up in profiles).
+#[derive(Default)]
+struct Scratch {
+    table: Vec<f32>,
+    seen: Visited,
+    list: Vec<(f32, u32, bool)>,
+    v: Vec<f32>,
+    qs: Vec<f32>,
+    beam: Vec<u32>,
+    fresh: Vec<u32>,
+    nbs: Vec<u32>,
+}
+
+/// Visited marks as a bitset (small enough to stay in cache: a per-node stamp array missed
+/// on most inserts), reset by clearing only the words a query touched.
+#[derive(Default)]
+struct Visited {
+    words: Vec<u64>,
+    touched: Vec<u32>,
+}
+
+impl Visited {
+    fn reset(&mut self, n: usize) {
+        for w in self.touched.drain(..) {
+            if let Some(x) = self.words.get_mut(w as usize) {
+                *x = 0;
+            }
+        }
+        if self.words.len() < n.div_ceil(64) {
+            self.words.resize(n.div_ceil(64), 0);
+        }
+    }
+
+    /// Mark `i`; true if it was not marked yet (ids past the bitset count as marked).
+    #[inline]
+    fn insert(&mut self, i: u32) -> bool {
+        let (w, bit) = ((i / 64) as usize, 1u64 << (i % 64));
+        match self.words.get_mut(w) {
+            Some(x) if *x & bit == 0 => {
+                if *x == 0 {
+                    self.touched.push(w as u32);
+                }
+                *x |= bit;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
 /// A node read from the graph.
@@ -363,7 +420,7 @@ impl DiskIndex {
             ordinals.push(o);
         }
         at += n * 4;
-        let codes = c.get(at..at + n * cb).unwrap_or_default().to_vec();
+        let codes = Resident::copy_of(c.get(at..at + n * cb).unwrap_or_default());
 
         // Graph header (its CRC was checked with the section table).
         let (g_at, g_len) = graph;
@@ -408,7 +465,8 @@ impl DiskIndex {
             codes,
             quant,
             verified,
-            cache: FxHashMap::default(),
+            cache_slot: Vec::new(),
+            cache_arena: Resident::default(),
         };
         idx.verify_sector(bytes, 0)?;
         Ok(idx)
@@ -432,13 +490,21 @@ impl DiskIndex {
             + self.verified.len() * 8
     }
 
-    /// Cache bytes per node.
+    /// Cache bytes per node (the record; the node -> slot map adds 4 bytes per graph node).
     pub(crate) fn node_bytes_cached(&self) -> usize {
-        self.geo.node_bytes + 32
+        self.geo.node_bytes
     }
 
     fn cache_bytes(&self) -> usize {
-        self.cache.len() * self.node_bytes_cached()
+        self.cache_slot.len() * 4 + self.cache_arena.len()
+    }
+
+    /// The cached record of `node`.
+    #[inline]
+    fn cached(&self, node: u32) -> Option<&[u8]> {
+        let slot = *self.cache_slot.get(node as usize)? as usize;
+        let b = self.geo.node_bytes;
+        self.cache_arena.get(slot * b..slot * b + b)
     }
 
     /// Memory of the index without its cache (what opening it costs).
@@ -449,25 +515,40 @@ impl DiskIndex {
     /// Cache the nodes nearest the entry point (breadth-first) within `budget` bytes; returns
     /// the bytes used.
     pub(crate) fn fill_cache(&mut self, bytes: &[u8], budget: usize) -> Result<usize> {
+        self.cache_slot = Vec::new();
+        self.cache_arena = Resident::default();
         let per = self.node_bytes_cached();
-        let max = (budget / per).min(self.n);
+        let map = self.n * 4;
+        let max = (budget.saturating_sub(map) / per.max(1)).min(self.n);
+        if max == 0 {
+            return Ok(0);
+        }
+        let mut slot = vec![u32::MAX; self.n];
+        let mut arena = Vec::with_capacity(max * per);
         let mut queue = std::collections::VecDeque::from([self.entry]);
         let mut seen = FxHashSet::default();
         seen.insert(self.entry);
-        let mut cache = FxHashMap::default();
+        let mut nbs = Vec::new();
+        let mut cached = 0usize;
         while let Some(node) = queue.pop_front() {
-            if cache.len() >= max {
+            if cached >= max {
                 break;
             }
-            let rec = self.read_node(bytes, node)?.0.into_owned();
-            for nb in self.neighbours(&rec, node)? {
+            let rec = self.read_node(bytes, node)?;
+            self.neighbours_into(&rec.0, node, &mut nbs)?;
+            for &nb in &nbs {
                 if seen.insert(nb) {
                     queue.push_back(nb);
                 }
             }
-            cache.insert(node, rec.into_boxed_slice());
+            arena.extend_from_slice(&rec.0);
+            if let Some(s) = slot.get_mut(node as usize) {
+                *s = cached as u32;
+            }
+            cached += 1;
         }
-        self.cache = cache;
+        self.cache_slot = slot;
+        self.cache_arena = Resident::copy_of(&arena);
         Ok(self.cache_bytes())
     }
 
@@ -512,7 +593,7 @@ impl DiskIndex {
         Ok(NodeRec(Cow::Owned(rec)))
     }
 
-    fn neighbours(&self, rec: &[u8], node: u32) -> Result<Vec<u32>> {
+    fn neighbours_into(&self, rec: &[u8], node: u32, out: &mut Vec<u32>) -> Result<()> {
         let base = self.geo.dim * 4;
         let deg = rd_u32(rec, base).unwrap_or(u32::MAX) as usize;
         if deg > self.geo.r {
@@ -521,21 +602,29 @@ impl DiskIndex {
                 format!("node {node}: degree {deg} > {}", self.geo.r),
             ));
         }
-        (0..deg)
-            .map(|j| {
-                rd_u32(rec, base + 4 + j * 4)
-                    .filter(|&x| (x as usize) < self.n && x != node)
-                    .ok_or_else(|| {
-                        DiskIndex::bad(
-                            &self.path,
-                            format!("node {node}: neighbour {j} out of range"),
-                        )
-                    })
-            })
-            .collect()
+        out.clear();
+        for j in 0..deg {
+            let x = rd_u32(rec, base + 4 + j * 4)
+                .filter(|&x| (x as usize) < self.n && x != node)
+                .ok_or_else(|| {
+                    DiskIndex::bad(
+                        &self.path,
+                        format!("node {node}: neighbour {j} out of range"),
+                    )
+                })?;
+            out.push(x);
+        }
+        Ok(())
     }
 
-    fn vector_of(&self, rec: &[u8], out: &mut Vec<f32>) {
+    /// The vector of a node record: borrowed in place when the bytes are 4-aligned (cached
+    /// records and mapped sectors are), copied otherwise.
+    fn vector_of<'a>(&self, rec: &'a [u8], out: &'a mut Vec<f32>) -> &'a [f32] {
+        let raw = rec.get(..self.geo.dim * 4).unwrap_or_default();
+        #[cfg(target_endian = "little")]
+        if let Ok(v) = bytemuck::try_cast_slice::<u8, f32>(raw) {
+            return v;
+        }
         out.clear();
         out.extend(
             rec.get(..self.geo.dim * 4)
@@ -543,6 +632,7 @@ impl DiskIndex {
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes(b.try_into().unwrap_or([0; 4]))),
         );
+        out
     }
 
     #[inline]
@@ -570,22 +660,43 @@ impl DiskIndex {
         accept: &dyn Fn(usize) -> bool,
         stats: &mut QueryStats,
     ) -> Result<Vec<(f32, usize)>> {
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut sc) => self.search_in(&mut sc, file, q, k, params, accept, stats),
+            Err(_) => self.search_in(&mut Scratch::default(), file, q, k, params, accept, stats),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn search_in(
+        &self,
+        sc: &mut Scratch,
+        file: &FileBytes,
+        q: &[f32],
+        k: usize,
+        params: &SearchParams,
+        accept: &dyn Fn(usize) -> bool,
+        stats: &mut QueryStats,
+    ) -> Result<Vec<(f32, usize)>> {
         let bytes: &[u8] = file;
         let l = params.list.max(k).max(1);
         let w = params.beam_width.clamp(1, 64);
-        let mut qs = Vec::new();
-        to_space(self.metric, q, &mut qs);
-        let table = self.quant.query_table(self.space, &qs);
-        let mut seen: FxHashSet<u32> = FxHashSet::default();
-        seen.reserve(l * 8);
+        to_space(self.metric, q, &mut sc.qs);
+        let table = self
+            .quant
+            .query_table(self.space, &sc.qs, std::mem::take(&mut sc.table));
+        let seen = &mut sc.seen;
+        seen.reset(self.n);
         // Sorted (code distance, node, expanded).
-        let mut list: Vec<(f32, u32, bool)> = Vec::with_capacity(l + 1);
+        let list = &mut sc.list;
+        list.clear();
         seen.insert(self.entry);
         list.push((table.distance(self.code(self.entry)), self.entry, false));
         stats.distance_computations += 1;
         let mut out = Vec::new();
-        let mut v = Vec::with_capacity(self.geo.dim);
-        let mut beam: Vec<u32> = Vec::with_capacity(w);
+        let v = &mut sc.v;
+        let beam = &mut sc.beam;
+        let fresh = &mut sc.fresh;
+        let nbs = &mut sc.nbs;
         loop {
             beam.clear();
             for c in list.iter_mut().filter(|c| !c.2).take(w) {
@@ -595,28 +706,35 @@ impl DiskIndex {
             if beam.is_empty() {
                 break;
             }
-            // Start every uncached read of the beam before using any of them.
-            for &node in &beam {
-                if !self.cache.contains_key(&node) {
-                    let (s, _) = self.geo.locate(node as usize);
-                    file.prefetch(self.graph_at + s * SECTOR, self.geo.spn * SECTOR);
+            // Start every read of the beam (sectors from disk, cached records from memory)
+            // before using any of them.
+            for &node in beam.iter() {
+                match self.cached(node) {
+                    Some(rec) => (0..rec.len())
+                        .step_by(64)
+                        .for_each(|at| prefetch(rec.get(at..).unwrap_or_default())),
+                    None => {
+                        let (s, _) = self.geo.locate(node as usize);
+                        file.prefetch(self.graph_at + s * SECTOR, self.geo.spn * SECTOR);
+                    }
                 }
             }
-            for &node in &beam {
+            fresh.clear();
+            for &node in beam.iter() {
                 stats.nodes_visited += 1;
-                let rec = match self.cache.get(&node) {
+                let rec = match self.cached(node) {
                     Some(r) => {
                         stats.cache_hits += 1;
-                        NodeRec(Cow::Borrowed(&r[..]))
+                        NodeRec(Cow::Borrowed(r))
                     }
                     None => {
                         stats.sectors_read += self.geo.spn as u64;
                         self.read_node(bytes, node)?
                     }
                 };
-                self.vector_of(&rec.0, &mut v);
+                let vec = self.vector_of(&rec.0, v);
                 let ord = self.ordinals.get(node as usize).copied().unwrap_or(0) as usize;
-                let exact = crate::distance::distance(self.metric, q, &v);
+                let exact = crate::distance::distance(self.metric, q, vec);
                 stats.distance_computations += 1;
                 if accept(ord) {
                     out.push((exact, ord));
@@ -634,15 +752,19 @@ impl DiskIndex {
                     let at = list.partition_point(|x| x.0 <= refined);
                     list.insert(at, (refined, node, true));
                 }
-                let mut fresh = self.neighbours(&rec.0, node)?;
-                fresh.retain(|nb| seen.insert(*nb));
                 // Codes of neighbours are random accesses into a large array: start every
-                // load before the first distance (profiled: the search waited on these misses
-                // more than it computed).
-                for &nb in &fresh {
-                    self.prefetch_code(nb);
+                // load of the whole beam's neighbours before the first distance (profiled: the
+                // search waited on these misses more than it computed).
+                self.neighbours_into(&rec.0, node, nbs)?;
+                for &nb in nbs.iter() {
+                    if seen.insert(nb) {
+                        self.prefetch_code(nb);
+                        fresh.push(nb);
+                    }
                 }
-                for nb in fresh {
+            }
+            {
+                for &nb in fresh.iter() {
                     let d = table.distance(self.code(nb));
                     stats.distance_computations += 1;
                     if list.len() >= l && list.last().is_some_and(|x| d >= x.0) {
@@ -655,6 +777,9 @@ impl DiskIndex {
             }
         }
         out.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        if let QueryTable::Pq(t) = table {
+            sc.table = t;
+        }
         Ok(out)
     }
 }
@@ -924,7 +1049,11 @@ mod tests {
             (r, st)
         };
         let used = idx.fill_cache(&f.bytes, usize::MAX).unwrap();
-        assert_eq!(used, 500 * idx.node_bytes_cached());
+        assert_eq!(
+            used,
+            500 * (idx.node_bytes_cached() + 4),
+            "records + slot map"
+        );
         let file = FileBytes::Owned(f.bytes.clone());
         let mut st = QueryStats::default();
         let r = idx
