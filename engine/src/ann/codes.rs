@@ -49,7 +49,8 @@ pub(crate) struct Pq {
 }
 
 pub(crate) const PQ_CENTROIDS: usize = 256;
-const PQ_TRAIN_SAMPLE: usize = 20_000;
+/// Training sample per segment: about 40 points per centroid, the usual floor for k-means.
+const PQ_TRAIN_SAMPLE: usize = 10_240;
 const PQ_ITERS: usize = 10;
 
 impl Pq {
@@ -169,16 +170,27 @@ fn to_all_centroids(space: Space, x: &[f32], soa: &[f32], out: &mut [f32; PQ_CEN
     }
 }
 
-/// (index, value) of the smallest entry (first on ties).
+/// (index, value) of the smallest entry (first on ties; NaN-free input). Eight independent
+/// lanes find the minimum (this vectorises; a running compare-and-select over 256 entries was
+/// a serial dependency chain and most of PQ training), then one scan finds its position.
 #[inline]
 fn argmin(d: &[f32]) -> (usize, f32) {
-    let mut best = (0usize, f32::INFINITY);
-    for (i, &x) in d.iter().enumerate() {
-        if x < best.1 {
-            best = (i, x);
+    let mut lanes = [f32::INFINITY; 8];
+    let chunks = d.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (m, x) in lanes.iter_mut().zip(c) {
+            *m = if *x < *m { *x } else { *m };
         }
     }
-    best
+    let mut min = f32::INFINITY;
+    for x in lanes.iter().chain(tail) {
+        if *x < min {
+            min = *x;
+        }
+    }
+    let at = d.iter().position(|x| *x == min).unwrap_or(0);
+    (at, min)
 }
 
 /// Lloyd's k-means with 256 centroids, returned dimension-major (`d * 256` floats). Initial

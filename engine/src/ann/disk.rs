@@ -99,6 +99,8 @@ impl Geometry {
 pub(crate) struct Built {
     pub codes: Vec<u8>,
     pub graph: Vec<u8>,
+    /// Seconds per phase (PQ/SQ8 training, encoding, graph, layout).
+    pub phases: Vec<(&'static str, f64)>,
 }
 
 /// Build the ANN sections over `rows` (segment ordinal, vector), ordinals increasing.
@@ -117,7 +119,14 @@ pub(crate) fn build(
         to_space(metric, v, &mut tmp);
         data.extend_from_slice(&tmp);
     }
+    let mut phases = Vec::new();
+    let mut t = std::time::Instant::now();
+    let mut lap = |name: &'static str| {
+        phases.push((name, t.elapsed().as_secs_f64()));
+        t = std::time::Instant::now();
+    };
     let quant = Quantizer::train(opts.codes, &data, dim, opts.seed);
+    lap("train codes");
     let cb = quant.code_bytes();
     let codes: Vec<u8> = data
         .par_chunks(dim.max(1))
@@ -127,6 +136,7 @@ pub(crate) fn build(
             c
         })
         .collect();
+    lap("encode");
     let params = BuildParams {
         r: opts.degree,
         l: opts.build_list,
@@ -134,6 +144,7 @@ pub(crate) fn build(
         seed: opts.seed,
     };
     let graph = vamana::build(&data, dim, space, params, progress);
+    lap("graph");
 
     // Codes section.
     let mut c = Vec::new();
@@ -219,7 +230,12 @@ pub(crate) fn build(
         let (payload, crc) = sector.split_at_mut(PAYLOAD);
         crc.copy_from_slice(&sector_crc(s as u64, payload).to_le_bytes());
     }
-    Ok(Built { codes: c, graph: g })
+    lap("layout");
+    Ok(Built {
+        codes: c,
+        graph: g,
+        phases,
+    })
 }
 
 /// An opened ANN index of one segment.
@@ -233,6 +249,8 @@ pub(crate) struct DiskIndex {
     entry: u32,
     /// File offset of the graph section (sector 0).
     graph_at: usize,
+    /// Node -> segment ordinal; empty when they are equal (every document has a vector),
+    /// which saves a random memory access per hop.
     ordinals: Vec<u32>,
     code_bytes: usize,
     codes: Resident,
@@ -419,6 +437,10 @@ impl DiskIndex {
             }
             ordinals.push(o);
         }
+        if n == seg_n {
+            // Strictly increasing, in range and as many as the documents: the identity.
+            ordinals = Vec::new();
+        }
         at += n * 4;
         let codes = Resident::copy_of(c.get(at..at + n * cb).unwrap_or_default());
 
@@ -499,10 +521,24 @@ impl DiskIndex {
         self.cache_slot.len() * 4 + self.cache_arena.len()
     }
 
-    /// The cached record of `node`.
+    #[inline]
+    fn ordinal(&self, node: u32) -> usize {
+        if self.ordinals.is_empty() {
+            node as usize
+        } else {
+            self.ordinals.get(node as usize).copied().unwrap_or(0) as usize
+        }
+    }
+
+    /// The cached record of `node`. When every node is cached the arena is in node order and
+    /// needs no slot map (one random access less per hop).
     #[inline]
     fn cached(&self, node: u32) -> Option<&[u8]> {
-        let slot = *self.cache_slot.get(node as usize)? as usize;
+        let slot = if self.cache_slot.is_empty() {
+            node as usize
+        } else {
+            *self.cache_slot.get(node as usize)? as usize
+        };
         let b = self.geo.node_bytes;
         self.cache_arena.get(slot * b..slot * b + b)
     }
@@ -522,6 +558,16 @@ impl DiskIndex {
         let max = (budget.saturating_sub(map) / per.max(1)).min(self.n);
         if max == 0 {
             return Ok(0);
+        }
+        if self.n * per <= budget {
+            let mut arena = Vec::with_capacity(self.n * per);
+            for node in 0..self.n as u32 {
+                let rec = self.read_node(bytes, node)?;
+                self.neighbours_into(&rec.0, node, &mut Vec::new())?;
+                arena.extend_from_slice(&rec.0);
+            }
+            self.cache_arena = Resident::copy_of(&arena);
+            return Ok(self.cache_bytes());
         }
         let mut slot = vec![u32::MAX; self.n];
         let mut arena = Vec::with_capacity(max * per);
@@ -733,7 +779,7 @@ impl DiskIndex {
                     }
                 };
                 let vec = self.vector_of(&rec.0, v);
-                let ord = self.ordinals.get(node as usize).copied().unwrap_or(0) as usize;
+                let ord = self.ordinal(node);
                 let exact = crate::distance::distance(self.metric, q, vec);
                 stats.distance_computations += 1;
                 if accept(ord) {

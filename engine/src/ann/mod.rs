@@ -40,6 +40,22 @@ pub(crate) fn space_distance(space: Space, a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
+/// Hint the CPU to load the cache line holding `b[0]` (a no-op elsewhere than x86-64).
+#[inline]
+pub(crate) fn prefetch_f32(b: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if !b.is_empty() {
+        // SAFETY: prefetching is a hint; it never faults or reads into Rust-visible memory,
+        // and the pointer comes from a live slice.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch(
+                b.as_ptr().cast::<i8>(),
+                std::arch::x86_64::_MM_HINT_T0,
+            );
+        }
+    }
+}
+
 /// Map a vector into the index space (unit length for cosine; zero vectors stay zero).
 pub(crate) fn to_space(metric: Metric, v: &[f32], out: &mut Vec<f32>) {
     out.clear();
@@ -60,7 +76,8 @@ pub struct AnnOptions {
     pub min_vectors: usize,
     /// Degree bound `R`. Default 48.
     pub degree: usize,
-    /// Build list size `L`. Default 96.
+    /// Build list size `L`. Default 64 (measured on 200k x 128: the same recall curve as 96
+    /// in two thirds of the build time).
     pub build_list: usize,
     /// Robust-prune `alpha` (>= 1). Default 1.2.
     pub alpha: f32,
@@ -78,7 +95,7 @@ impl Default for AnnOptions {
         AnnOptions {
             min_vectors: 5_000,
             degree: 48,
-            build_list: 96,
+            build_list: 64,
             alpha: 1.2,
             codes: CodeKind::Pq(0),
             seed: 0x5EED,

@@ -1,6 +1,6 @@
 //! Vamana graph construction (DiskANN, Subramanya et al. 2019): greedy search from the medoid,
-//! robust prune with `alpha`, degree bound `R`, build list `L`, two passes (alpha 1, then the
-//! configured alpha). Hand-written: the graph is the product.
+//! robust prune with `alpha`, degree bound `R`, build list `L`; one insertion pass with the
+//! configured alpha (ParlayANN's variant). Hand-written: the graph is the product.
 //!
 //! Parallel and deterministic: points are inserted in batches (prefix doubling, as in
 //! ParlayANN); every point of a batch searches the graph as it was when the batch began, and the
@@ -52,11 +52,20 @@ impl Points<'_> {
     fn dist_to(&self, q: &[f32], b: u32) -> f32 {
         space_distance(self.space, q, self.row(b))
     }
+    /// Start loading the first 256 bytes of row `i` (the hardware prefetcher follows).
+    #[inline]
+    fn prefetch(&self, i: u32) {
+        let row = self.row(i);
+        for at in (0..row.len()).step_by(16).take(4) {
+            super::prefetch_f32(row.get(at..).unwrap_or_default());
+        }
+    }
 }
 
 thread_local! {
     /// Generation-stamped visited marks, one array per thread (reused across searches).
-    static VISITED: RefCell<(Vec<u32>, u32)> = const { RefCell::new((Vec::new(), 0)) };
+        static VISITED: RefCell<(Vec<u32>, u32, Vec<u32>)> =
+        const { RefCell::new((Vec::new(), 0, Vec::new())) };
 }
 
 /// Greedy search for `q` from `entry`; returns the expanded nodes (the paper's visited set
@@ -67,7 +76,7 @@ fn greedy(pts: &Points, adj: &[Vec<u32>], q: &[f32], entry: u32, l: usize) -> Ve
     let n = adj.len();
     VISITED.with(|cell| {
         let mut guard = cell.borrow_mut();
-        let (marks, gen) = &mut *guard;
+        let (marks, gen, fresh) = &mut *guard;
         if marks.len() != n {
             *marks = vec![0; n];
             *gen = 0;
@@ -85,25 +94,35 @@ fn greedy(pts: &Points, adj: &[Vec<u32>], q: &[f32], entry: u32, l: usize) -> Ve
             }
             _ => true,
         };
-        // Sorted candidate list (distance, id, expanded), at most `l` long.
+        // Sorted candidate list (distance, id, expanded), at most `l` long; `cur` is at or
+        // before the first unexpanded entry (a scan from the front each step was a third of
+        // the build).
         let mut list: Vec<(f32, u32, bool)> = Vec::with_capacity(l + 1);
         let mut pool = Vec::new();
         seen(entry);
         let d0 = pts.dist_to(q, entry);
         list.push((d0, entry, false));
-        while let Some(pos) = list.iter().position(|c| !c.2) {
-            let Some(c) = list.get_mut(pos) else { break };
+        let mut cur = 0usize;
+        while let Some(c) = list.get_mut(cur) {
+            if c.2 {
+                cur += 1;
+                continue;
+            }
             c.2 = true;
             let node = c.1;
             pool.push((c.0, node));
+            fresh.clear();
             for &nb in adj
                 .get(node as usize)
                 .map(Vec::as_slice)
                 .unwrap_or_default()
             {
-                if seen(nb) {
-                    continue;
+                if !seen(nb) {
+                    pts.prefetch(nb);
+                    fresh.push(nb);
                 }
+            }
+            for &nb in fresh.iter() {
                 let d = pts.dist_to(q, nb);
                 if list.len() >= l && list.last().is_some_and(|w| d >= w.0) {
                     continue;
@@ -111,6 +130,7 @@ fn greedy(pts: &Points, adj: &[Vec<u32>], q: &[f32], entry: u32, l: usize) -> Ve
                 let at = list.partition_point(|x| x.0 <= d);
                 list.insert(at, (d, nb, false));
                 list.truncate(l);
+                cur = cur.min(at);
             }
         }
         pool
@@ -176,7 +196,7 @@ pub(crate) fn medoid(data: &[f32], dim: usize, space: Space) -> u32 {
 }
 
 /// Build the graph over `data` (`n * dim` floats, already transformed for `space`).
-/// `progress` is called with the number of insertions done (over both passes: `2 * n` total).
+/// `progress` is called with the number of insertions done (`n` in total).
 pub(crate) fn build(
     data: &[f32],
     dim: usize,
@@ -194,10 +214,14 @@ pub(crate) fn build(
     let mut order: Vec<u32> = (0..n as u32).collect();
     order.shuffle(&mut StdRng::seed_from_u64(p.seed));
     let max_batch = (n / 50).max(64);
+    let slack = (p.r * 13).div_ceil(10);
     let mut done = 0u64;
-    for (pass, alpha) in [(0, 1.0f32), (1, p.alpha.max(1.0))] {
+    // One pass with the final alpha (as ParlayANN does): measured on 200k x 128, the same
+    // recall-vs-nodes curve as DiskANN's two passes (alpha 1, then alpha) in half the time.
+    let alpha = p.alpha.max(1.0);
+    {
         let mut at = 0usize;
-        let mut batch = if pass == 0 { 1 } else { max_batch };
+        let mut batch = 1;
         while at < n {
             let ids = order.get(at..(at + batch).min(n)).unwrap_or_default();
             // 1. Out-edges of every point in the batch, against the graph as of now.
@@ -235,7 +259,10 @@ pub(crate) fn build(
                     if next.len() == cur.len() {
                         return None;
                     }
-                    if next.len() > p.r {
+                    // Slack: a node may hold up to 1.3 R edges before it is pruned back to R
+                    // (as DiskANN does); pruning at R + 1 pruned on nearly every reverse edge
+                    // and dominated the build.
+                    if next.len() > slack {
                         let pool = next.iter().map(|&o| (pts.dist(t, o), o)).collect();
                         next = robust_prune(&pts, t, pool, alpha, p.r);
                     }
@@ -251,6 +278,22 @@ pub(crate) fn build(
             done += ids.len() as u64;
             progress(done);
             batch = (batch * 2).min(max_batch);
+        }
+    }
+    // Bring every node within the degree bound.
+    let alpha = p.alpha.max(1.0);
+    let trimmed: Vec<(usize, Vec<u32>)> = adj
+        .par_iter()
+        .enumerate()
+        .filter(|(_, nb)| nb.len() > p.r)
+        .map(|(t, nb)| {
+            let pool = nb.iter().map(|&o| (pts.dist(t as u32, o), o)).collect();
+            (t, robust_prune(&pts, t as u32, pool, alpha, p.r))
+        })
+        .collect();
+    for (t, nb) in trimmed {
+        if let Some(slot) = adj.get_mut(t) {
+            *slot = nb;
         }
     }
     Graph { adj, entry }

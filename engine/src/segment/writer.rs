@@ -196,6 +196,9 @@ pub(crate) fn encode_segment(
         if rows.len() >= opts.min_vectors.max(2) {
             let built =
                 crate::ann::disk::build(&rows, schema.dim as usize, schema.metric, opts, &|_| {})?;
+            if std::env::var_os("STRATA_LOG_BUILD").is_some() {
+                eprintln!("ann build of {} vectors: {:?}", rows.len(), built.phases);
+            }
             sections.push((SectionKind::AnnCodes, built.codes));
             sections.push((SectionKind::AnnGraph, built.graph));
         }
