@@ -1094,11 +1094,24 @@ mod tests {
                 .unwrap();
             (r, st)
         };
+        // A budget for part of the graph: breadth-first from the entry, with a slot map.
+        let part = idx
+            .fill_cache(&f.bytes, 100 * idx.node_bytes_cached() + 500 * 4)
+            .unwrap();
+        assert_eq!(part, 100 * idx.node_bytes_cached() + 500 * 4);
+        let file = FileBytes::Owned(f.bytes.clone());
+        let mut st = QueryStats::default();
+        let r = idx
+            .search(&file, q, 10, &SearchParams::default(), &|_| true, &mut st)
+            .unwrap();
+        assert_eq!(r, cold.0, "a partial cache must not change answers");
+        assert!(st.cache_hits > 0 && st.sectors_read > 0);
+        // Everything fits: node order, no slot map.
         let used = idx.fill_cache(&f.bytes, usize::MAX).unwrap();
         assert_eq!(
             used,
-            500 * (idx.node_bytes_cached() + 4),
-            "records + slot map"
+            500 * idx.node_bytes_cached(),
+            "every record, no slot map"
         );
         let file = FileBytes::Owned(f.bytes.clone());
         let mut st = QueryStats::default();
