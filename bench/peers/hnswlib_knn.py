@@ -18,6 +18,14 @@ def read_vecs(path, dtype):
     return np.ascontiguousarray(rows.view(dtype) if dtype != np.int32 else rows)
 
 
+def peer_version():
+    try:
+        from importlib.metadata import version
+        return version("hnswlib")
+    except Exception:  # noqa: BLE001 - a missing version is not worth failing a benchmark
+        return "?"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--base", required=True)
@@ -45,7 +53,7 @@ def main():
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"system": "hnswlib", "phase": "build", "seconds": build_s,
                       "threads": a.threads, "M": a.M, "ef_construction": a.efc,
-                      "peak_rss_bytes": peak_kib * 1024, "version": getattr(hnswlib, "__version__", "?")}),
+                      "peak_rss_bytes": peak_kib * 1024, "version": peer_version()}),
           flush=True)
 
     index.set_num_threads(1)

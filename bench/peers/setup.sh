@@ -5,4 +5,4 @@ VENV=${1:-bench-out/venv}
 python3 -m venv "$VENV"
 "$VENV/bin/pip" install --quiet --upgrade pip
 "$VENV/bin/pip" install --quiet numpy hnswlib
-"$VENV/bin/python" -c 'import hnswlib, numpy; print("peers ready:", "hnswlib", getattr(hnswlib, "__version__", "?"), "numpy", numpy.__version__)'
+"$VENV/bin/python" -c 'from importlib.metadata import version as v; print("peers ready: hnswlib", v("hnswlib"), "numpy", v("numpy"))'

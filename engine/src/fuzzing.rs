@@ -99,6 +99,29 @@ pub fn segment_bytes(data: &[u8]) {
             let _ = seg.eval(&f);
         }
     }
+    // The graph is verified lazily, sector by sector: a search must fail cleanly or succeed.
+    if let Some(idx) = seg.ann() {
+        let params = crate::SearchParams {
+            list: 64,
+            beam_width: 4,
+            exact: false,
+        };
+        let mut st = crate::QueryStats::default();
+        let found = idx.search(
+            seg.file_bytes(),
+            &[0.5, -0.5, 1.0],
+            10,
+            &params,
+            &|_| true,
+            &mut st,
+        );
+        if let Ok(found) = found {
+            assert!(
+                found.iter().all(|(_, o)| *o < seg.len()),
+                "ordinal out of range"
+            );
+        }
+    }
 }
 
 fn le32(b: &[u8], at: usize) -> Option<u32> {
@@ -128,11 +151,16 @@ fn fix_segment_crcs(b: &mut [u8]) {
     let table_len = (count as usize).saturating_mul(24);
     if table_at.checked_add(table_len) == Some(f) {
         for e in (table_at..f).step_by(24) {
-            let (Some(at), Some(len)) = (le64(b, e + 8), le64(b, e + 16)) else {
+            let (Some(kind), Some(at), Some(len)) = (le32(b, e), le64(b, e + 8), le64(b, e + 16))
+            else {
                 continue;
             };
+            if kind == crate::segment::SectionKind::AnnGraph as u32 {
+                crate::ann::disk::fix_sector_crcs(b, at, len);
+            }
+            let covered = crate::ann::disk::table_crc_bytes(kind, len);
             let crc = at
-                .checked_add(len)
+                .checked_add(covered)
                 .and_then(|end| b.get(at..end))
                 .map(crc32fast::hash);
             if let Some(crc) = crc {
@@ -162,6 +190,30 @@ pub fn seed_segment() -> Vec<u8> {
         })
         .collect();
     let mut out = vec![1u8];
-    out.extend_from_slice(&crate::segment::encode_for_fuzz(&docs, &schema));
+    out.extend_from_slice(&crate::segment::encode_for_fuzz(&docs, &schema, None));
+    out
+}
+
+/// A valid segment with ANN sections (40 vectors, degree 4), a seed for the segment target.
+pub fn seed_segment_ann() -> Vec<u8> {
+    let schema = fuzz_schema();
+    let docs: Vec<Arc<crate::Document>> = (0..40)
+        .filter_map(|i| {
+            let x = i as f32;
+            crate::Document::new(format!("k{i:02}"), "v")
+                .with_vector(vec![x.sin(), x.cos(), x / 40.0])
+                .validate(&schema)
+                .ok()
+                .map(Arc::new)
+        })
+        .collect();
+    let ann = crate::AnnOptions {
+        min_vectors: 2,
+        degree: 4,
+        build_list: 8,
+        ..crate::AnnOptions::default()
+    };
+    let mut out = vec![1u8];
+    out.extend_from_slice(&crate::segment::encode_for_fuzz(&docs, &schema, Some(&ann)));
     out
 }

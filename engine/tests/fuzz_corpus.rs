@@ -68,6 +68,7 @@ fn regenerate() {
     let s = corpus("segment");
     std::fs::create_dir_all(&s).unwrap();
     std::fs::write(s.join("five-docs"), strata::fuzzing::seed_segment()).unwrap();
+    std::fs::write(s.join("ann-40"), strata::fuzzing::seed_segment_ann()).unwrap();
 }
 
 fn replay(target: &str, f: fn(&[u8])) -> usize {
@@ -86,5 +87,5 @@ fn store_decoder_corpora_replay_without_panics() {
     }
     assert!(replay("filter_parse", filter_parse) >= 5);
     assert!(replay("small_decoders", small_decoders) >= 3);
-    assert!(replay("segment", segment_bytes) >= 1);
+    assert!(replay("segment", segment_bytes) >= 2);
 }

@@ -846,6 +846,18 @@ fn prefetch(b: &[u8]) {
     }
 }
 
+/// Recompute every sector CRC of a graph section at `at..at + len` of `b` (fuzzing: lets
+/// mutations reach the structural checks).
+pub(crate) fn fix_sector_crcs(b: &mut [u8], at: usize, len: usize) {
+    let Some(sec) = at.checked_add(len).and_then(|end| b.get_mut(at..end)) else {
+        return;
+    };
+    for (s, sector) in sec.chunks_exact_mut(SECTOR).enumerate() {
+        let (payload, crc) = sector.split_at_mut(PAYLOAD);
+        crc.copy_from_slice(&sector_crc(s as u64, payload).to_le_bytes());
+    }
+}
+
 /// Whether a section kind is checksummed per sector (its table CRC covers only sector 0).
 pub(crate) fn table_crc_bytes(kind: u32, len: usize) -> usize {
     if kind == crate::segment::SectionKind::AnnGraph as u32 {

@@ -27,8 +27,9 @@ pub(crate) use writer::write_segment;
 pub(crate) fn encode_for_fuzz(
     docs: &[std::sync::Arc<crate::Document>],
     schema: &crate::Schema,
+    ann: Option<&crate::AnnOptions>,
 ) -> Vec<u8> {
-    writer::encode_segment(docs, schema, None).unwrap_or_default()
+    writer::encode_segment(docs, schema, ann).unwrap_or_default()
 }
 
 #[cfg(test)]
