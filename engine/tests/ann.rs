@@ -80,6 +80,8 @@ fn recall(db: &Db, queries: &[Vec<f32>], list: usize) -> (f64, strata::QueryStat
             .unwrap();
         assert_eq!(got.len(), 10);
         assert!(got.windows(2).all(|w| w[0].distance <= w[1].distance));
+        let unique: HashSet<&Vec<u8>> = got.iter().map(|h| &h.key).collect();
+        assert_eq!(unique.len(), 10, "a key returned twice");
         hit += got.iter().filter(|h| want.contains(&h.key)).count();
         total += want.len();
         stats.nodes_visited += st.nodes_visited;
@@ -108,7 +110,9 @@ fn recall_at_10_on_20k_by_64_clustered_is_at_least_095() {
     );
     assert!(r >= 0.95, "recall@10 {r}");
     assert_eq!(stats.graph_segments, 200, "every query used the graph");
-    assert!(stats.sectors_read > 0 && stats.sectors_read >= stats.nodes_visited);
+    // No cache: every hop reads its sector; sector mates expand for free, so there are at
+    // most as many reads as expanded nodes.
+    assert!(stats.sectors_read > 0 && stats.sectors_read <= stats.nodes_visited);
     // A larger list buys recall.
     let (r2, _) = recall(&db, &queries, 256);
     assert!(r2 >= r, "L=256 recall {r2} < default-L recall {r}");

@@ -145,6 +145,15 @@ pub(crate) fn build(
     };
     let graph = vamana::build(&data, dim, space, params, progress);
     lap("graph");
+    // Disk order: breadth-first from the entry (node ids below are the new ones).
+    let perm = vamana::bfs_order(&graph);
+    let mut inv = vec![0u32; n];
+    for (new, &old) in perm.iter().enumerate() {
+        if let Some(slot) = inv.get_mut(old as usize) {
+            *slot = new as u32;
+        }
+    }
+    let old_of = |new: usize| perm.get(new).copied().unwrap_or(0) as usize;
 
     // Codes section.
     let mut c = Vec::new();
@@ -181,10 +190,14 @@ pub(crate) fn build(
             }
         }
     }
-    for (o, _) in rows {
+    for new in 0..n {
+        let o = rows.get(old_of(new)).map_or(0, |r| r.0);
         c.extend_from_slice(&o.to_le_bytes());
     }
-    c.extend_from_slice(&codes);
+    for new in 0..n {
+        let at = old_of(new) * cb;
+        c.extend_from_slice(codes.get(at..at + cb).unwrap_or_default());
+    }
 
     // Graph section.
     let geo = Geometry::new(dim, opts.degree);
@@ -197,7 +210,7 @@ pub(crate) fn build(
         u32_of(dim, "dim")?,
         u32_of(geo.r, "degree")?,
         u32_of(n, "nodes")?,
-        graph.entry,
+        inv.get(graph.entry as usize).copied().unwrap_or(0),
         u32_of(geo.node_bytes, "node bytes")?,
         u32_of(geo.nps, "nodes per sector")?,
         u32_of(geo.spn, "sectors per node")?,
@@ -209,14 +222,18 @@ pub(crate) fn build(
         dst.copy_from_slice(&header);
     }
     let mut rec = Vec::with_capacity(geo.node_bytes);
-    for (i, (_, v)) in rows.iter().enumerate() {
+    for i in 0..n {
+        let old = old_of(i);
+        let v = rows.get(old).map(|r| r.1).unwrap_or_default();
         rec.clear();
         v.iter()
             .for_each(|x| rec.extend_from_slice(&x.to_le_bytes()));
-        let nb = graph.adj.get(i).map(Vec::as_slice).unwrap_or_default();
+        let nb = graph.adj.get(old).map(Vec::as_slice).unwrap_or_default();
         rec.extend_from_slice(&u32_of(nb.len(), "degree")?.to_le_bytes());
-        nb.iter()
-            .for_each(|x| rec.extend_from_slice(&x.to_le_bytes()));
+        nb.iter().for_each(|x| {
+            let new = inv.get(*x as usize).copied().unwrap_or(0);
+            rec.extend_from_slice(&new.to_le_bytes())
+        });
         rec.resize(geo.node_bytes, 0);
         let (s, off) = geo.locate(i);
         for (k, chunk) in rec.chunks(PAYLOAD).enumerate() {
@@ -276,6 +293,7 @@ fn rd_f32(b: &[u8], at: usize) -> Option<f32> {
 struct Scratch {
     table: Vec<f32>,
     seen: Visited,
+    expanded: Visited,
     list: Vec<(f32, u32, bool)>,
     v: Vec<f32>,
     qs: Vec<f32>,
@@ -304,6 +322,13 @@ impl Visited {
         }
     }
 
+    #[inline]
+    fn contains(&self, i: u32) -> bool {
+        self.words
+            .get((i / 64) as usize)
+            .is_none_or(|x| x & (1u64 << (i % 64)) != 0)
+    }
+
     /// Mark `i`; true if it was not marked yet (ids past the bitset count as marked).
     #[inline]
     fn insert(&mut self, i: u32) -> bool {
@@ -323,6 +348,16 @@ impl Visited {
 
 thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// The mutable state one search step works on.
+struct Step<'a> {
+    list: &'a mut Vec<(f32, u32, bool)>,
+    seen: &'a mut Visited,
+    fresh: &'a mut Vec<u32>,
+    nbs: &'a mut Vec<u32>,
+    out: &'a mut Vec<(f32, usize)>,
+    stats: &'a mut QueryStats,
 }
 
 /// A node read from the graph.
@@ -427,18 +462,19 @@ impl DiskIndex {
             return Err(err("codes section length mismatch".into()));
         }
         let mut ordinals = Vec::with_capacity(n);
+        let mut used = Bitset::new(seg_n);
         for i in 0..n {
             let o = rd_u32(c, at + i * 4).unwrap_or(u32::MAX);
-            if o as usize >= seg_n
-                || !has_vector.get(o as usize)
-                || ordinals.last().is_some_and(|&p| p >= o)
-            {
-                return Err(err(format!("node {i} maps to a bad ordinal {o}")));
+            if o as usize >= seg_n || !has_vector.get(o as usize) || used.get(o as usize) {
+                return Err(err(format!(
+                    "node {i} maps to a bad or repeated ordinal {o}"
+                )));
             }
+            used.set(o as usize);
             ordinals.push(o);
         }
-        if n == seg_n {
-            // Strictly increasing, in range and as many as the documents: the identity.
+        if ordinals.iter().enumerate().all(|(i, &o)| i == o as usize) {
+            // The identity: no lookup per hop.
             ordinals = Vec::new();
         }
         at += n * 4;
@@ -681,6 +717,58 @@ impl DiskIndex {
         out
     }
 
+    /// Exact distance mapped into the code space (so it can replace a code distance).
+    #[inline]
+    fn refined(&self, exact: f32) -> f32 {
+        match self.metric {
+            Metric::L2 => exact * exact,
+            Metric::Cosine => 2.0 * exact,
+            Metric::InnerProduct => exact,
+        }
+    }
+
+    /// Expand `node` (its record read, its exact distance known): report it if accepted, put it
+    /// in the list as expanded with its exact distance if `in_list` (the list's bound then
+    /// tightens with real distances, which keeps coarse codes from ending the search early;
+    /// sector mates stay out of the list so they do not crowd out candidates), and queue its
+    /// unseen neighbours with their codes prefetched (random accesses into a large array:
+    /// every load of the beam starts before the first code distance).
+    #[allow(clippy::too_many_arguments)]
+    fn expand(
+        &self,
+        node: u32,
+        rec: &[u8],
+        exact: f32,
+        l: usize,
+        accept: &dyn Fn(usize) -> bool,
+        st: &mut Step,
+        in_list: bool,
+    ) -> Result<()> {
+        st.stats.nodes_visited += 1;
+        st.stats.distance_computations += 1;
+        let ord = self.ordinal(node);
+        if accept(ord) {
+            st.out.push((exact, ord));
+        }
+        let refined = self.refined(exact);
+        if let Some(pos) = st.list.iter().position(|c| c.1 == node) {
+            st.list.remove(pos);
+        }
+        if in_list {
+            let at = st.list.partition_point(|x| x.0 <= refined);
+            st.list.insert(at, (refined, node, true));
+            st.list.truncate(l);
+        }
+        self.neighbours_into(rec, node, st.nbs)?;
+        for &nb in st.nbs.iter() {
+            if st.seen.insert(nb) {
+                self.prefetch_code(nb);
+                st.fresh.push(nb);
+            }
+        }
+        Ok(())
+    }
+
     #[inline]
     fn prefetch_code(&self, node: u32) {
         if let Some(code) = self.codes.get(node as usize * self.code_bytes..) {
@@ -730,24 +818,41 @@ impl DiskIndex {
         let table = self
             .quant
             .query_table(self.space, &sc.qs, std::mem::take(&mut sc.table));
-        let seen = &mut sc.seen;
-        seen.reset(self.n);
+        sc.seen.reset(self.n);
+        sc.expanded.reset(self.n);
         // Sorted (code distance, node, expanded).
-        let list = &mut sc.list;
-        list.clear();
-        seen.insert(self.entry);
-        list.push((table.distance(self.code(self.entry)), self.entry, false));
+        sc.list.clear();
+        sc.seen.insert(self.entry);
+        sc.list
+            .push((table.distance(self.code(self.entry)), self.entry, false));
         stats.distance_computations += 1;
         let mut out = Vec::new();
-        let v = &mut sc.v;
-        let beam = &mut sc.beam;
-        let fresh = &mut sc.fresh;
-        let nbs = &mut sc.nbs;
+        let Scratch {
+            seen,
+            expanded,
+            list,
+            v,
+            beam,
+            fresh,
+            nbs,
+            ..
+        } = sc;
+        let mut step = Step {
+            list,
+            seen,
+            fresh,
+            nbs,
+            out: &mut out,
+            stats,
+        };
         loop {
             beam.clear();
-            for c in list.iter_mut().filter(|c| !c.2).take(w) {
+            for c in step.list.iter_mut().filter(|c| !c.2).take(w) {
                 c.2 = true;
                 beam.push(c.1);
+                // Marked before any read: a beam node that is a sector mate of an earlier one
+                // in this beam must not be expanded twice.
+                expanded.insert(c.1);
             }
             if beam.is_empty() {
                 break;
@@ -765,52 +870,52 @@ impl DiskIndex {
                     }
                 }
             }
-            fresh.clear();
+            step.fresh.clear();
             for &node in beam.iter() {
-                stats.nodes_visited += 1;
-                let rec = match self.cached(node) {
+                let (rec, from_disk) = match self.cached(node) {
                     Some(r) => {
-                        stats.cache_hits += 1;
-                        NodeRec(Cow::Borrowed(r))
+                        step.stats.cache_hits += 1;
+                        (NodeRec(Cow::Borrowed(r)), false)
                     }
                     None => {
-                        stats.sectors_read += self.geo.spn as u64;
-                        self.read_node(bytes, node)?
+                        step.stats.sectors_read += self.geo.spn as u64;
+                        (self.read_node(bytes, node)?, true)
                     }
                 };
-                let vec = self.vector_of(&rec.0, v);
-                let ord = self.ordinal(node);
-                let exact = crate::distance::distance(self.metric, q, vec);
-                stats.distance_computations += 1;
-                if accept(ord) {
-                    out.push((exact, ord));
+                let exact = crate::distance::distance(self.metric, q, self.vector_of(&rec.0, v));
+                self.expand(node, &rec.0, exact, l, accept, &mut step, true)?;
+                if !from_disk || self.geo.nps < 2 {
+                    continue;
                 }
-                // The expanded node's code distance is replaced by its exact one (in the same
-                // space): the list's bound then tightens with real distances, which keeps
-                // coarse codes from ending the search early.
-                let refined = match self.metric {
-                    Metric::L2 => exact * exact,
-                    Metric::Cosine => 2.0 * exact,
-                    Metric::InnerProduct => exact,
-                };
-                if let Some(pos) = list.iter().position(|c| c.1 == node) {
-                    list.remove(pos);
-                    let at = list.partition_point(|x| x.0 <= refined);
-                    list.insert(at, (refined, node, true));
-                }
-                // Codes of neighbours are random accesses into a large array: start every
-                // load of the whole beam's neighbours before the first distance (profiled: the
-                // search waited on these misses more than it computed).
-                self.neighbours_into(&rec.0, node, nbs)?;
-                for &nb in nbs.iter() {
-                    if seen.insert(nb) {
-                        self.prefetch_code(nb);
-                        fresh.push(nb);
+                // Sector mates came with the read: expand those that would enter the list,
+                // at no I/O (the breadth-first layout makes them likely neighbours).
+                let (s, _) = self.geo.locate(node as usize);
+                let first = (s - 1) * self.geo.nps;
+                for m in first..(first + self.geo.nps).min(self.n) {
+                    let m = m as u32;
+                    if m == node || !expanded.insert(m) {
+                        continue;
                     }
+                    let rec = self.read_node(bytes, m)?;
+                    let exact =
+                        crate::distance::distance(self.metric, q, self.vector_of(&rec.0, v));
+                    step.stats.distance_computations += 1;
+                    let refined = self.refined(exact);
+                    if step.list.len() >= l && step.list.last().is_some_and(|x| refined >= x.0) {
+                        continue;
+                    }
+                    step.seen.insert(m);
+                    self.expand(m, &rec.0, exact, l, accept, &mut step, false)?;
                 }
             }
             {
+                let Step {
+                    list, fresh, stats, ..
+                } = &mut step;
                 for &nb in fresh.iter() {
+                    if expanded.contains(nb) {
+                        continue; // expanded meanwhile as a sector mate
+                    }
                     let d = table.distance(self.code(nb));
                     stats.distance_computations += 1;
                     if list.len() >= l && list.last().is_some_and(|x| d >= x.0) {
@@ -823,6 +928,16 @@ impl DiskIndex {
             }
         }
         out.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        debug_assert!(
+            {
+                let mut o: Vec<usize> = out.iter().map(|x| x.1).collect();
+                o.sort_unstable();
+                o.windows(2).all(|w| w.first() != w.get(1))
+            },
+            "a node was expanded twice"
+        );
+        // Equal entries are adjacent after the sort; never report one twice.
+        out.dedup();
         if let QueryTable::Pq(t) = table {
             sc.table = t;
         }
@@ -1116,7 +1231,10 @@ mod tests {
         let r = idx
             .search(&file, q, 10, &SearchParams::default(), &|_| true, &mut st)
             .unwrap();
-        assert_eq!(r, cold.0, "a partial cache must not change answers");
+        // Sector mates are expanded only when a sector is read, so the expanded set (and the
+        // tail of the candidates) depends on what is cached; the top 10 must not.
+        let top = |x: &[(f32, usize)]| x.iter().take(10).map(|p| p.1).collect::<Vec<_>>();
+        assert_eq!(top(&r), top(&cold.0), "a partial cache changed the top 10");
         assert!(st.cache_hits > 0 && st.sectors_read > 0);
         // Everything fits: node order, no slot map.
         let used = idx.fill_cache(&f.bytes, usize::MAX).unwrap();
@@ -1130,9 +1248,12 @@ mod tests {
         let r = idx
             .search(&file, q, 10, &SearchParams::default(), &|_| true, &mut st)
             .unwrap();
-        assert_eq!(r, cold.0, "cache must not change answers");
+        assert_eq!(top(&r), top(&cold.0), "the full cache changed the top 10");
         assert_eq!(st.sectors_read, 0);
-        assert_eq!(st.cache_hits, cold.1.nodes_visited);
+        assert_eq!(
+            st.cache_hits, st.nodes_visited,
+            "every hop served from memory"
+        );
         assert!(cold.1.sectors_read > 0);
     }
 }

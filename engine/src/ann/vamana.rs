@@ -299,6 +299,35 @@ pub(crate) fn build(
     Graph { adj, entry }
 }
 
+/// Node order for the disk layout: breadth-first from the entry point (neighbours in adjacency
+/// order), then any unreached nodes. Neighbours get nearby ids, so nodes packed into one sector
+/// tend to be near each other and one read serves several useful nodes. Returns `perm` with
+/// `perm[new] = old`.
+pub(crate) fn bfs_order(g: &Graph) -> Vec<u32> {
+    let n = g.adj.len();
+    let mut seen = vec![false; n];
+    let mut order = Vec::with_capacity(n);
+    let mut queue = std::collections::VecDeque::new();
+    let mut visit = |i: u32, order: &mut Vec<u32>, queue: &mut std::collections::VecDeque<u32>| {
+        if let Some(s) = seen.get_mut(i as usize) {
+            if !*s {
+                *s = true;
+                order.push(i);
+                queue.push_back(i);
+            }
+        }
+    };
+    for start in std::iter::once(g.entry).chain(0..n as u32) {
+        visit(start, &mut order, &mut queue);
+        while let Some(u) = queue.pop_front() {
+            for &v in g.adj.get(u as usize).map(Vec::as_slice).unwrap_or_default() {
+                visit(v, &mut order, &mut queue);
+            }
+        }
+    }
+    order
+}
+
 /// Beam search over an in-memory graph with exact distances (tests and recall checks of the
 /// build itself).
 #[cfg(test)]
