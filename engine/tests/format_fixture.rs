@@ -1,6 +1,7 @@
 //! A committed database written by format version 1 (`tests/fixtures/v1-db/`: SCHEMA, a
 //! manifest, two segments — one with a deletion bitmap — and a WAL holding one unflushed batch)
-//! must keep opening with the same content. It exercises every decoder of `docs/format.md`.
+//! must keep opening with the same content. It exercises every decoder of `docs/format.md`;
+//! `tests/fixtures/v1-ann-db/` pins the ANN codes and graph sections.
 //!
 //! Regenerate only with a format version bump:
 //! `STRATA_REGEN_FIXTURES=1 cargo test -p strata --test format_fixture`.
@@ -129,4 +130,57 @@ fn committed_v1_database_opens_with_the_same_content() {
     );
     let q = Query::boolean(Filter::range("ts", 100, 300), 10);
     assert_eq!(db.search(&q).unwrap().len(), 3);
+}
+
+fn ann_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1-ann-db")
+}
+
+fn ann_opts() -> Options {
+    Options {
+        wal_preallocate: false,
+        ann: strata::AnnOptions {
+            min_vectors: 2,
+            degree: 8,
+            build_list: 16,
+            ..strata::AnnOptions::default()
+        },
+        ..Options::default()
+    }
+}
+
+/// 60 points on a jittered grid; one segment with the ANN codes and graph sections.
+fn regenerate_ann(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+    let db = Db::create_with(dir, Schema::new(2, Metric::L2), ann_opts()).unwrap();
+    for i in 0..60 {
+        let (x, y) = ((i % 8) as f32, (i / 8) as f32);
+        let j = (i as f32 * 0.37).sin() * 0.3;
+        db.put(Document::new(format!("p{i:02}"), "").with_vector(vec![x + j, y - j]))
+            .unwrap();
+    }
+    db.flush().unwrap();
+    drop(db);
+    std::fs::remove_file(dir.join(strata::LOCK_FILE)).unwrap();
+}
+
+#[test]
+fn committed_v1_ann_segment_answers_through_its_graph() {
+    if std::env::var_os("STRATA_REGEN_FIXTURES").is_some() {
+        regenerate_ann(&ann_fixture());
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    copy_dir(&ann_fixture(), &dir);
+    let db = Db::open(&dir, ann_opts()).unwrap();
+    assert_eq!(db.stats().ann_segments, 1);
+    for q in [[0.0f32, 0.0], [5.0, -3.0], [-8.0, 8.0]] {
+        // A list as long as the graph: the search reaches every node, so it equals exact.
+        let (got, st) = db
+            .search_with_stats(&Query::knn(q.to_vec(), 5).with_search_list(60))
+            .unwrap();
+        assert_eq!(st.graph_segments, 1, "the graph answered");
+        let want = db.search(&Query::knn(q.to_vec(), 5).exact()).unwrap();
+        assert_eq!(got, want, "query {q:?}");
+    }
 }
