@@ -25,6 +25,7 @@
 
 pub mod ann;
 mod batch;
+pub mod build;
 mod db;
 mod distance;
 mod doc;
@@ -44,7 +45,9 @@ mod version;
 
 pub use ann::{AnnOptions, CodeKind, QueryStats, SearchParams};
 pub use batch::{decode_document, encode_document, Op, WriteBatch};
-pub use db::{Db, DbStats, Options, LOCK_FILE, SEGMENTS_DIR, WAL_DIR, WAL_KIND_BATCH};
+pub use db::{
+    AnnInfo, Db, DbStats, Options, SegmentInfo, LOCK_FILE, SEGMENTS_DIR, WAL_DIR, WAL_KIND_BATCH,
+};
 pub use distance::distance;
 pub use doc::{validate_key, validate_term, Document};
 pub use error::{Error, Result};

@@ -1,10 +1,9 @@
-//! `strata`: the command-line tool of Strata.
-//!
-//! Today: `strata demo` (the write-ahead log on built-in sample data) and `strata bench wal`
-//! (group-commit throughput, raw-disk and RocksDB baselines, replay speed). The build, query,
-//! inspect, verify, compact and crash commands land with the engine.
+//! `strata`: the command-line tool of Strata: `demo`, `build` (offline builder), `query`,
+//! `get`, `put`, `delete`, `dump`, `inspect`, `verify` and `bench`. Human-readable output by
+//! default, `--json` for machines; errors go to stderr with a non-zero exit code.
 
 mod bench;
+mod cli;
 mod dataset;
 mod demo;
 
@@ -25,6 +24,22 @@ struct Cli {
 enum Command {
     /// Write built-in sample records through the WAL from many threads, tear the tail, recover.
     Demo(demo::DemoArgs),
+    /// Build a database offline from vector files and JSONL documents.
+    Build(cli::build::BuildArgs),
+    /// k-NN / filtered / radius queries.
+    Query(cli::ops::QueryArgs),
+    /// Print one document as JSON.
+    Get(cli::ops::GetArgs),
+    /// Write JSONL documents through the normal write path (WAL), in order.
+    Put(cli::ops::PutArgs),
+    /// Delete the keys listed in a file (one per line).
+    Delete(cli::ops::DeleteArgs),
+    /// Every live document as a JSONL line.
+    Dump(cli::ops::DbArgs),
+    /// Schema, segments, sizes, terms, graph degrees, memory.
+    Inspect(cli::ops::DbArgs),
+    /// Re-read every file and check every checksum and invariant.
+    Verify(cli::ops::DbArgs),
     /// Benchmarks against peers, measured in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -34,6 +49,14 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
+        Command::Build(a) => cli::build::run(&a),
+        Command::Query(a) => cli::ops::query(&a),
+        Command::Get(a) => cli::ops::get(&a),
+        Command::Put(a) => cli::ops::put(&a),
+        Command::Delete(a) => cli::ops::delete(&a),
+        Command::Dump(a) => cli::ops::dump(&a),
+        Command::Inspect(a) => cli::ops::inspect(&a),
+        Command::Verify(a) => cli::ops::verify(&a),
         Command::Bench(cmd) => bench::run(cmd),
     };
     if let Err(e) = result {

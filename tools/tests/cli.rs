@@ -107,3 +107,266 @@ fn bad_arguments_fail_with_a_message() {
         "{err}"
     );
 }
+
+/// Write `n` clustered 8-d vectors as .fvecs and matching JSONL documents.
+fn sample_files(dir: &std::path::Path, n: usize) -> (std::path::PathBuf, std::path::PathBuf) {
+    use std::io::Write;
+    let vec_path = dir.join("base.fvecs");
+    let doc_path = dir.join("docs.jsonl");
+    let mut vf = std::fs::File::create(&vec_path).unwrap();
+    let mut df = std::fs::File::create(&doc_path).unwrap();
+    for i in 0..n {
+        vf.write_all(&8i32.to_le_bytes()).unwrap();
+        for j in 0..8 {
+            let x = ((i * 7 + j * 13) % 97) as f32 / 10.0 + (i % 5) as f32 * 20.0;
+            vf.write_all(&x.to_le_bytes()).unwrap();
+        }
+        let lang = if i % 3 == 0 { "lang:de" } else { "lang:en" };
+        writeln!(
+            df,
+            r#"{{"key": "doc-{i:05}", "terms": ["{lang}", "author:{}"], "attrs": {{"ts": {}}}, "value": "post {i}"}}"#,
+            i % 7,
+            1_700_000_000 + i
+        )
+        .unwrap();
+    }
+    (vec_path, doc_path)
+}
+
+fn write_query(dir: &std::path::Path, v: &[f32]) -> std::path::PathBuf {
+    use std::io::Write;
+    let p = dir.join("q.fvecs");
+    let mut f = std::fs::File::create(&p).unwrap();
+    f.write_all(&(v.len() as i32).to_le_bytes()).unwrap();
+    for x in v {
+        f.write_all(&x.to_le_bytes()).unwrap();
+    }
+    p
+}
+
+#[test]
+fn build_verify_query_put_delete_dump_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (vecs, docs) = sample_files(tmp.path(), 3000);
+    let db = tmp.path().join("db");
+    let dbs = db.to_str().unwrap();
+    let (ok, out, err) = strata(&[
+        "build",
+        "--out",
+        dbs,
+        "--vectors",
+        vecs.to_str().unwrap(),
+        "--docs",
+        docs.to_str().unwrap(),
+        "--metric",
+        "l2",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["documents"], 3000);
+    assert_eq!(v["segments"], 1);
+
+    let (ok, out, err) = strata(&["verify", dbs]);
+    assert!(ok && out.starts_with("ok"), "{out}{err}");
+    let (ok, out, err) = strata(&["inspect", dbs, "--json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["schema"]["dim"], 8);
+    assert_eq!(v["schema"]["attrs"][0], "ts");
+    let g = &v["segments"][0]["ann"];
+    assert_eq!(g["nodes"], 3000, "{v}");
+    let hist: u64 = g["degree_histogram"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .sum();
+    assert_eq!(hist, 3000);
+
+    // A stored vector finds itself at distance 0; the filter keeps only German posts.
+    let first: Vec<f32> = (0..8).map(|j| ((j * 13) % 97) as f32 / 10.0).collect();
+    let q = write_query(tmp.path(), &first);
+    let (ok, out, err) = strata(&[
+        "query",
+        dbs,
+        "--vectors",
+        q.to_str().unwrap(),
+        "--k",
+        "5",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(v["query"], 0);
+    assert_eq!(v["hits"][0]["key"], "doc-00000");
+    assert_eq!(v["hits"][0]["distance"], 0.0);
+    assert_eq!(v["hits"].as_array().unwrap().len(), 5);
+    assert!(v["stats"]["graph_segments"].as_u64().unwrap() == 1, "{v}");
+    let (ok, out, err) = strata(&[
+        "query",
+        dbs,
+        "--vector",
+        "0,1,2,3,4,5,6,7",
+        "--filter",
+        "(and lang:de (range ts 1700000000 1700000100))",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let hits = v["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 10);
+    for h in hits {
+        let n: usize = h["key"].as_str().unwrap()[4..].parse().unwrap();
+        assert!(n.is_multiple_of(3) && n <= 100, "{h}");
+    }
+
+    // put (through the WAL), get, delete, dump.
+    let more = tmp.path().join("more.jsonl");
+    std::fs::write(
+        &more,
+        "{\"key\": \"new-1\", \"terms\": [\"lang:fr\"], \"value\": \"bonjour\", \"vector\": [1,1,1,1,1,1,1,1]}\n",
+    )
+    .unwrap();
+    let (ok, _, err) = strata(&["put", dbs, "--docs", more.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = strata(&["get", dbs, "new-1"]);
+    assert!(ok && out.contains("bonjour"), "{out}{err}");
+    let keys = tmp.path().join("keys.txt");
+    std::fs::write(&keys, "doc-00000\ndoc-00001\n").unwrap();
+    let (ok, _, err) = strata(&["delete", dbs, "--keys", keys.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let (ok, _, _) = strata(&["get", dbs, "doc-00000"]);
+    assert!(!ok, "deleted key still there");
+    let (ok, out, err) = strata(&["dump", dbs]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3000 - 2 + 1);
+    let last: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+    assert_eq!(last["key"], "new-1");
+    let (ok, out, err) = strata(&["verify", dbs]);
+    assert!(ok && out.starts_with("ok"), "{out}{err}");
+}
+
+#[test]
+fn build_rejects_bad_input_and_leaves_nothing_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (vecs, docs) = sample_files(tmp.path(), 50);
+    let db = tmp.path().join("db");
+    let dbs = db.to_str().unwrap();
+    // A malformed JSONL line names its line.
+    let bad = tmp.path().join("bad.jsonl");
+    let mut text = std::fs::read_to_string(&docs).unwrap();
+    text = text.replacen("\"terms\"", "\"terms\" 7", 1);
+    std::fs::write(&bad, text).unwrap();
+    let (ok, _, err) = strata(&[
+        "build",
+        "--out",
+        dbs,
+        "--vectors",
+        vecs.to_str().unwrap(),
+        "--docs",
+        bad.to_str().unwrap(),
+        "--metric",
+        "l2",
+    ]);
+    assert!(!ok && err.contains("line 1"), "{err}");
+    // Dimension mismatch.
+    let (ok, _, err) = strata(&[
+        "build",
+        "--out",
+        dbs,
+        "--vectors",
+        vecs.to_str().unwrap(),
+        "--metric",
+        "l2",
+        "--dim",
+        "9",
+    ]);
+    assert!(!ok && err.contains("dimension 8"), "{err}");
+    // A truncated vector file.
+    let short = tmp.path().join("short.fvecs");
+    let bytes = std::fs::read(&vecs).unwrap();
+    std::fs::write(&short, &bytes[..bytes.len() - 3]).unwrap();
+    let (ok, _, err) = strata(&[
+        "build",
+        "--out",
+        dbs,
+        "--vectors",
+        short.to_str().unwrap(),
+        "--metric",
+        "l2",
+    ]);
+    assert!(!ok && err.contains("short.fvecs"), "{err}");
+    // Duplicate keys: the builder refuses after validation, nothing left behind.
+    let dup = tmp.path().join("dup.jsonl");
+    let text = std::fs::read_to_string(&docs)
+        .unwrap()
+        .replace("doc-00001", "doc-00000");
+    std::fs::write(&dup, text).unwrap();
+    let (ok, _, err) = strata(&[
+        "build",
+        "--out",
+        dbs,
+        "--vectors",
+        vecs.to_str().unwrap(),
+        "--docs",
+        dup.to_str().unwrap(),
+        "--metric",
+        "l2",
+    ]);
+    assert!(!ok && err.contains("duplicate key"), "{err}");
+    assert!(!db.exists(), "a failed build left {dbs}");
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("building"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // Not a database.
+    let (ok, _, err) = strata(&["verify", tmp.path().to_str().unwrap()]);
+    assert!(!ok && err.contains("not a Strata database"), "{err}");
+}
+
+#[test]
+fn verify_names_a_corrupt_graph_sector() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (vecs, _) = sample_files(tmp.path(), 3000);
+    let db = tmp.path().join("db");
+    let dbs = db.to_str().unwrap();
+    let (ok, _, err) = strata(&[
+        "build",
+        "--out",
+        dbs,
+        "--vectors",
+        vecs.to_str().unwrap(),
+        "--metric",
+        "l2",
+    ]);
+    assert!(ok, "{err}");
+    let seg = std::fs::read_dir(db.join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "seg"))
+        .unwrap();
+    // Flip a byte in the middle of the last graph sector: open still works (sectors are
+    // checked when read), verify reads every sector and fails naming the file.
+    let mut b = std::fs::read(&seg).unwrap();
+    let table_at = u64::from_le_bytes(b[b.len() - 48..b.len() - 40].try_into().unwrap()) as usize;
+    let count = u32::from_le_bytes(b[b.len() - 52..b.len() - 48].try_into().unwrap()) as usize;
+    let graph = (0..count)
+        .map(|i| &b[table_at + i * 24..table_at + i * 24 + 24])
+        .find(|e| u32::from_le_bytes(e[0..4].try_into().unwrap()) == 8)
+        .map(|e| {
+            let at = u64::from_le_bytes(e[8..16].try_into().unwrap()) as usize;
+            let len = u64::from_le_bytes(e[16..24].try_into().unwrap()) as usize;
+            (at, len)
+        })
+        .unwrap();
+    let at = graph.0 + graph.1 - 2000;
+    b[at] ^= 0x55;
+    std::fs::write(&seg, &b).unwrap();
+    let (ok, _, err) = strata(&["verify", dbs]);
+    assert!(!ok, "verify passed a corrupt sector");
+    assert!(err.contains("sector") && err.contains(".seg"), "{err}");
+}

@@ -535,6 +535,31 @@ impl DiskIndex {
         self.n
     }
 
+    /// Degree bound `R`.
+    pub(crate) fn degree_max(&self) -> usize {
+        self.geo.r
+    }
+
+    /// Code kind and bytes per code.
+    pub(crate) fn code_kind(&self) -> (crate::CodeKind, usize) {
+        (self.quant.kind(), self.code_bytes)
+    }
+
+    /// Read every node (checking every sector CRC, degree and neighbour id): the degree
+    /// histogram (index = degree), or the first corruption found.
+    pub(crate) fn degree_histogram(&self, bytes: &[u8]) -> Result<Vec<u64>> {
+        let mut hist = vec![0u64; self.geo.r + 1];
+        let mut nbs = Vec::new();
+        for node in 0..self.n as u32 {
+            let rec = self.read_node(bytes, node)?;
+            self.neighbours_into(&rec.0, node, &mut nbs)?;
+            if let Some(h) = hist.get_mut(nbs.len()) {
+                *h += 1;
+            }
+        }
+        Ok(hist)
+    }
+
     /// Bytes this index keeps in memory (codes, node map, quantiser, node cache).
     pub(crate) fn resident_bytes(&self) -> usize {
         let q = match &self.quant {

@@ -416,6 +416,11 @@ impl Segment {
         &self.bytes
     }
 
+    /// Distinct terms.
+    pub(crate) fn term_count(&self) -> usize {
+        self.term_count
+    }
+
     /// Number of documents (ordinals `0..len`).
     pub(crate) fn len(&self) -> usize {
         self.n

@@ -173,6 +173,16 @@ pub(crate) fn encode_segment(
     schema: &Schema,
     ann: Option<&AnnOptions>,
 ) -> Result<Vec<u8>> {
+    encode_segment_with(docs, schema, ann, &|_| {})
+}
+
+/// [`encode_segment`] reporting graph insertions to `progress`.
+pub(crate) fn encode_segment_with(
+    docs: &[Arc<Document>],
+    schema: &Schema,
+    ann: Option<&AnnOptions>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<u8>> {
     let mut sections = vec![
         (SectionKind::Keys, keys_section(docs)?),
         (SectionKind::Docs, docs_section(docs, schema)?),
@@ -195,7 +205,7 @@ pub(crate) fn encode_segment(
             .collect();
         if rows.len() >= opts.min_vectors.max(2) {
             let built =
-                crate::ann::disk::build(&rows, schema.dim as usize, schema.metric, opts, &|_| {})?;
+                crate::ann::disk::build(&rows, schema.dim as usize, schema.metric, opts, progress)?;
             if std::env::var_os("STRATA_LOG_BUILD").is_some() {
                 eprintln!("ann build of {} vectors: {:?}", rows.len(), built.phases);
             }
@@ -242,7 +252,19 @@ pub(crate) fn write_segment(
     schema: &Schema,
     ann: Option<&AnnOptions>,
 ) -> Result<u64> {
-    let bytes = encode_segment(docs, schema, ann)?;
+    write_segment_with(fs, path, docs, schema, ann, &|_| {})
+}
+
+/// [`write_segment`] reporting graph insertions to `progress`.
+pub(crate) fn write_segment_with(
+    fs: &SharedFs,
+    path: &Path,
+    docs: &[Arc<Document>],
+    schema: &Schema,
+    ann: Option<&AnnOptions>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<u64> {
+    let bytes = encode_segment_with(docs, schema, ann, progress)?;
     crate::files::write_durably(fs, path, &bytes)?;
     Ok(bytes.len() as u64)
 }

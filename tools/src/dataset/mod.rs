@@ -99,6 +99,11 @@ impl VectorFile {
         self.dim
     }
 
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Vector `i` into `out` (replacing its contents).
     pub fn read(&self, i: usize, out: &mut Vec<f32>) -> Result<(), DataError> {
         if i >= self.n {

@@ -1,0 +1,274 @@
+//! `strata build`: the offline builder from vector files (+ JSONL documents).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use strata::build::{build_database, BuildEvent, BuildOptions};
+use strata::{AnnOptions, Metric, Schema};
+
+use super::docs::{read_jsonl, DocLine};
+use crate::dataset::VectorFile;
+use crate::CliResult;
+
+#[derive(Args)]
+pub struct BuildArgs {
+    /// The database directory to create (must not exist).
+    #[arg(long)]
+    out: PathBuf,
+    /// Vectors: `.fvecs`, `.bvecs` or `.npy` (memory-mapped). Without it, every JSONL line
+    /// carries a `vector`.
+    #[arg(long)]
+    vectors: Option<PathBuf>,
+    /// JSONL documents: line i describes vector i (key, terms, attrs, value).
+    #[arg(long)]
+    docs: Option<PathBuf>,
+    /// Distance metric.
+    #[arg(long, value_parser = ["l2", "ip", "cosine"])]
+    metric: String,
+    /// Expected dimension (checked against the data).
+    #[arg(long)]
+    dim: Option<u32>,
+    /// Memory for the build (e.g. 4GiB, 512MiB): sets how many documents go into one segment
+    /// (one graph). Default 4GiB.
+    #[arg(long, default_value = "4GiB")]
+    memory_budget: String,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Graph degree R.
+    #[arg(long, default_value_t = AnnOptions::default().degree)]
+    degree: usize,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Parse `4GiB`, `512MiB`, `100KiB`, `123` (bytes).
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = [
+        ("GiB", 1u64 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+        ("B", 1),
+    ]
+    .iter()
+    .find_map(|(suf, m)| t.strip_suffix(suf).map(|n| (n, *m)))
+    .unwrap_or((t, 1));
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad size {s:?} (examples: 4GiB, 512MiB, 1000000)"))?;
+    if !(n.is_finite() && n > 0.0) {
+        return Err(format!("bad size {s:?}"));
+    }
+    Ok((n * mult as f64) as u64)
+}
+
+fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let l = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+            l.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let style = ProgressStyle::with_template(&format!(
+        "{what:>8} {{bar:40}} {{pos}}/{{len}} {{per_sec}} eta {{eta}}"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    ProgressBar::new(len).with_style(style)
+}
+
+pub fn run(a: &BuildArgs) -> CliResult {
+    if let Some(t) = a.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t.max(1))
+            .build_global()
+            .map_err(|e| format!("--threads: {e}"))?;
+    }
+    let metric = Metric::parse(&a.metric)?;
+    if a.out.exists() {
+        return Err(format!("{} already exists", a.out.display()).into());
+    }
+    let budget = parse_bytes(&a.memory_budget)?;
+    let t0 = Instant::now();
+
+    // Read: vectors (mapped), documents.
+    let lines: Vec<DocLine> = match &a.docs {
+        Some(p) => read_jsonl(p)?,
+        None => Vec::new(),
+    };
+    let file = a.vectors.as_deref().map(VectorFile::open).transpose()?;
+    let (n, dim) = match &file {
+        Some(f) => {
+            if a.docs.is_some() && lines.len() != f.len() {
+                return Err(format!(
+                    "{} has {} lines, {} has {} vectors: line i describes vector i",
+                    a.docs
+                        .as_deref()
+                        .map(Path::display)
+                        .map(|d| d.to_string())
+                        .unwrap_or_default(),
+                    lines.len(),
+                    f.path().display(),
+                    f.len()
+                )
+                .into());
+            }
+            (f.len(), f.dim())
+        }
+        None => {
+            if a.docs.is_none() {
+                return Err("give --vectors FILE, --docs FILE.jsonl, or both".into());
+            }
+            let dim = lines
+                .first()
+                .and_then(|l| l.vector.as_ref())
+                .map(Vec::len)
+                .ok_or("without --vectors, every JSONL line needs a \"vector\"")?;
+            (lines.len(), dim)
+        }
+    };
+    if let Some(d) = a.dim {
+        if d as usize != dim {
+            return Err(format!("--dim {d}, but the data has dimension {dim}").into());
+        }
+    }
+    let attrs: BTreeSet<&str> = lines
+        .iter()
+        .flat_map(|l| l.attrs.keys().map(String::as_str))
+        .collect();
+    let mut schema = Schema::new(
+        u32::try_from(dim).map_err(|_| "dimension too large")?,
+        metric,
+    );
+    for name in &attrs {
+        schema = schema.with_attr(name);
+    }
+
+    let read = bar(n as u64, "read");
+    let mut docs = Vec::with_capacity(n);
+    let mut lines = lines.into_iter();
+    let mut v = Vec::new();
+    for i in 0..n {
+        let line = lines.next().unwrap_or_default();
+        let vector = match &file {
+            Some(f) => {
+                f.read(i, &mut v)?;
+                Some(v.clone())
+            }
+            None => None,
+        };
+        if file.is_none() && line.vector.as_ref().map(Vec::len) != Some(dim) {
+            return Err(format!(
+                "{}: line {}: \"vector\" missing or not of dimension {dim}",
+                a.docs
+                    .as_deref()
+                    .map(Path::display)
+                    .map(|d| d.to_string())
+                    .unwrap_or_default(),
+                i + 1
+            )
+            .into());
+        }
+        docs.push(line.into_document(i.to_string(), vector));
+        read.inc(1);
+    }
+    read.finish_and_clear();
+    let read_s = t0.elapsed().as_secs_f64();
+
+    // Segment size from the budget: per document, the document itself (vector twice: the
+    // document and the index-space copy), the graph (R ids with slack), codes and sectors.
+    let ann = AnnOptions {
+        degree: a.degree,
+        min_vectors: 1000,
+        ..AnnOptions::default()
+    };
+    let per_doc = (8 * dim + 8 * ann.degree + dim / 4 + 256).max(1) as u64;
+    let segment_docs_max = ((budget / 2) / per_doc).clamp(1000, u64::from(u32::MAX)) as usize;
+    let opts = BuildOptions {
+        segment_docs_max,
+        ann,
+    };
+
+    // Build next to the target, rename at the end: nothing half-written on failure.
+    let parent = a
+        .out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = a
+        .out
+        .file_name()
+        .ok_or("--out needs a directory name")?
+        .to_string_lossy()
+        .into_owned();
+    let tmp = parent.join(format!(".{name}.building-{}", std::process::id()));
+    let graph = bar(0, "graph");
+    let t1 = Instant::now();
+    let result = build_database(&tmp, schema, docs, &opts, &|e| match e {
+        BuildEvent::Segment { docs, .. } => {
+            graph.set_length(docs as u64);
+            graph.set_position(0);
+        }
+        BuildEvent::GraphProgress(done) => graph.set_position(done),
+    });
+    graph.finish_and_clear();
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e.into());
+        }
+    };
+    if let Err(e) = std::fs::rename(&tmp, &a.out) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(format!("rename to {}: {e}", a.out.display()).into());
+    }
+    let build_s = t1.elapsed().as_secs_f64();
+    let peak = peak_rss();
+    if a.json {
+        let phases: serde_json::Map<String, serde_json::Value> =
+            std::iter::once(("read".to_owned(), read_s.into()))
+                .chain(report.phases.iter().map(|(k, v)| (k.clone(), (*v).into())))
+                .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "out": a.out.display().to_string(),
+                "documents": report.documents,
+                "segments": report.segments,
+                "bytes": report.bytes,
+                "seconds": t0.elapsed().as_secs_f64(),
+                "phases": phases,
+                "peak_rss_bytes": peak,
+            })
+        );
+    } else {
+        println!(
+            "built {}: {} documents, {} segment(s), {:.1} MiB, dim {dim}, {}",
+            a.out.display(),
+            report.documents,
+            report.segments,
+            report.bytes as f64 / f64::from(1u32 << 20),
+            a.metric
+        );
+        println!("  read {read_s:.1} s");
+        for (k, v) in &report.phases {
+            println!("  {k} {v:.1} s");
+        }
+        println!(
+            "  total {:.1} s (build {build_s:.1} s), peak memory {:.2} GiB",
+            t0.elapsed().as_secs_f64(),
+            peak as f64 / f64::from(1u32 << 30)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,387 @@
+//! `strata query | get | put | delete | dump | inspect | verify`.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde_json::{json, Value};
+use strata::{Db, Filter, Metric, Options, Query, QueryStats, WriteBatch};
+
+use super::docs::{read_jsonl, to_json};
+use crate::dataset::VectorFile;
+use crate::CliResult;
+
+fn open(db: &Path) -> CliResult<Db> {
+    if !db.join(strata::meta::SCHEMA_FILE).exists() {
+        return Err(format!("{} is not a Strata database (no SCHEMA file)", db.display()).into());
+    }
+    Ok(Db::open(db, Options::default())?)
+}
+
+fn key_str(k: &[u8]) -> String {
+    String::from_utf8_lossy(k).into_owned()
+}
+
+#[derive(Args)]
+pub struct QueryArgs {
+    /// The database.
+    db: PathBuf,
+    /// Query vectors (`.fvecs`, `.bvecs`, `.npy`): one query per vector.
+    #[arg(long, conflicts_with = "vector")]
+    vectors: Option<PathBuf>,
+    /// One query vector, comma-separated.
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    vector: Option<Vec<f32>>,
+    /// Results per query.
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    /// A filter for every query, e.g. `(and lang:en (not spam))`.
+    #[arg(long, conflicts_with = "filters")]
+    filter: Option<String>,
+    /// Line i is the filter of query i (an empty line: no filter).
+    #[arg(long)]
+    filters: Option<PathBuf>,
+    /// Only results within this distance (natural units, see --json).
+    #[arg(long)]
+    radius: Option<f32>,
+    /// Graph candidate list size (L_search).
+    #[arg(long)]
+    list: Option<usize>,
+    /// Print what each query cost (graph or exact per segment, nodes, sectors).
+    #[arg(long)]
+    explain: bool,
+    /// One JSON object per query: {"query": i, "hits": [{"key", "distance"}], "stats": {...}}.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Distances in the contract's natural units: squared L2, -dot, 1 - cosine.
+fn natural(metric: Metric, d: f32) -> f32 {
+    match metric {
+        Metric::L2 => d * d,
+        Metric::InnerProduct | Metric::Cosine => d,
+    }
+}
+
+fn stats_json(s: &QueryStats) -> Value {
+    json!({
+        "graph_segments": s.graph_segments,
+        "exact_segments": s.exact_segments,
+        "nodes_visited": s.nodes_visited,
+        "sectors_read": s.sectors_read,
+        "cache_hits": s.cache_hits,
+        "distance_computations": s.distance_computations,
+    })
+}
+
+pub fn query(a: &QueryArgs) -> CliResult {
+    let db = open(&a.db)?;
+    let metric = db.schema().metric;
+    let vectors: Vec<Vec<f32>> = match (&a.vectors, &a.vector) {
+        (Some(p), _) => {
+            let f = VectorFile::open(p)?;
+            let mut out = Vec::with_capacity(f.len());
+            for i in 0..f.len() {
+                let mut v = Vec::new();
+                f.read(i, &mut v)?;
+                out.push(v);
+            }
+            out
+        }
+        (None, Some(v)) => vec![v.clone()],
+        (None, None) => return Err("give --vectors FILE or --vector x,y,...".into()),
+    };
+    let filters: Vec<Option<Filter>> = match (&a.filter, &a.filters) {
+        (Some(f), _) => vec![Some(Filter::parse(f)?); vectors.len()],
+        (None, Some(p)) => {
+            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let lines: Vec<&str> = text.lines().collect();
+            if lines.len() != vectors.len() {
+                return Err(format!(
+                    "{} has {} lines for {} queries",
+                    p.display(),
+                    lines.len(),
+                    vectors.len()
+                )
+                .into());
+            }
+            lines
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    if l.trim().is_empty() {
+                        Ok(None)
+                    } else {
+                        Filter::parse(l)
+                            .map(Some)
+                            .map_err(|e| format!("{}: line {}: {e}", p.display(), i + 1))
+                    }
+                })
+                .collect::<Result<_, String>>()?
+        }
+        (None, None) => vec![None; vectors.len()],
+    };
+    // The radius comes in natural units; the engine's L2 distance is not squared.
+    let radius = a.radius.map(|r| match metric {
+        Metric::L2 => r.max(0.0).sqrt(),
+        _ => r,
+    });
+    for (i, (v, f)) in vectors.into_iter().zip(filters).enumerate() {
+        let mut q = Query::knn(v, a.k);
+        q.filter = f;
+        q.radius = radius;
+        if let Some(l) = a.list {
+            q = q.with_search_list(l);
+        }
+        let (hits, st) = db.search_with_stats(&q)?;
+        if a.json {
+            let hits: Vec<Value> = hits
+                .iter()
+                .map(|h| {
+                    json!({"key": key_str(&h.key),
+                           "distance": h.distance.map(|d| natural(metric, d))})
+                })
+                .collect();
+            println!(
+                "{}",
+                json!({"query": i, "hits": hits, "stats": stats_json(&st)})
+            );
+        } else {
+            println!("query {i}: {} hit(s)", hits.len());
+            for h in &hits {
+                let d = h.distance.map(|d| natural(metric, d)).unwrap_or(0.0);
+                println!("  {:<24} {d:.6}", key_str(&h.key));
+            }
+            if a.explain {
+                println!(
+                    "  explain: {} segment(s) by graph, {} exact (incl. memtable); {} nodes \
+                     visited, {} sectors read, {} cache hits, {} distances",
+                    st.graph_segments,
+                    st.exact_segments,
+                    st.nodes_visited,
+                    st.sectors_read,
+                    st.cache_hits,
+                    st.distance_computations
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct GetArgs {
+    /// The database.
+    db: PathBuf,
+    /// The key.
+    key: String,
+}
+
+pub fn get(a: &GetArgs) -> CliResult {
+    let db = open(&a.db)?;
+    match db.get(a.key.as_bytes())? {
+        Some(d) => {
+            println!("{}", to_json(&d));
+            Ok(())
+        }
+        None => Err(format!("key {:?} not found", a.key).into()),
+    }
+}
+
+#[derive(Args)]
+pub struct PutArgs {
+    /// The database.
+    db: PathBuf,
+    /// JSONL documents, applied in order through the WAL.
+    #[arg(long)]
+    docs: PathBuf,
+    /// Vectors for the documents (line i gets vector i).
+    #[arg(long)]
+    vectors: Option<PathBuf>,
+}
+
+pub fn put(a: &PutArgs) -> CliResult {
+    let db = open(&a.db)?;
+    let lines = read_jsonl(&a.docs)?;
+    let file = a.vectors.as_deref().map(VectorFile::open).transpose()?;
+    if let Some(f) = &file {
+        if f.len() != lines.len() {
+            return Err(format!("{} lines but {} vectors", lines.len(), f.len()).into());
+        }
+    }
+    let n = lines.len();
+    let mut batch = WriteBatch::new();
+    for (i, line) in lines.into_iter().enumerate() {
+        if line.key.is_none() {
+            return Err(
+                format!("{}: line {}: \"key\" is required", a.docs.display(), i + 1).into(),
+            );
+        }
+        let vector = match &file {
+            Some(f) => {
+                let mut v = Vec::new();
+                f.read(i, &mut v)?;
+                Some(v)
+            }
+            None => None,
+        };
+        batch.put(line.into_document(String::new(), vector));
+        if batch.len() >= 256 {
+            db.write(std::mem::take(&mut batch))?;
+        }
+    }
+    if !batch.is_empty() {
+        db.write(batch)?;
+    }
+    println!("put {n} document(s)");
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct DeleteArgs {
+    /// The database.
+    db: PathBuf,
+    /// One key per line.
+    #[arg(long)]
+    keys: PathBuf,
+}
+
+pub fn delete(a: &DeleteArgs) -> CliResult {
+    let db = open(&a.db)?;
+    let text =
+        std::fs::read_to_string(&a.keys).map_err(|e| format!("{}: {e}", a.keys.display()))?;
+    let mut batch = WriteBatch::new();
+    let mut n = 0;
+    for k in text.lines().filter(|l| !l.is_empty()) {
+        batch.delete(k.as_bytes().to_vec());
+        n += 1;
+        if batch.len() >= 1024 {
+            db.write(std::mem::take(&mut batch))?;
+        }
+    }
+    if !batch.is_empty() {
+        db.write(batch)?;
+    }
+    println!("deleted {n} key(s)");
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct DbArgs {
+    /// The database.
+    db: PathBuf,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn dump(a: &DbArgs) -> CliResult {
+    let db = open(&a.db)?;
+    for d in db.scan(..)? {
+        println!("{}", to_json(&d));
+    }
+    Ok(())
+}
+
+pub fn inspect(a: &DbArgs) -> CliResult {
+    let db = open(&a.db)?;
+    let schema = db.schema();
+    let segs = db.segment_info(true)?;
+    let st = db.stats();
+    let seg_json: Vec<Value> = segs
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.id, "documents": s.documents, "deleted": s.deleted,
+                "file_bytes": s.file_bytes, "terms": s.terms,
+                "ann": s.ann.as_ref().map(|g| json!({
+                    "nodes": g.nodes, "degree_max": g.degree_max,
+                    "codes": format!("{:?}", g.codes), "code_bytes": g.code_bytes,
+                    "resident_bytes": g.resident_bytes,
+                    "degree_histogram": g.degree_histogram,
+                    "degree_mean": mean_degree(&g.degree_histogram),
+                })),
+            })
+        })
+        .collect();
+    if a.json {
+        println!(
+            "{}",
+            json!({
+                "schema": {"dim": schema.dim, "metric": format!("{:?}", schema.metric),
+                           "attrs": schema.attrs},
+                "segments": seg_json,
+                "memtable_bytes": st.memtable_bytes,
+                "ann_resident_bytes": st.ann_resident_bytes,
+            })
+        );
+        return Ok(());
+    }
+    println!(
+        "schema: dim {}, metric {:?}, attrs [{}]",
+        schema.dim,
+        schema.metric,
+        schema.attrs.join(", ")
+    );
+    println!(
+        "{} segment(s); memtable {} bytes; ANN memory {:.1} MiB",
+        segs.len(),
+        st.memtable_bytes,
+        st.ann_resident_bytes as f64 / f64::from(1u32 << 20)
+    );
+    for s in &segs {
+        println!(
+            "  segment {}: {} documents ({} dead), {:.1} MiB, {} terms",
+            s.id,
+            s.documents,
+            s.deleted,
+            s.file_bytes as f64 / f64::from(1u32 << 20),
+            s.terms
+        );
+        if let Some(g) = &s.ann {
+            println!(
+                "    graph: {} nodes, R {}, mean degree {:.1}, codes {:?} ({} B), memory {:.1} MiB",
+                g.nodes,
+                g.degree_max,
+                mean_degree(&g.degree_histogram),
+                g.codes,
+                g.code_bytes,
+                g.resident_bytes as f64 / f64::from(1u32 << 20)
+            );
+            let hist: Vec<String> = g
+                .degree_histogram
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| **c > 0)
+                .map(|(d, c)| format!("{d}:{c}"))
+                .collect();
+            println!("    degree histogram (degree:nodes): {}", hist.join(" "));
+        }
+    }
+    Ok(())
+}
+
+fn mean_degree(h: &[u64]) -> f64 {
+    let n: u64 = h.iter().sum();
+    let s: u64 = h.iter().enumerate().map(|(d, c)| d as u64 * c).sum();
+    if n == 0 {
+        0.0
+    } else {
+        s as f64 / n as f64
+    }
+}
+
+pub fn verify(a: &DbArgs) -> CliResult {
+    // Opening verifies every byte of every file but the graph sectors; verify reads those.
+    let db = open(&a.db)?;
+    db.verify()?;
+    let segs = db.segment_info(false)?;
+    if a.json {
+        println!("{}", json!({"ok": true, "segments": segs.len()}));
+    } else {
+        println!(
+            "ok: {} segment(s), every checksum and invariant holds",
+            segs.len()
+        );
+    }
+    Ok(())
+}
