@@ -63,6 +63,12 @@ pub struct Options {
     pub fs: SharedFs,
     /// ANN graphs of segments: when to build them, how, and their memory budget.
     pub ann: AnnOptions,
+    /// Background compaction after flushes (policy in `docs/architecture.md`). Default true.
+    pub compaction: bool,
+    /// More live segments than this triggers a merge of the smallest ones. Default 8.
+    pub segments_max: usize,
+    /// A segment whose dead fraction passes this is rewritten. Default 0.3.
+    pub deleted_ratio_max: f64,
 }
 
 impl Default for Options {
@@ -77,6 +83,9 @@ impl Default for Options {
             wal_preallocate: true,
             fs: StdFs::shared(),
             ann: AnnOptions::default(),
+            compaction: true,
+            segments_max: 8,
+            deleted_ratio_max: 0.3,
         }
     }
 }
@@ -84,6 +93,12 @@ impl Default for Options {
 impl Options {
     fn validate(&self) -> Result<()> {
         self.ann.validate()?;
+        if self.segments_max < 2 {
+            return Err(Error::invalid("segments_max must be at least 2"));
+        }
+        if !(self.deleted_ratio_max > 0.0 && self.deleted_ratio_max <= 1.0) {
+            return Err(Error::invalid("deleted_ratio_max must be in (0, 1]"));
+        }
         if !(4096..=crate::limits::BATCH_BYTES_MAX).contains(&self.batch_bytes_max) {
             return Err(Error::invalid(format!(
                 "batch_bytes_max {} outside 4096..={}",
@@ -176,6 +191,13 @@ struct FlushState {
     stop: bool,
     /// Flushes completed (tests and `Db::flush` wait on it).
     done: u64,
+    /// Compactions completed.
+    compactions: u64,
+    /// Segment bytes written by flushes and by compactions (write amplification).
+    flush_bytes: u64,
+    compaction_bytes: u64,
+    /// Seconds spent compacting.
+    compaction_seconds: f64,
 }
 
 #[derive(Debug)]
@@ -191,6 +213,8 @@ struct Inner {
     manifest: Mutex<Manifest>,
     cache: Option<Arc<BlockCache>>,
     ann_budget: Arc<AnnBudget>,
+    /// Held by a flush and by a compaction: both rewrite the manifest and the segment list.
+    maintenance: Mutex<()>,
     flush: FlushCtl,
     poison: Mutex<Option<String>>,
     _lock: LockGuard,
@@ -334,6 +358,7 @@ impl Db {
             manifest: Mutex::new(manifest),
             cache,
             ann_budget,
+            maintenance: Mutex::new(()),
             flush: FlushCtl::default(),
             poison: Mutex::new(None),
             _lock: lock,
@@ -517,10 +542,38 @@ impl Db {
         inner.check_poison()
     }
 
+    /// Flush, then merge every segment into one (dropping deleted and overwritten documents,
+    /// rebuilding postings and the graph). Readers are never blocked; writers may wait for the
+    /// flushes queued behind it. Returns whether anything was rewritten.
+    pub fn compact(&self) -> Result<bool> {
+        self.flush()?;
+        let inner = self.inner();
+        let r = inner.compact_segments(None);
+        if let Err(e) = &r {
+            inner.set_poison(format!("compaction failed: {e}"));
+        }
+        r
+    }
+
     /// Counters: segments, frozen memtables, memtable bytes, flushes completed.
     pub fn stats(&self) -> DbStats {
         let inner = self.inner();
         let v = inner.version.lock().clone();
+        let fs_state = {
+            let st = inner.flush.state.lock();
+            (
+                st.compactions,
+                st.flush_bytes,
+                st.compaction_bytes,
+                st.compaction_seconds,
+            )
+        };
+        let fs_state = CompactionCounters {
+            compactions: fs_state.0,
+            flush_bytes: fs_state.1,
+            compaction_bytes: fs_state.2,
+            compaction_seconds: fs_state.3,
+        };
         DbStats {
             segments: v.segments.len(),
             frozen_memtables: v.frozen.len(),
@@ -529,6 +582,15 @@ impl Db {
             checkpoint_lsn: inner.manifest.lock().checkpoint_lsn,
             ann_segments: v.segments.iter().filter(|s| s.seg.ann().is_some()).count(),
             ann_resident_bytes: inner.ann_budget.used(),
+            compactions: fs_state.compactions,
+            flush_bytes_written: fs_state.flush_bytes,
+            compaction_bytes_written: fs_state.compaction_bytes,
+            compaction_seconds: fs_state.compaction_seconds,
+            live_bytes: v
+                .segments
+                .iter()
+                .map(|s| s.seg.file_bytes().len() as u64)
+                .sum(),
         }
     }
 }
@@ -568,7 +630,7 @@ pub struct AnnInfo {
 }
 
 /// Counters of a database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DbStats {
     /// Live segments.
     pub segments: usize,
@@ -584,6 +646,24 @@ pub struct DbStats {
     pub ann_segments: usize,
     /// Bytes the ANN indexes keep in memory (codes + node caches).
     pub ann_resident_bytes: u64,
+    /// Compactions completed by this handle.
+    pub compactions: u64,
+    /// Segment bytes written by flushes / by compactions (their sum over the flushed bytes is
+    /// the write amplification of the segment files).
+    pub flush_bytes_written: u64,
+    /// See `flush_bytes_written`.
+    pub compaction_bytes_written: u64,
+    /// Seconds spent compacting.
+    pub compaction_seconds: f64,
+    /// Bytes of the live segment files (space amplification = this over the live data).
+    pub live_bytes: u64,
+}
+
+struct CompactionCounters {
+    compactions: u64,
+    flush_bytes: u64,
+    compaction_bytes: u64,
+    compaction_seconds: f64,
 }
 
 impl Inner {
@@ -632,6 +712,7 @@ impl Inner {
 
     /// Flush the oldest frozen memtable, if any. Returns whether one was flushed.
     fn flush_one(&self) -> Result<bool> {
+        let _maintenance = self.maintenance.lock();
         let v = self.version.lock().clone();
         let Some((mem, mark)) = v.frozen.last().cloned() else {
             return Ok(false);
@@ -658,13 +739,14 @@ impl Inner {
             None
         } else {
             let path = seg_dir.join(segment_name(id));
-            write_segment(
+            let bytes = write_segment(
                 &self.fs,
                 &path,
                 &docs,
                 &self.schema,
                 Some(&self.options.ann),
             )?;
+            self.flush.state.lock().flush_bytes += bytes;
             Some(Arc::new(Segment::open(
                 &self.fs,
                 &path,
@@ -746,6 +828,136 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// The segments the policy would merge now (ids), if any: every segment whose dead
+    /// fraction passes `deleted_ratio_max`, plus, when more than `segments_max` are live, the
+    /// smallest ones until at most `segments_max / 2` remain.
+    fn compaction_pick(&self) -> Vec<u64> {
+        let v = self.version.lock().clone();
+        let mut pick: Vec<u64> = v
+            .segments
+            .iter()
+            .filter(|ls| {
+                ls.deleted.count() as f64 > self.options.deleted_ratio_max * ls.seg.len() as f64
+            })
+            .map(|ls| ls.seg.id)
+            .collect();
+        if v.segments.len() > self.options.segments_max {
+            let mut by_size: Vec<&LiveSegment> = v.segments.iter().collect();
+            by_size.sort_by_key(|ls| (ls.seg.file_bytes().len(), ls.seg.id));
+            let merge = v.segments.len() - self.options.segments_max / 2 + 1;
+            for ls in by_size.into_iter().take(merge) {
+                if !pick.contains(&ls.seg.id) {
+                    pick.push(ls.seg.id);
+                }
+            }
+        }
+        pick
+    }
+
+    /// Merge the segments `ids` into one: live documents only (dead and superseded copies
+    /// dropped), postings, columns and a graph rebuilt over the merged vectors. Installed with
+    /// one manifest; the inputs' files go when the manifest is durable (snapshots keep their
+    /// mappings). Returns whether anything changed.
+    fn compact_segments(&self, ids: Option<&[u64]>) -> Result<bool> {
+        let _maintenance = self.maintenance.lock();
+        let started = std::time::Instant::now();
+        let v = self.version.lock().clone();
+        // `None` = every segment, as of now (under the lock: a background compaction may
+        // have just replaced some).
+        let all: Vec<u64> = v.segments.iter().map(|ls| ls.seg.id).collect();
+        let ids = ids.unwrap_or(&all);
+        let inputs: Vec<&LiveSegment> = v
+            .segments
+            .iter()
+            .filter(|ls| ids.contains(&ls.seg.id))
+            .collect();
+        let single_clean = inputs.len() == 1 && inputs.iter().all(|ls| ls.deleted.count() == 0);
+        if inputs.is_empty() || single_clean {
+            return Ok(false);
+        }
+        let mut docs = Vec::new();
+        for ls in &inputs {
+            for i in 0..ls.seg.len() {
+                if !ls.deleted.get(i) {
+                    docs.push(Arc::new(ls.seg.doc(i)?));
+                }
+            }
+        }
+        // A key is live in at most one segment, so the merge is a sort.
+        docs.sort_by(|a, b| a.key.cmp(&b.key));
+        let seg_dir = self.dir.join(SEGMENTS_DIR);
+        let mut m = self.manifest.lock().clone();
+        let id = m.next_segment_id;
+        let new_seg = if docs.is_empty() {
+            None
+        } else {
+            let path = seg_dir.join(segment_name(id));
+            let bytes = write_segment(
+                &self.fs,
+                &path,
+                &docs,
+                &self.schema,
+                Some(&self.options.ann),
+            )?;
+            self.flush.state.lock().compaction_bytes += bytes;
+            Some(Arc::new(Segment::open(
+                &self.fs,
+                &path,
+                id,
+                self.schema.clone(),
+                self.cache.clone(),
+                Some(self.ann_budget.clone()),
+            )?))
+        };
+        // The merged segment has the highest id, so it is listed as the newest (manifests
+        // keep ids increasing); order does not matter to reads, as a key is live in at most
+        // one segment.
+        let mut segments: Vec<LiveSegment> = v
+            .segments
+            .iter()
+            .filter(|ls| !ids.contains(&ls.seg.id))
+            .cloned()
+            .collect();
+        if let Some(seg) = &new_seg {
+            segments.insert(
+                0,
+                LiveSegment {
+                    deleted: Arc::new(Bitset::new(seg.len())),
+                    seg: seg.clone(),
+                    deletes_gen: 0,
+                },
+            );
+        }
+        m.number += 1;
+        m.next_segment_id = id + 1;
+        m.segments = segments
+            .iter()
+            .rev()
+            .map(|ls| SegmentMeta {
+                id: ls.seg.id,
+                doc_count: ls.seg.len() as u32,
+                deletes_gen: ls.deletes_gen,
+            })
+            .collect();
+        manifest::write(&self.fs, &self.dir, &m)?;
+        {
+            // Only flushes and compactions change the segment list, and both hold the
+            // maintenance lock: the list is still `v`'s.
+            let mut cur = self.version.lock();
+            let mut next = Version::clone(&cur);
+            next.segments = segments;
+            *cur = Arc::new(next);
+        }
+        *self.manifest.lock() = m.clone();
+        remove_orphans(&self.fs, &self.dir, &m)?;
+        let mut st = self.flush.state.lock();
+        st.compactions += 1;
+        st.compaction_seconds += started.elapsed().as_secs_f64();
+        Ok(true)
+    }
+}
+
 fn flusher_loop(inner: &Arc<Inner>) {
     loop {
         {
@@ -760,7 +972,18 @@ fn flusher_loop(inner: &Arc<Inner>) {
         if inner.poison.lock().is_some() {
             return;
         }
-        match inner.flush_one() {
+        let flushed = inner.flush_one().and_then(|f| {
+            // Compact only between flushes, never ahead of a queued memtable (writers wait
+            // on those).
+            if inner.options.compaction && inner.version.lock().frozen.is_empty() {
+                let pick = inner.compaction_pick();
+                if !pick.is_empty() {
+                    inner.compact_segments(Some(&pick))?;
+                }
+            }
+            Ok(f)
+        });
+        match flushed {
             Ok(_) => {
                 inner.flush.state.lock().done += 1;
                 inner.flush.cond.notify_all();

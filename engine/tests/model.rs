@@ -228,6 +228,13 @@ fn run(seed: u64, metric: Metric, ops: usize) {
                 db = Db::open(dir, opts.clone()).unwrap();
             }
             78 => db.flush().unwrap(),
+            80 => {
+                db.compact().unwrap();
+                assert!(
+                    db.stats().segments <= 1,
+                    "step {step}: full compaction left segments"
+                );
+            }
             79 => {
                 // Power loss with Sync::Always: every acknowledged batch survives.
                 let SyncMode::Always = opts.sync else {

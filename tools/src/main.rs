@@ -1,5 +1,5 @@
 //! `strata`: the command-line tool of Strata: `demo`, `build` (offline builder), `query`,
-//! `get`, `put`, `delete`, `dump`, `inspect`, `verify` and `bench`. Human-readable output by
+//! `get`, `put`, `delete`, `dump`, `inspect`, `verify`, `compact` and `bench`. Human-readable output by
 //! default, `--json` for machines; errors go to stderr with a non-zero exit code.
 
 mod bench;
@@ -40,6 +40,8 @@ enum Command {
     Inspect(cli::ops::DbArgs),
     /// Re-read every file and check every checksum and invariant.
     Verify(cli::ops::DbArgs),
+    /// Merge every segment into one, dropping deleted and overwritten documents.
+    Compact(cli::ops::DbArgs),
     /// Benchmarks against peers, measured in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -57,6 +59,7 @@ fn main() {
         Command::Dump(a) => cli::ops::dump(&a),
         Command::Inspect(a) => cli::ops::inspect(&a),
         Command::Verify(a) => cli::ops::verify(&a),
+        Command::Compact(a) => cli::ops::compact(&a),
         Command::Bench(cmd) => bench::run(cmd),
     };
     if let Err(e) = result {

@@ -244,6 +244,15 @@ fn build_verify_query_put_delete_dump_end_to_end() {
     assert_eq!(lines.len(), 3000 - 2 + 1);
     let last: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
     assert_eq!(last["key"], "new-1");
+    // compact: the put and the deletes fold into one segment; verify again.
+    let (ok, out, err) = strata(&["compact", dbs, "--json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["compacted"], true, "{v}");
+    assert_eq!(v["segments_after"], 1, "{v}");
+    let (ok, out, _) = strata(&["dump", dbs]);
+    assert!(ok);
+    assert_eq!(out.lines().count(), 3000 - 2 + 1);
     let (ok, out, err) = strata(&["verify", dbs]);
     assert!(ok && out.starts_with("ok"), "{out}{err}");
 }

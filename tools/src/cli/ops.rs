@@ -385,3 +385,35 @@ pub fn verify(a: &DbArgs) -> CliResult {
     }
     Ok(())
 }
+
+pub fn compact(a: &DbArgs) -> CliResult {
+    let db = open(&a.db)?;
+    let before = db.stats();
+    let changed = db.compact()?;
+    let after = db.stats();
+    if a.json {
+        println!(
+            "{}",
+            json!({"compacted": changed, "segments_before": before.segments,
+                   "segments_after": after.segments, "live_bytes_before": before.live_bytes,
+                   "live_bytes_after": after.live_bytes,
+                   "bytes_written": after.compaction_bytes_written,
+                   "seconds": after.compaction_seconds})
+        );
+    } else if changed {
+        println!(
+            "compacted {} segment(s) into {}: {:.1} MiB -> {:.1} MiB in {:.1} s",
+            before.segments,
+            after.segments,
+            before.live_bytes as f64 / f64::from(1u32 << 20),
+            after.live_bytes as f64 / f64::from(1u32 << 20),
+            after.compaction_seconds
+        );
+    } else {
+        println!(
+            "nothing to compact ({} segment(s), no dead documents)",
+            after.segments
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,282 @@
+//! Compaction: merged segments hold exactly the live documents, snapshots taken before a
+//! compaction keep reading the old files, a crash at any file operation of a compaction leaves
+//! the old or the new state (never a mix) and no orphans after reopen, ANN recall survives the
+//! merge, and the background policy bounds the segment count.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "test code: a failed assumption should abort the test loudly"
+)]
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use strata::manifest::{deletes_name, segment_name, Manifest};
+use strata::wal::io::{FaultConfig, FaultFs, Fs};
+use strata::{AnnOptions, Db, Document, Metric, Options, Query, Schema, SyncMode, SEGMENTS_DIR};
+
+fn state(db: &Db) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    db.scan(..)
+        .unwrap()
+        .iter()
+        .map(|d| (d.key.clone(), d.value.clone()))
+        .collect()
+}
+
+/// Three flushed generations with overwrites and deletes across them.
+fn load(db: &Db, model: &mut BTreeMap<Vec<u8>, Vec<u8>>) {
+    for round in 0..3u32 {
+        for i in 0..40u32 {
+            let k = format!("k{:02}", (i * 7 + round * 3) % 50);
+            let v = format!("r{round}-{i}");
+            db.put(Document::new(k.clone(), v.clone()).with_vector(vec![i as f32, round as f32]))
+                .unwrap();
+            model.insert(k.into_bytes(), v.into_bytes());
+        }
+        for d in 0..4u32 {
+            let k = format!("k{:02}", round * 11 + d);
+            db.delete(k.as_bytes()).unwrap();
+            model.remove(k.as_bytes());
+        }
+        db.flush().unwrap();
+    }
+}
+
+fn manual() -> Options {
+    Options {
+        compaction: false,
+        flush_threshold_bytes: usize::MAX,
+        wal_preallocate: false,
+        ..Options::default()
+    }
+}
+
+#[test]
+fn compaction_keeps_exactly_the_live_documents_and_old_snapshots_keep_reading() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::create_with(tmp.path(), Schema::new(2, Metric::L2), manual()).unwrap();
+    let mut model = BTreeMap::new();
+    load(&db, &mut model);
+    assert!(db.stats().segments >= 2, "{:?}", db.stats());
+    let snap = db.snapshot();
+    let before: Vec<Vec<u8>> = snap
+        .scan(..)
+        .unwrap()
+        .iter()
+        .map(|d| d.key.clone())
+        .collect();
+    let seg_files = |p: &Path| -> HashSet<String> {
+        std::fs::read_dir(p.join(SEGMENTS_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let old_files = seg_files(tmp.path());
+    assert!(db.compact().unwrap());
+    let st = db.stats();
+    assert_eq!(st.segments, 1);
+    assert_eq!(st.compactions, 1);
+    assert!(st.compaction_bytes_written > 0);
+    assert_eq!(state(&db), model);
+    // The inputs' files (segments and bitmaps) are gone from the directory...
+    let new_files = seg_files(tmp.path());
+    assert!(
+        old_files.is_disjoint(&new_files),
+        "{old_files:?} / {new_files:?}"
+    );
+    // ...but the snapshot taken before still reads them.
+    let again: Vec<Vec<u8>> = snap
+        .scan(..)
+        .unwrap()
+        .iter()
+        .map(|d| d.key.clone())
+        .collect();
+    assert_eq!(before, again);
+    for k in &before {
+        assert!(snap.get(k).unwrap().is_some());
+    }
+    // Nothing to do the second time; after a reopen the state is the same.
+    assert!(!db.compact().unwrap());
+    drop(snap);
+    drop(db);
+    let db = Db::open(tmp.path(), manual()).unwrap();
+    assert_eq!(state(&db), model);
+    let hits = db
+        .search(
+            &Query::knn(vec![3.0, 1.0], 5)
+                .with_filter_str("(not k00)")
+                .unwrap(),
+        )
+        .unwrap();
+    assert_eq!(hits.len(), 5);
+}
+
+fn fault_opts(fs: &FaultFs) -> Options {
+    let shared: Arc<dyn Fs> = Arc::new(fs.clone());
+    Options {
+        fs: shared,
+        ..manual()
+    }
+}
+
+#[test]
+fn crash_at_every_step_of_a_compaction() {
+    let dir = Path::new("/db");
+    let mut points = 0;
+    for crash_at in 0..300u64 {
+        let fs = FaultFs::new();
+        let db = Db::create_with(dir, Schema::new(2, Metric::L2), fault_opts(&fs)).unwrap();
+        let mut model = BTreeMap::new();
+        load(&db, &mut model);
+        let before = db.stats().segments;
+        assert!(before >= 2);
+        fs.set_faults(FaultConfig {
+            crash_after_ops: Some(crash_at),
+            ..FaultConfig::default()
+        });
+        let done = db.compact().is_ok();
+        fs.set_faults(FaultConfig {
+            crash_after_ops: Some(0),
+            ..FaultConfig::default()
+        });
+        drop(db);
+        fs.crash(crash_at.wrapping_mul(0x9E37_79B9));
+        let db = Db::open(dir, fault_opts(&fs))
+            .unwrap_or_else(|e| panic!("crash at op {crash_at}: {e}"));
+        assert_eq!(state(&db), model, "crash at op {crash_at}");
+        let names = fs.list_dir(&dir.join(SEGMENTS_DIR)).unwrap();
+        let manifests: Vec<String> = fs
+            .list_dir(dir)
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.starts_with("MANIFEST-"))
+            .collect();
+        assert_eq!(manifests.len(), 1, "crash at op {crash_at}: {manifests:?}");
+        let m = Manifest::decode(&fs.read_file(&dir.join(&manifests[0])).unwrap()).unwrap();
+        assert!(
+            m.segments.len() == 1 || m.segments.len() == before,
+            "crash at op {crash_at}: a mix of old and new: {:?}",
+            m.segments
+        );
+        for n in &names {
+            let named = m.segments.iter().any(|s| {
+                *n == segment_name(s.id)
+                    || (s.deletes_gen > 0 && *n == deletes_name(s.id, s.deletes_gen))
+            });
+            assert!(
+                named,
+                "crash at op {crash_at}: orphan {n} survived the open"
+            );
+        }
+        points += 1;
+        if done {
+            break;
+        }
+    }
+    eprintln!("compaction_crash: {points} crash points checked");
+    assert!(points > 5, "too few crash points: {points}");
+}
+
+#[test]
+fn ann_recall_after_compaction_is_not_worse_and_deletes_free_space() {
+    const DIM: usize = 32;
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = Options {
+        sync: SyncMode::Never,
+        ann: AnnOptions {
+            min_vectors: 1000,
+            memory_budget_bytes: 0,
+            ..AnnOptions::default()
+        },
+        ..manual()
+    };
+    let db = Db::create_with(tmp.path(), Schema::new(DIM as u32, Metric::L2), opts).unwrap();
+    let mut crng = StdRng::seed_from_u64(5);
+    let centres: Vec<Vec<f32>> = (0..20)
+        .map(|_| (0..DIM).map(|_| crng.gen_range(-10.0f32..10.0)).collect())
+        .collect();
+    let mut rng = StdRng::seed_from_u64(6);
+    let point = |rng: &mut StdRng| -> Vec<f32> {
+        let c = &centres[rng.gen_range(0..centres.len())];
+        c.iter().map(|x| x + rng.gen_range(-2.0f32..2.0)).collect()
+    };
+    for seg in 0..3 {
+        let mut b = strata::WriteBatch::new();
+        for i in 0..3000 {
+            b.put(Document::new(format!("d{seg}-{i:05}"), "").with_vector(point(&mut rng)));
+            if b.len() == 500 {
+                db.write(std::mem::take(&mut b)).unwrap();
+            }
+        }
+        db.write(b).unwrap();
+        db.flush().unwrap();
+    }
+    // Delete half of the first segment.
+    for i in (0..3000).step_by(2) {
+        db.delete(format!("d0-{i:05}").as_bytes()).unwrap();
+    }
+    db.flush().unwrap();
+    let queries: Vec<Vec<f32>> = (0..100).map(|_| point(&mut rng)).collect();
+    let recall = |db: &Db| -> f64 {
+        let mut hit = 0;
+        for q in &queries {
+            let want: HashSet<Vec<u8>> = db
+                .search(&Query::knn(q.clone(), 10).exact())
+                .unwrap()
+                .into_iter()
+                .map(|h| h.key)
+                .collect();
+            // Default search parameters. (`L_search` applies per segment: three segments
+            // searched with L each do more work than their merge searched with L, so a small
+            // L would measure that, not the merged graph.)
+            let (got, st) = db.search_with_stats(&Query::knn(q.clone(), 10)).unwrap();
+            assert!(st.graph_segments >= 1);
+            hit += got.iter().filter(|h| want.contains(&h.key)).count();
+        }
+        hit as f64 / 1000.0
+    };
+    let before = recall(&db);
+    let bytes_before = db.stats().live_bytes;
+    assert!(db.compact().unwrap());
+    let st = db.stats();
+    assert_eq!((st.segments, st.ann_segments), (1, 1));
+    let after = recall(&db);
+    eprintln!("recall before {before:.3}, after {after:.3}");
+    assert!(after >= before - 0.01, "recall {before} -> {after}");
+    assert!(
+        st.live_bytes < bytes_before,
+        "space not reclaimed: {bytes_before} -> {}",
+        st.live_bytes
+    );
+    assert_eq!(db.scan(..).unwrap().len(), 7500);
+}
+
+#[test]
+fn background_policy_bounds_the_segment_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = Options {
+        compaction: true,
+        segments_max: 4,
+        ..manual()
+    };
+    let db = Db::create_with(tmp.path(), Schema::new(2, Metric::L2), opts).unwrap();
+    let mut model = BTreeMap::new();
+    for round in 0..12u32 {
+        for i in 0..20u32 {
+            let k = format!("k{round:02}-{i:02}");
+            db.put(Document::new(k.clone(), "v").with_vector(vec![i as f32, 0.0]))
+                .unwrap();
+            model.insert(k.into_bytes(), b"v".to_vec());
+        }
+        db.flush().unwrap();
+        assert!(db.stats().segments <= 4, "round {round}: {:?}", db.stats());
+    }
+    let st = db.stats();
+    assert!(st.compactions > 0);
+    assert_eq!(state(&db), model);
+}
