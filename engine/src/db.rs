@@ -695,7 +695,7 @@ impl Inner {
     /// Swap in an empty memtable; the old one joins the frozen list. With `force`, freeze any
     /// non-empty memtable; otherwise only one past the threshold (another writer may have won).
     fn freeze(&self, force: bool) {
-        let _gate = self.gate.write();
+        let gate = self.gate.write();
         let mut v = self.version.lock();
         let bytes = v.active.mem_bytes();
         if bytes == 0 || (!force && bytes < self.options.flush_threshold_bytes) {
@@ -707,6 +707,11 @@ impl Inner {
         next.active = Arc::new(Memtable::new());
         *v = Arc::new(next);
         drop(v);
+        drop(gate);
+        // Pass through the flusher's mutex before notifying: the flusher checks "nothing
+        // frozen" and starts waiting under that mutex, so a notify sent between its check and
+        // its wait would be lost (seen as a hang once compaction changed the timing).
+        drop(self.flush.state.lock());
         self.flush.cond.notify_all();
     }
 
