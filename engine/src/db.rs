@@ -715,6 +715,25 @@ impl Inner {
         self.flush.cond.notify_all();
     }
 
+    /// Write `docs` (sorted, unique) as segment `id` and open it; nothing for no documents.
+    /// Returns the segment and the bytes written.
+    fn new_segment(&self, id: u64, docs: &[Arc<Document>]) -> Result<(Option<Arc<Segment>>, u64)> {
+        if docs.is_empty() {
+            return Ok((None, 0));
+        }
+        let path = self.dir.join(SEGMENTS_DIR).join(segment_name(id));
+        let bytes = write_segment(&self.fs, &path, docs, &self.schema, Some(&self.options.ann))?;
+        let seg = Segment::open(
+            &self.fs,
+            &path,
+            id,
+            self.schema.clone(),
+            self.cache.clone(),
+            Some(self.ann_budget.clone()),
+        )?;
+        Ok((Some(Arc::new(seg)), bytes))
+    }
+
     /// Flush the oldest frozen memtable, if any. Returns whether one was flushed.
     fn flush_one(&self) -> Result<bool> {
         let _maintenance = self.maintenance.lock();
@@ -740,27 +759,8 @@ impl Inner {
         let seg_dir = self.dir.join(SEGMENTS_DIR);
         let mut m = self.manifest.lock().clone();
         let id = m.next_segment_id;
-        let new_seg = if docs.is_empty() {
-            None
-        } else {
-            let path = seg_dir.join(segment_name(id));
-            let bytes = write_segment(
-                &self.fs,
-                &path,
-                &docs,
-                &self.schema,
-                Some(&self.options.ann),
-            )?;
-            self.flush.state.lock().flush_bytes += bytes;
-            Some(Arc::new(Segment::open(
-                &self.fs,
-                &path,
-                id,
-                self.schema.clone(),
-                self.cache.clone(),
-                Some(self.ann_budget.clone()),
-            )?))
-        };
+        let (new_seg, bytes) = self.new_segment(id, &docs)?;
+        self.flush.state.lock().flush_bytes += bytes;
         // Older copies of every touched key die in their segment's deletion bitmap.
         let mut segments = Vec::with_capacity(v.segments.len() + 1);
         for ls in &v.segments {
@@ -805,15 +805,7 @@ impl Inner {
         m.number += 1;
         m.next_segment_id = id + 1;
         m.checkpoint_lsn = mark;
-        m.segments = segments
-            .iter()
-            .rev()
-            .map(|ls| SegmentMeta {
-                id: ls.seg.id,
-                doc_count: ls.seg.len() as u32,
-                deletes_gen: ls.deletes_gen,
-            })
-            .collect();
+        m.segments = manifest_segments(&segments);
         manifest::write(&self.fs, &self.dir, &m)?;
         // Durable: install, then clean up.
         {
@@ -891,30 +883,10 @@ impl Inner {
         }
         // A key is live in at most one segment, so the merge is a sort.
         docs.sort_by(|a, b| a.key.cmp(&b.key));
-        let seg_dir = self.dir.join(SEGMENTS_DIR);
         let mut m = self.manifest.lock().clone();
         let id = m.next_segment_id;
-        let new_seg = if docs.is_empty() {
-            None
-        } else {
-            let path = seg_dir.join(segment_name(id));
-            let bytes = write_segment(
-                &self.fs,
-                &path,
-                &docs,
-                &self.schema,
-                Some(&self.options.ann),
-            )?;
-            self.flush.state.lock().compaction_bytes += bytes;
-            Some(Arc::new(Segment::open(
-                &self.fs,
-                &path,
-                id,
-                self.schema.clone(),
-                self.cache.clone(),
-                Some(self.ann_budget.clone()),
-            )?))
-        };
+        let (new_seg, bytes) = self.new_segment(id, &docs)?;
+        self.flush.state.lock().compaction_bytes += bytes;
         // The merged segment has the highest id, so it is listed as the newest (manifests
         // keep ids increasing); order does not matter to reads, as a key is live in at most
         // one segment.
@@ -936,15 +908,7 @@ impl Inner {
         }
         m.number += 1;
         m.next_segment_id = id + 1;
-        m.segments = segments
-            .iter()
-            .rev()
-            .map(|ls| SegmentMeta {
-                id: ls.seg.id,
-                doc_count: ls.seg.len() as u32,
-                deletes_gen: ls.deletes_gen,
-            })
-            .collect();
+        m.segments = manifest_segments(&segments);
         manifest::write(&self.fs, &self.dir, &m)?;
         {
             // Only flushes and compactions change the segment list, and both hold the
@@ -999,6 +963,19 @@ fn flusher_loop(inner: &Arc<Inner>) {
             }
         }
     }
+}
+
+/// Manifest entries of `segments` (newest first in a version, oldest first in a manifest).
+fn manifest_segments(segments: &[LiveSegment]) -> Vec<SegmentMeta> {
+    segments
+        .iter()
+        .rev()
+        .map(|ls| SegmentMeta {
+            id: ls.seg.id,
+            doc_count: ls.seg.len() as u32,
+            deletes_gen: ls.deletes_gen,
+        })
+        .collect()
 }
 
 /// Remove files of the database directory that `m` does not name: segment and bitmap files of

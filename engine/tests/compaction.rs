@@ -16,9 +16,10 @@ use std::sync::Arc;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use strata::manifest::{deletes_name, segment_name, Manifest};
 use strata::wal::io::{FaultConfig, FaultFs, Fs};
 use strata::{AnnOptions, Db, Document, Metric, Options, Query, Schema, SyncMode, SEGMENTS_DIR};
+
+mod common;
 
 fn state(db: &Db) -> BTreeMap<Vec<u8>, Vec<u8>> {
     db.scan(..)
@@ -149,30 +150,13 @@ fn crash_at_every_step_of_a_compaction() {
         let db = Db::open(dir, fault_opts(&fs))
             .unwrap_or_else(|e| panic!("crash at op {crash_at}: {e}"));
         assert_eq!(state(&db), model, "crash at op {crash_at}");
-        let names = fs.list_dir(&dir.join(SEGMENTS_DIR)).unwrap();
-        let manifests: Vec<String> = fs
-            .list_dir(dir)
-            .unwrap()
-            .into_iter()
-            .filter(|n| n.starts_with("MANIFEST-"))
-            .collect();
-        assert_eq!(manifests.len(), 1, "crash at op {crash_at}: {manifests:?}");
-        let m = Manifest::decode(&fs.read_file(&dir.join(&manifests[0])).unwrap()).unwrap();
+        let m = common::assert_no_orphans(&fs, dir, &format!("crash at op {crash_at}"))
+            .unwrap_or_else(|| panic!("crash at op {crash_at}: no manifest"));
         assert!(
             m.segments.len() == 1 || m.segments.len() == before,
             "crash at op {crash_at}: a mix of old and new: {:?}",
             m.segments
         );
-        for n in &names {
-            let named = m.segments.iter().any(|s| {
-                *n == segment_name(s.id)
-                    || (s.deletes_gen > 0 && *n == deletes_name(s.id, s.deletes_gen))
-            });
-            assert!(
-                named,
-                "crash at op {crash_at}: orphan {n} survived the open"
-            );
-        }
         points += 1;
         if done {
             break;

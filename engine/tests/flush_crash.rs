@@ -13,9 +13,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use strata::manifest::{deletes_name, segment_name, Manifest};
 use strata::wal::io::{FaultConfig, FaultFs, Fs};
-use strata::{Db, Document, Metric, Options, Schema, SEGMENTS_DIR};
+use strata::{Db, Document, Metric, Options, Schema};
+
+mod common;
 
 fn opts(fs: &FaultFs) -> Options {
     let shared: Arc<dyn Fs> = Arc::new(fs.clone());
@@ -77,30 +78,7 @@ fn crash_at_every_step_of_a_flush() {
         let db = Db::open(dir, opts(&fs)).unwrap_or_else(|e| panic!("crash at op {crash_at}: {e}"));
         assert_eq!(state(&db), model, "crash at op {crash_at}");
         // No file the manifest does not name survives the open.
-        let names = fs.list_dir(&dir.join(SEGMENTS_DIR)).unwrap();
-        let manifests: Vec<String> = fs
-            .list_dir(dir)
-            .unwrap()
-            .into_iter()
-            .filter(|n| n.starts_with("MANIFEST-"))
-            .collect();
-        assert!(
-            manifests.len() <= 1,
-            "crash at op {crash_at}: {manifests:?}"
-        );
-        if let Some(m) = manifests.first() {
-            let m = Manifest::decode(&fs.read_file(&dir.join(m)).unwrap()).unwrap();
-            for n in &names {
-                let named = m.segments.iter().any(|s| {
-                    *n == segment_name(s.id)
-                        || (s.deletes_gen > 0 && *n == deletes_name(s.id, s.deletes_gen))
-                });
-                assert!(
-                    named,
-                    "crash at op {crash_at}: orphan {n} survived the open"
-                );
-            }
-        }
+        common::assert_no_orphans(&fs, dir, &format!("crash at op {crash_at}"));
         points += 1;
         if flushed {
             break; // crash_at is past the last operation of the flush

@@ -20,7 +20,7 @@ use rustc_hash::FxHashSet;
 
 use super::codes::{Pq, Quantizer, QueryTable, PQ_CENTROIDS};
 use super::vamana::{self, BuildParams};
-use super::{to_space, AnnOptions, QueryStats, SearchParams, Space};
+use super::{prefetch, to_space, AnnOptions, QueryStats, SearchParams, Space};
 use crate::mmap::{FileBytes, Resident};
 use crate::segment::bitset::Bitset;
 use crate::{Error, Metric, Result};
@@ -973,22 +973,6 @@ impl DiskIndex {
             sc.table = t;
         }
         Ok(out)
-    }
-}
-
-/// Hint the CPU to load the cache line holding `b[0]` (no effect on other targets).
-#[inline]
-fn prefetch(b: &[u8]) {
-    #[cfg(target_arch = "x86_64")]
-    if !b.is_empty() {
-        // SAFETY: prefetching is a hint; it never faults or reads into Rust-visible memory,
-        // and the pointer comes from a live slice.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch(
-                b.as_ptr().cast::<i8>(),
-                std::arch::x86_64::_MM_HINT_T0,
-            );
-        }
     }
 }
 

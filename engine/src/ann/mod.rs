@@ -42,7 +42,7 @@ pub(crate) fn space_distance(space: Space, a: &[f32], b: &[f32]) -> f32 {
 
 /// Hint the CPU to load the cache line holding `b[0]` (a no-op elsewhere than x86-64).
 #[inline]
-pub(crate) fn prefetch_f32(b: &[f32]) {
+pub(crate) fn prefetch<T>(b: &[T]) {
     #[cfg(target_arch = "x86_64")]
     if !b.is_empty() {
         // SAFETY: prefetching is a hint; it never faults or reads into Rust-visible memory,

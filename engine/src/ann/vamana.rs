@@ -57,7 +57,7 @@ impl Points<'_> {
     fn prefetch(&self, i: u32) {
         let row = self.row(i);
         for at in (0..row.len()).step_by(16).take(4) {
-            super::prefetch_f32(row.get(at..).unwrap_or_default());
+            super::prefetch(row.get(at..).unwrap_or_default());
         }
     }
 }

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use strata::{AnnOptions, Db, Document, Metric, Options, Query, Schema, SyncMode, WriteBatch};
 
-use super::MachineNotes;
+use super::{peak_rss, MachineNotes};
 use crate::dataset::synth::ClusterModel;
 use crate::dataset::{read_ivecs, write_fvecs, write_ivecs, VectorFile};
 use crate::CliResult;
@@ -228,16 +228,6 @@ fn prepare(a: &KnnBenchArgs) -> Result<Data, Box<dyn std::error::Error + Send + 
 
 fn key(i: usize) -> String {
     format!("{i:010}")
-}
-
-fn peak_rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            let l = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-            l.split_whitespace().nth(1)?.parse::<u64>().ok()
-        })
-        .map_or(0, |kib| kib * 1024)
 }
 
 fn options(a: &KnnBenchArgs, budget: u64) -> Options {

@@ -41,6 +41,17 @@ pub fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted.get(rank.min(sorted.len() - 1)).copied().unwrap_or(0)
 }
 
+/// Peak resident memory of this process (VmHWM), in bytes; 0 where unknown.
+pub fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let l = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+            l.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
 /// Drop the page cache (needs root). Returns whether it worked.
 pub fn drop_caches() -> bool {
     let synced = std::process::Command::new("sync")

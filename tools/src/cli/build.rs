@@ -10,6 +10,7 @@ use strata::build::{build_database, BuildEvent, BuildOptions};
 use strata::{AnnOptions, Metric, Schema};
 
 use super::docs::{read_jsonl, DocLine};
+use crate::bench::peak_rss;
 use crate::dataset::VectorFile;
 use crate::CliResult;
 
@@ -66,16 +67,6 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         return Err(format!("bad size {s:?}"));
     }
     Ok((n * mult as f64) as u64)
-}
-
-fn peak_rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            let l = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-            l.split_whitespace().nth(1)?.parse::<u64>().ok()
-        })
-        .map_or(0, |kib| kib * 1024)
 }
 
 fn bar(len: u64, what: &str) -> ProgressBar {

@@ -1,0 +1,29 @@
+//! Helpers shared by the engine's integration tests.
+
+use std::path::Path;
+
+use strata::manifest::{deletes_name, segment_name, Manifest};
+use strata::wal::io::{FaultFs, Fs};
+use strata::SEGMENTS_DIR;
+
+/// After an open: at most one manifest, and every segment-directory file is named by it.
+/// Returns the manifest, if there is one.
+pub fn assert_no_orphans(fs: &FaultFs, dir: &Path, ctx: &str) -> Option<Manifest> {
+    let names = fs.list_dir(&dir.join(SEGMENTS_DIR)).unwrap();
+    let manifests: Vec<String> = fs
+        .list_dir(dir)
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.starts_with("MANIFEST-"))
+        .collect();
+    assert!(manifests.len() <= 1, "{ctx}: {manifests:?}");
+    let m = Manifest::decode(&fs.read_file(&dir.join(manifests.first()?)).unwrap()).unwrap();
+    for n in &names {
+        let named = m.segments.iter().any(|s| {
+            *n == segment_name(s.id)
+                || (s.deletes_gen > 0 && *n == deletes_name(s.id, s.deletes_gen))
+        });
+        assert!(named, "{ctx}: orphan {n} survived the open");
+    }
+    Some(m)
+}
