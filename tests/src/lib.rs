@@ -115,6 +115,9 @@ pub fn db_crash_options() -> strata::Options {
     strata::Options {
         flush_threshold_bytes: 32 * 1024,
         wal_preallocate: false,
+        // Few segments allowed: background compactions run all the time, so kills land
+        // inside them too.
+        segments_max: 3,
         ..strata::Options::default()
     }
 }
