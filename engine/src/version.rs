@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
-use crate::ann::QueryStats;
+use crate::ann::{Plan, QueryStats, SegmentExplain};
 use crate::distance::distance;
 use crate::memtable::{Entry, Memtable};
 use crate::search::{exact, Hit, Query, Scored};
@@ -165,41 +165,87 @@ impl Snapshot {
     pub fn search_with_stats(&self, q: &Query) -> Result<(Vec<Hit>, QueryStats)> {
         q.validate(&self.schema)?;
         let mut stats = QueryStats::default();
+        let t = std::time::Instant::now();
         let mem = self.memtable_entries(Bound::Unbounded, Bound::Unbounded);
         let mem_docs: Vec<Arc<Document>> = mem.values().flatten().cloned().collect();
         // Memtable candidates by brute force...
         let mut hits = exact(q, &self.schema, mem_docs.iter());
         stats.exact_segments += 1;
-        // ...and each segment through its graph, or its postings and columns.
+        stats.explain.push(SegmentExplain {
+            segment: None,
+            plan: Plan::Exact,
+            documents: mem_docs.len() as u64,
+            matches: None,
+            micros: t.elapsed().as_micros() as u64,
+            ..SegmentExplain::default()
+        });
+        // ...and each segment by the plan its cost model picks.
         for ls in &self.version.segments {
+            let t = std::time::Instant::now();
             let shadowed = |i: usize| mem.contains_key(ls.seg.key(i));
-            if let (Some(qv), Some(idx), None, None, false, true) = (
-                &q.vector,
-                ls.seg.ann(),
-                &q.filter,
-                q.radius,
-                q.ann.exact,
-                q.k > 0,
-            ) {
-                let accept = |i: usize| !ls.deleted.get(i) && (mem.is_empty() || !shadowed(i));
-                let mut s = QueryStats::default();
-                let found = idx.search(ls.seg.file_bytes(), qv, q.k, &q.ann, &accept, &mut s)?;
-                stats.add(&s);
-                // Fewer than k live results (many deletions): this segment falls back to the
-                // exact scan below, so deletions never cost recall.
-                if found.len() >= q.k {
-                    stats.graph_segments += 1;
-                    for (dist, i) in found.into_iter().take(q.k) {
-                        hits.push(self.hit(ls, i, Some(dist), q.include_docs)?);
+            let mut ex = SegmentExplain {
+                segment: Some(ls.seg.id),
+                documents: ls.seg.len() as u64,
+                ..SegmentExplain::default()
+            };
+            // The filter as a bitmap of live matching ordinals (postings and columns).
+            let matching = q.filter.as_ref().map(|f| {
+                let mut b = ls.seg.eval(f);
+                b.and_not_with(&ls.deleted);
+                b
+            });
+            ex.matches = matching.as_ref().map(|b| b.count() as u64);
+            if let (Some(qv), Some(idx), None, false, true) =
+                (&q.vector, ls.seg.ann(), q.radius, q.ann.exact, q.k > 0)
+            {
+                let choice = choose_plan(q, idx.len(), idx.degree_max(), ex.matches);
+                if let Some(list) = choice {
+                    let accept = |i: usize| {
+                        let live = match &matching {
+                            Some(b) => b.get(i),
+                            None => !ls.deleted.get(i),
+                        };
+                        live && (mem.is_empty() || !shadowed(i))
+                    };
+                    let mut params = q.ann;
+                    params.list = list;
+                    let mut s = QueryStats::default();
+                    let found =
+                        idx.search(ls.seg.file_bytes(), qv, q.k, &params, &accept, &mut s)?;
+                    stats.add(&s);
+                    ex.nodes_visited = s.nodes_visited;
+                    ex.sectors_read = s.sectors_read;
+                    ex.list = list;
+                    // Fewer than k live results (deletions, a filter the graph region does
+                    // not hold): this segment falls back to the exact scan, so neither costs
+                    // recall.
+                    if found.len() >= q.k {
+                        stats.graph_segments += 1;
+                        ex.plan = if matching.is_some() {
+                            Plan::FilteredGraph
+                        } else {
+                            Plan::Graph
+                        };
+                        for (dist, i) in found.into_iter().take(q.k) {
+                            hits.push(self.hit(ls, i, Some(dist), q.include_docs)?);
+                        }
+                        ex.micros = t.elapsed().as_micros() as u64;
+                        stats.explain.push(ex);
+                        continue;
                     }
-                    continue;
+                    ex.plan = Plan::GraphThenExact;
+                } else {
+                    ex.plan = Plan::FilterFirst;
                 }
+            } else {
+                ex.plan = Plan::Exact;
             }
             stats.exact_segments += 1;
-            let mut live = match &q.filter {
-                Some(f) => ls.seg.eval(f),
-                None => Bitset::full(ls.seg.len()),
-            };
+            let mut live = matching.unwrap_or_else(|| {
+                let mut b = Bitset::full(ls.seg.len());
+                b.and_not_with(&ls.deleted);
+                b
+            });
             live.and_not_with(&ls.deleted);
             match &q.vector {
                 None => {
@@ -230,6 +276,8 @@ impl Snapshot {
                     }
                 }
             }
+            ex.micros = t.elapsed().as_micros() as u64;
+            stats.explain.push(ex);
         }
         // Merge: keys are unique across sources.
         match q.vector {
@@ -260,4 +308,29 @@ impl Snapshot {
             },
         })
     }
+}
+
+/// The cost model of a k-NN query on a segment with a graph, in distance computations. Returns
+/// the candidate list size for a graph search, or `None` to score the matching documents
+/// exactly (filter-first).
+///
+/// - filter-first costs one full-precision distance per matching document;
+/// - a graph search that admits only matching nodes needs about `L / s` expansions to collect
+///   `L` matches at selectivity `s` (traversing non-matching nodes on the way), each costing
+///   about `R` code distances (~1/4 of a full one) — assumption: matches are spread over the
+///   graph like the query's neighbourhood (a correlated filter does better, an anti-correlated
+///   one worse; the fallback to exact covers the worst case).
+fn choose_plan(q: &Query, nodes: usize, degree: usize, matches: Option<u64>) -> Option<usize> {
+    let l = q.ann.list.max(q.k).max(1);
+    let Some(m) = matches else {
+        return Some(l);
+    };
+    if m == 0 {
+        return None;
+    }
+    let s = (m as f64 / nodes.max(1) as f64).min(1.0);
+    let list = ((l as f64 / s).ceil() as usize).min(nodes.max(l));
+    let graph_cost = list as f64 * degree as f64 * 0.25;
+    let exact_cost = m as f64;
+    (graph_cost < exact_cost).then_some(list)
 }

@@ -170,6 +170,88 @@ fn deleted_and_overwritten_documents_never_come_back_and_reopen_is_stable() {
     assert_eq!(flushed, reopened, "answers differ after reopen");
 }
 
+/// Recall@10 against brute force at selectivities from 50 % to 0.1 %, with random and
+/// cluster-correlated filters: the planner must hold >= 0.95 everywhere.
+#[test]
+fn filtered_knn_holds_recall_at_every_selectivity() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::create_with(tmp.path(), Schema::new(DIM as u32, Metric::L2), options()).unwrap();
+    let data = clustered(20_000, 100, 7);
+    let mut rng = StdRng::seed_from_u64(8);
+    // Terms: sel-N keeps a random 1/N of the documents; near-0 / far-0 follow clusters
+    // (documents 0..200 share their clusters with the queries, others do not).
+    let pct = [2usize, 5, 20, 100, 1000];
+    let mut docs_terms: Vec<Vec<String>> = vec![Vec::new(); data.len()];
+    for (i, terms) in docs_terms.iter_mut().enumerate() {
+        for n in pct {
+            if rng.gen_range(0..n) == 0 {
+                terms.push(format!("sel-{n}"));
+            }
+        }
+        if i % 50 == 0 {
+            terms.push("sparse".into());
+        }
+    }
+    for (c, chunk) in data.chunks(1000).enumerate() {
+        let mut b = WriteBatch::new();
+        for (j, v) in chunk.iter().enumerate() {
+            let i = c * 1000 + j;
+            let mut d = Document::new(key(i), "").with_vector(v.clone());
+            for t in &docs_terms[i] {
+                d = d.with_term(t);
+            }
+            b.put(d);
+        }
+        db.write(b).unwrap();
+    }
+    db.flush().unwrap();
+    let queries = clustered(100, 100, 9);
+    for f in [
+        "sel-2",
+        "sel-5",
+        "sel-20",
+        "sel-100",
+        "sel-1000",
+        "sparse",
+        "(not sel-2)",
+    ] {
+        let filter = strata::Filter::parse(f).unwrap();
+        let (mut hit, mut total) = (0usize, 0usize);
+        let mut plans = std::collections::BTreeMap::new();
+        for q in &queries {
+            let mut want: Vec<(f32, usize)> = data
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| {
+                    let d = Document {
+                        terms: docs_terms[*i].clone(),
+                        ..Document::new(key(*i), "")
+                    };
+                    filter.matches(&d)
+                })
+                .map(|(i, v)| (strata::distance(Metric::L2, q, v), i))
+                .collect();
+            want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            let want: HashSet<Vec<u8>> = want
+                .iter()
+                .take(10)
+                .map(|x| key(x.1).into_bytes())
+                .collect();
+            let (got, st) = db
+                .search_with_stats(&Query::knn(q.clone(), 10).with_filter(filter.clone()))
+                .unwrap();
+            for e in st.explain.iter().filter(|e| e.segment.is_some()) {
+                *plans.entry(format!("{:?}", e.plan)).or_insert(0) += 1;
+            }
+            hit += got.iter().filter(|h| want.contains(&h.key)).count();
+            total += want.len();
+        }
+        let recall = hit as f64 / total as f64;
+        eprintln!("filter {f}: recall@10 {recall:.3}, plans {plans:?}");
+        assert!(recall >= 0.95, "filter {f}: recall {recall} ({plans:?})");
+    }
+}
+
 #[test]
 fn filtered_and_radius_queries_stay_exact_with_a_graph() {
     let tmp = tempfile::tempdir().unwrap();
@@ -178,9 +260,12 @@ fn filtered_and_radius_queries_stay_exact_with_a_graph() {
     load(&db, &data);
     assert_eq!(db.stats().ann_segments, 1);
     for (qi, q) in clustered(20, 30, 6).into_iter().enumerate() {
+        // A third of the documents match: scoring them exactly is cheaper than a graph
+        // search widened 3x, so the planner picks filter-first (exact).
         let f = Query::knn(q.clone(), 10).with_filter_str("three").unwrap();
         let (got, st) = db.search_with_stats(&f).unwrap();
         assert_eq!(st.graph_segments, 0);
+        assert_eq!(st.explain[1].plan, strata::Plan::FilterFirst);
         // Brute force over the data.
         let mut want: Vec<(f32, String)> = data
             .iter()

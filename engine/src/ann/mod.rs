@@ -142,8 +142,48 @@ impl Default for SearchParams {
     }
 }
 
-/// What a query cost (summed over segments).
+/// The plan a query ran on one segment (or the memtable).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Plan {
+    /// Every (matching) document scored exactly: the memtable, segments without a graph,
+    /// boolean and radius queries, `Query::exact`.
+    #[default]
+    Exact,
+    /// The filter is selective enough that scoring its matches exactly is cheaper than a
+    /// graph search.
+    FilterFirst,
+    /// Unfiltered graph search.
+    Graph,
+    /// Graph search that admits only matching nodes but traverses through the others, with
+    /// the candidate list widened by 1/selectivity.
+    FilteredGraph,
+    /// A graph search found fewer than k live matches; the segment was then scored exactly.
+    GraphThenExact,
+}
+
+/// What one segment did for a query (`explain`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SegmentExplain {
+    /// Segment id; `None` for the memtables.
+    pub segment: Option<u64>,
+    /// The plan that ran.
+    pub plan: Plan,
+    /// Documents in the segment.
+    pub documents: u64,
+    /// Live documents matching the filter (`None`: no filter).
+    pub matches: Option<u64>,
+    /// Candidate list of the graph search (0 if none ran).
+    pub list: usize,
+    /// Graph nodes expanded.
+    pub nodes_visited: u64,
+    /// Sectors read.
+    pub sectors_read: u64,
+    /// Time spent on this segment.
+    pub micros: u64,
+}
+
+/// What a query cost (summed over segments), and per segment what ran.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueryStats {
     /// Segments answered by the graph.
     pub graph_segments: u32,
@@ -157,6 +197,8 @@ pub struct QueryStats {
     pub cache_hits: u64,
     /// Distance computations (codes and full precision).
     pub distance_computations: u64,
+    /// Per segment (the memtables first): plan, matches, nodes, sectors, time.
+    pub explain: Vec<SegmentExplain>,
 }
 
 impl QueryStats {

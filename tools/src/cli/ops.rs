@@ -63,6 +63,16 @@ fn natural(metric: Metric, d: f32) -> f32 {
 }
 
 fn stats_json(s: &QueryStats) -> Value {
+    let explain: Vec<Value> = s
+        .explain
+        .iter()
+        .map(|e| {
+            json!({"segment": e.segment, "plan": format!("{:?}", e.plan),
+                   "documents": e.documents, "matches": e.matches, "list": e.list,
+                   "nodes_visited": e.nodes_visited, "sectors_read": e.sectors_read,
+                   "micros": e.micros})
+        })
+        .collect();
     json!({
         "graph_segments": s.graph_segments,
         "exact_segments": s.exact_segments,
@@ -70,6 +80,7 @@ fn stats_json(s: &QueryStats) -> Value {
         "sectors_read": s.sectors_read,
         "cache_hits": s.cache_hits,
         "distance_computations": s.distance_computations,
+        "explain": explain,
     })
 }
 
@@ -152,15 +163,19 @@ pub fn query(a: &QueryArgs) -> CliResult {
                 println!("  {:<24} {d:.6}", key_str(&h.key));
             }
             if a.explain {
+                for e in &st.explain {
+                    let what = e
+                        .segment
+                        .map_or("memtable".to_owned(), |id| format!("segment {id}"));
+                    let matches = e.matches.map_or(String::new(), |m| format!(", {m} match"));
+                    println!(
+                        "  explain {what}: {:?} ({} docs{matches}), list {}, {} nodes, {} sectors, {} µs",
+                        e.plan, e.documents, e.list, e.nodes_visited, e.sectors_read, e.micros
+                    );
+                }
                 println!(
-                    "  explain: {} segment(s) by graph, {} exact (incl. memtable); {} nodes \
-                     visited, {} sectors read, {} cache hits, {} distances",
-                    st.graph_segments,
-                    st.exact_segments,
-                    st.nodes_visited,
-                    st.sectors_read,
-                    st.cache_hits,
-                    st.distance_computations
+                    "  total: {} nodes visited, {} sectors read, {} cache hits, {} distances",
+                    st.nodes_visited, st.sectors_read, st.cache_hits, st.distance_computations
                 );
             }
         }
