@@ -217,9 +217,19 @@ impl Snapshot {
                     ex.sectors_read = s.sectors_read;
                     ex.list = list;
                     // Fewer than k live results (deletions, a filter the graph region does
-                    // not hold): this segment falls back to the exact scan, so neither costs
-                    // recall.
-                    if found.len() >= q.k {
+                    // not hold), or a filter that matches far fewer of the visited nodes
+                    // than of the segment (anti-correlated with the query's neighbourhood:
+                    // the true matches lie elsewhere): this segment falls back to the exact
+                    // scan, so neither costs recall.
+                    let anti_correlated = match (ex.matches, s.nodes_visited) {
+                        (Some(m), visited) if visited > 0 => {
+                            let global = m as f64 / ls.seg.len().max(1) as f64;
+                            let local = found.len() as f64 / visited as f64;
+                            local < global / 3.0
+                        }
+                        _ => false,
+                    };
+                    if found.len() >= q.k && !anti_correlated {
                         stats.graph_segments += 1;
                         ex.plan = if matching.is_some() {
                             Plan::FilteredGraph
@@ -236,6 +246,40 @@ impl Snapshot {
                     ex.plan = Plan::GraphThenExact;
                 } else {
                     ex.plan = Plan::FilterFirst;
+                }
+                // Many matches: rank them by their in-memory codes and re-rank the best with
+                // full vectors, instead of a full-precision distance each.
+                if ex.matches.is_some_and(|m| m as usize >= CODE_SCAN_MIN) {
+                    let accept = |i: usize| {
+                        matching.as_ref().is_some_and(|b| b.get(i))
+                            && (mem.is_empty() || !shadowed(i))
+                    };
+                    let pool = (q.k * 10).max(200);
+                    let cands = idx.scan_codes(qv, pool, &accept, &mut stats);
+                    let mut scored = Vec::with_capacity(cands.len());
+                    let mut v = Vec::new();
+                    for (_, i) in cands {
+                        if ls.seg.vector_into(i, &mut v) {
+                            scored.push((distance(self.schema.metric, qv, &v), i));
+                        }
+                    }
+                    stats.distance_computations += scored.len() as u64;
+                    scored.sort_by(|a, b| {
+                        a.0.total_cmp(&b.0)
+                            .then_with(|| ls.seg.key(a.1).cmp(ls.seg.key(b.1)))
+                    });
+                    for (dist, i) in scored.into_iter().take(q.k) {
+                        hits.push(self.hit(ls, i, Some(dist), q.include_docs)?);
+                    }
+                    ex.plan = if ex.plan == Plan::FilterFirst {
+                        Plan::FilterFirstCodes
+                    } else {
+                        Plan::GraphThenCodes
+                    };
+                    stats.exact_segments += 1;
+                    ex.micros = t.elapsed().as_micros() as u64;
+                    stats.explain.push(ex);
+                    continue;
                 }
             } else {
                 ex.plan = Plan::Exact;
@@ -310,16 +354,21 @@ impl Snapshot {
     }
 }
 
+/// From this many matches on, filter-first ranks by codes and re-ranks (below it, scoring every
+/// match at full precision is as fast and exact).
+const CODE_SCAN_MIN: usize = 500;
+
 /// The cost model of a k-NN query on a segment with a graph, in distance computations. Returns
 /// the candidate list size for a graph search, or `None` to score the matching documents
 /// exactly (filter-first).
 ///
-/// - filter-first costs one full-precision distance per matching document;
+/// - filter-first costs one full-precision distance per match, or, from `CODE_SCAN_MIN`
+///   matches, one code distance (~1/4 of a full one) per match plus a re-rank pool;
 /// - a graph search that admits only matching nodes needs about `L / s` expansions to collect
-///   `L` matches at selectivity `s` (traversing non-matching nodes on the way), each costing
-///   about `R` code distances (~1/4 of a full one) — assumption: matches are spread over the
-///   graph like the query's neighbourhood (a correlated filter does better, an anti-correlated
-///   one worse; the fallback to exact covers the worst case).
+///   `L` matches at selectivity `s` (traversing non-matching nodes on the way), each costing a
+///   full distance and about `R` code distances — assumption: matches are spread over the
+///   graph like the query's neighbourhood (a correlated filter does better; an
+///   anti-correlated one is detected after the search and falls back to filter-first).
 fn choose_plan(q: &Query, nodes: usize, degree: usize, matches: Option<u64>) -> Option<usize> {
     let l = q.ann.list.max(q.k).max(1);
     let Some(m) = matches else {
@@ -330,7 +379,11 @@ fn choose_plan(q: &Query, nodes: usize, degree: usize, matches: Option<u64>) -> 
     }
     let s = (m as f64 / nodes.max(1) as f64).min(1.0);
     let list = ((l as f64 / s).ceil() as usize).min(nodes.max(l));
-    let graph_cost = list as f64 * degree as f64 * 0.25;
-    let exact_cost = m as f64;
+    let graph_cost = list as f64 * (1.0 + degree as f64 * 0.25);
+    let exact_cost = if m as usize >= CODE_SCAN_MIN {
+        m as f64 * 0.25 + (q.k * 10).max(200) as f64
+    } else {
+        m as f64
+    };
     (graph_cost < exact_cost).then_some(list)
 }

@@ -253,19 +253,22 @@ fn filtered_knn_holds_recall_at_every_selectivity() {
 }
 
 #[test]
-fn filtered_and_radius_queries_stay_exact_with_a_graph() {
+fn filtered_plans_rank_and_exact_queries_equal_brute_force() {
     let tmp = tempfile::tempdir().unwrap();
     let db = Db::create_with(tmp.path(), Schema::new(DIM as u32, Metric::L2), options()).unwrap();
     let data = clustered(6_000, 30, 5);
     load(&db, &data);
     assert_eq!(db.stats().ann_segments, 1);
     for (qi, q) in clustered(20, 30, 6).into_iter().enumerate() {
-        // A third of the documents match: scoring them exactly is cheaper than a graph
-        // search widened 3x, so the planner picks filter-first (exact).
+        // A third of the documents match: ranking them by code and re-ranking is cheaper than
+        // a graph search widened 3x, so the planner picks filter-first by codes...
         let f = Query::knn(q.clone(), 10).with_filter_str("three").unwrap();
-        let (got, st) = db.search_with_stats(&f).unwrap();
+        let (approx, st) = db.search_with_stats(&f).unwrap();
         assert_eq!(st.graph_segments, 0);
-        assert_eq!(st.explain[1].plan, strata::Plan::FilterFirst);
+        assert_eq!(st.explain[1].plan, strata::Plan::FilterFirstCodes);
+        // ...and `exact()` scores every match at full precision.
+        let (got, st) = db.search_with_stats(&f.clone().exact()).unwrap();
+        assert_eq!(st.explain[1].plan, strata::Plan::Exact);
         // Brute force over the data.
         let mut want: Vec<(f32, String)> = data
             .iter()
@@ -281,6 +284,11 @@ fn filtered_and_radius_queries_stay_exact_with_a_graph() {
             .collect();
         let got: Vec<Vec<u8>> = got.into_iter().map(|h| h.key).collect();
         assert_eq!(got, want, "query {qi}");
+        let found = approx.iter().filter(|h| want.contains(&h.key)).count();
+        assert!(
+            found >= 9,
+            "query {qi}: filter-first by codes found {found} of 10"
+        );
         let r = Query::knn(q, 1000).with_radius(12.0);
         let (_, st) = db.search_with_stats(&r).unwrap();
         assert_eq!(st.graph_segments, 0);

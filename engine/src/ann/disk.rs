@@ -742,6 +742,34 @@ impl DiskIndex {
         out
     }
 
+    /// Filter-first with codes: the code distance of every node whose ordinal `accept`s, and
+    /// the `pool` nearest by code (ordinal, code distance), for a re-rank with full vectors.
+    /// Codes are in memory, so this reads nothing from disk.
+    pub(crate) fn scan_codes(
+        &self,
+        q: &[f32],
+        pool: usize,
+        accept: &dyn Fn(usize) -> bool,
+        stats: &mut QueryStats,
+    ) -> Vec<(f32, usize)> {
+        let mut qs = Vec::new();
+        to_space(self.metric, q, &mut qs);
+        let table = self.quant.query_table(self.space, &qs, Vec::new());
+        let mut all: Vec<(f32, usize)> = Vec::new();
+        for node in 0..self.n as u32 {
+            let ord = self.ordinal(node);
+            if accept(ord) {
+                all.push((table.distance(self.code(node)), ord));
+            }
+        }
+        stats.distance_computations += all.len() as u64;
+        if all.len() > pool && pool > 0 {
+            all.select_nth_unstable_by(pool - 1, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            all.truncate(pool);
+        }
+        all
+    }
+
     /// Exact distance mapped into the code space (so it can replace a code distance).
     #[inline]
     fn refined(&self, exact: f32) -> f32 {

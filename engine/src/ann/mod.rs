@@ -157,8 +157,14 @@ pub enum Plan {
     /// Graph search that admits only matching nodes but traverses through the others, with
     /// the candidate list widened by 1/selectivity.
     FilteredGraph,
-    /// A graph search found fewer than k live matches; the segment was then scored exactly.
+    /// A graph search found fewer than k live matches (or matches far rarer near the query
+    /// than overall); the segment was then scored exactly.
     GraphThenExact,
+    /// Filter-first over many matches: ranked by in-memory codes, the best re-ranked with
+    /// full vectors.
+    FilterFirstCodes,
+    /// `GraphThenExact`, with the exact pass ranked by codes and re-ranked.
+    GraphThenCodes,
 }
 
 /// What one segment did for a query (`explain`).

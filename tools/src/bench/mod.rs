@@ -1,5 +1,6 @@
 //! `strata bench`: workloads measured against peers in the same run, with machine notes.
 
+mod filtered;
 mod knn;
 mod machine;
 #[cfg(feature = "rocksdb")]
@@ -22,6 +23,8 @@ pub enum BenchCommand {
     Store(store::StoreBenchArgs),
     /// k-NN recall vs QPS of the disk graph, warm and cold, vs hnswlib (`--peers`).
     Knn(knn::KnnBenchArgs),
+    /// Filtered k-NN on the real data by selectivity: recall, QPS, latency, chosen plans.
+    Filtered(filtered::FilteredBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> CliResult {
@@ -29,6 +32,7 @@ pub fn run(cmd: BenchCommand) -> CliResult {
         BenchCommand::Wal(args) => wal::run(&args),
         BenchCommand::Store(args) => store::run(&args),
         BenchCommand::Knn(args) => knn::run(&args),
+        BenchCommand::Filtered(args) => filtered::run(&args),
     }
 }
 
