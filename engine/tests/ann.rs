@@ -206,6 +206,7 @@ fn filtered_knn_holds_recall_at_every_selectivity() {
     }
     db.flush().unwrap();
     let queries = clustered(100, 100, 9);
+    let mut all_plans = HashSet::new();
     for f in [
         "sel-2",
         "sel-5",
@@ -237,8 +238,14 @@ fn filtered_knn_holds_recall_at_every_selectivity() {
                 .take(10)
                 .map(|x| key(x.1).into_bytes())
                 .collect();
+            // L=64 (half the default) makes the widened graph search cheap enough to be chosen at high
+            // selectivity, so every plan is exercised.
             let (got, st) = db
-                .search_with_stats(&Query::knn(q.clone(), 10).with_filter(filter.clone()))
+                .search_with_stats(
+                    &Query::knn(q.clone(), 10)
+                        .with_filter(filter.clone())
+                        .with_search_list(64),
+                )
                 .unwrap();
             for e in st.explain.iter().filter(|e| e.segment.is_some()) {
                 *plans.entry(format!("{:?}", e.plan)).or_insert(0) += 1;
@@ -249,6 +256,13 @@ fn filtered_knn_holds_recall_at_every_selectivity() {
         let recall = hit as f64 / total as f64;
         eprintln!("filter {f}: recall@10 {recall:.3}, plans {plans:?}");
         assert!(recall >= 0.95, "filter {f}: recall {recall} ({plans:?})");
+        all_plans.extend(plans.into_keys());
+    }
+    for p in ["FilteredGraph", "FilterFirstCodes", "FilterFirst"] {
+        assert!(
+            all_plans.contains(p),
+            "plan {p} never chosen: {all_plans:?}"
+        );
     }
 }
 
