@@ -24,6 +24,9 @@ pub struct Query {
     pub include_docs: bool,
     /// Graph search knobs (list size, beam width, or exact).
     pub ann: SearchParams,
+    /// At most this many terms from one `(apply …)` (the lowest values are kept; the
+    /// truncation is reported in the query's stats). Default 10,000.
+    pub apply_fanout_max: usize,
 }
 
 impl Default for Query {
@@ -35,6 +38,7 @@ impl Default for Query {
             filter: None,
             include_docs: false,
             ann: SearchParams::default(),
+            apply_fanout_max: 10_000,
         }
     }
 }

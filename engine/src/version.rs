@@ -17,7 +17,7 @@ use crate::memtable::{Entry, Memtable};
 use crate::search::{exact, Hit, Query, Scored};
 use crate::segment::bitset::Bitset;
 use crate::segment::Segment;
-use crate::{Document, Result, Schema};
+use crate::{Document, Filter, Result, Schema};
 
 /// A segment with the deletion bitmap current in one version.
 #[derive(Debug, Clone)]
@@ -165,6 +165,17 @@ impl Snapshot {
     pub fn search_with_stats(&self, q: &Query) -> Result<(Vec<Hit>, QueryStats)> {
         q.validate(&self.schema)?;
         let mut stats = QueryStats::default();
+        // `(apply …)` becomes plain terms, evaluated against this snapshot.
+        let resolved;
+        let q = match &q.filter {
+            Some(f) if f.has_apply() => {
+                let mut r = q.clone();
+                r.filter = Some(self.resolve(f, q.apply_fanout_max, &mut stats)?);
+                resolved = r;
+                &resolved
+            }
+            _ => q,
+        };
         let t = std::time::Instant::now();
         let mem = self.memtable_entries(Bound::Unbounded, Bound::Unbounded);
         let mem_docs: Vec<Arc<Document>> = mem.values().flatten().cloned().collect();
@@ -333,6 +344,62 @@ impl Snapshot {
         }
         hits.truncate(q.k);
         Ok((hits, stats))
+    }
+
+    /// Replace every `(apply PREFIX ATTR F)` by the OR of `PREFIX:<v>` over the values `v` of
+    /// `ATTR` among this snapshot's live documents matching `F` (innermost first).
+    fn resolve(&self, f: &Filter, fanout_max: usize, stats: &mut QueryStats) -> Result<Filter> {
+        Ok(match f {
+            Filter::And(fs) => Filter::And(
+                fs.iter()
+                    .map(|x| self.resolve(x, fanout_max, stats))
+                    .collect::<Result<_>>()?,
+            ),
+            Filter::Or(fs) => Filter::Or(
+                fs.iter()
+                    .map(|x| self.resolve(x, fanout_max, stats))
+                    .collect::<Result<_>>()?,
+            ),
+            Filter::Not(x) => Filter::Not(Box::new(self.resolve(x, fanout_max, stats)?)),
+            Filter::Apply { prefix, attr, expr } => {
+                let inner = self.resolve(expr, fanout_max, stats)?;
+                let mut values = std::collections::BTreeSet::new();
+                let mem = self.memtable_entries(Bound::Unbounded, Bound::Unbounded);
+                for d in mem.values().flatten() {
+                    if inner.matches(d) {
+                        if let Some(v) = d.attrs.get(attr) {
+                            values.insert(*v);
+                        }
+                    }
+                }
+                if let Some(a) = self.schema.attr_index(attr) {
+                    for ls in &self.version.segments {
+                        let mut b = ls.seg.eval(&inner);
+                        b.and_not_with(&ls.deleted);
+                        for i in b.iter() {
+                            if mem.contains_key(ls.seg.key(i)) {
+                                continue; // the memtable's version decided above
+                            }
+                            if let Some(v) = ls.seg.attr(a, i) {
+                                values.insert(v);
+                            }
+                        }
+                    }
+                }
+                if values.len() > fanout_max {
+                    stats.apply_truncated = true;
+                }
+                let terms: Vec<Filter> = values
+                    .into_iter()
+                    .take(fanout_max)
+                    .map(|v| Filter::Term(format!("{prefix}:{v}")))
+                    .collect();
+                stats.apply_fanout += terms.len() as u64;
+                // An empty OR matches nothing.
+                Filter::Or(terms)
+            }
+            Filter::Term(_) | Filter::Range { .. } => f.clone(),
+        })
     }
 
     fn hit(

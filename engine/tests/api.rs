@@ -282,3 +282,92 @@ fn documents_at_the_bounds_round_trip_through_segments() {
     let over = Document::new("k", vec![0u8; strata::limits::VALUE_BYTES_MAX + 1]);
     assert!(matches!(db.put(over), Err(Error::InvalidInput(_))));
 }
+
+#[test]
+fn apply_operator_follows_the_social_graph() {
+    let tmp = tempfile::tempdir().unwrap();
+    let schema = Schema::new(2, Metric::L2).with_attr("uid").with_attr("ts");
+    let db = Db::create(tmp.path(), schema).unwrap();
+    // Users carry their id and their friendships as terms (edge lists are posting lists).
+    for (uid, friend_of) in [(1, 42), (2, 42), (3, 42), (4, 7)] {
+        db.put(
+            Document::new(format!("user-{uid}"), "")
+                .with_attr("uid", uid)
+                .with_term(&format!("friend-of:{friend_of}"))
+                .with_term("kind:user"),
+        )
+        .unwrap();
+    }
+    for p in 0..20i64 {
+        let author = p % 5;
+        db.put(
+            Document::new(format!("post-{p:02}"), "")
+                .with_vector(vec![p as f32, 0.0])
+                .with_term(&format!("author:{author}"))
+                .with_term(if p % 2 == 0 { "lang:en" } else { "lang:de" }),
+        )
+        .unwrap();
+    }
+    let friends_posts = |db: &Db, f: &str| -> Vec<String> {
+        db.search(&Query::boolean(Filter::parse(f).unwrap(), 100))
+            .unwrap()
+            .into_iter()
+            .map(|h| String::from_utf8(h.key).unwrap())
+            .collect()
+    };
+    let want: Vec<String> = (0..20)
+        .filter(|p| [1, 2, 3].contains(&(p % 5)))
+        .map(|p| format!("post-{p:02}"))
+        .collect();
+    assert_eq!(friends_posts(&db, "(apply author uid friend-of:42)"), want);
+    db.flush().unwrap(); // the same through segments
+    assert_eq!(friends_posts(&db, "(apply author uid friend-of:42)"), want);
+    // Combined with a vector and other filters; the stats report the fan-out.
+    let q = Query::knn(vec![0.0, 0.0], 3)
+        .with_filter_str("(and lang:en (apply author uid friend-of:42))")
+        .unwrap();
+    let (hits, st) = db.search_with_stats(&q).unwrap();
+    let keys: Vec<&[u8]> = hits.iter().map(|h| h.key.as_slice()).collect();
+    assert_eq!(keys, [b"post-02".as_slice(), b"post-06", b"post-08"]);
+    assert_eq!((st.apply_fanout, st.apply_truncated), (3, false));
+    // A newer write shadows the segment: user 3 is no longer a friend of 42.
+    db.put(
+        Document::new("user-3", "")
+            .with_attr("uid", 3)
+            .with_term("friend-of:9"),
+    )
+    .unwrap();
+    let want: Vec<String> = (0..20)
+        .filter(|p| [1, 2].contains(&(p % 5)))
+        .map(|p| format!("post-{p:02}"))
+        .collect();
+    assert_eq!(friends_posts(&db, "(apply author uid friend-of:42)"), want);
+    // Nested: posts by friends of the users who wrote in German... and the fan-out bound.
+    let mut q = Query::boolean(Filter::parse("(apply author uid kind:user)").unwrap(), 100);
+    q.apply_fanout_max = 2;
+    let (_, st) = db.search_with_stats(&q).unwrap();
+    assert_eq!((st.apply_fanout, st.apply_truncated), (2, true));
+    // Bad input: an undeclared attribute, a malformed form.
+    assert!(db
+        .search(&Query::boolean(
+            Filter::parse("(apply author nope x)").unwrap(),
+            5
+        ))
+        .is_err());
+    match Filter::parse("(apply author)") {
+        Err(Error::FilterSyntax { expected, .. }) => {
+            assert!(expected.contains("attribute"), "{expected}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Round trip through the canonical text.
+    let f = Filter::apply(
+        "author",
+        "uid",
+        Filter::and([
+            Filter::term("friend-of:42"),
+            Filter::not(Filter::term("spam")),
+        ]),
+    );
+    assert_eq!(Filter::parse(&f.to_string()).unwrap(), f);
+}

@@ -205,6 +205,10 @@ pub struct QueryStats {
     pub distance_computations: u64,
     /// Per segment (the memtables first): plan, matches, nodes, sectors, time.
     pub explain: Vec<SegmentExplain>,
+    /// Terms the `(apply …)` operators expanded into (summed).
+    pub apply_fanout: u64,
+    /// Whether an `(apply …)` hit `Query::apply_fanout_max` and was truncated.
+    pub apply_truncated: bool,
 }
 
 impl QueryStats {

@@ -1,7 +1,11 @@
 //! Boolean filters over terms and attribute ranges.
 //!
 //! Syntax (S-expressions, as in Unicorn): a bare term (`lang:en`, `spam`), `(and F…)`,
-//! `(or F…)`, `(not F)`, `(range ATTR LO HI)` with both bounds inclusive. Example:
+//! `(or F…)`, `(not F)`, `(range ATTR LO HI)` with both bounds inclusive, and
+//! `(apply PREFIX ATTR F)` — the Unicorn social-graph operator: the documents matching `F`
+//! give their values of attribute `ATTR`, and the filter becomes the OR of the terms
+//! `PREFIX:<value>` (`(apply author uid friend-of:42)` = posts whose `author:` term names a
+//! user carrying `friend-of:42`). Example:
 //! `(and lang:en (or author:7 author:9) (not spam) (range ts 1700000000 1700600000))`.
 //! [`Filter`]'s constructors build the same expressions without parsing; `Display` prints the
 //! canonical text, which parses back to an equal filter.
@@ -35,6 +39,17 @@ pub enum Filter {
         /// Inclusive upper bound.
         hi: i64,
     },
+    /// The OR of the terms `prefix:<v>` for every value `v` of attribute `attr` among the
+    /// documents matching `expr`. Resolved against a snapshot before evaluation
+    /// ([`crate::Snapshot::search`] does it); unresolved, it matches nothing.
+    Apply {
+        /// Term prefix (the part before `:`).
+        prefix: String,
+        /// A declared attribute whose values name the terms.
+        attr: String,
+        /// The documents whose values are collected.
+        expr: Box<Filter>,
+    },
 }
 
 impl Filter {
@@ -67,6 +82,25 @@ impl Filter {
         }
     }
 
+    /// The social-graph operator: `(apply prefix attr expr)`.
+    pub fn apply(prefix: impl Into<String>, attr: impl Into<String>, expr: Filter) -> Filter {
+        Filter::Apply {
+            prefix: prefix.into(),
+            attr: attr.into(),
+            expr: Box::new(expr),
+        }
+    }
+
+    /// Whether the expression contains an `apply` (and so needs resolving).
+    pub fn has_apply(&self) -> bool {
+        match self {
+            Filter::Apply { .. } => true,
+            Filter::And(fs) | Filter::Or(fs) => fs.iter().any(Filter::has_apply),
+            Filter::Not(f) => f.has_apply(),
+            Filter::Term(_) | Filter::Range { .. } => false,
+        }
+    }
+
     /// Parse the S-expression syntax.
     pub fn parse(text: &str) -> Result<Filter> {
         parse(text)
@@ -96,6 +130,20 @@ impl Filter {
                 }
                 Ok(())
             }
+            Filter::Apply { prefix, attr, expr } => {
+                if prefix.is_empty() || prefix.contains(':') {
+                    return Err(Error::invalid(format!(
+                        "apply prefix {prefix:?} must be non-empty and without ':'"
+                    )));
+                }
+                validate_term(&format!("{prefix}:{}", i64::MIN))?;
+                if schema.attr_index(attr).is_none() {
+                    return Err(Error::invalid(format!(
+                        "apply over undeclared attribute {attr:?}"
+                    )));
+                }
+                expr.validate(schema)
+            }
         }
     }
 
@@ -109,6 +157,7 @@ impl Filter {
             Filter::Range { attr, lo, hi } => {
                 doc.attrs.get(attr).is_some_and(|v| (*lo..=*hi).contains(v))
             }
+            Filter::Apply { .. } => false,
         }
     }
 }
@@ -128,6 +177,7 @@ impl fmt::Display for Filter {
             Filter::Or(fs) => list(f, "or", fs),
             Filter::Not(x) => write!(f, "(not {x})"),
             Filter::Range { attr, lo, hi } => write!(f, "(range {attr} {lo} {hi})"),
+            Filter::Apply { prefix, attr, expr } => write!(f, "(apply {prefix} {attr} {expr})"),
         }
     }
 }

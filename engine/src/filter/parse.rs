@@ -125,7 +125,22 @@ fn form(lx: &mut Lexer<'_>, depth: usize) -> Result<Filter> {
             }
             Filter::Range { attr, lo, hi }
         }
-        t => return Err(syntax(at, "one of and, or, not, range", t)),
+        Tok::Atom("apply") => {
+            let prefix = match lx.bump() {
+                (Tok::Atom(a), _) => a.to_owned(),
+                (t, at) => return Err(syntax(at, "a term prefix", t)),
+            };
+            let attr = match lx.bump() {
+                (Tok::Atom(a), _) => a.to_owned(),
+                (t, at) => return Err(syntax(at, "an attribute name", t)),
+            };
+            Filter::Apply {
+                prefix,
+                attr,
+                expr: Box::new(expr(lx, depth + 1)?),
+            }
+        }
+        t => return Err(syntax(at, "one of and, or, not, range, apply", t)),
     };
     match lx.bump() {
         (Tok::Close, _) => Ok(f),

@@ -561,7 +561,7 @@ impl Segment {
     }
 
     /// Attribute `a` (schema index) of ordinal `i`.
-    fn attr(&self, a: usize, i: usize) -> Option<i64> {
+    pub(crate) fn attr(&self, a: usize, i: usize) -> Option<i64> {
         let col = self.attrs.get(a)?;
         if !col.present.get(i) {
             return None;
@@ -603,6 +603,8 @@ impl Segment {
                 }
                 out
             }
+            // Resolved by the snapshot before evaluation; unresolved, it matches nothing.
+            Filter::Apply { .. } => Bitset::new(self.n),
         }
     }
 }
