@@ -293,7 +293,7 @@ fn apply_operator_follows_the_social_graph() {
         db.put(
             Document::new(format!("user-{uid}"), "")
                 .with_attr("uid", uid)
-                .with_term(&format!("friend-of:{friend_of}"))
+                .with_term(format!("friend-of:{friend_of}"))
                 .with_term("kind:user"),
         )
         .unwrap();
@@ -303,7 +303,7 @@ fn apply_operator_follows_the_social_graph() {
         db.put(
             Document::new(format!("post-{p:02}"), "")
                 .with_vector(vec![p as f32, 0.0])
-                .with_term(&format!("author:{author}"))
+                .with_term(format!("author:{author}"))
                 .with_term(if p % 2 == 0 { "lang:en" } else { "lang:de" }),
         )
         .unwrap();

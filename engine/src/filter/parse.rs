@@ -203,7 +203,10 @@ mod tests {
     #[test]
     fn errors_say_where_and_what() {
         assert_eq!(err(""), (0, "a term or '('".into()));
-        assert_eq!(err("(xor a b)"), (1, "one of and, or, not, range".into()));
+        assert_eq!(
+            err("(xor a b)"),
+            (1, "one of and, or, not, range, apply".into())
+        );
         assert_eq!(err("(and)"), (4, "at least one sub-expression".into()));
         assert_eq!(err("(not a b)"), (7, "')'".into()));
         assert_eq!(err("(range ts 1 x)"), (12, "a 64-bit integer".into()));
