@@ -198,6 +198,10 @@ struct FlushState {
     compaction_bytes: u64,
     /// Seconds spent compacting.
     compaction_seconds: f64,
+    /// Writes delayed / stopped by back-pressure, and whether a slowdown is going on.
+    slowdowns: u64,
+    stalls: u64,
+    slowed: bool,
 }
 
 #[derive(Debug)]
@@ -561,18 +565,14 @@ impl Db {
         let v = inner.version.lock().clone();
         let fs_state = {
             let st = inner.flush.state.lock();
-            (
-                st.compactions,
-                st.flush_bytes,
-                st.compaction_bytes,
-                st.compaction_seconds,
-            )
-        };
-        let fs_state = CompactionCounters {
-            compactions: fs_state.0,
-            flush_bytes: fs_state.1,
-            compaction_bytes: fs_state.2,
-            compaction_seconds: fs_state.3,
+            CompactionCounters {
+                compactions: st.compactions,
+                flush_bytes: st.flush_bytes,
+                compaction_bytes: st.compaction_bytes,
+                compaction_seconds: st.compaction_seconds,
+                slowdowns: st.slowdowns,
+                stalls: st.stalls,
+            }
         };
         DbStats {
             segments: v.segments.len(),
@@ -591,6 +591,8 @@ impl Db {
                 .iter()
                 .map(|s| s.seg.file_bytes().len() as u64)
                 .sum(),
+            write_slowdowns: fs_state.slowdowns,
+            write_stalls: fs_state.stalls,
         }
     }
 }
@@ -657,6 +659,11 @@ pub struct DbStats {
     pub compaction_seconds: f64,
     /// Bytes of the live segment files (space amplification = this over the live data).
     pub live_bytes: u64,
+    /// Writes delayed 1 ms because flushes fell behind (one frozen memtable short of
+    /// `frozen_memtables_max`).
+    pub write_slowdowns: u64,
+    /// Writes that waited for a flush (`frozen_memtables_max` frozen memtables).
+    pub write_stalls: u64,
 }
 
 struct CompactionCounters {
@@ -664,6 +671,8 @@ struct CompactionCounters {
     flush_bytes: u64,
     compaction_bytes: u64,
     compaction_seconds: f64,
+    slowdowns: u64,
+    stalls: u64,
 }
 
 impl Inner {
@@ -680,12 +689,39 @@ impl Inner {
     }
 
     /// Back-pressure: wait while too many frozen memtables await their flush.
+    /// Back-pressure in two stages: with one frozen memtable short of the limit, each write
+    /// is delayed 1 ms (the flusher and compactions catch up while writers keep moving); at
+    /// the limit, writers wait. Both are counted, and the first of each stage per episode is
+    /// logged.
     fn wait_for_flush_room(&self) {
+        let max = self.options.frozen_memtables_max.max(1);
+        let frozen = self.version.lock().frozen.len();
+        if frozen + 1 == max && max > 1 {
+            let already = {
+                let mut st = self.flush.state.lock();
+                st.slowdowns += 1;
+                std::mem::replace(&mut st.slowed, true)
+            };
+            if !already {
+                log::warn!(
+                    "strata {}: writes slowed down ({frozen} memtables await their flush)",
+                    self.dir.display()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            return;
+        }
         let mut st = self.flush.state.lock();
-        while self.version.lock().frozen.len() >= self.options.frozen_memtables_max.max(1)
-            && self.poison.lock().is_none()
-            && !st.stop
-        {
+        if frozen < max {
+            st.slowed = false;
+            return;
+        }
+        st.stalls += 1;
+        log::warn!(
+            "strata {}: writes stalled until a flush completes ({frozen} memtables await it)",
+            self.dir.display()
+        );
+        while self.version.lock().frozen.len() >= max && self.poison.lock().is_none() && !st.stop {
             self.flush
                 .cond
                 .wait_for(&mut st, std::time::Duration::from_millis(50));

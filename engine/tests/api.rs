@@ -371,3 +371,26 @@ fn apply_operator_follows_the_social_graph() {
     );
     assert_eq!(Filter::parse(&f.to_string()).unwrap(), f);
 }
+
+#[test]
+fn back_pressure_slows_then_stops_writers_and_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = Options {
+        sync: SyncMode::Never,
+        flush_threshold_bytes: 4096,
+        frozen_memtables_max: 2,
+        ..Options::default()
+    };
+    let db = Db::create_with(tmp.path(), schema(), opts).unwrap();
+    // Unsynced writes take microseconds, each flush a segment write and fsyncs: the flusher
+    // falls behind and back-pressure engages.
+    for i in 0..3000 {
+        db.put(Document::new(format!("k{i:05}"), vec![b'x'; 1000]))
+            .unwrap();
+    }
+    let st = db.stats();
+    assert!(st.write_slowdowns + st.write_stalls > 0, "{st:?}");
+    assert!(st.frozen_memtables <= 2, "{st:?}");
+    db.flush().unwrap();
+    assert_eq!(db.scan(..).unwrap().len(), 3000);
+}
