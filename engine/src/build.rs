@@ -129,7 +129,7 @@ pub fn build_database(
         let id = i as u64 + 1;
         let path = seg_dir.join(segment_name(id));
         let g = |n: u64| progress(BuildEvent::GraphProgress(n));
-        report.bytes += write_segment_with(&fs, &path, chunk, &schema, Some(&opts.ann), &g)?;
+        report.bytes += write_segment_with(&fs, &path, chunk, &schema, Some(&opts.ann), None, &g)?;
         segments.push(SegmentMeta {
             id,
             doc_count: u32::try_from(chunk.len())

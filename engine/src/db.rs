@@ -21,6 +21,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use strata_wal::io::{LockGuard, SharedFs, StdFs};
 use strata_wal::{RecordKind, SyncMode, Wal};
 
+use crate::ann::disk::ReuseGraph;
 use crate::ann::{AnnBudget, AnnOptions, QueryStats};
 use crate::batch::{self, WriteBatch};
 use crate::manifest::{self, deletes_name, segment_name, Manifest, SegmentMeta};
@@ -28,7 +29,7 @@ use crate::memtable::Memtable;
 use crate::meta::{read_schema, write_schema, SCHEMA_FILE};
 use crate::search::{Hit, Query};
 use crate::segment::bitset::Bitset;
-use crate::segment::{deletes, write_segment, BlockCache, Segment};
+use crate::segment::{deletes, write_segment_with, BlockCache, Segment};
 use crate::version::{LiveSegment, Snapshot, Version};
 use crate::{Document, Error, Result, Schema};
 
@@ -69,6 +70,10 @@ pub struct Options {
     pub segments_max: usize,
     /// A segment whose dead fraction passes this is rewritten. Default 0.3.
     pub deleted_ratio_max: f64,
+    /// Compaction starts from the largest input's graph (deleted nodes repaired out, the other
+    /// inputs' vectors inserted) when at least half of that input is live, instead of
+    /// building the merged graph from scratch. Default true.
+    pub compaction_reuse_graph: bool,
 }
 
 impl Default for Options {
@@ -86,6 +91,7 @@ impl Default for Options {
             compaction: true,
             segments_max: 8,
             deleted_ratio_max: 0.3,
+            compaction_reuse_graph: true,
         }
     }
 }
@@ -753,12 +759,25 @@ impl Inner {
 
     /// Write `docs` (sorted, unique) as segment `id` and open it; nothing for no documents.
     /// Returns the segment and the bytes written.
-    fn new_segment(&self, id: u64, docs: &[Arc<Document>]) -> Result<(Option<Arc<Segment>>, u64)> {
+    fn new_segment(
+        &self,
+        id: u64,
+        docs: &[Arc<Document>],
+        reuse: Option<ReuseGraph>,
+    ) -> Result<(Option<Arc<Segment>>, u64)> {
         if docs.is_empty() {
             return Ok((None, 0));
         }
         let path = self.dir.join(SEGMENTS_DIR).join(segment_name(id));
-        let bytes = write_segment(&self.fs, &path, docs, &self.schema, Some(&self.options.ann))?;
+        let bytes = write_segment_with(
+            &self.fs,
+            &path,
+            docs,
+            &self.schema,
+            Some(&self.options.ann),
+            reuse,
+            &|_| {},
+        )?;
         let seg = Segment::open(
             &self.fs,
             &path,
@@ -795,7 +814,7 @@ impl Inner {
         let seg_dir = self.dir.join(SEGMENTS_DIR);
         let mut m = self.manifest.lock().clone();
         let id = m.next_segment_id;
-        let (new_seg, bytes) = self.new_segment(id, &docs)?;
+        let (new_seg, bytes) = self.new_segment(id, &docs, None)?;
         self.flush.state.lock().flush_bytes += bytes;
         // Older copies of every touched key die in their segment's deletion bitmap.
         let mut segments = Vec::with_capacity(v.segments.len() + 1);
@@ -921,7 +940,12 @@ impl Inner {
         docs.sort_by(|a, b| a.key.cmp(&b.key));
         let mut m = self.manifest.lock().clone();
         let id = m.next_segment_id;
-        let (new_seg, bytes) = self.new_segment(id, &docs)?;
+        let reuse = if self.options.compaction_reuse_graph {
+            reuse_plan(&inputs, &docs)?
+        } else {
+            None
+        };
+        let (new_seg, bytes) = self.new_segment(id, &docs, reuse)?;
         self.flush.state.lock().compaction_bytes += bytes;
         // The merged segment has the highest id, so it is listed as the newest (manifests
         // keep ids increasing); order does not matter to reads, as a key is live in at most
@@ -999,6 +1023,48 @@ fn flusher_loop(inner: &Arc<Inner>) {
             }
         }
     }
+}
+
+/// The graph a compaction starts from: the largest input graph, if at least half of its
+/// segment is live, mapped onto the merged rows (`docs` sorted by key; rows = documents with a
+/// vector, in order).
+fn reuse_plan(inputs: &[&LiveSegment], docs: &[Arc<Document>]) -> Result<Option<ReuseGraph>> {
+    let Some((ls, idx)) = inputs
+        .iter()
+        .filter_map(|ls| Some((*ls, ls.seg.ann()?)))
+        .max_by_key(|(ls, idx)| (idx.len(), ls.seg.id))
+    else {
+        return Ok(None);
+    };
+    let live = ls.seg.len() - ls.deleted.count();
+    if live * 2 < ls.seg.len() {
+        return Ok(None); // mostly dead: a rebuild is cheaper and no worse
+    }
+    let (adj, ords, entry) = idx.adjacency(ls.seg.file_bytes())?;
+    let mut row_of_doc = Vec::with_capacity(docs.len());
+    let mut rows = 0u32;
+    for d in docs {
+        row_of_doc.push(d.vector.is_some().then(|| {
+            rows += 1;
+            rows - 1
+        }));
+    }
+    let new_row = ords
+        .iter()
+        .map(|&o| {
+            if ls.deleted.get(o) {
+                return None;
+            }
+            let key = ls.seg.key(o);
+            let j = docs.binary_search_by(|d| d.key.as_slice().cmp(key)).ok()?;
+            row_of_doc.get(j).copied().flatten()
+        })
+        .collect();
+    Ok(Some(ReuseGraph {
+        adj,
+        new_row,
+        entry,
+    }))
 }
 
 /// Manifest entries of `segments` (newest first in a version, oldest first in a manifest).

@@ -168,6 +168,21 @@ fn crash_at_every_step_of_a_compaction() {
 
 #[test]
 fn ann_recall_after_compaction_is_not_worse_and_deletes_free_space() {
+    // Both ways of building the merged graph: reusing the largest input's, and from scratch.
+    let reuse = recall_across_compaction(true);
+    let rebuild = recall_across_compaction(false);
+    assert!(
+        reuse.0 >= rebuild.0 - 0.01,
+        "reuse {reuse:?} vs rebuild {rebuild:?}"
+    );
+    eprintln!(
+        "merged graph: reuse {:.3} recall in {:.2} s, rebuild {:.3} in {:.2} s",
+        reuse.0, reuse.1, rebuild.0, rebuild.1
+    );
+}
+
+/// (recall after, seconds the compaction took)
+fn recall_across_compaction(reuse: bool) -> (f64, f64) {
     const DIM: usize = 32;
     let tmp = tempfile::tempdir().unwrap();
     let opts = Options {
@@ -177,6 +192,7 @@ fn ann_recall_after_compaction_is_not_worse_and_deletes_free_space() {
             memory_budget_bytes: 0,
             ..AnnOptions::default()
         },
+        compaction_reuse_graph: reuse,
         ..manual()
     };
     let db = Db::create_with(tmp.path(), Schema::new(DIM as u32, Metric::L2), opts).unwrap();
@@ -238,6 +254,7 @@ fn ann_recall_after_compaction_is_not_worse_and_deletes_free_space() {
         st.live_bytes
     );
     assert_eq!(db.scan(..).unwrap().len(), 7500);
+    (after, st.compaction_seconds)
 }
 
 #[test]
@@ -263,4 +280,77 @@ fn background_policy_bounds_the_segment_count() {
     let st = db.stats();
     assert!(st.compactions > 0);
     assert_eq!(state(&db), model);
+}
+
+/// Measurement (run with `--ignored --nocapture`, release): one large segment plus a small
+/// one, merged by reusing the large graph vs building from scratch.
+#[test]
+#[ignore]
+fn measure_graph_reuse_vs_rebuild() {
+    const DIM: usize = 64;
+    let mut results = Vec::new();
+    for reuse in [true, false] {
+        let tmp = tempfile::tempdir().unwrap();
+        let opts = Options {
+            sync: SyncMode::Never,
+            ann: AnnOptions {
+                min_vectors: 1000,
+                ..AnnOptions::default()
+            },
+            compaction_reuse_graph: reuse,
+            ..manual()
+        };
+        let db = Db::create_with(tmp.path(), Schema::new(DIM as u32, Metric::L2), opts).unwrap();
+        let mut rng = StdRng::seed_from_u64(1);
+        let centres: Vec<Vec<f32>> = (0..100)
+            .map(|_| (0..DIM).map(|_| rng.gen_range(-10.0f32..10.0)).collect())
+            .collect();
+        let mut point = |rng: &mut StdRng| -> Vec<f32> {
+            let c = &centres[rng.gen_range(0..centres.len())];
+            (0..DIM)
+                .map(|j| c[j] + rng.gen_range(-1.0f32..1.0) * rng.gen_range(0.0f32..1.0))
+                .collect()
+        };
+        for (seg, n) in [(0, 100_000), (1, 10_000)] {
+            let mut b = strata::WriteBatch::new();
+            for i in 0..n {
+                b.put(Document::new(format!("d{seg}-{i:06}"), "").with_vector(point(&mut rng)));
+                if b.len() == 1000 {
+                    db.write(std::mem::take(&mut b)).unwrap();
+                }
+            }
+            db.write(b).unwrap();
+            db.flush().unwrap();
+        }
+        for i in (0..100_000).step_by(10) {
+            db.delete(format!("d0-{i:06}").as_bytes()).unwrap();
+        }
+        db.flush().unwrap();
+        let queries: Vec<Vec<f32>> = (0..200).map(|_| point(&mut rng)).collect();
+        db.compact().unwrap();
+        let st = db.stats();
+        let mut hit = 0;
+        for q in &queries {
+            let want: HashSet<Vec<u8>> = db
+                .search(&Query::knn(q.clone(), 10).exact())
+                .unwrap()
+                .into_iter()
+                .map(|h| h.key)
+                .collect();
+            let got = db
+                .search(&Query::knn(q.clone(), 10).with_search_list(64))
+                .unwrap();
+            hit += got.iter().filter(|h| want.contains(&h.key)).count();
+        }
+        let recall = hit as f64 / 2000.0;
+        eprintln!(
+            "reuse={reuse}: compaction {:.2} s, recall@10 (L=64) {recall:.4}",
+            st.compaction_seconds
+        );
+        results.push((recall, st.compaction_seconds));
+    }
+    assert!(
+        results[0].0 >= results[1].0 - 0.01,
+        "reuse lost recall: {results:?}"
+    );
 }

@@ -103,12 +103,36 @@ pub(crate) struct Built {
     pub phases: Vec<(&'static str, f64)>,
 }
 
+/// An existing graph to start from: adjacency in its own node ids, and for each of its nodes
+/// the row of the new build it became (`None`: the document is gone).
+#[derive(Debug, Clone)]
+pub(crate) struct ReuseGraph {
+    pub adj: Vec<Vec<u32>>,
+    pub new_row: Vec<Option<u32>>,
+    pub entry: u32,
+}
+
 /// Build the ANN sections over `rows` (segment ordinal, vector), ordinals increasing.
+#[cfg(test)]
 pub(crate) fn build(
     rows: &[(u32, &[f32])],
     dim: usize,
     metric: Metric,
     opts: &AnnOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Built> {
+    build_reusing(rows, dim, metric, opts, None, progress)
+}
+
+/// [`build`], starting from `reuse` when given: its deleted nodes are repaired out and only
+/// the rows it does not hold are inserted (FreshDiskANN-style), instead of a build from
+/// scratch.
+pub(crate) fn build_reusing(
+    rows: &[(u32, &[f32])],
+    dim: usize,
+    metric: Metric,
+    opts: &AnnOptions,
+    reuse: Option<ReuseGraph>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Built> {
     let n = rows.len();
@@ -143,7 +167,50 @@ pub(crate) fn build(
         alpha: opts.alpha,
         seed: opts.seed,
     };
-    let graph = vamana::build(&data, dim, space, params, progress);
+    let initial = reuse.map(|r| {
+        // Extended ids: new rows 0..n, then the old graph's dead nodes (no vectors; only
+        // their adjacency is read while repairing).
+        let mut ext = Vec::with_capacity(r.new_row.len());
+        let mut dead = n as u32;
+        for nr in &r.new_row {
+            ext.push(match nr {
+                Some(x) if (*x as usize) < n => *x,
+                _ => {
+                    dead += 1;
+                    dead - 1
+                }
+            });
+        }
+        let total = dead as usize;
+        let mut adj = vec![Vec::new(); total];
+        for (old, nb) in r.adj.iter().enumerate() {
+            if let Some(slot) = ext.get(old).and_then(|&e| adj.get_mut(e as usize)) {
+                *slot = nb
+                    .iter()
+                    .filter_map(|&x| ext.get(x as usize).copied())
+                    .collect();
+            }
+        }
+        let deleted: Vec<bool> = (0..total).map(|i| i >= n).collect();
+        vamana::repair_deletes(&data, dim, space, params, &mut adj, &deleted);
+        adj.truncate(n);
+        let mut present = vec![false; n];
+        for nr in r.new_row.iter().flatten() {
+            if let Some(p) = present.get_mut(*nr as usize) {
+                *p = true;
+            }
+        }
+        let entry = match ext.get(r.entry as usize) {
+            Some(&e) if (e as usize) < n => e,
+            _ => vamana::medoid(&data, dim, space),
+        };
+        vamana::Initial {
+            adj,
+            present,
+            entry,
+        }
+    });
+    let graph = vamana::build_from(&data, dim, space, params, initial, progress);
     lap("graph");
     // Disk order: breadth-first from the entry (node ids below are the new ones).
     let perm = vamana::bfs_order(&graph);
@@ -538,6 +605,21 @@ impl DiskIndex {
     /// Degree bound `R`.
     pub(crate) fn degree_max(&self) -> usize {
         self.geo.r
+    }
+
+    /// The whole adjacency (reads, and checks, every sector) with each node's segment
+    /// ordinal, and the entry node: what a compaction reuses.
+    pub(crate) fn adjacency(&self, bytes: &[u8]) -> Result<(Vec<Vec<u32>>, Vec<usize>, u32)> {
+        let mut adj = Vec::with_capacity(self.n);
+        let mut ords = Vec::with_capacity(self.n);
+        let mut nbs = Vec::new();
+        for node in 0..self.n as u32 {
+            let rec = self.read_node(bytes, node)?;
+            self.neighbours_into(&rec.0, node, &mut nbs)?;
+            adj.push(nbs.clone());
+            ords.push(self.ordinal(node));
+        }
+        Ok((adj, ords, self.entry))
     }
 
     /// Code kind and bytes per code.

@@ -197,6 +197,7 @@ pub(crate) fn medoid(data: &[f32], dim: usize, space: Space) -> u32 {
 
 /// Build the graph over `data` (`n * dim` floats, already transformed for `space`).
 /// `progress` is called with the number of insertions done (`n` in total).
+#[cfg(test)]
 pub(crate) fn build(
     data: &[f32],
     dim: usize,
@@ -204,15 +205,88 @@ pub(crate) fn build(
     p: BuildParams,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Graph {
+    build_from(data, dim, space, p, None, progress)
+}
+
+/// A graph to start from (compaction reuses its largest input's graph, FreshDiskANN-style):
+/// adjacency over the new point ids with deleted nodes already repaired out, which points are
+/// in it, and its entry point.
+pub(crate) struct Initial {
+    pub adj: Vec<Vec<u32>>,
+    pub present: Vec<bool>,
+    pub entry: u32,
+}
+
+/// Remove `deleted` nodes from `adj` (ids unchanged; deleted nodes end with no edges): every
+/// node that pointed at a deleted one gets, as candidates, its live neighbours plus the live
+/// neighbours of its deleted ones, robust-pruned back to `R` (FreshDiskANN's delete
+/// consolidation).
+pub(crate) fn repair_deletes(
+    data: &[f32],
+    dim: usize,
+    space: Space,
+    p: BuildParams,
+    adj: &mut [Vec<u32>],
+    deleted: &[bool],
+) {
+    let pts = Points { data, dim, space };
+    let dead = |i: u32| deleted.get(i as usize).copied().unwrap_or(true);
+    let fixes: Vec<(usize, Vec<u32>)> = adj
+        .par_iter()
+        .enumerate()
+        .filter(|(i, nb)| !dead(*i as u32) && nb.iter().any(|&x| dead(x)))
+        .map(|(i, nb)| {
+            let mut cands: Vec<u32> = nb.iter().copied().filter(|&x| !dead(x)).collect();
+            for &d in nb.iter().filter(|&&x| dead(x)) {
+                if let Some(dn) = adj.get(d as usize) {
+                    cands.extend(dn.iter().copied().filter(|&x| !dead(x) && x as usize != i));
+                }
+            }
+            let pool = cands.iter().map(|&o| (pts.dist(i as u32, o), o)).collect();
+            (i, robust_prune(&pts, i as u32, pool, p.alpha.max(1.0), p.r))
+        })
+        .collect();
+    for (i, nb) in fixes {
+        if let Some(slot) = adj.get_mut(i) {
+            *slot = nb;
+        }
+    }
+    for (i, nb) in adj.iter_mut().enumerate() {
+        if dead(i as u32) {
+            nb.clear();
+        }
+    }
+}
+
+/// [`build`], optionally starting from `initial` and inserting only the points not in it.
+pub(crate) fn build_from(
+    data: &[f32],
+    dim: usize,
+    space: Space,
+    p: BuildParams,
+    initial: Option<Initial>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Graph {
     let n = data.len() / dim.max(1);
     let pts = Points { data, dim, space };
-    let entry = medoid(data, dim, space);
-    let mut adj: Vec<Vec<u32>> = vec![Vec::new(); n];
+    let (mut adj, entry, mut order) = match initial {
+        Some(init) if init.adj.len() == n && (init.entry as usize) < n => {
+            let todo: Vec<u32> = (0..n as u32)
+                .filter(|&i| !init.present.get(i as usize).copied().unwrap_or(false))
+                .collect();
+            (init.adj, init.entry, todo)
+        }
+        _ => (
+            vec![Vec::new(); n],
+            medoid(data, dim, space),
+            (0..n as u32).collect(),
+        ),
+    };
     if n <= 1 {
         return Graph { adj, entry };
     }
-    let mut order: Vec<u32> = (0..n as u32).collect();
     order.shuffle(&mut StdRng::seed_from_u64(p.seed));
+    let n = order.len();
     let max_batch = (n / 50).max(64);
     let slack = (p.r * 13).div_ceil(10);
     let mut done = 0u64;
@@ -221,7 +295,12 @@ pub(crate) fn build(
     let alpha = p.alpha.max(1.0);
     {
         let mut at = 0usize;
-        let mut batch = 1;
+        // From an existing graph, batches can start large (the graph is already navigable).
+        let mut batch = if adj.iter().any(|a| !a.is_empty()) {
+            max_batch
+        } else {
+            1
+        };
         while at < n {
             let ids = order.get(at..(at + batch).min(n)).unwrap_or_default();
             // 1. Out-edges of every point in the batch, against the graph as of now.

@@ -8,6 +8,7 @@ use strata_wal::io::SharedFs;
 
 use super::bitset::Bitset;
 use super::format::*;
+use crate::ann::disk::ReuseGraph;
 use crate::batch::encode_doc;
 use crate::{AnnOptions, Document, Error, Result, Schema};
 
@@ -173,7 +174,7 @@ pub(crate) fn encode_segment(
     schema: &Schema,
     ann: Option<&AnnOptions>,
 ) -> Result<Vec<u8>> {
-    encode_segment_with(docs, schema, ann, &|_| {})
+    encode_segment_with(docs, schema, ann, None, &|_| {})
 }
 
 /// [`encode_segment`] reporting graph insertions to `progress`.
@@ -181,6 +182,7 @@ pub(crate) fn encode_segment_with(
     docs: &[Arc<Document>],
     schema: &Schema,
     ann: Option<&AnnOptions>,
+    reuse: Option<ReuseGraph>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Vec<u8>> {
     let mut sections = vec![
@@ -204,8 +206,14 @@ pub(crate) fn encode_segment_with(
             .filter_map(|(i, d)| Some((i as u32, d.vector.as_deref()?)))
             .collect();
         if rows.len() >= opts.min_vectors.max(2) {
-            let built =
-                crate::ann::disk::build(&rows, schema.dim as usize, schema.metric, opts, progress)?;
+            let built = crate::ann::disk::build_reusing(
+                &rows,
+                schema.dim as usize,
+                schema.metric,
+                opts,
+                reuse,
+                progress,
+            )?;
             if std::env::var_os("STRATA_LOG_BUILD").is_some() {
                 eprintln!("ann build of {} vectors: {:?}", rows.len(), built.phases);
             }
@@ -244,27 +252,18 @@ pub(crate) fn encode_segment_with(
     Ok(out)
 }
 
-/// Write a segment file durably: temp file, fsync, rename, directory fsync. Returns its size.
-pub(crate) fn write_segment(
-    fs: &SharedFs,
-    path: &Path,
-    docs: &[Arc<Document>],
-    schema: &Schema,
-    ann: Option<&AnnOptions>,
-) -> Result<u64> {
-    write_segment_with(fs, path, docs, schema, ann, &|_| {})
-}
-
-/// [`write_segment`] reporting graph insertions to `progress`.
+/// Write a segment file durably (temp file, fsync, rename, directory fsync), its graph
+/// started from `reuse` if given, reporting graph insertions to `progress`. Returns its size.
 pub(crate) fn write_segment_with(
     fs: &SharedFs,
     path: &Path,
     docs: &[Arc<Document>],
     schema: &Schema,
     ann: Option<&AnnOptions>,
+    reuse: Option<ReuseGraph>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<u64> {
-    let bytes = encode_segment_with(docs, schema, ann, progress)?;
+    let bytes = encode_segment_with(docs, schema, ann, reuse, progress)?;
     crate::files::write_durably(fs, path, &bytes)?;
     Ok(bytes.len() as u64)
 }
