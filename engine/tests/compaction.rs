@@ -305,7 +305,7 @@ fn measure_graph_reuse_vs_rebuild() {
         let centres: Vec<Vec<f32>> = (0..100)
             .map(|_| (0..DIM).map(|_| rng.gen_range(-10.0f32..10.0)).collect())
             .collect();
-        let mut point = |rng: &mut StdRng| -> Vec<f32> {
+        let point = |rng: &mut StdRng| -> Vec<f32> {
             let c = &centres[rng.gen_range(0..centres.len())];
             (0..DIM)
                 .map(|j| c[j] + rng.gen_range(-1.0f32..1.0) * rng.gen_range(0.0f32..1.0))
