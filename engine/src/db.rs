@@ -74,6 +74,11 @@ pub struct Options {
     /// inputs' vectors inserted) when at least half of that input is live, instead of
     /// building the merged graph from scratch. Default true.
     pub compaction_reuse_graph: bool,
+    /// Threads that build segments (graphs, codes) for flushes and compactions. Default 0 =
+    /// one fewer than the machine's cores, at least one, so queries keep a core during a
+    /// large merge (measured on 2 cores: query p99 during a compaction 9.3x idle with both
+    /// cores building, 0.9x with one). Bulk loads that run no queries can use every core.
+    pub maintenance_threads: usize,
 }
 
 impl Default for Options {
@@ -92,6 +97,7 @@ impl Default for Options {
             segments_max: 8,
             deleted_ratio_max: 0.3,
             compaction_reuse_graph: true,
+            maintenance_threads: 0,
         }
     }
 }
@@ -225,6 +231,8 @@ struct Inner {
     ann_budget: Arc<AnnBudget>,
     /// Held by a flush and by a compaction: both rewrite the manifest and the segment list.
     maintenance: Mutex<()>,
+    /// Threads for flush and compaction work (graph builds), `Options::maintenance_threads`.
+    pool: Option<rayon::ThreadPool>,
     flush: FlushCtl,
     poison: Mutex<Option<String>>,
     _lock: LockGuard,
@@ -352,6 +360,18 @@ impl Db {
         }
         // Every LSN up to the log's end is applied (batches) or skipped (ignorable kinds).
         let visible = wal.last_lsn().max(manifest.checkpoint_lsn);
+        let pool = {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let n = match options.maintenance_threads {
+                0 => cores.saturating_sub(1).max(1),
+                n => n,
+            };
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .thread_name(|i| format!("strata-build-{i}"))
+                .build()
+                .ok()
+        };
         let inner = Arc::new(Inner {
             dir: dir.to_owned(),
             fs,
@@ -369,6 +389,7 @@ impl Db {
             cache,
             ann_budget,
             maintenance: Mutex::new(()),
+            pool,
             flush: FlushCtl::default(),
             poison: Mutex::new(None),
             _lock: lock,
@@ -563,6 +584,23 @@ impl Db {
             inner.set_poison(format!("compaction failed: {e}"));
         }
         r
+    }
+
+    /// Flush, then run the compaction policy until it has nothing left to merge (what the
+    /// background worker would reach once writes pause). Used by tools and benchmarks.
+    pub fn settle(&self) -> Result<()> {
+        self.flush()?;
+        let inner = self.inner();
+        loop {
+            let pick = inner.compaction_pick();
+            if pick.is_empty() {
+                return Ok(());
+            }
+            if let Err(e) = inner.compact_segments(Some(&pick)) {
+                inner.set_poison(format!("compaction failed: {e}"));
+                return Err(e);
+            }
+        }
     }
 
     /// Counters: segments, frozen memtables, memtable bytes, flushes completed.
@@ -769,15 +807,21 @@ impl Inner {
             return Ok((None, 0));
         }
         let path = self.dir.join(SEGMENTS_DIR).join(segment_name(id));
-        let bytes = write_segment_with(
-            &self.fs,
-            &path,
-            docs,
-            &self.schema,
-            Some(&self.options.ann),
-            reuse,
-            &|_| {},
-        )?;
+        let write = || {
+            write_segment_with(
+                &self.fs,
+                &path,
+                docs,
+                &self.schema,
+                Some(&self.options.ann),
+                reuse,
+                &|_| {},
+            )
+        };
+        let bytes = match &self.pool {
+            Some(pool) => pool.install(write)?,
+            None => write()?,
+        };
         let seg = Segment::open(
             &self.fs,
             &path,
@@ -882,15 +926,21 @@ impl Inner {
 
 impl Inner {
     /// The segments the policy would merge now (ids), if any: every segment whose dead
-    /// fraction passes `deleted_ratio_max`, plus, when more than `segments_max` are live, the
-    /// smallest ones until at most `segments_max / 2` remain.
+    /// fraction passes `deleted_ratio_max`; every segment with dead documents when they are
+    /// more than a third of all stored (space amplification above 1.5); and, when more than
+    /// `segments_max` are live, the smallest ones until at most `segments_max / 2` remain.
     fn compaction_pick(&self) -> Vec<u64> {
         let v = self.version.lock().clone();
+        let dead: usize = v.segments.iter().map(|ls| ls.deleted.count()).sum();
+        let stored: usize = v.segments.iter().map(|ls| ls.seg.len()).sum();
+        let space_bound = dead * 3 > stored;
         let mut pick: Vec<u64> = v
             .segments
             .iter()
             .filter(|ls| {
-                ls.deleted.count() as f64 > self.options.deleted_ratio_max * ls.seg.len() as f64
+                let d = ls.deleted.count();
+                (d as f64 > self.options.deleted_ratio_max * ls.seg.len() as f64)
+                    || (space_bound && d > 0)
             })
             .map(|ls| ls.seg.id)
             .collect();
@@ -1002,9 +1052,10 @@ fn flusher_loop(inner: &Arc<Inner>) {
             return;
         }
         let flushed = inner.flush_one().and_then(|f| {
-            // Compact only between flushes, never ahead of a queued memtable (writers wait
-            // on those).
-            if inner.options.compaction && inner.version.lock().frozen.is_empty() {
+            // Compact between flushes, unless writers are about to feel back-pressure (then
+            // the queued memtables go first).
+            let frozen = inner.version.lock().frozen.len();
+            if inner.options.compaction && frozen + 1 < inner.options.frozen_memtables_max {
                 let pick = inner.compaction_pick();
                 if !pick.is_empty() {
                     inner.compact_segments(Some(&pick))?;

@@ -1,5 +1,6 @@
 //! `strata bench`: workloads measured against peers in the same run, with machine notes.
 
+mod compaction;
 mod filtered;
 mod knn;
 mod machine;
@@ -25,6 +26,8 @@ pub enum BenchCommand {
     Knn(knn::KnnBenchArgs),
     /// Filtered k-NN on the real data by selectivity: recall, QPS, latency, chosen plans.
     Filtered(filtered::FilteredBenchArgs),
+    /// Update-heavy workload: write and space amplification, query latency during compaction.
+    Compaction(compaction::CompactionBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> CliResult {
@@ -33,6 +36,7 @@ pub fn run(cmd: BenchCommand) -> CliResult {
         BenchCommand::Store(args) => store::run(&args),
         BenchCommand::Knn(args) => knn::run(&args),
         BenchCommand::Filtered(args) => filtered::run(&args),
+        BenchCommand::Compaction(args) => compaction::run(&args),
     }
 }
 
