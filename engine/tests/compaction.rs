@@ -141,12 +141,7 @@ fn crash_at_every_step_of_a_compaction() {
             ..FaultConfig::default()
         });
         let done = db.compact().is_ok();
-        fs.set_faults(FaultConfig {
-            crash_after_ops: Some(0),
-            ..FaultConfig::default()
-        });
-        drop(db);
-        fs.crash(crash_at.wrapping_mul(0x9E37_79B9));
+        common::power_loss(&fs, db, crash_at.wrapping_mul(0x9E37_79B9));
         let db = Db::open(dir, fault_opts(&fs))
             .unwrap_or_else(|e| panic!("crash at op {crash_at}: {e}"));
         assert_eq!(state(&db), model, "crash at op {crash_at}");

@@ -64,16 +64,13 @@ fn workload(db: &Db, model: &mut BTreeMap<Vec<u8>, Vec<u8>>) -> (bool, InFlight)
 
 fn check_after(
     fs: &FaultFs,
+    db: Db,
     dir: &Path,
     model: &BTreeMap<Vec<u8>, Vec<u8>>,
     in_flight: &InFlight,
     ctx: &str,
 ) {
-    fs.set_faults(FaultConfig {
-        crash_after_ops: Some(0),
-        ..FaultConfig::default()
-    });
-    fs.crash(0x5EED);
+    common::power_loss(fs, db, 0x5EED);
     let db = Db::open(dir, opts(fs)).unwrap_or_else(|e| panic!("{ctx}: reopen failed: {e}"));
     let got: BTreeMap<Vec<u8>, Vec<u8>> = db
         .scan(..)
@@ -117,8 +114,14 @@ fn fsync_eio_at_every_call_site() {
             assert!(matches!(e, Error::Poisoned(_)), "sync #{n}: {e}");
             db.scan(..).unwrap();
         }
-        drop(db);
-        check_after(&fs, dir, &model, &in_flight, &format!("EIO at sync #{n}"));
+        check_after(
+            &fs,
+            db,
+            dir,
+            &model,
+            &in_flight,
+            &format!("EIO at sync #{n}"),
+        );
         sites += 1;
         if finished {
             break; // n is past the workload's last sync
@@ -141,9 +144,9 @@ fn enospc_at_every_write() {
         });
         let mut model = BTreeMap::new();
         let (finished, in_flight) = workload(&db, &mut model);
-        drop(db);
         check_after(
             &fs,
+            db,
             dir,
             &model,
             &in_flight,

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use strata::manifest::{deletes_name, segment_name, Manifest};
-use strata::wal::io::{FaultFs, Fs};
+use strata::wal::io::{FaultConfig, FaultFs, Fs};
 use strata::SEGMENTS_DIR;
 
 /// After an open: at most one manifest, and every segment-directory file is named by it.
@@ -26,4 +26,15 @@ pub fn assert_no_orphans(fs: &FaultFs, dir: &Path, ctx: &str) -> Option<Manifest
         assert!(named, "{ctx}: orphan {n} survived the open");
     }
     Some(m)
+}
+
+/// The process dies now: every later file operation fails (background threads stop touching
+/// the disk), `db` is dropped, and the disk keeps a random image of its unsynced data.
+pub fn power_loss(fs: &FaultFs, db: strata::Db, seed: u64) {
+    fs.set_faults(FaultConfig {
+        crash_after_ops: Some(0),
+        ..FaultConfig::default()
+    });
+    drop(db);
+    fs.crash(seed);
 }
