@@ -196,6 +196,8 @@ fn get_point(dir: &Path, args: &StoreBenchArgs) -> CliResult<GetPoint> {
             schema(),
             Options {
                 sync: SyncMode::Never,
+                // A bulk load with no concurrent queries: segment (graph) builds get every core.
+                maintenance_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
                 ..Options::default()
             },
         )?;
