@@ -214,9 +214,7 @@ pub(crate) fn encode_segment_with(
                 reuse,
                 progress,
             )?;
-            if std::env::var_os("STRATA_LOG_BUILD").is_some() {
-                eprintln!("ann build of {} vectors: {:?}", rows.len(), built.phases);
-            }
+            log::debug!("ANN build of {} vectors: {:?}", rows.len(), built.phases);
             sections.push((SectionKind::AnnCodes, built.codes));
             sections.push((SectionKind::AnnGraph, built.graph));
         }
