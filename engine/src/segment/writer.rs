@@ -219,18 +219,29 @@ pub(crate) fn encode_segment_with(
             sections.push((SectionKind::AnnGraph, built.graph));
         }
     }
-    let mut out = Vec::new();
+        // The file is allocated once at its final size and each section is dropped as soon as it
+    // is copied: growing the buffer by doubling while every section was still alive took
+    // about three times the file size at the peak (5.3 GB for a 1.9 GB segment of 1 M × 128).
+    let count = sections.len();
+    let capacity = sections
+        .iter()
+        .map(|(k, b)| b.len() + k.align())
+        .sum::<usize>()
+        + count * TABLE_ENTRY_BYTES
+        + FOOTER_BYTES
+        + 8;
+    let mut out = Vec::with_capacity(capacity);
     let mut table = Vec::new();
-    for (kind, body) in &sections {
+    for (kind, body) in sections {
         pad_to(&mut out, kind.align());
-        let crc_len = crate::ann::disk::table_crc_bytes(*kind as u32, body.len());
-        table.extend_from_slice(&(*kind as u32).to_le_bytes());
+        let crc_len = crate::ann::disk::table_crc_bytes(kind as u32, body.len());
+        table.extend_from_slice(&(kind as u32).to_le_bytes());
         table.extend_from_slice(
             &crc32fast::hash(body.get(..crc_len).unwrap_or_default()).to_le_bytes(),
         );
         table.extend_from_slice(&(out.len() as u64).to_le_bytes());
         table.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        out.extend_from_slice(body);
+        out.extend_from_slice(&body);
     }
     pad_to(&mut out, 8);
     let table_offset = out.len() as u64;
@@ -238,7 +249,7 @@ pub(crate) fn encode_segment_with(
     let mut footer = Vec::with_capacity(FOOTER_BYTES);
     footer.extend_from_slice(&SEGMENT_MAGIC);
     footer.extend_from_slice(&SEGMENT_FORMAT_VERSION.to_le_bytes());
-    footer.extend_from_slice(&(sections.len() as u32).to_le_bytes());
+    footer.extend_from_slice(&(count as u32).to_le_bytes());
     footer.extend_from_slice(&table_offset.to_le_bytes());
     footer.extend_from_slice(&crc32fast::hash(&table).to_le_bytes());
     footer.extend_from_slice(&u32_of(docs.len(), "document count")?.to_le_bytes());
