@@ -219,7 +219,7 @@ pub(crate) fn encode_segment_with(
             sections.push((SectionKind::AnnGraph, built.graph));
         }
     }
-        // The file is allocated once at its final size and each section is dropped as soon as it
+    // The file is allocated once at its final size and each section is dropped as soon as it
     // is copied: growing the buffer by doubling while every section was still alive took
     // about three times the file size at the peak (5.3 GB for a 1.9 GB segment of 1 M × 128).
     let count = sections.len();

@@ -175,7 +175,7 @@ pub fn run(a: &BuildArgs) -> CliResult {
     read.finish_and_clear();
     let read_s = t0.elapsed().as_secs_f64();
 
-        // Segment size from the budget. Every document stays in memory for the whole build
+    // Segment size from the budget. Every document stays in memory for the whole build
     // (~4·dim + 256 bytes each); building one segment holds, per document, its encoded
     // sections and the file they are copied into (vectors in document blocks, the vectors
     // section and a graph sector share: ~2 × (12·dim + sector share + 64)), the index-space
