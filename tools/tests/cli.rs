@@ -236,6 +236,22 @@ fn build_verify_query_put_delete_dump_end_to_end() {
     std::fs::write(&keys, "doc-00000\ndoc-00001\n").unwrap();
     let (ok, _, err) = strata(&["delete", dbs, "--keys", keys.to_str().unwrap()]);
     assert!(ok, "{err}");
+    // The single-document forms, from a shell.
+    let (ok, _, err) = strata(&[
+        "put",
+        dbs,
+        "--doc",
+        r#"{"key": "quick", "value": "edit", "vector": [0,0,0,0,0,0,0,1]}"#,
+    ]);
+    assert!(ok, "{err}");
+    let (ok, out, _) = strata(&["get", dbs, "quick"]);
+    assert!(ok && out.contains("edit"), "{out}");
+    let (ok, _, err) = strata(&["delete", dbs, "--key", "quick"]);
+    assert!(ok, "{err}");
+    let (ok, _, _) = strata(&["get", dbs, "quick"]);
+    assert!(!ok, "single-key delete did not delete");
+    let (ok, _, err) = strata(&["put", dbs, "--doc", "{\"value\": \"no key\"}"]);
+    assert!(!ok && err.contains("\"key\" is required"), "{err}");
     let (ok, _, _) = strata(&["get", dbs, "doc-00000"]);
     assert!(!ok, "deleted key still there");
     let (ok, out, err) = strata(&["dump", dbs]);

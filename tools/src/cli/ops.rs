@@ -6,7 +6,7 @@ use clap::Args;
 use serde_json::{json, Value};
 use strata::{Db, Filter, Metric, Options, Query, QueryStats, WriteBatch};
 
-use super::docs::{read_jsonl, to_json};
+use super::docs::{parse_line, read_jsonl, to_json};
 use crate::dataset::VectorFile;
 use crate::CliResult;
 
@@ -207,8 +207,12 @@ pub struct PutArgs {
     /// The database.
     db: PathBuf,
     /// JSONL documents, applied in order through the WAL.
+    #[arg(long, required_unless_present = "doc", conflicts_with = "doc")]
+    docs: Option<PathBuf>,
+    /// One document as a JSON object, for quick edits from a shell:
+    /// `--doc '{"key": "a", "value": "x", "vector": [0.1, 0.2]}'`.
     #[arg(long)]
-    docs: PathBuf,
+    doc: Option<String>,
     /// Vectors for the documents (line i gets vector i).
     #[arg(long)]
     vectors: Option<PathBuf>,
@@ -216,7 +220,14 @@ pub struct PutArgs {
 
 pub fn put(a: &PutArgs) -> CliResult {
     let db = open(&a.db)?;
-    let lines = read_jsonl(&a.docs)?;
+    let (lines, source) = match (&a.docs, &a.doc) {
+        (Some(p), _) => (read_jsonl(p)?, p.display().to_string()),
+        (None, Some(text)) => (
+            vec![parse_line(std::path::Path::new("--doc"), 1, text)?],
+            "--doc".to_owned(),
+        ),
+        (None, None) => return Err("give --docs FILE.jsonl or --doc JSON".into()),
+    };
     let file = a.vectors.as_deref().map(VectorFile::open).transpose()?;
     if let Some(f) = &file {
         if f.len() != lines.len() {
@@ -227,9 +238,7 @@ pub fn put(a: &PutArgs) -> CliResult {
     let mut batch = WriteBatch::new();
     for (i, line) in lines.into_iter().enumerate() {
         if line.key.is_none() {
-            return Err(
-                format!("{}: line {}: \"key\" is required", a.docs.display(), i + 1).into(),
-            );
+            return Err(format!("{source}: line {}: \"key\" is required", i + 1).into());
         }
         let vector = match &file {
             Some(f) => {
@@ -256,14 +265,23 @@ pub struct DeleteArgs {
     /// The database.
     db: PathBuf,
     /// One key per line.
+    #[arg(long, required_unless_present = "key")]
+    keys: Option<PathBuf>,
+    /// A key to delete (repeatable), for quick edits from a shell.
     #[arg(long)]
-    keys: PathBuf,
+    key: Vec<String>,
 }
 
 pub fn delete(a: &DeleteArgs) -> CliResult {
     let db = open(&a.db)?;
-    let text =
-        std::fs::read_to_string(&a.keys).map_err(|e| format!("{}: {e}", a.keys.display()))?;
+    let mut text = match &a.keys {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        None => String::new(),
+    };
+    for k in &a.key {
+        text.push('\n');
+        text.push_str(k);
+    }
     let mut batch = WriteBatch::new();
     let mut n = 0;
     for k in text.lines().filter(|l| !l.is_empty()) {
