@@ -214,6 +214,7 @@ struct FlushState {
     slowdowns: u64,
     stalls: u64,
     slowed: bool,
+    stalled: bool,
 }
 
 #[derive(Debug)]
@@ -744,6 +745,7 @@ impl Inner {
             let already = {
                 let mut st = self.flush.state.lock();
                 st.slowdowns += 1;
+                st.stalled = false;
                 std::mem::replace(&mut st.slowed, true)
             };
             if !already {
@@ -758,13 +760,16 @@ impl Inner {
         let mut st = self.flush.state.lock();
         if frozen < max {
             st.slowed = false;
+            st.stalled = false;
             return;
         }
         st.stalls += 1;
-        log::warn!(
-            "strata {}: writes stalled until a flush completes ({frozen} memtables await it)",
-            self.dir.display()
-        );
+        if !std::mem::replace(&mut st.stalled, true) {
+            log::warn!(
+                "strata {}: writes stalled until a flush completes ({frozen} memtables await it)",
+                self.dir.display()
+            );
+        }
         while self.version.lock().frozen.len() >= max && self.poison.lock().is_none() && !st.stop {
             self.flush
                 .cond

@@ -296,12 +296,12 @@ impl Snapshot {
                 ex.plan = Plan::Exact;
             }
             stats.exact_segments += 1;
-            let mut live = matching.unwrap_or_else(|| {
+            // Live matches (the filter bitmap already excludes dead ordinals).
+            let live = matching.unwrap_or_else(|| {
                 let mut b = Bitset::full(ls.seg.len());
                 b.and_not_with(&ls.deleted);
                 b
             });
-            live.and_not_with(&ls.deleted);
             match &q.vector {
                 None => {
                     for i in live.iter().filter(|&i| !shadowed(i)).take(q.k) {

@@ -20,7 +20,7 @@ use rustc_hash::FxHashSet;
 
 use super::codes::{Pq, Quantizer, QueryTable, PQ_CENTROIDS};
 use super::vamana::{self, BuildParams};
-use super::{prefetch, to_space, AnnOptions, QueryStats, SearchParams, Space};
+use super::{prefetch, to_space, AnnOptions, QueryStats, SearchParams, Space, Visited};
 use crate::mmap::{FileBytes, Resident};
 use crate::segment::bitset::Bitset;
 use crate::{Error, Metric, Result};
@@ -367,50 +367,6 @@ struct Scratch {
     beam: Vec<u32>,
     fresh: Vec<u32>,
     nbs: Vec<u32>,
-}
-
-/// Visited marks as a bitset (small enough to stay in cache: a per-node stamp array missed
-/// on most inserts), reset by clearing only the words a query touched.
-#[derive(Default)]
-struct Visited {
-    words: Vec<u64>,
-    touched: Vec<u32>,
-}
-
-impl Visited {
-    fn reset(&mut self, n: usize) {
-        for w in self.touched.drain(..) {
-            if let Some(x) = self.words.get_mut(w as usize) {
-                *x = 0;
-            }
-        }
-        if self.words.len() < n.div_ceil(64) {
-            self.words.resize(n.div_ceil(64), 0);
-        }
-    }
-
-    #[inline]
-    fn contains(&self, i: u32) -> bool {
-        self.words
-            .get((i / 64) as usize)
-            .is_none_or(|x| x & (1u64 << (i % 64)) != 0)
-    }
-
-    /// Mark `i`; true if it was not marked yet (ids past the bitset count as marked).
-    #[inline]
-    fn insert(&mut self, i: u32) -> bool {
-        let (w, bit) = ((i / 64) as usize, 1u64 << (i % 64));
-        match self.words.get_mut(w) {
-            Some(x) if *x & bit == 0 => {
-                if *x == 0 {
-                    self.touched.push(w as u32);
-                }
-                *x |= bit;
-                true
-            }
-            _ => false,
-        }
-    }
 }
 
 thread_local! {

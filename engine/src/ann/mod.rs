@@ -271,3 +271,47 @@ impl AnnBudget {
         self.used.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
+
+/// Visited marks as a bitset (small enough to stay in cache: a per-node stamp array missed
+/// on most inserts in the query path); used by the graph build and the search, reset by clearing only the words a query touched.
+#[derive(Default)]
+pub(crate) struct Visited {
+    words: Vec<u64>,
+    touched: Vec<u32>,
+}
+
+impl Visited {
+    pub(crate) fn reset(&mut self, n: usize) {
+        for w in self.touched.drain(..) {
+            if let Some(x) = self.words.get_mut(w as usize) {
+                *x = 0;
+            }
+        }
+        if self.words.len() < n.div_ceil(64) {
+            self.words.resize(n.div_ceil(64), 0);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn contains(&self, i: u32) -> bool {
+        self.words
+            .get((i / 64) as usize)
+            .is_none_or(|x| x & (1u64 << (i % 64)) != 0)
+    }
+
+    /// Mark `i`; true if it was not marked yet (ids past the bitset count as marked).
+    #[inline]
+    pub(crate) fn insert(&mut self, i: u32) -> bool {
+        let (w, bit) = ((i / 64) as usize, 1u64 << (i % 64));
+        match self.words.get_mut(w) {
+            Some(x) if *x & bit == 0 => {
+                if *x == 0 {
+                    self.touched.push(w as u32);
+                }
+                *x |= bit;
+                true
+            }
+            _ => false,
+        }
+    }
+}

@@ -14,7 +14,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rayon::prelude::*;
 
-use super::{space_distance, Space};
+use super::{space_distance, Space, Visited};
 
 /// Graph build parameters.
 #[derive(Debug, Clone, Copy)]
@@ -63,9 +63,9 @@ impl Points<'_> {
 }
 
 thread_local! {
-    /// Generation-stamped visited marks, one array per thread (reused across searches).
-        static VISITED: RefCell<(Vec<u32>, u32, Vec<u32>)> =
-        const { RefCell::new((Vec::new(), 0, Vec::new())) };
+    /// Visited marks, one set per thread (reused across searches).
+            static VISITED: RefCell<(Visited, Vec<u32>)> =
+        RefCell::new((Visited::default(), Vec::new()));
 }
 
 /// Greedy search for `q` from `entry`; returns the expanded nodes (the paper's visited set
@@ -76,24 +76,9 @@ fn greedy(pts: &Points, adj: &[Vec<u32>], q: &[f32], entry: u32, l: usize) -> Ve
     let n = adj.len();
     VISITED.with(|cell| {
         let mut guard = cell.borrow_mut();
-        let (marks, gen, fresh) = &mut *guard;
-        if marks.len() != n {
-            *marks = vec![0; n];
-            *gen = 0;
-        }
-        *gen = gen.wrapping_add(1);
-        if *gen == 0 {
-            marks.iter_mut().for_each(|m| *m = 0);
-            *gen = 1;
-        }
-        let g = *gen;
-        let mut seen = |i: u32| match marks.get_mut(i as usize) {
-            Some(m) if *m != g => {
-                *m = g;
-                false
-            }
-            _ => true,
-        };
+        let (marks, fresh) = &mut *guard;
+        marks.reset(n);
+        let mut seen = |i: u32| !marks.insert(i);
         // Sorted candidate list (distance, id, expanded), at most `l` long; `cur` is at or
         // before the first unexpanded entry (a scan from the front each step was a third of
         // the build).

@@ -53,18 +53,8 @@ pub fn run(a: &FilteredBenchArgs) -> CliResult {
     let data = RealData::open(&a.data_dir)?;
     let n = data.base.len();
     let dim = data.base.dim();
-    let mut base = Vec::with_capacity(n);
-    for i in 0..n {
-        let mut v = Vec::new();
-        data.base.read(i, &mut v)?;
-        base.push(v);
-    }
-    let mut queries = Vec::with_capacity(data.queries.len());
-    for i in 0..data.queries.len() {
-        let mut v = Vec::new();
-        data.queries.read(i, &mut v)?;
-        queries.push(v);
-    }
+    let base = data.base.read_all()?;
+    let queries = data.queries.read_all()?;
     let _ = std::fs::remove_dir_all(&a.dir);
     let opts = Options {
         sync: SyncMode::Never,

@@ -135,16 +135,6 @@ struct Data {
     gt: Vec<Vec<u32>>,
 }
 
-fn rows_of(file: &VectorFile) -> Result<Vec<Vec<f32>>, Box<dyn std::error::Error + Send + Sync>> {
-    let mut out = Vec::with_capacity(file.len());
-    for i in 0..file.len() {
-        let mut v = Vec::new();
-        file.read(i, &mut v)?;
-        out.push(v);
-    }
-    Ok(out)
-}
-
 fn prepare(a: &KnnBenchArgs) -> Result<Data, Box<dyn std::error::Error + Send + Sync>> {
     let (name, metric) = match a.dataset.as_str() {
         "synthetic" => (format!("synthetic-{}x{}", a.n, a.dim), Metric::L2),
@@ -183,7 +173,7 @@ fn prepare(a: &KnnBenchArgs) -> Result<Data, Box<dyn std::error::Error + Send + 
         bf.read(i, &mut v)?;
         base.extend_from_slice(&v);
     }
-    let queries = rows_of(&qf)?;
+    let queries = qf.read_all()?;
     let gt_path = ddir.join("gt.ivecs");
     let gt = match read_ivecs(&gt_path) {
         Ok(gt) if gt.len() == queries.len() => gt,

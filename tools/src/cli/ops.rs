@@ -88,16 +88,7 @@ pub fn query(a: &QueryArgs) -> CliResult {
     let db = open(&a.db)?;
     let metric = db.schema().metric;
     let vectors: Vec<Vec<f32>> = match (&a.vectors, &a.vector) {
-        (Some(p), _) => {
-            let f = VectorFile::open(p)?;
-            let mut out = Vec::with_capacity(f.len());
-            for i in 0..f.len() {
-                let mut v = Vec::new();
-                f.read(i, &mut v)?;
-                out.push(v);
-            }
-            out
-        }
+        (Some(p), _) => VectorFile::open(p)?.read_all()?,
         (None, Some(v)) => vec![v.clone()],
         (None, None) => return Err("give --vectors FILE or --vector x,y,...".into()),
     };

@@ -132,8 +132,7 @@ impl VectorFile {
         Ok(())
     }
 
-    /// Every vector, loaded (for small files and tests).
-    #[cfg(test)]
+    /// Every vector, loaded (query files, small sets).
     pub fn read_all(&self) -> Result<Vec<Vec<f32>>, DataError> {
         (0..self.n)
             .map(|i| {
