@@ -28,12 +28,42 @@ fn demo_json_reports_exact_answers() {
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["ok"], true);
-    assert_eq!(v["docs"], 800);
+    assert_eq!(v["docs"], 850, "800 posts and 50 users");
+    // 800 posts stay below the graph threshold: every plan is exact and equals brute force.
     assert!(v["queries"]
         .as_array()
         .unwrap()
         .iter()
         .all(|q| q["equals_brute_force"] == true));
+}
+
+#[test]
+fn demo_runs_graph_plans_and_the_social_apply_operator() {
+    let (ok, out, err) = strata(&["demo", "--docs", "12000", "--json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["ok"], true);
+    let qs = v["queries"].as_array().unwrap();
+    let plans: Vec<String> = qs
+        .iter()
+        .flat_map(|q| q["stats"]["explain"].as_array().unwrap().iter())
+        .map(|e| e["plan"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(plans.iter().any(|p| p == "Graph"), "{plans:?}");
+    assert!(plans.iter().any(|p| p == "FilterFirst"), "{plans:?}");
+    let social = qs
+        .iter()
+        .find(|q| {
+            q["filter"]
+                .as_str()
+                .unwrap_or("")
+                .contains("(apply author uid friend-of:42)")
+        })
+        .unwrap();
+    assert!(social["stats"]["apply_fanout"].as_u64().unwrap() > 0);
+    for q in qs {
+        assert!(q["recall"].as_f64().unwrap() >= 0.8, "{q}");
+    }
 }
 
 #[test]

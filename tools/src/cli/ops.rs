@@ -62,7 +62,7 @@ fn natural(metric: Metric, d: f32) -> f32 {
     }
 }
 
-fn stats_json(s: &QueryStats) -> Value {
+pub fn stats_json(s: &QueryStats) -> Value {
     let explain: Vec<Value> = s
         .explain
         .iter()
@@ -81,7 +81,38 @@ fn stats_json(s: &QueryStats) -> Value {
         "cache_hits": s.cache_hits,
         "distance_computations": s.distance_computations,
         "explain": explain,
+        "apply_fanout": s.apply_fanout,
+        "apply_truncated": s.apply_truncated,
     })
+}
+
+/// The human form of `explain`: one line per segment (the memtables first), then the totals.
+pub fn print_explain(st: &QueryStats, indent: &str) {
+    for e in &st.explain {
+        let what = e
+            .segment
+            .map_or("memtable".to_owned(), |id| format!("segment {id}"));
+        let matches = e.matches.map_or(String::new(), |m| format!(", {m} match"));
+        println!(
+            "{indent}  explain {what}: {:?} ({} docs{matches}), list {}, {} nodes, {} sectors, {} µs",
+            e.plan, e.documents, e.list, e.nodes_visited, e.sectors_read, e.micros
+        );
+    }
+    if st.apply_fanout > 0 {
+        println!(
+            "{indent}  apply: expanded into {} terms{}",
+            st.apply_fanout,
+            if st.apply_truncated {
+                " (truncated at the fan-out bound)"
+            } else {
+                ""
+            }
+        );
+    }
+    println!(
+        "{indent}  total: {} nodes visited, {} sectors read, {} cache hits, {} distances",
+        st.nodes_visited, st.sectors_read, st.cache_hits, st.distance_computations
+    );
 }
 
 pub fn query(a: &QueryArgs) -> CliResult {
@@ -154,20 +185,7 @@ pub fn query(a: &QueryArgs) -> CliResult {
                 println!("  {:<24} {d:.6}", key_str(&h.key));
             }
             if a.explain {
-                for e in &st.explain {
-                    let what = e
-                        .segment
-                        .map_or("memtable".to_owned(), |id| format!("segment {id}"));
-                    let matches = e.matches.map_or(String::new(), |m| format!(", {m} match"));
-                    println!(
-                        "  explain {what}: {:?} ({} docs{matches}), list {}, {} nodes, {} sectors, {} µs",
-                        e.plan, e.documents, e.list, e.nodes_visited, e.sectors_read, e.micros
-                    );
-                }
-                println!(
-                    "  total: {} nodes visited, {} sectors read, {} cache hits, {} distances",
-                    st.nodes_visited, st.sectors_read, st.cache_hits, st.distance_computations
-                );
+                print_explain(&st, "");
             }
         }
     }
