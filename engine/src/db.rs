@@ -339,7 +339,7 @@ impl Db {
                 deletes_gen: m.deletes_gen,
             });
         }
-        remove_orphans(&fs, dir, &manifest)?;
+        remove_orphans(&fs, dir, &manifest, Sweep::All)?;
 
         let wal_dir = dir.join(WAL_DIR);
         let (wal, _recovery) = Wal::open(fs.clone(), &wal_dir, options.wal_options())?;
@@ -478,7 +478,15 @@ impl Db {
             seq: inner.visibility.visible(),
             schema: inner.schema.clone(),
             version: version.clone(),
+            mandatory: None,
         }
+    }
+
+    /// A snapshot restricted by a mandatory filter (e.g. `(and tenant:7 (not hidden))`): it is
+    /// AND-ed into every query of the snapshot, by every plan, and `get`/`scan` return only
+    /// documents it admits. See [`Snapshot::with_mandatory_filter`].
+    pub fn restricted_snapshot(&self, filter: crate::Filter) -> Result<Snapshot> {
+        self.snapshot().with_mandatory_filter(filter)
     }
 
     /// Read one document.
@@ -904,7 +912,13 @@ impl Inner {
                 },
             );
         }
-        // Segments that are now entirely dead are dropped from the manifest.
+        // Segments that are now entirely dead are dropped from the manifest (and their files
+        // retired once it is durable; holding them here keeps the mark before the last drop).
+        let dead: Vec<Arc<Segment>> = segments
+            .iter()
+            .filter(|ls| ls.deleted.count() >= ls.seg.len())
+            .map(|ls| ls.seg.clone())
+            .collect();
         segments.retain(|ls| ls.deleted.count() < ls.seg.len());
         m.number += 1;
         m.next_segment_id = id + 1;
@@ -922,9 +936,13 @@ impl Inner {
         *self.manifest.lock() = m.clone();
         self.wal.truncate_below(mark)?;
         // Everything the new manifest does not name goes: the old manifest, superseded bitmap
-        // generations, segments that died entirely. Snapshots holding them keep working (bitmaps
-        // were read into memory; a mapping outlives the unlink).
-        remove_orphans(&self.fs, &self.dir, &m)?;
+        // generations (snapshots read bitmaps into memory). Segments that died entirely go
+        // when the last snapshot holding them does.
+        for seg in &dead {
+            seg.retire();
+        }
+        drop(dead);
+        remove_orphans(&self.fs, &self.dir, &m, Sweep::NotSegments)?;
         Ok(true)
     }
 }
@@ -1038,7 +1056,12 @@ impl Inner {
             *cur = Arc::new(next);
         }
         *self.manifest.lock() = m.clone();
-        remove_orphans(&self.fs, &self.dir, &m)?;
+        // The inputs' files go when the last snapshot holding them does (`v` still holds them
+        // here, so the mark always precedes the last drop).
+        for ls in v.segments.iter().filter(|ls| ids.contains(&ls.seg.id)) {
+            ls.seg.retire();
+        }
+        remove_orphans(&self.fs, &self.dir, &m, Sweep::NotSegments)?;
         let mut st = self.flush.state.lock();
         st.compactions += 1;
         st.compaction_seconds += started.elapsed().as_secs_f64();
@@ -1123,10 +1146,13 @@ fn reuse_plan(inputs: &[&LiveSegment], docs: &[Arc<Document>]) -> Result<Option<
             row_of_doc.get(j).copied().flatten()
         })
         .collect();
+    let (quant, codes) = idx.quantizer_and_codes();
     Ok(Some(ReuseGraph {
         adj,
         new_row,
         entry,
+        quant,
+        codes,
     }))
 }
 
@@ -1143,9 +1169,19 @@ fn manifest_segments(segments: &[LiveSegment]) -> Vec<SegmentMeta> {
         .collect()
 }
 
+/// Which files [`remove_orphans`] may remove.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sweep {
+    /// At open: nothing is held yet, every unnamed file goes.
+    All,
+    /// While open: segment files may still be held by snapshots; they go through
+    /// `Segment::retire` instead.
+    NotSegments,
+}
+
 /// Remove files of the database directory that `m` does not name: segment and bitmap files of
 /// crashed flushes, temp files, superseded manifests.
-fn remove_orphans(fs: &SharedFs, dir: &Path, m: &Manifest) -> Result<()> {
+fn remove_orphans(fs: &SharedFs, dir: &Path, m: &Manifest, sweep: Sweep) -> Result<()> {
     let seg_dir = dir.join(SEGMENTS_DIR);
     let mut keep: HashSet<String> = HashSet::new();
     for s in &m.segments {
@@ -1158,7 +1194,8 @@ fn remove_orphans(fs: &SharedFs, dir: &Path, m: &Manifest) -> Result<()> {
         .list_dir(&seg_dir)
         .map_err(|e| Error::io("list directory", &seg_dir, e))?;
     let mut removed = false;
-    for n in names.iter().filter(|n| !keep.contains(*n)) {
+    let held = |n: &str| sweep == Sweep::NotSegments && n.ends_with(".seg");
+    for n in names.iter().filter(|n| !keep.contains(*n) && !held(n)) {
         let p = seg_dir.join(n);
         fs.remove_file(&p).map_err(|e| Error::io("remove", &p, e))?;
         removed = true;

@@ -38,6 +38,7 @@ pub mod manifest;
 mod memtable;
 pub mod meta;
 mod mmap;
+mod retire;
 mod schema;
 mod search;
 pub mod segment;

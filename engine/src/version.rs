@@ -50,9 +50,53 @@ pub struct Snapshot {
     pub(crate) seq: u64,
     pub(crate) schema: Arc<Schema>,
     pub(crate) version: Arc<Version>,
+    /// The mandatory filter, with its `(apply …)` operators already resolved against this
+    /// snapshot (which never changes, so the resolution stays valid).
+    pub(crate) mandatory: Option<Arc<Filter>>,
 }
 
 impl Snapshot {
+    /// This snapshot restricted by a mandatory filter (visibility, tenant, …): every query is
+    /// answered as if the filter were AND-ed into it — whatever plan runs, including the
+    /// documents an `(apply …)` expands over — and `get`, `scan` and `scan_prefix` return only
+    /// documents it admits. Restricting an already restricted snapshot ANDs both filters; there
+    /// is no way to widen a restriction.
+    ///
+    /// ```
+    /// # fn main() -> strata::Result<()> {
+    /// use strata::{Db, Document, Filter, Query, Schema, Metric};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let db = Db::create(dir.path(), Schema::new(2, Metric::L2))?;
+    /// db.put(Document::new("a", "").with_vector(vec![0.0, 0.0]).with_term("tenant:1"))?;
+    /// db.put(Document::new("b", "").with_vector(vec![0.1, 0.0]).with_term("tenant:2"))?;
+    /// let t1 = db.restricted_snapshot(Filter::term("tenant:1"))?;
+    /// let hits = t1.search(&Query::knn(vec![0.1, 0.0], 10))?;
+    /// assert_eq!(hits.len(), 1);
+    /// assert!(t1.get(b"b")?.is_none());
+    /// # Ok(()) }
+    /// ```
+    pub fn with_mandatory_filter(&self, filter: Filter) -> Result<Snapshot> {
+        filter.validate(&self.schema)?;
+        let mut stats = QueryStats::default();
+        let resolved = self.resolve(&filter, usize::MAX, &mut stats)?;
+        let combined = match &self.mandatory {
+            Some(old) => Filter::And(vec![Filter::clone(old), resolved]),
+            None => resolved,
+        };
+        Ok(Snapshot {
+            mandatory: Some(Arc::new(combined)),
+            ..self.clone()
+        })
+    }
+
+    /// The mandatory filter in force, if any (resolved: no `(apply …)` left).
+    pub fn mandatory_filter(&self) -> Option<&Filter> {
+        self.mandatory.as_deref()
+    }
+
+    fn admits(&self, d: &Document) -> bool {
+        self.mandatory.as_ref().is_none_or(|m| m.matches(d))
+    }
     /// The sequence (last visible WAL LSN) this view reads at.
     pub fn seq(&self) -> u64 {
         self.seq
@@ -63,13 +107,14 @@ impl Snapshot {
         crate::doc::validate_key(key)?;
         for m in self.version.memtables() {
             if let Some(e) = m.get(key, self.seq) {
-                return Ok(e);
+                return Ok(e.filter(|d| self.admits(d)));
             }
         }
         for ls in &self.version.segments {
             if let Some(i) = ls.seg.find(key) {
                 if !ls.deleted.get(i) {
-                    return Ok(Some(Arc::new(ls.seg.doc(i)?)));
+                    let d = ls.seg.doc(i)?;
+                    return Ok(self.admits(&d).then(|| Arc::new(d)));
                 }
             }
         }
@@ -133,7 +178,7 @@ impl Snapshot {
                 out.insert(k.to_vec(), Arc::new(ls.seg.doc(i)?));
             }
         }
-        Ok(out.into_values().collect())
+        Ok(out.into_values().filter(|d| self.admits(d)).collect())
     }
 
     /// Documents with keys in `range`, in key order.
@@ -166,11 +211,27 @@ impl Snapshot {
         q.validate(&self.schema)?;
         let mut stats = QueryStats::default();
         // `(apply …)` becomes plain terms, evaluated against this snapshot.
+        // The mandatory filter is AND-ed in here, before any plan is chosen, so no plan can
+        // see a document it excludes.
         let resolved;
-        let q = match &q.filter {
-            Some(f) if f.has_apply() => {
+        let q = match (&q.filter, &self.mandatory) {
+            (Some(f), _) if f.has_apply() || self.mandatory.is_some() => {
                 let mut r = q.clone();
-                r.filter = Some(self.resolve(f, q.apply_fanout_max, &mut stats)?);
+                let f = if f.has_apply() {
+                    self.resolve(f, q.apply_fanout_max, &mut stats)?
+                } else {
+                    f.clone()
+                };
+                r.filter = Some(match &self.mandatory {
+                    Some(m) => Filter::And(vec![Filter::clone(m), f]),
+                    None => f,
+                });
+                resolved = r;
+                &resolved
+            }
+            (None, Some(m)) => {
+                let mut r = q.clone();
+                r.filter = Some(Filter::clone(m));
                 resolved = r;
                 &resolved
             }
@@ -363,6 +424,11 @@ impl Snapshot {
             Filter::Not(x) => Filter::Not(Box::new(self.resolve(x, fanout_max, stats)?)),
             Filter::Apply { prefix, attr, expr } => {
                 let inner = self.resolve(expr, fanout_max, stats)?;
+                // A restricted snapshot expands only over the documents it admits.
+                let inner = match &self.mandatory {
+                    Some(m) => Filter::And(vec![Filter::clone(m), inner]),
+                    None => inner,
+                };
                 let mut values = std::collections::BTreeSet::new();
                 let mem = self.memtable_entries(Bound::Unbounded, Bound::Unbounded);
                 for d in mem.values().flatten() {

@@ -308,3 +308,145 @@ fn filtered_plans_rank_and_exact_queries_equal_brute_force() {
         assert_eq!(st.graph_segments, 0);
     }
 }
+
+/// A restricted snapshot (mandatory filter): no plan — graph, filtered graph, filter-first by
+/// codes, exact, boolean, radius, `(apply …)` — ever returns a document the filter excludes;
+/// exact queries equal brute force over the admitted documents; `get` and `scan` hide the
+/// rest; restricting again only narrows.
+#[test]
+fn mandatory_filter_is_never_bypassed_by_any_plan() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::create_with(
+        tmp.path(),
+        Schema::new(DIM as u32, Metric::L2).with_attr("uid"),
+        options(),
+    )
+    .unwrap();
+    let data = clustered(12_000, 60, 11);
+    // tenant:1 on a random 80 %, plus user documents (no vector) for the apply operator.
+    let mut rng = StdRng::seed_from_u64(12);
+    let tenant: Vec<bool> = (0..data.len()).map(|_| rng.gen_bool(0.8)).collect();
+    let mut b = WriteBatch::new();
+    for (i, v) in data.iter().enumerate() {
+        let mut d = Document::new(key(i), "")
+            .with_vector(v.clone())
+            .with_term(format!("author:{}", i % 20));
+        if tenant[i] {
+            d = d.with_term("tenant:1");
+        }
+        if i % 7 == 0 {
+            d = d.with_term("seven");
+        }
+        b.put(d);
+    }
+    for u in 0..20 {
+        let mut d = Document::new(format!("user-{u:02}"), "").with_attr("uid", u);
+        if u % 2 == 0 {
+            d = d.with_term("friend-of:42");
+        }
+        // Half of the friends are visible to tenant 1 only.
+        if u % 4 == 0 {
+            d = d.with_term("tenant:1");
+        }
+        b.put(d);
+    }
+    db.write(b).unwrap();
+    db.flush().unwrap();
+    assert_eq!(db.stats().ann_segments, 1);
+    let snap = db
+        .restricted_snapshot(strata::Filter::term("tenant:1"))
+        .unwrap();
+    let admitted = |i: usize| tenant[i];
+    let mut plans = HashSet::new();
+    for (qi, q) in clustered(15, 60, 13).into_iter().enumerate() {
+        for text in [
+            None,
+            Some("seven"),
+            Some("(not seven)"),
+            Some("(and seven author:3)"),
+            Some("(apply author uid friend-of:42)"),
+        ] {
+            let mut query = Query::knn(q.clone(), 10).with_search_list(64);
+            if let Some(t) = text {
+                query = query.with_filter_str(t).unwrap();
+            }
+            for query in [query.clone(), query.exact()] {
+                let (got, st) = snap.search_with_stats(&query).unwrap();
+                for e in &st.explain {
+                    plans.insert(format!("{:?}", e.plan));
+                }
+                for h in &got {
+                    let k = String::from_utf8(h.key.clone()).unwrap();
+                    let i: usize = k.trim_start_matches("doc-").parse().unwrap();
+                    assert!(admitted(i), "query {qi} {text:?}: {k} is not admitted");
+                    if text == Some("(apply author uid friend-of:42)") {
+                        // Only the friends tenant 1 can see (uids 0, 4, 8, ...).
+                        assert_eq!((i % 20) % 4, 0, "{k} authored by an invisible friend");
+                    }
+                }
+                if text != Some("(and seven author:3)") {
+                    assert_eq!(got.len(), 10);
+                }
+            }
+        }
+        // Exact k-NN equals brute force over the admitted documents.
+        let (got, _) = snap
+            .search_with_stats(&Query::knn(q.clone(), 10).exact())
+            .unwrap();
+        let mut want: Vec<(f32, String)> = data
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| admitted(*i))
+            .map(|(i, v)| (strata::distance(Metric::L2, &q, v), key(i)))
+            .collect();
+        want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let want: Vec<Vec<u8>> = want
+            .into_iter()
+            .take(10)
+            .map(|x| x.1.into_bytes())
+            .collect();
+        let got: Vec<Vec<u8>> = got.into_iter().map(|h| h.key).collect();
+        assert_eq!(got, want, "query {qi}");
+        // Radius and boolean queries too.
+        let r = snap
+            .search(&Query::knn(q.clone(), 10_000).with_radius(15.0))
+            .unwrap();
+        assert!(r.iter().all(|h| {
+            let i: usize = String::from_utf8_lossy(&h.key)[4..].parse().unwrap();
+            admitted(i)
+        }));
+    }
+    // Every query carries the mandatory filter, so the unfiltered `Graph` plan never runs.
+    for p in ["FilteredGraph", "FilterFirstCodes", "FilterFirst", "Exact"] {
+        assert!(plans.contains(p), "plan {p} not exercised: {plans:?}");
+    }
+    let all = snap
+        .search(&Query::boolean(strata::Filter::term("seven"), 100_000))
+        .unwrap();
+    let want = (0..data.len())
+        .filter(|&i| admitted(i) && i % 7 == 0)
+        .count();
+    assert_eq!(all.len(), want);
+    // get / scan hide what the filter excludes.
+    let hidden = (0..data.len()).find(|&i| !admitted(i)).unwrap();
+    let shown = (0..data.len()).find(|&i| admitted(i)).unwrap();
+    assert!(snap.get(key(hidden).as_bytes()).unwrap().is_none());
+    assert!(snap.get(key(shown).as_bytes()).unwrap().is_some());
+    assert!(db.snapshot().get(key(hidden).as_bytes()).unwrap().is_some());
+    let scanned = snap.scan_prefix(b"doc-").unwrap();
+    assert_eq!(scanned.len(), tenant.iter().filter(|t| **t).count());
+    // A second restriction narrows; it cannot widen.
+    let narrower = snap
+        .with_mandatory_filter(strata::Filter::term("seven"))
+        .unwrap();
+    let hits = narrower.search(&Query::knn(data[0].clone(), 50)).unwrap();
+    assert!(!hits.is_empty());
+    for h in &hits {
+        let i: usize = String::from_utf8_lossy(&h.key)[4..].parse().unwrap();
+        assert!(admitted(i) && i.is_multiple_of(7));
+    }
+    // Bad filters are typed errors.
+    assert!(db
+        .restricted_snapshot(strata::Filter::range("nope", 0, 1))
+        .is_err());
+}

@@ -110,6 +110,11 @@ pub(crate) struct ReuseGraph {
     pub adj: Vec<Vec<u32>>,
     pub new_row: Vec<Option<u32>>,
     pub entry: u32,
+    /// The old index's quantiser and its codes (node order): kept when the options still ask
+    /// for the same code kind, so a merge neither retrains nor re-encodes the reused rows
+    /// (FreshDiskANN also keeps its PQ pivots across merges).
+    pub quant: Quantizer,
+    pub codes: Vec<u8>,
 }
 
 /// Build the ANN sections over `rows` (segment ordinal, vector), ordinals increasing.
@@ -132,7 +137,7 @@ pub(crate) fn build_reusing(
     dim: usize,
     metric: Metric,
     opts: &AnnOptions,
-    reuse: Option<ReuseGraph>,
+    mut reuse: Option<ReuseGraph>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Built> {
     let n = rows.len();
@@ -149,18 +154,69 @@ pub(crate) fn build_reusing(
         phases.push((name, t.elapsed().as_secs_f64()));
         t = std::time::Instant::now();
     };
-    let quant = Quantizer::train(opts.codes, &data, dim, opts.seed);
-    lap("train codes");
-    let cb = quant.code_bytes();
-    let codes: Vec<u8> = data
-        .par_chunks(dim.max(1))
-        .flat_map_iter(|v| {
-            let mut c = Vec::with_capacity(cb);
-            quant.encode(v, &mut c);
-            c
+    // A merge keeps the old quantiser and the codes of its surviving rows when the options
+    // still ask for that code kind; only the inserted rows are encoded.
+    let kept = reuse.as_mut().and_then(|r| {
+        let cb = r.quant.code_bytes();
+        let same_kind = match (opts.codes, r.quant.kind()) {
+            (crate::CodeKind::Pq(0), crate::CodeKind::Pq(m)) => m as usize == (dim / 4).max(1),
+            (want, have) => want == have,
+        };
+        (same_kind && r.codes.len() == r.new_row.len() * cb).then(|| {
+            let mut old_code: Vec<Option<&[u8]>> = vec![None; n];
+            for (old, nr) in r.new_row.iter().enumerate() {
+                if let (Some(nr), Some(c)) = (nr, r.codes.get(old * cb..(old + 1) * cb)) {
+                    if let Some(slot) = old_code.get_mut(*nr as usize) {
+                        *slot = Some(c);
+                    }
+                }
+            }
+            let codes: Vec<u8> = data
+                .par_chunks(dim.max(1))
+                .zip(old_code.par_iter())
+                .flat_map_iter(|(v, old)| {
+                    let mut c = Vec::with_capacity(cb);
+                    match old {
+                        Some(o) => c.extend_from_slice(o),
+                        None => r.quant.encode(v, &mut c),
+                    }
+                    c
+                })
+                .collect();
+            (
+                std::mem::replace(
+                    &mut r.quant,
+                    Quantizer::Sq8 {
+                        lo: Vec::new(),
+                        step: Vec::new(),
+                    },
+                ),
+                codes,
+            )
         })
-        .collect();
-    lap("encode");
+    });
+    let (quant, codes) = match kept {
+        Some(qc) => {
+            lap("encode inserted rows (codebook kept)");
+            qc
+        }
+        None => {
+            let quant = Quantizer::train(opts.codes, &data, dim, opts.seed);
+            lap("train codes");
+            let cb = quant.code_bytes();
+            let codes: Vec<u8> = data
+                .par_chunks(dim.max(1))
+                .flat_map_iter(|v| {
+                    let mut c = Vec::with_capacity(cb);
+                    quant.encode(v, &mut c);
+                    c
+                })
+                .collect();
+            lap("encode");
+            (quant, codes)
+        }
+    };
+    let cb = quant.code_bytes();
     let params = BuildParams {
         r: opts.degree,
         l: opts.build_list,
@@ -565,6 +621,11 @@ impl DiskIndex {
 
     /// The whole adjacency (reads, and checks, every sector) with each node's segment
     /// ordinal, and the entry node: what a compaction reuses.
+    /// The quantiser and every node's code (node order), for a merge that keeps them.
+    pub(crate) fn quantizer_and_codes(&self) -> (Quantizer, Vec<u8>) {
+        (self.quant.clone(), self.codes.to_vec())
+    }
+
     pub(crate) fn adjacency(&self, bytes: &[u8]) -> Result<(Vec<Vec<u32>>, Vec<usize>, u32)> {
         let mut adj = Vec::with_capacity(self.n);
         let mut ords = Vec::with_capacity(self.n);

@@ -62,6 +62,19 @@ pub(crate) struct Segment {
     ann: Option<DiskIndex>,
     /// Memory charged to the database's ANN budget (returned on drop).
     ann_charge: Option<(Arc<AnnBudget>, usize)>,
+    /// Removes the file when the last holder drops a retired segment (`None` for segments
+    /// not opened from a database directory).
+    retire: Option<crate::retire::Retire>,
+}
+
+impl Segment {
+    /// Mark the file for removal once the last version or snapshot holding this segment is
+    /// gone (the manifest that drops it must already be durable). See `crate::retire`.
+    pub(crate) fn retire(&self) {
+        if let Some(r) = &self.retire {
+            r.retire();
+        }
+    }
 }
 
 impl Drop for Segment {
@@ -120,6 +133,13 @@ impl Segment {
         let bytes = open_immutable(fs, path, SEGMENT_BYTES_LIMIT)?;
         let mut s = Segment::from_bytes(bytes, path, id, schema)?;
         s.cache = cache;
+        let (rfs, rpath) = (fs.clone(), path.to_owned());
+        s.retire = Some(crate::retire::Retire::new(Box::new(move || {
+            // Best effort: a file left behind is an orphan the next open removes.
+            if let Err(e) = rfs.remove_file(&rpath) {
+                log::warn!("removing retired segment {}: {e}", rpath.display());
+            }
+        })));
         if let (Some(idx), Some(budget)) = (s.ann.as_mut(), budget) {
             // Codes are always resident; the node cache gets what the budget has left.
             let base = idx.base_bytes();
@@ -384,6 +404,7 @@ impl Segment {
         Ok(Segment {
             ann,
             ann_charge: None,
+            retire: None,
             id,
             path: path.to_owned(),
             n,
