@@ -266,6 +266,9 @@ pub(crate) fn build_reusing(
             entry,
         }
     });
+    if initial.is_some() {
+        lap("repair deletes");
+    }
     let graph = vamana::build_from(&data, dim, space, params, initial, progress);
     lap("graph");
     // Disk order: breadth-first from the entry (node ids below are the new ones).
