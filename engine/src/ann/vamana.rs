@@ -205,8 +205,8 @@ pub(crate) struct Initial {
 /// Remove `deleted` nodes from `adj` (ids unchanged; deleted nodes end with no edges). A node
 /// that lost at most a quarter of its edges just drops them; one that lost more gets, as
 /// candidates, its live neighbours plus the live neighbours of its deleted ones, robust-pruned
-/// back to `R` (FreshDiskANN's delete consolidation). Measured on a merge of 100k (10 % deleted)
-/// + 10k 64-d vectors: repairing every affected node (nearly all of them: 1 - 0.9^48) took
+/// back to `R` (FreshDiskANN's delete consolidation). Measured on a merge of 100k 64-d vectors
+/// (10 % deleted) and 10k more: repairing every affected node (nearly all of them: 1 - 0.9^48) took
 /// 3.9 s of a 5.9 s graph phase; with the quarter rule 0.1 s, at equal recall@10 (0.4375 vs
 /// 0.4300 at L=64). Heavier deletion still repairs nearly everything (and a segment under half
 /// live is rebuilt, not reused).
