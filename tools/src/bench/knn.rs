@@ -68,6 +68,10 @@ pub struct KnnBenchArgs {
     /// build in a child process so the searches start from a fresh heap).
     #[arg(long, hide = true)]
     build_only: bool,
+    /// Only generate the dataset files and their ground truth (base.fvecs, query.fvecs,
+    /// gt.ivecs under `--dir`/data), e.g. for `bench/peers/build_compare.sh`.
+    #[arg(long)]
+    prepare_only: bool,
     /// Also run hnswlib (M=16, ef_construction=200) from the venv of bench/peers/setup.sh.
     #[arg(long)]
     peers: bool,
@@ -383,6 +387,10 @@ fn qps_at<'a>(points: &'a [Point], system: &str, mode: &str, r: f64) -> Option<&
 
 pub fn run(a: &KnnBenchArgs) -> CliResult {
     let d = prepare(a)?;
+    if a.prepare_only {
+        eprintln!("{}: ready", a.dir.join("data").join(&d.name).display());
+        return Ok(());
+    }
     let n = d.base.len() / d.dim.max(1);
     let threads = rayon::current_num_threads();
     let db_dir = a.dir.join("db").join(&d.name);
