@@ -4,6 +4,7 @@
 
 mod bench;
 mod cli;
+mod crash;
 mod dataset;
 mod demo;
 
@@ -42,6 +43,9 @@ enum Command {
     Verify(cli::ops::DbArgs),
     /// Merge every segment into one, dropping deleted and overwritten documents.
     Compact(cli::ops::DbArgs),
+    /// Crash harness: SIGKILL a child running writers, readers, flushes and compactions at
+    /// random moments (some during recovery), reopen and check the contract oracle.
+    Crash(crash::CrashArgs),
     /// Benchmarks against peers, measured in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -60,6 +64,7 @@ fn main() {
         Command::Inspect(a) => cli::ops::inspect(&a),
         Command::Verify(a) => cli::ops::verify(&a),
         Command::Compact(a) => cli::ops::compact(&a),
+        Command::Crash(a) => crash::run(&a),
         Command::Bench(cmd) => bench::run(cmd),
     };
     if let Err(e) = result {

@@ -30,6 +30,24 @@ impl Mapped {
     }
 }
 
+impl Mapped {
+    /// Drop the pages of `..end` from this process's resident set (they stay in the page
+    /// cache): a streaming reader of a file larger than its memory budget calls this behind it.
+    pub(crate) fn release_below(&self, end: usize) {
+        if let Mapped::Map(m) = self {
+            let len = end.min(m.len()) & !4095;
+            if len > 0 {
+                // SAFETY: a read-only, shared mapping of a file: MADV_DONTNEED only drops the
+                // pages from this mapping; a later read faults them back in from the file with
+                // the same contents. No reference into the range is held across this call by
+                // the only caller (`VectorFile::release_rows_below`, between row reads).
+                let _ =
+                    unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, len) };
+            }
+        }
+    }
+}
+
 impl Deref for Mapped {
     type Target = [u8];
     fn deref(&self) -> &[u8] {

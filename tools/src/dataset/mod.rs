@@ -105,6 +105,12 @@ impl VectorFile {
     }
 
     /// Vector `i` into `out` (replacing its contents).
+    /// Drop rows `..i` from the resident set (see `Mapped::release_below`).
+    pub fn release_rows_below(&self, i: usize) {
+        self.bytes
+            .release_below(self.first_at + i.min(self.n) * self.stride);
+    }
+
     pub fn read(&self, i: usize, out: &mut Vec<f32>) -> Result<(), DataError> {
         if i >= self.n {
             return Err(format_err(
