@@ -38,6 +38,8 @@ fn options() -> Options {
     Options {
         sync: SyncMode::Never,
         flush_threshold_bytes: 1 << 30,
+        // Graphs right at `flush()`, so the tests see them without waiting.
+        ann_at_flush: true,
         ann: AnnOptions {
             // No node cache: every hop reads sectors, so the counters are exercised.
             memory_budget_bytes: 0,
@@ -449,4 +451,52 @@ fn mandatory_filter_is_never_bypassed_by_any_plan() {
     assert!(db
         .restricted_snapshot(strata::Filter::range("nope", 0, 1))
         .is_err());
+}
+
+/// Flushes write segments without graphs (`ann_at_flush: false`, the default); such a segment
+/// answers exactly, and the maintenance thread indexes it once writers pause — no call needed.
+#[test]
+fn flushed_segments_are_indexed_in_the_background_when_writers_pause() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = Options {
+        ann_at_flush: false,
+        ..options()
+    };
+    let db = Db::create_with(tmp.path(), Schema::new(DIM as u32, Metric::L2), opts).unwrap();
+    let data = clustered(8_000, 40, 21);
+    // Hold a snapshot across the indexing: it keeps answering from the unindexed segment.
+    let mut b = WriteBatch::new();
+    for (i, v) in data.iter().enumerate() {
+        b.put(Document::new(key(i), "").with_vector(v.clone()));
+    }
+    db.write(b).unwrap();
+    db.flush().unwrap();
+    let snap = db.snapshot();
+    let q = clustered(1, 40, 22).pop().unwrap();
+    let (before, st) = snap.search_with_stats(&Query::knn(q.clone(), 10)).unwrap();
+    let exact = db.search(&Query::knn(q.clone(), 10).exact()).unwrap();
+    if st.graph_segments == 0 {
+        // Not indexed yet: the segment was scanned exactly.
+        assert_eq!(before, exact);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while db.stats().ann_segments == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never indexed: {:?}",
+            db.stats()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let st = db.stats();
+    assert_eq!((st.segments, st.ann_segments), (1, 1));
+    let (after, st) = db.search_with_stats(&Query::knn(q.clone(), 10)).unwrap();
+    assert_eq!(st.graph_segments, 1);
+    let found = after
+        .iter()
+        .filter(|h| exact.iter().any(|e| e.key == h.key))
+        .count();
+    assert!(found >= 9, "recall {found}/10 after indexing");
+    assert_eq!(snap.search(&Query::knn(q, 10)).unwrap(), before);
+    assert_eq!(db.scan(..).unwrap().len(), data.len());
 }

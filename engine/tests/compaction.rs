@@ -51,6 +51,7 @@ fn load(db: &Db, model: &mut BTreeMap<Vec<u8>, Vec<u8>>) {
 fn manual() -> Options {
     Options {
         compaction: false,
+        ann_at_flush: true,
         flush_threshold_bytes: usize::MAX,
         wal_preallocate: false,
         ..Options::default()

@@ -52,6 +52,13 @@ enum Command {
 }
 
 fn main() {
+    // A closed stdout (`strata dump DB | head`) ends the process quietly, like other Unix
+    // tools, instead of a panic on the next print.
+    // SAFETY: called first thing in `main`, before any thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),

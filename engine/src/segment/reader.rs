@@ -428,6 +428,11 @@ impl Segment {
     }
 
     /// The segment's ANN index, if it has one.
+    /// Documents with a vector.
+    pub(crate) fn vector_count(&self) -> usize {
+        self.vec_present.count()
+    }
+
     pub(crate) fn ann(&self) -> Option<&DiskIndex> {
         self.ann.as_ref()
     }

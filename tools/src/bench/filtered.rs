@@ -59,6 +59,7 @@ pub fn run(a: &FilteredBenchArgs) -> CliResult {
     let opts = Options {
         sync: SyncMode::Never,
         flush_threshold_bytes: usize::MAX / 4,
+        ann_at_flush: true,
         ..Options::default()
     };
     let db = Db::create_with(&a.dir, Schema::new(dim as u32, Metric::Cosine), opts)?;

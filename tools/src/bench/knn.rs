@@ -230,6 +230,7 @@ fn options(a: &KnnBenchArgs, budget: u64) -> Options {
         flush_threshold_bytes: usize::MAX / 4,
         // The build is measured alone: every core, like the peer.
         maintenance_threads: rayon::current_num_threads(),
+        ann_at_flush: true,
         ann: AnnOptions {
             degree: a.degree,
             build_list: a.build_list,
