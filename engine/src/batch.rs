@@ -119,10 +119,25 @@ pub(crate) fn encode(ops: &[Op], schema: &Schema, bytes_max: usize) -> Result<Ve
 /// Append one document: key, value (u32 length + bytes each), vector flag u8 (+ dim f32),
 /// term count u32 + (u16 length + bytes) each, attr count u16 + (u16 schema index, i64) each.
 pub(crate) fn encode_doc(out: &mut Vec<u8>, d: &Document, schema: &Schema) -> Result<()> {
+    encode_doc_with(out, d, schema, true)
+}
+
+/// Vector flag of a document whose vector is stored elsewhere (a segment's vectors section).
+const VECTOR_EXTERNAL: u8 = 2;
+
+/// [`encode_doc`]; with `vector_inline` false a vector is only flagged (segment format v2: the
+/// vectors section holds it, so the compressed document blocks stay small).
+pub(crate) fn encode_doc_with(
+    out: &mut Vec<u8>,
+    d: &Document,
+    schema: &Schema,
+    vector_inline: bool,
+) -> Result<()> {
     put_bytes(out, &d.key);
     put_bytes(out, &d.value);
     match &d.vector {
         None => out.push(0),
+        Some(_) if !vector_inline => out.push(VECTOR_EXTERNAL),
         Some(v) => {
             out.push(1);
             for x in v {
@@ -161,8 +176,21 @@ pub fn decode_document(b: &[u8], schema: &Schema) -> Result<Document> {
 
 /// Decode one document written by [`encode_doc`] (the whole of `b`), re-validated.
 pub(crate) fn decode_doc(b: &[u8], schema: &Schema) -> std::result::Result<Document, String> {
+    match decode_doc_ext(b, schema, false)? {
+        (d, false) => Ok(d),
+        (_, true) => Err(format!("bad vector flag {VECTOR_EXTERNAL}")),
+    }
+}
+
+/// [`decode_doc`] that also accepts an externally stored vector (segment format v2): returns
+/// the document without it and whether the caller must supply it.
+pub(crate) fn decode_doc_ext(
+    b: &[u8],
+    schema: &Schema,
+    allow_external: bool,
+) -> std::result::Result<(Document, bool), String> {
     let mut c = Cursor { b, pos: 0 };
-    let d = read_doc(&mut c, schema)?;
+    let d = read_doc_ext(&mut c, schema, allow_external)?;
     if c.pos != b.len() {
         return Err(format!(
             "{} trailing bytes after a document",
@@ -173,10 +201,26 @@ pub(crate) fn decode_doc(b: &[u8], schema: &Schema) -> std::result::Result<Docum
 }
 
 fn read_doc(c: &mut Cursor<'_>, schema: &Schema) -> std::result::Result<Document, String> {
+    match read_doc_ext(c, schema, false)? {
+        (d, false) => Ok(d),
+        (_, true) => Err(format!("bad vector flag {VECTOR_EXTERNAL}")),
+    }
+}
+
+fn read_doc_ext(
+    c: &mut Cursor<'_>,
+    schema: &Schema,
+    allow_external: bool,
+) -> std::result::Result<(Document, bool), String> {
     let key = c.bytes()?.to_vec();
     let value = c.bytes()?.to_vec();
+    let mut external = false;
     let vector = match c.u8()? {
         0 => None,
+        VECTOR_EXTERNAL if allow_external => {
+            external = true;
+            None
+        }
         1 => {
             let raw = c.take(schema.dim as usize * 4)?;
             Some(
@@ -211,7 +255,9 @@ fn read_doc(c: &mut Cursor<'_>, schema: &Schema) -> std::result::Result<Document
         terms,
         attrs,
     };
-    doc.validate(schema).map_err(|e| e.to_string())
+    doc.validate(schema)
+        .map(|d| (d, external))
+        .map_err(|e| e.to_string())
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {

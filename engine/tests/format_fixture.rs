@@ -1,9 +1,10 @@
-//! A committed database written by format version 1 (`tests/fixtures/v1-db/`: SCHEMA, a
-//! manifest, two segments — one with a deletion bitmap — and a WAL holding one unflushed batch)
-//! must keep opening with the same content. It exercises every decoder of `docs/format.md`;
+//! Committed databases written by segment format versions 1 and 2 (`tests/fixtures/v1-db/`,
+//! `v2-db/`: SCHEMA, a manifest, two segments — one with a deletion bitmap — and a WAL holding
+//! one unflushed batch) must keep opening with the same content. They exercise every decoder of
+//! `docs/format.md` (v2: vectors only in the vectors section, flagged in document blocks);
 //! `tests/fixtures/v1-ann-db/` pins the ANN codes and graph sections.
 //!
-//! Regenerate only with a format version bump:
+//! Regenerate the newest only with a format version bump:
 //! `STRATA_REGEN_FIXTURES=1 cargo test -p strata --test format_fixture`.
 #![allow(
     clippy::unwrap_used,
@@ -19,8 +20,8 @@ use strata::manifest::{Manifest, SegmentMeta};
 use strata::meta::decode_schema;
 use strata::{Db, Document, Filter, Metric, Options, Query, Schema};
 
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1-db")
+fn fixture(version: u32) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/v{version}-db"))
 }
 
 fn opts() -> Options {
@@ -43,7 +44,12 @@ fn doc(k: &str, x: f32, t: &str, ts: i64) -> Document {
 
 fn regenerate(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
-    let db = Db::create_with(dir, schema(), opts()).unwrap();
+    // No background compaction: the fixture keeps a segment with a deletion bitmap.
+    let o = Options {
+        compaction: false,
+        ..opts()
+    };
+    let db = Db::create_with(dir, schema(), o).unwrap();
     for (i, k) in ["a", "b", "c", "d"].iter().enumerate() {
         db.put(doc(k, i as f32, "lang:en", 100 + i as i64)).unwrap();
     }
@@ -71,9 +77,26 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn committed_v1_database_opens_with_the_same_content() {
+    check_fixture(1);
+}
+
+#[test]
+fn committed_v2_database_opens_with_the_same_content() {
     if std::env::var_os("STRATA_REGEN_FIXTURES").is_some() {
-        regenerate(&fixture());
+        regenerate(&fixture(2));
     }
+    // Its segments really are v2 (footer version at 8 bytes past the footer's start).
+    let seg = fixture(2)
+        .join(strata::SEGMENTS_DIR)
+        .join(strata::manifest::segment_name(1));
+    let bytes = std::fs::read(seg).unwrap();
+    let footer = &bytes[bytes.len() - 64..]; // the 64-byte footer of docs/format.md
+    assert_eq!(u32::from_le_bytes(footer[8..12].try_into().unwrap()), 2);
+    check_fixture(2);
+}
+
+fn check_fixture(version: u32) {
+    let fixture = || fixture(version);
     assert_eq!(
         decode_schema(&std::fs::read(fixture().join("SCHEMA")).unwrap()).unwrap(),
         schema()
@@ -166,7 +189,7 @@ fn regenerate_ann(dir: &Path) {
 
 #[test]
 fn committed_v1_ann_segment_answers_through_its_graph() {
-    if std::env::var_os("STRATA_REGEN_FIXTURES").is_some() {
+    if std::env::var_os("STRATA_REGEN_ANN_FIXTURE").is_some() {
         regenerate_ann(&ann_fixture());
     }
     let tmp = tempfile::tempdir().unwrap();

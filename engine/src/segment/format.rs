@@ -3,7 +3,9 @@
 /// Last 8 bytes of the footer's magic.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"STRATSEG";
 /// Version of the segment layout.
-pub const SEGMENT_FORMAT_VERSION: u32 = 1;
+pub const SEGMENT_FORMAT_VERSION: u32 = 2;
+/// Oldest segment version this build reads (v1: vectors also inline in document blocks).
+pub const SEGMENT_FORMAT_VERSION_MIN: u32 = 1;
 /// Bytes of the footer at the end of the file.
 pub(crate) const FOOTER_BYTES: usize = 64;
 /// Bytes of one section table entry.

@@ -13,7 +13,7 @@ use super::cache::BlockCache;
 use super::format::*;
 use crate::ann::disk::DiskIndex;
 use crate::ann::AnnBudget;
-use crate::batch::decode_doc;
+use crate::batch::decode_doc_ext;
 use crate::filter::Filter;
 use crate::mmap::{open_immutable, FileBytes};
 use crate::{Document, Error, Result, Schema};
@@ -65,6 +65,8 @@ pub(crate) struct Segment {
     /// Removes the file when the last holder drops a retired segment (`None` for segments
     /// not opened from a database directory).
     retire: Option<crate::retire::Retire>,
+    /// Segment format version (v2: document blocks flag vectors, the vectors section has them).
+    version: u32,
 }
 
 impl Segment {
@@ -173,7 +175,7 @@ impl Segment {
             return Err(err("bad footer magic".into()));
         }
         let version = le_u32(footer, 8).unwrap_or(0);
-        if version != SEGMENT_FORMAT_VERSION {
+        if !(SEGMENT_FORMAT_VERSION_MIN..=SEGMENT_FORMAT_VERSION).contains(&version) {
             return Err(err(format!("unsupported segment version {version}")));
         }
         let count = le_u32(footer, 12).unwrap_or(0) as usize;
@@ -405,6 +407,7 @@ impl Segment {
             ann,
             ann_charge: None,
             retire: None,
+            version,
             id,
             path: path.to_owned(),
             n,
@@ -507,8 +510,18 @@ impl Segment {
             .zip(e)
             .and_then(|(s, e)| raw.get(body_at + s..body_at + e))
             .ok_or_else(|| bad(&self.path, format!("doc block {bi}: bad offsets")))?;
-        let d =
-            decode_doc(rec, &self.schema).map_err(|r| bad(&self.path, format!("doc {i}: {r}")))?;
+        let (mut d, external) = decode_doc_ext(rec, &self.schema, self.version >= 2)
+            .map_err(|r| bad(&self.path, format!("doc {i}: {r}")))?;
+        if external {
+            let mut v = Vec::with_capacity(self.dim);
+            if !self.vector_into(i, &mut v) {
+                return Err(bad(
+                    &self.path,
+                    format!("doc {i}: vector flagged in the vectors section but absent there"),
+                ));
+            }
+            d.vector = Some(v);
+        }
         if d.key != self.key(i) {
             return Err(bad(
                 &self.path,
