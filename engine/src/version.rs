@@ -260,7 +260,11 @@ impl Snapshot {
                 documents: ls.seg.len() as u64,
                 ..SegmentExplain::default()
             };
-            // The filter as a bitmap of live matching ordinals (postings and columns).
+            ex.estimate = q.filter.as_ref().map(|f| ls.seg.estimate(f));
+            // The filter as a bitmap of live matching ordinals (postings and columns): the
+            // planner decides on the exact count, because evaluating postings and the
+            // block-skipping column scan costs less than one distance per match — the
+            // estimate is reported next to it in `explain`.
             let matching = q.filter.as_ref().map(|f| {
                 let mut b = ls.seg.eval(f);
                 b.and_not_with(&ls.deleted);

@@ -394,3 +394,71 @@ fn back_pressure_slows_then_stops_writers_and_loses_nothing() {
     db.flush().unwrap();
     assert_eq!(db.scan(..).unwrap().len(), 3000);
 }
+
+/// The planner's pre-evaluation estimate brackets the true match count for random filters
+/// over terms (Zipf-like frequencies) and ranges (sorted and random columns), and its point
+/// estimate is exact for single terms.
+#[test]
+fn filter_estimates_bracket_the_actual_match_count() {
+    use rand::{Rng, SeedableRng};
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::create_with(
+        tmp.path(),
+        Schema::new(2, Metric::L2).with_attr("ts").with_attr("r"),
+        Options {
+            compaction: false,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(31);
+    let mut b = strata::WriteBatch::new();
+    for i in 0..5000i64 {
+        let mut d = Document::new(format!("k{i:05}"), "")
+            .with_attr("ts", 1_000 + i) // sorted with the keys: blocks are tight
+            .with_attr("r", rng.gen_range(0..1000)); // random: every block spans everything
+        for t in 0..8 {
+            if rng.gen_range(0..(1 << t)) == 0 {
+                d = d.with_term(format!("t{t}"));
+            }
+        }
+        b.put(d);
+    }
+    db.write(b).unwrap();
+    db.flush().unwrap();
+    let atom = |rng: &mut rand::rngs::StdRng| -> String {
+        match rng.gen_range(0..3) {
+            0 => format!("t{}", rng.gen_range(0..9)),
+            1 => {
+                let lo = rng.gen_range(0..6000);
+                format!("(range ts {lo} {})", lo + rng.gen_range(0..3000))
+            }
+            _ => {
+                let lo = rng.gen_range(0..1000);
+                format!("(range r {lo} {})", lo + rng.gen_range(0..300))
+            }
+        }
+    };
+    for _ in 0..300 {
+        let f = match rng.gen_range(0..4) {
+            0 => atom(&mut rng),
+            1 => format!("(and {} {})", atom(&mut rng), atom(&mut rng)),
+            2 => format!("(or {} {})", atom(&mut rng), atom(&mut rng)),
+            _ => format!("(not (and {} {}))", atom(&mut rng), atom(&mut rng)),
+        };
+        let q = Query::boolean(Filter::parse(&f).unwrap(), 10);
+        let (_, st) = db.search_with_stats(&q).unwrap();
+        let seg = st.explain.iter().find(|e| e.segment.is_some()).unwrap();
+        let (actual, est) = (seg.matches.unwrap(), seg.estimate.unwrap());
+        assert!(
+            est.min <= actual
+                && actual <= est.max
+                && est.min <= est.expected
+                && est.expected <= est.max,
+            "{f}: actual {actual}, estimate {est:?}"
+        );
+        if f.starts_with('t') {
+            assert_eq!(est.expected, actual, "{f}");
+        }
+    }
+}

@@ -178,6 +178,9 @@ pub struct SegmentExplain {
     pub documents: u64,
     /// Live documents matching the filter (`None`: no filter).
     pub matches: Option<u64>,
+    /// The filter's matches estimated before evaluation (deleted documents included), from
+    /// posting lengths and attribute block min/max (`None`: no filter).
+    pub estimate: Option<Estimate>,
     /// Candidate list of the graph search (0 if none ran).
     pub list: usize,
     /// Graph nodes expanded.
@@ -186,6 +189,82 @@ pub struct SegmentExplain {
     pub sectors_read: u64,
     /// Time spent on this segment.
     pub micros: u64,
+}
+
+/// Matching documents of a filter on one segment, estimated before it is evaluated:
+/// `min <= actual <= max` always holds; `expected` is the point estimate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Estimate {
+    /// Lower bound.
+    pub min: u64,
+    /// Point estimate (independence / uniformity assumptions).
+    pub expected: u64,
+    /// Upper bound.
+    pub max: u64,
+}
+
+impl Estimate {
+    /// The point estimate kept inside the bounds.
+    fn clamped(mut self) -> Estimate {
+        self.max = self.max.max(self.min);
+        self.expected = self.expected.clamp(self.min, self.max);
+        self
+    }
+
+    pub(crate) fn exact(n: u64) -> Estimate {
+        Estimate {
+            min: n,
+            expected: n,
+            max: n,
+        }
+    }
+
+    /// AND of parts over `n` documents: at least what the parts must share
+    /// (`Σ min − (k−1)·n`), at most the smallest part, expected `n · Π (e/n)`.
+    pub(crate) fn and(parts: &[Estimate], n: u64) -> Estimate {
+        let nf = n.max(1) as f64;
+        let min_sum: u64 = parts.iter().map(|p| p.min).sum();
+        let k = parts.len() as u64;
+        Estimate {
+            min: min_sum.saturating_sub(k.saturating_sub(1).saturating_mul(n)),
+            expected: (nf
+                * parts
+                    .iter()
+                    .map(|p| p.expected as f64 / nf)
+                    .product::<f64>())
+            .round() as u64,
+            max: parts.iter().map(|p| p.max).min().unwrap_or(n),
+        }
+        .clamped()
+    }
+
+    /// OR of parts: at least the largest part, at most `min(n, Σ max)`, expected
+    /// `n · (1 − Π (1 − e/n))`.
+    pub(crate) fn or(parts: &[Estimate], n: u64) -> Estimate {
+        let nf = n.max(1) as f64;
+        Estimate {
+            min: parts.iter().map(|p| p.min).max().unwrap_or(0),
+            expected: (nf
+                * (1.0
+                    - parts
+                        .iter()
+                        .map(|p| 1.0 - p.expected as f64 / nf)
+                        .product::<f64>()))
+            .round() as u64,
+            max: parts.iter().map(|p| p.max).sum::<u64>().min(n),
+        }
+        .clamped()
+    }
+
+    /// NOT over `n` documents.
+    pub(crate) fn not(self, n: u64) -> Estimate {
+        Estimate {
+            min: n.saturating_sub(self.max),
+            expected: n.saturating_sub(self.expected),
+            max: n.saturating_sub(self.min),
+        }
+        .clamped()
+    }
 }
 
 /// What a query cost (summed over segments), and per segment what ran.

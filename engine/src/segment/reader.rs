@@ -35,6 +35,8 @@ struct DocBlock {
 struct AttrCol {
     present: Bitset,
     values_at: usize,
+    /// Per block of `ATTR_BLOCK_DOCS` ordinals: (min, max) of the present values.
+    minmax_at: usize,
 }
 
 /// An open, verified segment.
@@ -386,6 +388,7 @@ impl Segment {
                 AttrCol {
                     present: Bitset::from_le_bytes(b.get(at..at + words).unwrap_or_default(), n),
                     values_at: at + words,
+                    minmax_at: at + words + n * 8,
                 }
             })
             .collect();
@@ -608,6 +611,92 @@ impl Segment {
         le_i64(&self.bytes, col.values_at + i * 8)
     }
 
+    /// (min, max) of attribute `a`'s present values in block `blk`; `None` if it has none.
+    fn block_minmax(&self, a: usize, blk: usize) -> Option<(i64, i64)> {
+        let col = self.attrs.get(a)?;
+        let at = col.minmax_at + blk * 16;
+        let (lo, hi) = (le_i64(&self.bytes, at)?, le_i64(&self.bytes, at + 8)?);
+        (lo <= hi).then_some((lo, hi))
+    }
+
+    /// Length of `term`'s posting list (0 if absent).
+    fn posting_len(&self, term: &str) -> usize {
+        let t = term.as_bytes();
+        let (mut lo, mut hi) = (0, self.term_count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.term(mid) < t {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        if lo < self.term_count && self.term(lo) == t {
+            let p = |j: usize| le_u32(&self.bytes, self.post_offsets_at + j * 4).unwrap_or(0);
+            p(lo + 1).saturating_sub(p(lo)) as usize
+        } else {
+            0
+        }
+    }
+
+    /// Matching documents of `f` (deleted ones included) estimated without evaluating it:
+    /// terms from their posting lengths (exact), ranges from the attribute blocks' (min, max)
+    /// (blocks inside the range count fully for the minimum — values absent from a block are
+    /// not known, so presence is not assumed — and overlapping blocks for the maximum; the
+    /// expectation assumes values spread uniformly between a block's min and max). AND/OR/NOT
+    /// combine the bounds exactly (Fréchet bounds) and the expectation assuming independence.
+    pub(crate) fn estimate(&self, f: &Filter) -> crate::ann::Estimate {
+        use crate::ann::Estimate;
+        let n = self.n as f64;
+        match f {
+            Filter::Term(t) => Estimate::exact(self.posting_len(t) as u64),
+            Filter::And(fs) => {
+                let parts: Vec<Estimate> = fs.iter().map(|x| self.estimate(x)).collect();
+                Estimate::and(&parts, self.n as u64)
+            }
+            Filter::Or(fs) => {
+                let parts: Vec<Estimate> = fs.iter().map(|x| self.estimate(x)).collect();
+                Estimate::or(&parts, self.n as u64)
+            }
+            Filter::Not(x) => self.estimate(x).not(self.n as u64),
+            Filter::Range { attr, lo, hi } => {
+                let Some(a) = self.schema.attr_index(attr) else {
+                    return Estimate::exact(0);
+                };
+                let (mut max, mut exp) = (0u64, 0f64);
+                for blk in 0..self.n.div_ceil(ATTR_BLOCK_DOCS) {
+                    let docs =
+                        (((blk + 1) * ATTR_BLOCK_DOCS).min(self.n) - blk * ATTR_BLOCK_DOCS) as u64;
+                    let Some((bmin, bmax)) = self.block_minmax(a, blk) else {
+                        continue;
+                    };
+                    if bmax < *lo || bmin > *hi {
+                        continue;
+                    }
+                    max += docs;
+                    if *lo <= bmin && bmax <= *hi {
+                        exp += docs as f64;
+                    } else {
+                        // Overlapping fraction of [bmin, bmax], uniform assumption.
+                        let span = (bmax as f64 - bmin as f64) + 1.0;
+                        let ov = ((*hi).min(bmax) as f64 - (*lo).max(bmin) as f64) + 1.0;
+                        exp += docs as f64 * (ov / span).clamp(0.0, 1.0);
+                    }
+                }
+                Estimate {
+                    min: 0,
+                    expected: (exp.min(n).round() as u64).min(max),
+                    max,
+                }
+            }
+            Filter::Apply { .. } => Estimate {
+                min: 0,
+                expected: self.n as u64 / 2,
+                max: self.n as u64,
+            },
+        }
+    }
+
     /// Evaluate a (validated) filter to the set of matching ordinals.
     pub(crate) fn eval(&self, f: &Filter) -> Bitset {
         match f {
@@ -634,9 +723,19 @@ impl Segment {
             Filter::Range { attr, lo, hi } => {
                 let mut out = Bitset::new(self.n);
                 if let Some(a) = self.schema.attr_index(attr) {
-                    for i in 0..self.n {
-                        if self.attr(a, i).is_some_and(|v| (*lo..=*hi).contains(&v)) {
-                            out.set(i);
+                    // Blocks whose (min, max) misses the range are skipped unread.
+                    for blk in 0..self.n.div_ceil(ATTR_BLOCK_DOCS) {
+                        let Some((bmin, bmax)) = self.block_minmax(a, blk) else {
+                            continue;
+                        };
+                        if bmax < *lo || bmin > *hi {
+                            continue;
+                        }
+                        let end = ((blk + 1) * ATTR_BLOCK_DOCS).min(self.n);
+                        for i in blk * ATTR_BLOCK_DOCS..end {
+                            if self.attr(a, i).is_some_and(|v| (*lo..=*hi).contains(&v)) {
+                                out.set(i);
+                            }
                         }
                     }
                 }

@@ -68,7 +68,9 @@ pub fn stats_json(s: &QueryStats) -> Value {
         .iter()
         .map(|e| {
             json!({"segment": e.segment, "plan": format!("{:?}", e.plan),
-                   "documents": e.documents, "matches": e.matches, "list": e.list,
+                   "documents": e.documents, "matches": e.matches,
+                   "estimate": e.estimate.map(|x| json!({"min": x.min, "expected": x.expected, "max": x.max})),
+                   "list": e.list,
                    "nodes_visited": e.nodes_visited, "sectors_read": e.sectors_read,
                    "micros": e.micros})
         })
@@ -92,7 +94,14 @@ pub fn print_explain(st: &QueryStats, indent: &str) {
         let what = e
             .segment
             .map_or("memtable".to_owned(), |id| format!("segment {id}"));
-        let matches = e.matches.map_or(String::new(), |m| format!(", {m} match"));
+        let matches = match (e.matches, e.estimate) {
+            (Some(m), Some(x)) => format!(
+                ", {m} match (estimated {} in [{}, {}])",
+                x.expected, x.min, x.max
+            ),
+            (Some(m), None) => format!(", {m} match"),
+            _ => String::new(),
+        };
         println!(
             "{indent}  explain {what}: {:?} ({} docs{matches}), list {}, {} nodes, {} sectors, {} µs",
             e.plan, e.documents, e.list, e.nodes_visited, e.sectors_read, e.micros
