@@ -69,7 +69,16 @@ pub(crate) struct Segment {
     retire: Option<crate::retire::Retire>,
     /// Segment format version (v2: document blocks flag vectors, the vectors section has them).
     version: u32,
+    /// Sparse in-memory index over the keys: the key of every `FENCE_EVERY`-th ordinal,
+    /// concatenated, with end offsets. A lookup binary-searches this (cache-resident: ~n/64
+    /// keys) and then at most `FENCE_EVERY` neighbouring keys of the mapped section, instead
+    /// of ~log2(n) scattered probes into it (two cache misses each).
+    fence_keys: Vec<u8>,
+    fence_ends: Vec<u32>,
 }
+
+/// Ordinals per entry of a segment's in-memory key fence.
+const FENCE_EVERY: usize = 64;
 
 impl Segment {
     /// Mark the file for removal once the last version or snapshot holding this segment is
@@ -406,11 +415,13 @@ impl Segment {
             _ => return Err(err("one ANN section without the other".into())),
         };
 
-        Ok(Segment {
+        let mut s = Segment {
             ann,
             ann_charge: None,
             retire: None,
             version,
+            fence_keys: Vec::new(),
+            fence_ends: Vec::new(),
             id,
             path: path.to_owned(),
             n,
@@ -430,7 +441,25 @@ impl Segment {
             bloom,
             bytes,
             cache: None,
-        })
+        };
+        let (mut keys, mut ends) = (Vec::new(), Vec::new());
+        for i in (0..n).step_by(FENCE_EVERY) {
+            keys.extend_from_slice(s.key(i));
+            ends.push(u32::try_from(keys.len()).map_err(|_| err("keys too long".into()))?);
+        }
+        s.fence_keys = keys;
+        s.fence_ends = ends;
+        Ok(s)
+    }
+
+    /// Fence entry `j`'s key.
+    fn fence_key(&self, j: usize) -> &[u8] {
+        let start = match j.checked_sub(1) {
+            Some(p) => self.fence_ends.get(p).copied().unwrap_or(0) as usize,
+            None => 0,
+        };
+        let end = self.fence_ends.get(j).copied().unwrap_or(0) as usize;
+        self.fence_keys.get(start..end).unwrap_or_default()
     }
 
     /// The segment's ANN index, if it has one.
@@ -468,7 +497,24 @@ impl Segment {
 
     /// First ordinal whose key is >= `key`.
     pub(crate) fn lower_bound(&self, key: &[u8]) -> usize {
-        let (mut lo, mut hi) = (0, self.n);
+        // Fence first: the last fence entry with key < `key` bounds the range from below, the
+        // next one from above.
+        let f = self.fence_ends.len();
+        let (mut flo, mut fhi) = (0, f);
+        while flo < fhi {
+            let mid = flo + (fhi - flo) / 2;
+            if self.fence_key(mid) < key {
+                flo = mid + 1;
+            } else {
+                fhi = mid;
+            }
+        }
+        // Fence entries 0..flo are < key: the answer lies in (flo-1)*E+1 ..= flo*E.
+        let mut lo = flo.saturating_sub(1) * FENCE_EVERY;
+        let mut hi = (flo * FENCE_EVERY).min(self.n);
+        if flo == 0 {
+            return 0;
+        }
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             if self.key(mid) < key {
