@@ -67,6 +67,22 @@ fn regenerate() {
     std::fs::write(d.join("manifest"), &mb).unwrap();
     let s = corpus("segment");
     std::fs::create_dir_all(&s).unwrap();
+    // engine_ops: mode (fault kind), countdown, then (op, arg) pairs covering every op.
+    let e = corpus("engine_ops");
+    std::fs::create_dir_all(&e).unwrap();
+    let ops: Vec<u8> = (0..60u8)
+        .flat_map(|i| [i % 8, i.wrapping_mul(37)])
+        .collect();
+    for (name, mode, count) in [
+        ("no-fault", 0u8, 0u8),
+        ("crash-after-30-ops", 1, 9),
+        ("eio-at-sync-3", 2, 2),
+        ("enospc-at-write-5", 3, 4),
+    ] {
+        let mut seed = vec![mode, count];
+        seed.extend_from_slice(&ops);
+        std::fs::write(e.join(name), seed).unwrap();
+    }
     // Segment format v2 seeds (`five-docs` and `ann-40`, written by v1, stay as they are).
     std::fs::write(s.join("five-docs-v2"), strata::fuzzing::seed_segment()).unwrap();
     std::fs::write(s.join("ann-40-v2"), strata::fuzzing::seed_segment_ann()).unwrap();
@@ -89,4 +105,31 @@ fn store_decoder_corpora_replay_without_panics() {
     assert!(replay("filter_parse", filter_parse) >= 5);
     assert!(replay("small_decoders", small_decoders) >= 3);
     assert!(replay("segment", segment_bytes) >= 4);
+    assert!(replay("engine_ops", strata::fuzzing::engine_ops) >= 4);
+}
+
+/// The engine-ops target on seeded random inputs in the default suite (a fuzzer in miniature:
+/// every fault kind at many countdowns, random operation mixes); `STRATA_ENGINE_OPS_RUNS=N`
+/// for more, `STRATA_SEED=N` to change the seed.
+#[test]
+fn engine_ops_survive_random_inputs_with_injected_faults() {
+    use rand::{Rng, SeedableRng};
+    let runs: u64 = std::env::var("STRATA_ENGINE_OPS_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150);
+    let seed: u64 = std::env::var("STRATA_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(11);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    for run in 0..runs {
+        let len = rng.gen_range(2..160);
+        let data: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+        let r = std::panic::catch_unwind(|| strata::fuzzing::engine_ops(&data));
+        assert!(
+            r.is_ok(),
+            "run {run} (seed {seed}) failed on input {data:?}"
+        );
+    }
 }
