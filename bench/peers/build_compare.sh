@@ -2,7 +2,8 @@
 # The offline-build figure in one run: `strata build` vs hnswlib (M=16, ef_construction=200) vs
 # diskannpy (R=48, L=64, same threads and memory budget) on the same .fvecs files, one after the
 # other; recall@10 of each result against the ground truth. Needs a release build of `strata`
-# and the venv of bench/peers/setup.sh (diskannpy optional: skipped when it does not import).
+# and the venvs of bench/peers/setup.sh (diskannpy, in VENV-diskann, is optional: skipped when
+# it does not import).
 #   bash bench/peers/build_compare.sh DATA_DIR [OUT_DIR]   # DATA_DIR has base/query.fvecs, gt.ivecs
 set -euo pipefail
 DATA=${1:?usage: build_compare.sh DATA_DIR [OUT_DIR]}
@@ -38,8 +39,9 @@ PYEOF
 "$PY" bench/peers/hnswlib_knn.py --base "$DATA/base.fvecs" --query "$DATA/query.fvecs" \
   --gt "$DATA/gt.ivecs" --threads "$THREADS" --efs 32,64,128
 
-if "$PY" -c 'import diskannpy' 2>/dev/null; then
-  "$PY" bench/peers/diskann_build.py --base "$DATA/base.fvecs" --query "$DATA/query.fvecs" \
+DISKANN_PY=${DISKANN_PYTHON:-${PY%/bin/python}-diskann/bin/python}
+if "$DISKANN_PY" -c 'import diskannpy' 2>/dev/null; then
+  "$DISKANN_PY" bench/peers/diskann_build.py --base "$DATA/base.fvecs" --query "$DATA/query.fvecs" \
     --gt "$DATA/gt.ivecs" --out "$OUT/diskann" --threads "$THREADS" 2> "$OUT/diskann.log" | grep '^{'
 else
   echo '{"system": "diskannpy", "skipped": "does not import in this venv"}'

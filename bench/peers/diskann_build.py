@@ -2,8 +2,8 @@
 """diskannpy peer for the offline-build figure (`strata build` vs DiskANN): builds a static disk
 index over the same base file with the same graph degree, build list size, thread count and
 memory budget as `strata build`, then answers the same queries from the disk index and prints one
-JSON object for the build and one per search list size. Needs the venv made by
-bench/peers/setup.sh (which installs diskannpy when it is available for the platform)."""
+JSON object for the build and one per search list size. Runs in the venv bench/peers/setup.sh makes for it
+(bench-out/venv-diskann: diskannpy pins numpy 1.25)."""
 import argparse
 import json
 import os
