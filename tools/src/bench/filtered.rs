@@ -35,6 +35,27 @@ pub struct FilteredBenchArgs {
     /// Write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Also run the peers (hnswlib with a filter callable, faiss HNSW with an IDSelector) from
+    /// the venv of bench/peers/setup.sh on the same data, buckets and ground truth.
+    #[arg(long)]
+    peers: bool,
+    /// Python of the peers' venv.
+    #[arg(long, default_value = "bench-out/venv/bin/python")]
+    python: PathBuf,
+}
+
+/// One peer measurement: system, bucket tag, ef, recall, QPS.
+#[derive(Debug, serde::Deserialize, Serialize)]
+struct PeerPoint {
+    system: String,
+    #[serde(default)]
+    tag: String,
+    #[serde(default)]
+    ef: u64,
+    #[serde(default)]
+    recall: f64,
+    #[serde(default)]
+    qps: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -82,6 +103,7 @@ pub fn run(a: &FilteredBenchArgs) -> CliResult {
         }
     }
     let mut buckets = Vec::new();
+    let mut peer_buckets = Vec::new();
     println!(
         "filtered k-NN, real data ({n} × {dim}, cosine), {} queries, k=10, L={}",
         queries.len(),
@@ -123,12 +145,14 @@ pub fn run(a: &FilteredBenchArgs) -> CliResult {
             results.push(h);
         }
         let secs = t0.elapsed().as_secs_f64();
+        let mut gt_rows = Vec::with_capacity(queries.len());
         for (q, h) in queries.iter().zip(&results) {
             let mut d: Vec<(f32, usize)> = matching
                 .iter()
                 .filter_map(|&i| Some((strata::distance(Metric::Cosine, q, base.get(i)?), i)))
                 .collect();
             d.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+            gt_rows.push(d.iter().take(10).map(|x| x.1).collect::<Vec<_>>());
             let want: HashSet<String> = d.iter().take(10).map(|x| format!("{:08}", x.1)).collect();
             hit += h
                 .iter()
@@ -162,6 +186,57 @@ pub fn run(a: &FilteredBenchArgs) -> CliResult {
             b.plans
         );
         buckets.push(b);
+        peer_buckets.push(serde_json::json!({"tag": tag, "ids": matching, "gt": gt_rows}));
+    }
+    let mut peer_points: Vec<PeerPoint> = Vec::new();
+    if a.peers {
+        let path = a.dir.with_extension("buckets.json");
+        std::fs::write(&path, serde_json::to_string(&peer_buckets)?)?;
+        println!("peers (hnswlib filter callable, faiss HNSW + IDSelectorBitmap; M=16, efc=200, 1 thread):");
+        let out = std::process::Command::new(&a.python)
+            .arg("bench/peers/filtered_peers.py")
+            .arg("--base")
+            .arg(a.data_dir.join("base.fvecs"))
+            .arg("--query")
+            .arg(a.data_dir.join("query.fvecs"))
+            .arg("--buckets")
+            .arg(&path)
+            .output()?;
+        if !out.status.success() {
+            return Err(format!(
+                "peers failed (run bash bench/peers/setup.sh first?): {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+            .into());
+        }
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Ok(p) = serde_json::from_str::<PeerPoint>(line) {
+                peer_points.push(p);
+            }
+        }
+        for b in &buckets {
+            let best = peer_points
+                .iter()
+                .filter(|p| p.tag == b.tag && p.recall >= 0.95)
+                .max_by(|x, y| x.qps.total_cmp(&y.qps));
+            match best {
+                Some(p) => println!(
+                    "  {:>7.3} % {:<28} best peer at recall >= 0.95: {} ef={} (recall {:.4}, QPS {:.0}); strata {:.2}x",
+                    b.selectivity * 100.0,
+                    b.tag,
+                    p.system,
+                    p.ef,
+                    p.recall,
+                    p.qps,
+                    b.qps / p.qps
+                ),
+                None => println!(
+                    "  {:>7.3} % {:<28} no peer reaches recall 0.95 at any ef",
+                    b.selectivity * 100.0,
+                    b.tag
+                ),
+            }
+        }
     }
     let machine = MachineNotes::gather(&a.dir, Vec::new());
     println!("machine: {}", machine.line());
@@ -169,7 +244,7 @@ pub fn run(a: &FilteredBenchArgs) -> CliResult {
         std::fs::write(
             p,
             serde_json::to_string_pretty(
-                &serde_json::json!({"machine": machine, "buckets": buckets}),
+                &serde_json::json!({"machine": machine, "buckets": buckets, "peers": peer_points}),
             )?,
         )?;
     }
