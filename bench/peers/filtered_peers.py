@@ -3,8 +3,8 @@
 faiss HNSW with an `IDSelectorBitmap`, each built once over the same base file (M=16,
 ef_construction=200) and searched, per selectivity bucket, with the bucket's allowed ids over a
 sweep of ef. Prints one JSON object per (system, bucket, ef): recall@k against the bucket's
-ground truth, QPS on one thread. (usearch's Python API has no filtered search, so it is not a
-peer here.)"""
+ground truth, QPS on one thread. LanceDB (prefilter: flat, and IVF_PQ over a sweep of nprobes)
+when installed. (usearch's Python API has no filtered search, so it is not a peer here.)"""
 import argparse
 import json
 import time
@@ -58,7 +58,47 @@ def main():
     except ImportError:
         print(json.dumps({"system": "faiss", "skipped": "not installed"}), flush=True)
 
-    for b in buckets:
+    lance = None
+    try:
+        import tempfile
+
+        import lancedb
+        import pyarrow as pa
+        cols = {"id": pa.array(np.arange(n, dtype=np.int64)),
+                "vector": pa.FixedSizeListArray.from_arrays(pa.array(base.ravel()), dim)}
+        for j, b in enumerate(buckets):
+            mask = np.zeros(n, dtype=bool)
+            mask[np.asarray(b["ids"], dtype=np.int64)] = True
+            cols[f"b{j}"] = pa.array(mask)
+        ldir = tempfile.mkdtemp(prefix="lance-")
+        tbl = lancedb.connect(ldir).create_table("t", pa.table(cols), mode="overwrite")
+        # IVF_PQ as LanceDB recommends: ~sqrt(n) partitions, dim/4 sub-vectors (as Strata's PQ).
+        tbl.create_index(metric="cosine", vector_column_name="vector",
+                         num_partitions=max(16, int(np.sqrt(n))), num_sub_vectors=dim // 4)
+        lance = tbl
+    except ImportError:
+        print(json.dumps({"system": "lancedb", "skipped": "not installed"}), flush=True)
+
+    for j, b in enumerate(buckets):
+        if lance is not None:
+            # Prefiltered search: the filter is applied before the vector search (exact over
+            # the matches with `flat`, IVF_PQ probes + refine otherwise).
+            settings = [("flat", None)] + [(f"nprobes={p}", p) for p in (10, 20, 50, 100)]
+            for label, nprobes in settings:
+                t0 = time.perf_counter()
+                labels = []
+                for q in queries:
+                    s = lance.search(q, vector_column_name="vector").metric("cosine")
+                    s = s.where(f"b{j}", prefilter=True).select(["id", "_distance"]).limit(a.k)
+                    if nprobes is None:
+                        s = s.bypass_vector_index()
+                    else:
+                        s = s.nprobes(nprobes).refine_factor(5)
+                    labels.append(s.to_arrow().column("id").to_pylist())
+                secs = time.perf_counter() - t0
+                print(json.dumps({"system": "lancedb-prefilter", "tag": b["tag"], "ef": nprobes or 0,
+                                  "setting": label, "recall": recall(labels, b["gt"], a.k),
+                                  "qps": len(queries) / secs}), flush=True)
         allowed = np.zeros(n, dtype=bool)
         allowed[np.asarray(b["ids"], dtype=np.int64)] = True
         gt = b["gt"]
