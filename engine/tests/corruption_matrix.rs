@@ -18,6 +18,9 @@ use std::path::{Path, PathBuf};
 
 use strata::{Db, Document, Metric, Options, Schema};
 
+mod common;
+use common::copy_dir;
+
 fn options() -> Options {
     Options {
         compaction: false,
@@ -144,19 +147,6 @@ fn matrix(kind: &str, n: u32, pick: impl Fn(&str) -> bool) {
         pristine.len(),
         cases.len()
     );
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dst);
-        } else if e.file_name() != strata::LOCK_FILE {
-            std::fs::copy(e.path(), dst).unwrap();
-        }
-    }
 }
 
 #[test]

@@ -20,6 +20,9 @@ use strata::manifest::{Manifest, SegmentMeta};
 use strata::meta::decode_schema;
 use strata::{Db, Document, Filter, Metric, Options, Query, Schema};
 
+mod common;
+use common::copy_dir;
+
 fn fixture(version: u32) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/v{version}-db"))
 }
@@ -60,19 +63,6 @@ fn regenerate(dir: &Path) {
     db.put(Document::new("e", "only in the WAL")).unwrap();
     drop(db);
     std::fs::remove_file(dir.join(strata::LOCK_FILE)).unwrap();
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), dst).unwrap();
-        }
-    }
 }
 
 #[test]

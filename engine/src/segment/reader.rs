@@ -621,28 +621,32 @@ impl Segment {
     }
 
     /// Ordinals carrying `term`, as a bitset.
-    fn postings(&self, term: &str) -> Bitset {
-        let mut out = Bitset::new(self.n);
+    /// Range of `term`'s posting list in the postings array (empty if the term is absent).
+    fn posting_range(&self, term: &str) -> std::ops::Range<usize> {
         let t = term.as_bytes();
-        let idx = {
-            let (mut lo, mut hi) = (0, self.term_count);
-            while lo < hi {
-                let mid = lo + (hi - lo) / 2;
-                if self.term(mid) < t {
-                    lo = mid + 1;
-                } else {
-                    hi = mid;
-                }
+        let (mut lo, mut hi) = (0, self.term_count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.term(mid) < t {
+                lo = mid + 1;
+            } else {
+                hi = mid;
             }
-            lo
-        };
-        if idx < self.term_count && self.term(idx) == t {
+        }
+        if lo < self.term_count && self.term(lo) == t {
             let p =
                 |j: usize| le_u32(&self.bytes, self.post_offsets_at + j * 4).unwrap_or(0) as usize;
-            for k in p(idx)..p(idx + 1) {
-                if let Some(o) = le_u32(&self.bytes, self.postings_at + k * 4) {
-                    out.set(o as usize);
-                }
+            p(lo)..p(lo + 1)
+        } else {
+            0..0
+        }
+    }
+
+    fn postings(&self, term: &str) -> Bitset {
+        let mut out = Bitset::new(self.n);
+        for k in self.posting_range(term) {
+            if let Some(o) = le_u32(&self.bytes, self.postings_at + k * 4) {
+                out.set(o as usize);
             }
         }
         out
@@ -665,26 +669,6 @@ impl Segment {
         (lo <= hi).then_some((lo, hi))
     }
 
-    /// Length of `term`'s posting list (0 if absent).
-    fn posting_len(&self, term: &str) -> usize {
-        let t = term.as_bytes();
-        let (mut lo, mut hi) = (0, self.term_count);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.term(mid) < t {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        if lo < self.term_count && self.term(lo) == t {
-            let p = |j: usize| le_u32(&self.bytes, self.post_offsets_at + j * 4).unwrap_or(0);
-            p(lo + 1).saturating_sub(p(lo)) as usize
-        } else {
-            0
-        }
-    }
-
     /// Matching documents of `f` (deleted ones included) estimated without evaluating it:
     /// terms from their posting lengths (exact), ranges from the attribute blocks' (min, max)
     /// (blocks inside the range count fully for the minimum — values absent from a block are
@@ -695,7 +679,7 @@ impl Segment {
         use crate::ann::Estimate;
         let n = self.n as f64;
         match f {
-            Filter::Term(t) => Estimate::exact(self.posting_len(t) as u64),
+            Filter::Term(t) => Estimate::exact(self.posting_range(t).len() as u64),
             Filter::And(fs) => {
                 let parts: Vec<Estimate> = fs.iter().map(|x| self.estimate(x)).collect();
                 Estimate::and(&parts, self.n as u64)

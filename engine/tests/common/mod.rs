@@ -1,4 +1,5 @@
-//! Helpers shared by the engine's integration tests.
+//! Helpers shared by the engine's integration tests (each test binary uses some of them).
+#![allow(dead_code, reason = "not every test binary uses every helper")]
 
 use std::path::Path;
 
@@ -37,4 +38,18 @@ pub fn power_loss(fs: &FaultFs, db: strata::Db, seed: u64) {
     });
     drop(db);
     fs.crash(seed);
+}
+
+/// Copy a directory tree (database fixtures), leaving out the `LOCK` file.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else if e.file_name() != strata::LOCK_FILE {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
 }
