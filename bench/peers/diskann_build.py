@@ -13,21 +13,11 @@ import time
 
 import diskannpy
 import numpy as np
+from vecs import peer_version, read_vecs
 
 
-def read_vecs(path, dtype):
-    raw = np.fromfile(path, dtype=np.int32)
-    dim = int(raw[0])
-    rows = raw.reshape(-1, dim + 1)[:, 1:]
-    return np.ascontiguousarray(rows.view(dtype) if dtype != np.int32 else rows)
 
 
-def peer_version():
-    try:
-        from importlib.metadata import version
-        return version("diskannpy")
-    except Exception:  # noqa: BLE001 - a missing version is not worth failing a benchmark
-        return "?"
 
 
 def dir_bytes(path):
@@ -70,7 +60,7 @@ def main():
                       "threads": a.threads, "R": a.R, "L": a.L, "n": n, "dim": dim,
                       "build_memory_gib": a.build_memory_gib,
                       "peak_rss_bytes": peak_kib * 1024, "index_bytes": dir_bytes(a.out),
-                      "version": peer_version()}), flush=True)
+                      "version": peer_version("diskannpy")}), flush=True)
 
     # Two search contexts: with one, loading hangs (DiskANN issues #461/#462); the searches below
     # still run on one thread.

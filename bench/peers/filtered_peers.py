@@ -10,12 +10,9 @@ import json
 import time
 
 import numpy as np
+from vecs import read_vecs
 
 
-def read_vecs(path):
-    raw = np.fromfile(path, dtype=np.int32)
-    dim = int(raw[0])
-    return np.ascontiguousarray(raw.reshape(-1, dim + 1)[:, 1:].view(np.float32))
 
 
 def recall(labels, gt, k):

@@ -9,21 +9,11 @@ import time
 
 import hnswlib
 import numpy as np
+from vecs import peer_version, read_vecs
 
 
-def read_vecs(path, dtype):
-    raw = np.fromfile(path, dtype=np.int32)
-    dim = int(raw[0])
-    rows = raw.reshape(-1, dim + 1)[:, 1:]
-    return np.ascontiguousarray(rows.view(dtype) if dtype != np.int32 else rows)
 
 
-def peer_version():
-    try:
-        from importlib.metadata import version
-        return version("hnswlib")
-    except Exception:  # noqa: BLE001 - a missing version is not worth failing a benchmark
-        return "?"
 
 
 def main():
@@ -53,7 +43,7 @@ def main():
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"system": "hnswlib", "phase": "build", "seconds": build_s,
                       "threads": a.threads, "M": a.M, "ef_construction": a.efc,
-                      "peak_rss_bytes": peak_kib * 1024, "version": peer_version()}),
+                      "peak_rss_bytes": peak_kib * 1024, "version": peer_version("hnswlib")}),
           flush=True)
 
     index.set_num_threads(1)
