@@ -13,8 +13,6 @@ import numpy as np
 from vecs import read_vecs
 
 
-
-
 def recall(labels, gt, k):
     hits = sum(len(set(l[:k]) & set(g[:k])) for l, g in zip(labels, gt))
     return hits / max(1, sum(min(k, len(g)) for g in gt))
