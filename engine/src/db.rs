@@ -957,11 +957,6 @@ impl Inner {
 }
 
 impl Inner {
-    /// The segments the policy would merge now (ids), if any: every segment whose dead
-    /// fraction passes `deleted_ratio_max`; every segment with dead documents when they are
-    /// more than a third of all stored (space amplification above 1.5); and, when more than
-    /// `segments_max` are live, the smallest ones (at most `MERGE_WIDTH`) toward
-    /// `segments_max / 2`.
     /// A segment big enough for a graph that was flushed without one.
     fn needs_index(&self, ls: &LiveSegment) -> bool {
         ls.seg.ann().is_none() && ls.seg.vector_count() >= self.options.ann.min_vectors.max(2)
@@ -984,6 +979,11 @@ impl Inner {
             .unwrap_or_default()
     }
 
+    /// The segments the policy would merge now (ids), if any: every segment whose dead
+    /// fraction passes `deleted_ratio_max`; every segment with dead documents when they are
+    /// more than a third of all stored (space amplification above 1.5); and, when more than
+    /// `segments_max` are live, the smallest ones (at most `MERGE_WIDTH`) toward
+    /// `segments_max / 2`; otherwise, once writers pause, one segment to index.
     fn compaction_pick(&self) -> Vec<u64> {
         let v = self.version.lock().clone();
         let dead: usize = v.segments.iter().map(|ls| ls.deleted.count()).sum();
