@@ -286,8 +286,20 @@ impl Snapshot {
                     let mut params = q.ann;
                     params.list = list;
                     let mut s = QueryStats::default();
-                    let found =
-                        idx.search(ls.seg.file_bytes(), qv, q.k, &params, &accept, &mut s)?;
+                    // Give up early on a filter anti-correlated with the query's
+                    // neighbourhood (the check below then falls back).
+                    let min_rate = ex
+                        .matches
+                        .map_or(0.0, |m| m as f64 / ls.seg.len().max(1) as f64 / 3.0);
+                    let found = idx.search_filtered(
+                        ls.seg.file_bytes(),
+                        qv,
+                        q.k,
+                        &params,
+                        &accept,
+                        min_rate,
+                        &mut s,
+                    )?;
                     stats.add(&s);
                     ex.nodes_visited = s.nodes_visited;
                     ex.sectors_read = s.sectors_read;

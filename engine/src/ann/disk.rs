@@ -949,9 +949,38 @@ impl DiskIndex {
         accept: &dyn Fn(usize) -> bool,
         stats: &mut QueryStats,
     ) -> Result<Vec<(f32, usize)>> {
+        self.search_filtered(file, q, k, params, accept, 0.0, stats)
+    }
+
+    /// [`DiskIndex::search`] that gives up early when, after a probe of `max(64, L/4)`
+    /// expansions, fewer than `min_match_rate` of the expanded nodes were accepted: the filter
+    /// is anti-correlated with the query's neighbourhood, and the caller's exact plan is
+    /// cheaper than spending the whole widened list to learn that.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn search_filtered(
+        &self,
+        file: &FileBytes,
+        q: &[f32],
+        k: usize,
+        params: &SearchParams,
+        accept: &dyn Fn(usize) -> bool,
+        min_match_rate: f64,
+        stats: &mut QueryStats,
+    ) -> Result<Vec<(f32, usize)>> {
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut sc) => self.search_in(&mut sc, file, q, k, params, accept, stats),
-            Err(_) => self.search_in(&mut Scratch::default(), file, q, k, params, accept, stats),
+            Ok(mut sc) => {
+                self.search_in(&mut sc, file, q, k, params, accept, min_match_rate, stats)
+            }
+            Err(_) => self.search_in(
+                &mut Scratch::default(),
+                file,
+                q,
+                k,
+                params,
+                accept,
+                min_match_rate,
+                stats,
+            ),
         })
     }
 
@@ -964,6 +993,7 @@ impl DiskIndex {
         k: usize,
         params: &SearchParams,
         accept: &dyn Fn(usize) -> bool,
+        min_match_rate: f64,
         stats: &mut QueryStats,
     ) -> Result<Vec<(f32, usize)>> {
         let bytes: &[u8] = file;
@@ -1005,10 +1035,17 @@ impl DiskIndex {
         // is nearly equal (a query far from all data) that walked 4,185 of 28,677 nodes at
         // L=128. Normal queries expand about L + 15, far below the cap.
         let cap = 2 * l + 64;
+        let probe = (l / 4).max(64);
         let mut taken = 0usize;
         loop {
             if taken >= cap {
                 break;
+            }
+            if min_match_rate > 0.0
+                && taken >= probe
+                && (step.out.len() as f64) < min_match_rate * taken as f64
+            {
+                break; // anti-correlated filter: let the caller scan the matches instead
             }
             beam.clear();
             for c in step.list.iter_mut().filter(|c| !c.2).take(w) {
