@@ -67,6 +67,21 @@ fn load(db: &Db, vecs: &[Vec<f32>]) {
     db.flush().unwrap();
 }
 
+/// Keys of the 10 rows nearest `q` (L2; ties by key) among those `keep` admits.
+fn brute_top10(data: &[Vec<f32>], q: &[f32], keep: impl Fn(usize) -> bool) -> Vec<Vec<u8>> {
+    let mut want: Vec<(f32, String)> = data
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| keep(*i))
+        .map(|(i, v)| (strata::distance(Metric::L2, q, v), key(i)))
+        .collect();
+    want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    want.into_iter()
+        .take(10)
+        .map(|x| x.1.into_bytes())
+        .collect()
+}
+
 fn recall(db: &Db, queries: &[Vec<f32>], list: usize) -> (f64, strata::QueryStats) {
     let (mut hit, mut total) = (0usize, 0usize);
     let mut stats = strata::QueryStats::default();
@@ -286,18 +301,7 @@ fn filtered_plans_rank_and_exact_queries_equal_brute_force() {
         let (got, st) = db.search_with_stats(&f.clone().exact()).unwrap();
         assert_eq!(st.explain[1].plan, strata::Plan::Exact);
         // Brute force over the data.
-        let mut want: Vec<(f32, String)> = data
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % 3 == 0)
-            .map(|(i, v)| (strata::distance(Metric::L2, &q, v), key(i)))
-            .collect();
-        want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        let want: Vec<Vec<u8>> = want
-            .into_iter()
-            .take(10)
-            .map(|x| x.1.into_bytes())
-            .collect();
+        let want = brute_top10(&data, &q, |i| i % 3 == 0);
         let got: Vec<Vec<u8>> = got.into_iter().map(|h| h.key).collect();
         assert_eq!(got, want, "query {qi}");
         let found = approx.iter().filter(|h| want.contains(&h.key)).count();
@@ -395,18 +399,7 @@ fn mandatory_filter_is_never_bypassed_by_any_plan() {
         let (got, _) = snap
             .search_with_stats(&Query::knn(q.clone(), 10).exact())
             .unwrap();
-        let mut want: Vec<(f32, String)> = data
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| admitted(*i))
-            .map(|(i, v)| (strata::distance(Metric::L2, &q, v), key(i)))
-            .collect();
-        want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        let want: Vec<Vec<u8>> = want
-            .into_iter()
-            .take(10)
-            .map(|x| x.1.into_bytes())
-            .collect();
+        let want = brute_top10(&data, &q, admitted);
         let got: Vec<Vec<u8>> = got.into_iter().map(|h| h.key).collect();
         assert_eq!(got, want, "query {qi}");
         // Radius and boolean queries too.
