@@ -1237,13 +1237,7 @@ enum Sweep {
 /// crashed flushes, temp files, superseded manifests.
 fn remove_orphans(fs: &SharedFs, dir: &Path, m: &Manifest, sweep: Sweep) -> Result<()> {
     let seg_dir = dir.join(SEGMENTS_DIR);
-    let mut keep: HashSet<String> = HashSet::new();
-    for s in &m.segments {
-        keep.insert(segment_name(s.id));
-        if s.deletes_gen > 0 {
-            keep.insert(deletes_name(s.id, s.deletes_gen));
-        }
-    }
+    let keep = m.file_names();
     let names = fs
         .list_dir(&seg_dir)
         .map_err(|e| Error::io("list directory", &seg_dir, e))?;

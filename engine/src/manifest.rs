@@ -59,6 +59,19 @@ pub fn deletes_name(id: u64, gen: u32) -> String {
 }
 
 impl Manifest {
+    /// Names of the segment-directory files this manifest keeps alive: every segment and its
+    /// current deletion bitmap. Anything else there is an orphan.
+    pub fn file_names(&self) -> std::collections::HashSet<String> {
+        let mut names = std::collections::HashSet::new();
+        for s in &self.segments {
+            names.insert(segment_name(s.id));
+            if s.deletes_gen > 0 {
+                names.insert(deletes_name(s.id, s.deletes_gen));
+            }
+        }
+        names
+    }
+
     /// Encode: magic, version u32, number u64, next_segment_id u64, checkpoint u64, count u32,
     /// (id u64, doc_count u32, deletes_gen u32)*, crc u32 of everything before.
     pub fn encode(&self) -> Vec<u8> {

@@ -190,6 +190,31 @@ fn ann_recall_after_compaction_is_not_worse_and_deletes_free_space() {
     );
 }
 
+/// Key of document `i` of segment `seg` in the graph tests.
+fn seg_key(seg: usize, i: usize) -> String {
+    format!("d{seg}-{i:06}")
+}
+
+/// One flushed segment per entry of `sizes`, vectors drawn by `point`.
+fn flush_segments(
+    db: &Db,
+    sizes: &[usize],
+    rng: &mut StdRng,
+    point: impl Fn(&mut StdRng) -> Vec<f32>,
+) {
+    for (seg, &n) in sizes.iter().enumerate() {
+        let mut b = strata::WriteBatch::new();
+        for i in 0..n {
+            b.put(Document::new(seg_key(seg, i), "").with_vector(point(rng)));
+            if b.len() == 1000 {
+                db.write(std::mem::take(&mut b)).unwrap();
+            }
+        }
+        db.write(b).unwrap();
+        db.flush().unwrap();
+    }
+}
+
 /// (recall after, seconds the compaction took)
 fn recall_across_compaction(reuse: bool) -> (f64, f64) {
     const DIM: usize = 32;
@@ -214,20 +239,10 @@ fn recall_across_compaction(reuse: bool) -> (f64, f64) {
         let c = &centres[rng.gen_range(0..centres.len())];
         c.iter().map(|x| x + rng.gen_range(-2.0f32..2.0)).collect()
     };
-    for seg in 0..3 {
-        let mut b = strata::WriteBatch::new();
-        for i in 0..3000 {
-            b.put(Document::new(format!("d{seg}-{i:05}"), "").with_vector(point(&mut rng)));
-            if b.len() == 500 {
-                db.write(std::mem::take(&mut b)).unwrap();
-            }
-        }
-        db.write(b).unwrap();
-        db.flush().unwrap();
-    }
+    flush_segments(&db, &[3000, 3000, 3000], &mut rng, point);
     // Delete half of the first segment.
     for i in (0..3000).step_by(2) {
-        db.delete(format!("d0-{i:05}").as_bytes()).unwrap();
+        db.delete(seg_key(0, i).as_bytes()).unwrap();
     }
     db.flush().unwrap();
     let queries: Vec<Vec<f32>> = (0..100).map(|_| point(&mut rng)).collect();
@@ -326,19 +341,9 @@ fn measure_graph_reuse_vs_rebuild() {
                 .map(|j| c[j] + rng.gen_range(-1.0f32..1.0) * rng.gen_range(0.0f32..1.0))
                 .collect()
         };
-        for (seg, n) in [(0, 100_000), (1, 10_000)] {
-            let mut b = strata::WriteBatch::new();
-            for i in 0..n {
-                b.put(Document::new(format!("d{seg}-{i:06}"), "").with_vector(point(&mut rng)));
-                if b.len() == 1000 {
-                    db.write(std::mem::take(&mut b)).unwrap();
-                }
-            }
-            db.write(b).unwrap();
-            db.flush().unwrap();
-        }
+        flush_segments(&db, &[100_000, 10_000], &mut rng, point);
         for i in (0..100_000).step_by(10) {
-            db.delete(format!("d0-{i:06}").as_bytes()).unwrap();
+            db.delete(seg_key(0, i).as_bytes()).unwrap();
         }
         db.flush().unwrap();
         let queries: Vec<Vec<f32>> = (0..200).map(|_| point(&mut rng)).collect();

@@ -383,11 +383,9 @@ fn parent_in(a: &CrashArgs, dir: &Path) -> CliResult {
             }
         };
         let opening = wait(&rx, "opening").ok_or_else(|| fail("child never started".into()))?;
-        let mut ready_before_kill = false;
         if aim_recovery {
             totals.recovery_kills_aimed += 1;
             std::thread::sleep(Duration::from_micros(rng.gen_range(0..=open_ms * 1000)));
-            ready_before_kill = rx.try_iter().any(|(l, _)| l == "ready");
         } else {
             let ready = wait(&rx, "ready").ok_or_else(|| {
                 let err = std::fs::read_to_string(dir.join("child-stderr.log")).unwrap_or_default();
@@ -400,7 +398,8 @@ fn parent_in(a: &CrashArgs, dir: &Path) -> CliResult {
         }
         let _ = child.kill(); // SIGKILL
         let status = child.wait()?;
-        if aim_recovery && !ready_before_kill && !rx.try_iter().any(|(l, _)| l == "ready") {
+        // Every line the child printed before it died: its stdout closes with it, so this ends.
+        if aim_recovery && !rx.iter().any(|(l, _)| l == "ready") {
             totals.kills_during_recovery += 1;
         }
         // Killed, the child has no exit code; one that exited by itself failed (a snapshot
@@ -634,14 +633,10 @@ fn check(
     }
     if let Some(name) = manifests.first() {
         let m = strata::manifest::Manifest::decode(&std::fs::read(db_dir.join(name))?)?;
+        let keep = m.file_names();
         for e in std::fs::read_dir(db_dir.join(strata::SEGMENTS_DIR))? {
             let n = e?.file_name().to_string_lossy().into_owned();
-            let named = m.segments.iter().any(|s| {
-                n == strata::manifest::segment_name(s.id)
-                    || (s.deletes_gen > 0
-                        && n == strata::manifest::deletes_name(s.id, s.deletes_gen))
-            });
-            if !named {
+            if !keep.contains(&n) {
                 return Err(format!("orphan {n} survived the open").into());
             }
         }
