@@ -95,68 +95,49 @@ fn check_after(
     common::assert_no_orphans(fs, dir, ctx);
 }
 
-#[test]
-fn fsync_eio_at_every_call_site() {
+/// Run the workload once per fault site `n = 1, 2, …` (`fault(n)` armed after create) until a
+/// run finishes untouched; after each, the failed handle is checked and the store recovered.
+/// Returns the number of sites.
+fn every_site(what: &str, limit: u64, fault: impl Fn(u64) -> FaultConfig) -> usize {
     let dir = Path::new("/db");
     let mut sites = 0;
-    for n in 1..400u64 {
+    for n in 1..limit {
         let fs = FaultFs::new();
         let db = Db::create_with(dir, Schema::new(2, Metric::L2), opts(&fs)).unwrap();
-        fs.set_faults(FaultConfig {
-            fail_sync_at: Some(n),
-            ..FaultConfig::default()
-        });
+        fs.set_faults(fault(n));
         let mut model = BTreeMap::new();
         let (finished, in_flight) = workload(&db, &mut model);
         if !finished {
             // The handle is poisoned: writes fail, reads work.
             let e = db.put(Document::new("after", "x")).unwrap_err();
-            assert!(matches!(e, Error::Poisoned(_)), "sync #{n}: {e}");
+            assert!(matches!(e, Error::Poisoned(_)), "{what} #{n}: {e}");
             db.scan(..).unwrap();
         }
-        check_after(
-            &fs,
-            db,
-            dir,
-            &model,
-            &in_flight,
-            &format!("EIO at sync #{n}"),
-        );
+        check_after(&fs, db, dir, &model, &in_flight, &format!("{what} #{n}"));
         sites += 1;
         if finished {
-            break; // n is past the workload's last sync
+            break; // n is past the workload's last site
         }
     }
+    sites
+}
+
+#[test]
+fn fsync_eio_at_every_call_site() {
+    let sites = every_site("EIO at sync", 400, |n| FaultConfig {
+        fail_sync_at: Some(n),
+        ..FaultConfig::default()
+    });
     eprintln!("io_faults: EIO injected at {sites} sync call sites");
     assert!(sites > 20, "too few sync sites: {sites}");
 }
 
 #[test]
 fn enospc_at_every_write() {
-    let dir = Path::new("/db");
-    let mut sites = 0;
-    for n in 1..2000u64 {
-        let fs = FaultFs::new();
-        let db = Db::create_with(dir, Schema::new(2, Metric::L2), opts(&fs)).unwrap();
-        fs.set_faults(FaultConfig {
-            enospc_write_at: Some(n),
-            ..FaultConfig::default()
-        });
-        let mut model = BTreeMap::new();
-        let (finished, in_flight) = workload(&db, &mut model);
-        check_after(
-            &fs,
-            db,
-            dir,
-            &model,
-            &in_flight,
-            &format!("ENOSPC at write #{n}"),
-        );
-        sites += 1;
-        if finished {
-            break;
-        }
-    }
+    let sites = every_site("ENOSPC at write", 2000, |n| FaultConfig {
+        enospc_write_at: Some(n),
+        ..FaultConfig::default()
+    });
     eprintln!("io_faults: ENOSPC injected at {sites} writes");
     assert!(sites > 20, "too few write sites: {sites}");
 }
