@@ -22,6 +22,22 @@ fn strata(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `strata build --out DB --vectors V [--docs D] --metric l2 EXTRA…`.
+fn build(
+    db: &str,
+    vectors: &std::path::Path,
+    docs: Option<&std::path::Path>,
+    extra: &[&str],
+) -> (bool, String, String) {
+    let mut args = vec!["build", "--out", db, "--vectors", vectors.to_str().unwrap()];
+    if let Some(d) = docs {
+        args.extend(["--docs", d.to_str().unwrap()]);
+    }
+    args.extend(["--metric", "l2"]);
+    args.extend(extra);
+    strata(&args)
+}
+
 #[test]
 fn demo_json_reports_exact_answers() {
     let (ok, out, err) = strata(&["demo", "--docs", "800", "--json"]);
@@ -180,18 +196,7 @@ fn build_verify_query_put_delete_dump_end_to_end() {
     let (vecs, docs) = sample_files(tmp.path(), 3000);
     let db = tmp.path().join("db");
     let dbs = db.to_str().unwrap();
-    let (ok, out, err) = strata(&[
-        "build",
-        "--out",
-        dbs,
-        "--vectors",
-        vecs.to_str().unwrap(),
-        "--docs",
-        docs.to_str().unwrap(),
-        "--metric",
-        "l2",
-        "--json",
-    ]);
+    let (ok, out, err) = build(dbs, &vecs, Some(&docs), &["--json"]);
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["documents"], 3000);
@@ -314,44 +319,16 @@ fn build_rejects_bad_input_and_leaves_nothing_behind() {
     let mut text = std::fs::read_to_string(&docs).unwrap();
     text = text.replacen("\"terms\"", "\"terms\" 7", 1);
     std::fs::write(&bad, text).unwrap();
-    let (ok, _, err) = strata(&[
-        "build",
-        "--out",
-        dbs,
-        "--vectors",
-        vecs.to_str().unwrap(),
-        "--docs",
-        bad.to_str().unwrap(),
-        "--metric",
-        "l2",
-    ]);
+    let (ok, _, err) = build(dbs, &vecs, Some(&bad), &[]);
     assert!(!ok && err.contains("line 1"), "{err}");
     // Dimension mismatch.
-    let (ok, _, err) = strata(&[
-        "build",
-        "--out",
-        dbs,
-        "--vectors",
-        vecs.to_str().unwrap(),
-        "--metric",
-        "l2",
-        "--dim",
-        "9",
-    ]);
+    let (ok, _, err) = build(dbs, &vecs, None, &["--dim", "9"]);
     assert!(!ok && err.contains("dimension 8"), "{err}");
     // A truncated vector file.
     let short = tmp.path().join("short.fvecs");
     let bytes = std::fs::read(&vecs).unwrap();
     std::fs::write(&short, &bytes[..bytes.len() - 3]).unwrap();
-    let (ok, _, err) = strata(&[
-        "build",
-        "--out",
-        dbs,
-        "--vectors",
-        short.to_str().unwrap(),
-        "--metric",
-        "l2",
-    ]);
+    let (ok, _, err) = build(dbs, &short, None, &[]);
     assert!(!ok && err.contains("short.fvecs"), "{err}");
     // Duplicate keys: the builder refuses after validation, nothing left behind.
     let dup = tmp.path().join("dup.jsonl");
@@ -359,17 +336,7 @@ fn build_rejects_bad_input_and_leaves_nothing_behind() {
         .unwrap()
         .replace("doc-00001", "doc-00000");
     std::fs::write(&dup, text).unwrap();
-    let (ok, _, err) = strata(&[
-        "build",
-        "--out",
-        dbs,
-        "--vectors",
-        vecs.to_str().unwrap(),
-        "--docs",
-        dup.to_str().unwrap(),
-        "--metric",
-        "l2",
-    ]);
+    let (ok, _, err) = build(dbs, &vecs, Some(&dup), &[]);
     assert!(!ok && err.contains("duplicate key"), "{err}");
     assert!(!db.exists(), "a failed build left {dbs}");
     let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
@@ -389,15 +356,7 @@ fn verify_names_a_corrupt_graph_sector() {
     let (vecs, _) = sample_files(tmp.path(), 3000);
     let db = tmp.path().join("db");
     let dbs = db.to_str().unwrap();
-    let (ok, _, err) = strata(&[
-        "build",
-        "--out",
-        dbs,
-        "--vectors",
-        vecs.to_str().unwrap(),
-        "--metric",
-        "l2",
-    ]);
+    let (ok, _, err) = build(dbs, &vecs, None, &[]);
     assert!(ok, "{err}");
     let seg = std::fs::read_dir(db.join("segments"))
         .unwrap()
