@@ -180,7 +180,18 @@ fn truncation_in_strict_mode_is_an_error_unless_on_a_boundary() {
             ..opts()
         };
         let r = Wal::open(shared, &dir(), strict);
-        if len == HEADER || ends.contains(&len) {
+        // A tear that leaves only zero bytes after the last whole frame (the first bytes of a
+        // frame header are its CRC under the file's random seed, which can start with zero
+        // bytes) is indistinguishable from preallocated padding: a clean end by the recovery
+        // rule (it failed once in CI — "torn at 166" — before this case was modelled here).
+        let last_end = ends
+            .iter()
+            .copied()
+            .filter(|&e| e <= len)
+            .max()
+            .unwrap_or(HEADER);
+        let zero_tail = bytes[last_end..len].iter().all(|&b| b == 0);
+        if len == HEADER || ends.contains(&len) || zero_tail {
             assert!(r.is_ok(), "boundary {len}");
         } else {
             assert!(matches!(r, Err(Error::Corruption { .. })), "torn at {len}");
