@@ -11,13 +11,13 @@
 //!   version, and truncates the WAL only below the manifest's checkpoint;
 //! - after a failed write or flush the handle is poisoned: reads work, writes fail until reopen.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Condvar, Mutex};
 use strata_wal::io::{LockGuard, SharedFs, StdFs};
 use strata_wal::{RecordKind, SyncMode, Wal};
 
@@ -31,6 +31,7 @@ use crate::search::{Hit, Query};
 use crate::segment::bitset::Bitset;
 use crate::segment::{deletes, write_segment_with, BlockCache, Segment};
 use crate::version::{LiveSegment, Snapshot, Version};
+use crate::write_path::WriteGate;
 use crate::{Document, Error, Result, Schema};
 
 /// WAL record kind of an encoded write batch.
@@ -143,62 +144,6 @@ impl Options {
     }
 }
 
-/// Tracks which sequences are applied and publishes the gap-free prefix.
-#[derive(Debug)]
-struct Visibility {
-    state: Mutex<VisState>,
-    cond: Condvar,
-}
-
-#[derive(Debug)]
-struct VisState {
-    visible: u64,
-    /// Applied sequences above a gap.
-    ahead: BTreeSet<u64>,
-    /// Writers waiting for the gap below their sequence to close.
-    waiters: usize,
-}
-
-impl Visibility {
-    fn new(visible: u64) -> Self {
-        Visibility {
-            state: Mutex::new(VisState {
-                visible,
-                ahead: BTreeSet::new(),
-                waiters: 0,
-            }),
-            cond: Condvar::new(),
-        }
-    }
-
-    fn visible(&self) -> u64 {
-        self.state.lock().visible
-    }
-
-    /// Mark `seq` applied, then wait until everything up to it is visible. In the common case
-    /// (`seq` is next) this neither waits nor wakes anyone.
-    fn publish_and_wait(&self, seq: u64) {
-        let mut st = self.state.lock();
-        if seq == st.visible + 1 {
-            st.visible = seq;
-            while st.ahead.first() == Some(&(st.visible + 1)) {
-                st.ahead.pop_first();
-                st.visible += 1;
-            }
-            if st.waiters > 0 {
-                self.cond.notify_all();
-            }
-            return;
-        }
-        st.ahead.insert(seq);
-        st.waiters += 1;
-        while st.visible < seq {
-            self.cond.wait(&mut st);
-        }
-        st.waiters -= 1;
-    }
-}
-
 /// Flusher wake-ups and back-pressure.
 #[derive(Debug, Default)]
 struct FlushCtl {
@@ -233,8 +178,8 @@ struct Inner {
     schema: Arc<Schema>,
     wal: Wal,
     version: Mutex<Arc<Version>>,
-    gate: RwLock<()>,
-    visibility: Visibility,
+    /// The write gate and the visible sequence (`write_path.rs`, model-checked with loom).
+    writes: WriteGate,
     manifest: Mutex<Manifest>,
     cache: Option<Arc<BlockCache>>,
     ann_budget: Arc<AnnBudget>,
@@ -392,8 +337,7 @@ impl Db {
                 frozen: Vec::new(),
                 segments,
             })),
-            gate: RwLock::new(()),
-            visibility: Visibility::new(visible),
+            writes: WriteGate::new(visible),
             manifest: Mutex::new(manifest),
             cache,
             ann_budget,
@@ -458,21 +402,19 @@ impl Db {
         let ops = batch.validate(&inner.schema)?;
         let payload = batch::encode(&ops, &inner.schema, inner.options.batch_bytes_max)?;
         inner.wait_for_flush_room();
-        let full = {
-            let _gate = inner.gate.read();
-            let lsn = match inner.wal.append(WAL_KIND_BATCH, &payload) {
-                Ok(lsn) => lsn,
-                Err(e) => {
+        let active = inner.writes.write(
+            || {
+                inner.wal.append(WAL_KIND_BATCH, &payload).inspect_err(|e| {
                     inner.set_poison(e.to_string());
-                    return Err(e.into());
-                }
-            };
-            let active = inner.version.lock().active.clone();
-            active.apply(lsn, ops);
-            inner.visibility.publish_and_wait(lsn);
-            active.mem_bytes() >= inner.options.flush_threshold_bytes
-        };
-        if full {
+                })
+            },
+            |lsn| {
+                let active = inner.version.lock().active.clone();
+                active.apply(lsn, ops);
+                active
+            },
+        )?;
+        if active.mem_bytes() >= inner.options.flush_threshold_bytes {
             inner.freeze(false);
         }
         Ok(())
@@ -483,7 +425,7 @@ impl Db {
         let inner = self.inner();
         let version = inner.version.lock();
         Snapshot {
-            seq: inner.visibility.visible(),
+            seq: inner.writes.visible(),
             schema: inner.schema.clone(),
             version: version.clone(),
             mandatory: None,
@@ -796,19 +738,21 @@ impl Inner {
     /// Swap in an empty memtable; the old one joins the frozen list. With `force`, freeze any
     /// non-empty memtable; otherwise only one past the threshold (another writer may have won).
     fn freeze(&self, force: bool) {
-        let gate = self.gate.write();
-        let mut v = self.version.lock();
-        let bytes = v.active.mem_bytes();
-        if bytes == 0 || (!force && bytes < self.options.flush_threshold_bytes) {
+        let frozen = self.writes.exclusive(|mark| {
+            let mut v = self.version.lock();
+            let bytes = v.active.mem_bytes();
+            if bytes == 0 || (!force && bytes < self.options.flush_threshold_bytes) {
+                return false;
+            }
+            let mut next = Version::clone(&v);
+            next.frozen.insert(0, (v.active.clone(), mark));
+            next.active = Arc::new(Memtable::new());
+            *v = Arc::new(next);
+            true
+        });
+        if !frozen {
             return;
         }
-        let mark = self.visibility.visible();
-        let mut next = Version::clone(&v);
-        next.frozen.insert(0, (v.active.clone(), mark));
-        next.active = Arc::new(Memtable::new());
-        *v = Arc::new(next);
-        drop(v);
-        drop(gate);
         // Pass through the flusher's mutex before notifying: the flusher checks "nothing
         // frozen" and starts waiting under that mutex, so a notify sent between its check and
         // its wait would be lost (seen as a hang once compaction changed the timing).

@@ -225,11 +225,56 @@ pub fn seed_segment_ann() -> Vec<u8> {
 /// the model with the failed operation applied in full or not at all. Every acknowledged
 /// write (`Sync::Always`) survives; documents, postings and exact k-NN equal the model after
 /// every reopen and at the end.
+pub fn engine_ops(data: &[u8]) {
+    let _ = engine_ops_run(data);
+}
+
+/// What one [`engine_ops`] run did (for the simulated-crash campaign's summary).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SimOutcome {
+    /// The fault armed: 0 none, 1 crash after N file operations, 2 fsync EIO, 3 ENOSPC.
+    pub fault: u8,
+    /// Whether the armed fault fired before the operations ran out.
+    pub fired: bool,
+    /// Operations acknowledged before the fault (or the end).
+    pub acknowledged: usize,
+    /// Mutating file operations the run made before the power loss.
+    pub file_ops: u64,
+    /// Whether recovery kept the failed operation (applied in full) rather than dropping it.
+    pub failed_op_kept: bool,
+    /// Documents after recovery.
+    pub recovered: usize,
+}
+
+/// The [`engine_ops`] input of one simulated-crash seed: a fault (crash 55 %, fsync EIO 20 %,
+/// ENOSPC 20 %, none 5 %), its countdown and 2–120 random operations. `strata crashsim --seed N`
+/// replays exactly this input.
+pub fn sim_input(seed: u64) -> Vec<u8> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let kind: u8 = match rng.gen_range(0..100) {
+        0..=54 => 1,
+        55..=74 => 2,
+        75..=94 => 3,
+        _ => 0,
+    };
+    // The mode's upper bits shift the crash point so every file operation can be hit.
+    let mode = kind | (rng.gen_range(0u8..3) << 2);
+    // The smaller of two uniform countdowns: skewed early, so most armed faults fire inside
+    // the run, while late crash points (deep in flushes and compactions) still occur.
+    let count: u8 = rng.gen::<u8>().min(rng.gen());
+    let ops = rng.gen_range(2..=120usize);
+    let mut out = vec![mode, count];
+    out.extend((0..ops * 2).map(|_| rng.gen::<u8>()));
+    out
+}
+
+/// [`engine_ops`], returning what the run did.
 #[allow(
     clippy::panic,
     reason = "a fuzz entry point reports a bug by panicking"
 )]
-pub fn engine_ops(data: &[u8]) {
+pub fn engine_ops_run(data: &[u8]) -> SimOutcome {
     use std::collections::BTreeMap;
 
     use strata_wal::io::{FaultConfig, FaultFs, Fs};
@@ -237,10 +282,14 @@ pub fn engine_ops(data: &[u8]) {
     use crate::{Db, Document, Options, SyncMode, WriteBatch};
 
     let Some((&mode, rest)) = data.split_first() else {
-        return;
+        return SimOutcome::default();
     };
     let Some((&count, ops)) = rest.split_first() else {
-        return;
+        return SimOutcome::default();
+    };
+    let mut outcome = SimOutcome {
+        fault: mode % 4,
+        ..SimOutcome::default()
     };
     let fs = FaultFs::new();
     let shared: Arc<dyn Fs> = Arc::new(fs.clone());
@@ -257,14 +306,15 @@ pub fn engine_ops(data: &[u8]) {
     };
     options.ann.min_vectors = 8;
     let Ok(created) = Db::create_with(dir, schema, options.clone()) else {
-        return;
+        return outcome;
     };
     let mut db = Some(created);
     let n = u64::from(count) + 1;
     fs.set_faults(match mode % 4 {
         0 => FaultConfig::default(),
+        // Crash points 1..=768: every file operation of a typical run can be the last one.
         1 => FaultConfig {
-            crash_after_ops: Some(n * 3),
+            crash_after_ops: Some((n * 3).saturating_sub(u64::from(mode >> 2) % 3)),
             ..FaultConfig::default()
         },
         2 => FaultConfig {
@@ -351,7 +401,10 @@ pub fn engine_ops(data: &[u8]) {
                 break;
             }
         }
+        outcome.acknowledged += 1;
     }
+    outcome.fired = failed.is_some() || fs.is_crashed();
+    outcome.file_ops = fs.mutating_ops();
     // Power loss now (after a failure, or at the end), then recovery.
     fs.set_faults(FaultConfig {
         crash_after_ops: Some(0),
@@ -363,7 +416,7 @@ pub fn engine_ops(data: &[u8]) {
     let db = match Db::open(dir, options) {
         Ok(db) => db,
         // Killed inside `create` before the schema was durable: nothing was acknowledged.
-        Err(crate::Error::NotFound(_)) if model.is_empty() => return,
+        Err(crate::Error::NotFound(_)) if model.is_empty() => return outcome,
         Err(e) => panic!("reopen after a crash failed: {e}"),
     };
     let state = |db: &Db| -> BTreeMap<Vec<u8>, Document> {
@@ -386,11 +439,15 @@ pub fn engine_ops(data: &[u8]) {
             .map(|(k, d)| (k.clone(), d.value.clone()))
             .collect()
     };
+    let kept_failed = normalize(&got) == normalize(&with_failed);
     assert!(
-        normalize(&got) == normalize(&model) || normalize(&got) == normalize(&with_failed),
+        normalize(&got) == normalize(&model) || kept_failed,
         "recovered state is neither the acknowledged one nor it plus the failed operation"
     );
     check(&db, &got, "after recovery");
+    outcome.failed_op_kept = kept_failed && normalize(&with_failed) != normalize(&model);
+    outcome.recovered = got.len();
+    outcome
 }
 
 /// Documents, postings and exact k-NN of `db` equal `model`.

@@ -42,7 +42,9 @@ mod retire;
 mod schema;
 mod search;
 pub mod segment;
+mod sync;
 mod version;
+mod write_path;
 
 pub use ann::{AnnOptions, CodeKind, Estimate, Plan, QueryStats, SearchParams, SegmentExplain};
 pub use batch::{decode_document, encode_document, Op, WriteBatch};

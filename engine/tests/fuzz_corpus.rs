@@ -108,28 +108,32 @@ fn store_decoder_corpora_replay_without_panics() {
     assert!(replay("engine_ops", strata::fuzzing::engine_ops) >= 4);
 }
 
-/// The engine-ops target on seeded random inputs in the default suite (a fuzzer in miniature:
-/// every fault kind at many countdowns, random operation mixes); `STRATA_ENGINE_OPS_RUNS=N`
-/// for more, `STRATA_SEED=N` to change the seed.
+/// The simulated-crash campaign in miniature (`strata crashsim` runs it at scale): seeds of
+/// `strata::fuzzing::sim_input` — every fault kind at many countdowns, random operation mixes.
+/// `STRATA_ENGINE_OPS_RUNS=N` for more, `STRATA_SEED=N` for the first seed; a failure prints
+/// the command that replays it.
 #[test]
 fn engine_ops_survive_random_inputs_with_injected_faults() {
-    use rand::{Rng, SeedableRng};
     let runs: u64 = std::env::var("STRATA_ENGINE_OPS_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(150);
-    let seed: u64 = std::env::var("STRATA_SEED")
+        .unwrap_or(300);
+    let first: u64 = std::env::var("STRATA_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(11);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    for run in 0..runs {
-        let len = rng.gen_range(2..160);
-        let data: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
-        let r = std::panic::catch_unwind(|| strata::fuzzing::engine_ops(&data));
-        assert!(
-            r.is_ok(),
-            "run {run} (seed {seed}) failed on input {data:?}"
-        );
+        .unwrap_or(1_000_000);
+    let mut fired = 0;
+    for seed in first..first + runs {
+        let data = strata::fuzzing::sim_input(seed);
+        let r = std::panic::catch_unwind(|| strata::fuzzing::engine_ops_run(&data));
+        match r {
+            Ok(o) => fired += usize::from(o.fired),
+            Err(_) => panic!("seed {seed} failed; replay: strata crashsim --seed {seed}"),
+        }
     }
+    // The campaign is only worth something if the armed faults really fire.
+    assert!(
+        fired * 2 > runs as usize,
+        "only {fired} of {runs} armed faults fired"
+    );
 }

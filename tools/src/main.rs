@@ -5,6 +5,7 @@
 mod bench;
 mod cli;
 mod crash;
+mod crashsim;
 mod dataset;
 mod demo;
 
@@ -46,6 +47,9 @@ enum Command {
     /// Crash harness: SIGKILL a child running writers, readers, flushes and compactions at
     /// random moments (some during recovery), reopen and check the contract oracle.
     Crash(crash::CrashArgs),
+    /// Seeded simulated crashes in the fault-injecting file system (crash at any file
+    /// operation, fsync EIO, ENOSPC; power loss; recovery checked against a model).
+    Crashsim(crashsim::CrashSimArgs),
     /// Benchmarks against peers, measured in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -72,6 +76,7 @@ fn main() {
         Command::Verify(a) => cli::ops::verify(&a),
         Command::Compact(a) => cli::ops::compact(&a),
         Command::Crash(a) => crash::run(&a),
+        Command::Crashsim(a) => crashsim::run(&a),
         Command::Bench(cmd) => bench::run(cmd),
     };
     if let Err(e) = result {

@@ -56,3 +56,49 @@ fn crash_harness_refuses_a_used_directory() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a fresh directory"));
 }
+
+/// `strata crashsim`: a short seeded campaign through the CLI (faults fire, no violation) and
+/// the one-seed replay a failure report points to. `STRATA_TORTURE=1` runs 100,000 seeds.
+#[test]
+fn crashsim_campaign_and_single_seed_replay() {
+    let torture = std::env::var("STRATA_TORTURE").ok().as_deref() == Some("1");
+    let seeds: u64 = if torture { 100_000 } else { 500 };
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["crashsim", "--json", "--start", "5000"])
+        .args(["--seeds", &seeds.to_string()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["seeds"], seeds);
+    assert_eq!(v["failures"].as_array().unwrap().len(), 0);
+    let fired: u64 = v["fired"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .sum();
+    assert!(
+        fired * 2 > seeds,
+        "only {fired} of {seeds} faults fired: {v}"
+    );
+    // Every fault kind fires somewhere in the campaign.
+    for k in 1..4 {
+        assert!(v["fired"][k].as_u64().unwrap() > 0, "fault kind {k}: {v}");
+    }
+
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["crashsim", "--json", "--seed", "5003"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let one: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(one["seed"], 5003);
+    assert_eq!(one["ok"], true);
+}
