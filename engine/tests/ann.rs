@@ -309,10 +309,76 @@ fn filtered_plans_rank_and_exact_queries_equal_brute_force() {
             found >= 9,
             "query {qi}: filter-first by codes found {found} of 10"
         );
-        let r = Query::knn(q, 1000).with_radius(12.0);
-        let (_, st) = db.search_with_stats(&r).unwrap();
-        assert_eq!(st.graph_segments, 0);
     }
+}
+
+/// Radius search through the graph (`Plan::GraphRange`): every result is inside the radius,
+/// the count bound holds, recall against brute force over the ball is >= 0.95, filtered
+/// radius queries admit only matches, and `exact()` equals brute force.
+#[test]
+fn radius_search_through_the_graph_finds_the_ball() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::create_with(tmp.path(), Schema::new(DIM as u32, Metric::L2), options()).unwrap();
+    let data = clustered(6_000, 30, 5);
+    load(&db, &data);
+    let (mut hit, mut total, mut graph) = (0usize, 0usize, 0usize);
+    for q in clustered(20, 30, 7) {
+        let mut d: Vec<(f32, usize)> = data
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (strata::distance(Metric::L2, &q, v), i))
+            .collect();
+        d.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        // A radius holding ~40 points: the list (64) must not be widened past them...
+        for (ball, bound) in [(40usize, 100usize), (300, 1000), (300, 50)] {
+            let r = d[ball].0;
+            let want: Vec<Vec<u8>> = d
+                .iter()
+                .take_while(|x| x.0 <= r)
+                .take(bound)
+                .map(|x| key(x.1).into_bytes())
+                .collect();
+            let (got, st) = db
+                .search_with_stats(&Query::knn(q.clone(), bound).with_radius(r))
+                .unwrap();
+            assert!(got.len() <= bound);
+            assert!(got.iter().all(|h| h.distance.unwrap() <= r));
+            graph += st
+                .explain
+                .iter()
+                .filter(|e| e.plan == strata::Plan::GraphRange)
+                .count();
+            let want_set: HashSet<&Vec<u8>> = want.iter().collect();
+            hit += got.iter().filter(|h| want_set.contains(&h.key)).count();
+            total += want.len();
+            let exact: Vec<Vec<u8>> = db
+                .search(&Query::knn(q.clone(), bound).with_radius(r).exact())
+                .unwrap()
+                .into_iter()
+                .map(|h| h.key)
+                .collect();
+            assert_eq!(exact, want, "exact radius query");
+        }
+        // Filtered radius: only matches, each inside the radius.
+        let r = d[200].0;
+        let got = db
+            .search(
+                &Query::knn(q.clone(), 500)
+                    .with_radius(r)
+                    .with_filter_str("three")
+                    .unwrap(),
+            )
+            .unwrap();
+        for h in &got {
+            let i: usize = String::from_utf8_lossy(&h.key)[4..].parse().unwrap();
+            assert_eq!(i % 3, 0);
+            assert!(h.distance.unwrap() <= r);
+        }
+    }
+    let recall = hit as f64 / total as f64;
+    eprintln!("radius recall {recall:.4}, graph range plans {graph}");
+    assert!(recall >= 0.95, "radius recall {recall}");
+    assert!(graph > 20, "the graph range plan ran {graph} times");
 }
 
 /// A restricted snapshot (mandatory filter): no plan — graph, filtered graph, filter-first by
@@ -492,4 +558,52 @@ fn flushed_segments_are_indexed_in_the_background_when_writers_pause() {
     assert!(found >= 9, "recall {found}/10 after indexing");
     assert_eq!(snap.search(&Query::knn(q, 10)).unwrap(), before);
     assert_eq!(db.scan(..).unwrap().len(), data.len());
+}
+
+/// The per-segment filter cache (segments of >= 16,384 documents) never serves a stale
+/// answer: repeated filters, deletions and memtable overwrites after the first evaluation
+/// give the same results as `exact()` brute force and as the boolean model.
+#[test]
+fn cached_filters_follow_deletes_and_overwrites() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::create_with(tmp.path(), Schema::new(DIM as u32, Metric::L2), options()).unwrap();
+    let data = clustered(20_000, 30, 9);
+    load(&db, &data);
+    assert_eq!(db.stats().segments, 1);
+    let q = data[17].clone();
+    let count = |db: &Db| {
+        db.search(&Query::boolean(strata::Filter::term("three"), 100_000))
+            .unwrap()
+            .len()
+    };
+    let knn = |db: &Db, exact: bool| {
+        let mut query = Query::knn(q.clone(), 10).with_filter_str("three").unwrap();
+        if exact {
+            query = query.exact();
+        }
+        db.search(&query)
+            .unwrap()
+            .into_iter()
+            .map(|h| h.key)
+            .collect::<Vec<_>>()
+    };
+    let threes = (0..20_000).filter(|i| i % 3 == 0).count();
+    for _ in 0..3 {
+        assert_eq!(count(&db), threes);
+    }
+    let before = knn(&db, true);
+    // Delete the nearest match (a deletion bitmap on the same segment) and overwrite the
+    // second one without the term (the memtable shadows it).
+    db.delete(&before[0]).unwrap();
+    db.put(Document::new(before[1].clone(), "moved").with_vector(q.clone()))
+        .unwrap();
+    assert_eq!(count(&db), threes - 2);
+    let after = knn(&db, true);
+    assert!(!after.contains(&before[0]) && !after.contains(&before[1]));
+    assert_eq!(after[..8], before[2..]);
+    let approx = knn(&db, false);
+    assert!(!approx.contains(&before[0]) && !approx.contains(&before[1]));
+    db.flush().unwrap();
+    assert_eq!(count(&db), threes - 2);
+    assert_eq!(knn(&db, true), after);
 }

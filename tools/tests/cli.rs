@@ -144,6 +144,118 @@ fn bench_wal_and_store_smoke() {
     assert!(v["get"][0]["gets_per_s"].as_f64().unwrap() > 0.0);
 }
 
+/// Every other workload on tiny data (no peers) so the harness never rots: knn (warm and
+/// cold), filtered on the generated social set, compaction, and PNG plots of the reports.
+#[test]
+fn bench_knn_filtered_compaction_and_plot_smoke() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |name: &str| tmp.path().join(name).to_str().unwrap().to_owned();
+    let (ok, out, err) = strata(&[
+        "bench",
+        "knn",
+        "--n",
+        "3000",
+        "--dim",
+        "16",
+        "--queries",
+        "20",
+        "--lists",
+        "16,64",
+        "--degree",
+        "16",
+        "--dir",
+        &p("knn"),
+        "--json",
+        &p("knn.json"),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("recall"), "{out}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p("knn.json")).unwrap()).unwrap();
+    assert!(v["points"].as_array().unwrap().len() >= 2);
+
+    let (ok, out, err) = strata(&[
+        "bench",
+        "filtered",
+        "--dataset",
+        "social",
+        "--posts",
+        "20000",
+        "--dim",
+        "8",
+        "--queries",
+        "10",
+        "--dir",
+        &p("filtered/db"),
+        "--json",
+        &p("filtered.json"),
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p("filtered.json")).unwrap()).unwrap();
+    let buckets = v["buckets"].as_array().unwrap();
+    let families: std::collections::BTreeSet<&str> = buckets
+        .iter()
+        .map(|b| b["family"].as_str().unwrap())
+        .collect();
+    for f in [
+        "tag",
+        "correlated",
+        "anti-correlated",
+        "and2",
+        "or",
+        "not",
+        "range",
+        "friends",
+    ] {
+        assert!(families.contains(f), "family {f} missing: {out}");
+    }
+    for b in buckets {
+        if b["selectivity"].as_f64().unwrap() > 0.0 {
+            assert!(b["recall"].as_f64().unwrap() >= 0.9, "{b}");
+        }
+    }
+    // The ground truth is cached next to the scratch directory and reused.
+    assert!(tmp
+        .path()
+        .join("filtered/social-20000x8-q10-s1/gt.json")
+        .exists());
+
+    let (ok, _, err) = strata(&[
+        "bench",
+        "compaction",
+        "--dir",
+        &p("comp"),
+        "--ops",
+        "4000",
+        "--keys",
+        "800",
+        "--dim",
+        "8",
+        "--json",
+        &p("comp.json"),
+    ]);
+    assert!(ok, "{err}");
+
+    for (input, png) in [("knn.json", "knn.png"), ("filtered.json", "filtered.png")] {
+        let (ok, out, err) = strata(&["bench", "plot", "--input", &p(input), "--out", &p(png)]);
+        assert!(ok, "{err}");
+        assert!(out.contains("wrote"), "{out}");
+        let bytes = std::fs::read(p(png)).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+        assert!(bytes.len() > 5_000, "an empty plot");
+    }
+    let (ok, _, err) = strata(&[
+        "bench",
+        "plot",
+        "--input",
+        &p("comp.json"),
+        "--out",
+        &p("x.png"),
+    ]);
+    assert!(!ok && err.contains("not a knn or filtered report"), "{err}");
+}
+
 #[test]
 fn bad_arguments_fail_with_a_message() {
     let (ok, _, err) = strata(&["demo", "--real-data", "/nonexistent"]);

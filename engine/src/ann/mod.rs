@@ -146,7 +146,7 @@ impl Default for SearchParams {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Plan {
     /// Every (matching) document scored exactly: the memtable, segments without a graph,
-    /// boolean and radius queries, `Query::exact`.
+    /// boolean queries, `Query::exact`.
     #[default]
     Exact,
     /// The filter is selective enough that scoring its matches exactly is cheaper than a
@@ -165,6 +165,10 @@ pub enum Plan {
     FilterFirstCodes,
     /// `GraphThenExact`, with the exact pass ranked by codes and re-ranked.
     GraphThenCodes,
+    /// Radius search through the graph (filtered or not): the candidate list doubles while
+    /// every candidate is inside the radius, up to 8× or the count bound; results are the
+    /// candidates inside the radius, at most `k`.
+    GraphRange,
 }
 
 /// What one segment did for a query (`explain`).

@@ -95,6 +95,12 @@ impl Bitset {
         self.trim();
     }
 
+    /// Whether any bit is set (a plain OR over the words: cheaper than `count` without a
+    /// hardware popcount).
+    pub(crate) fn any(&self) -> bool {
+        self.words.iter().fold(0u64, |a, w| a | w) != 0
+    }
+
     pub(crate) fn count(&self) -> usize {
         self.words.iter().map(|w| w.count_ones() as usize).sum()
     }

@@ -75,7 +75,15 @@ pub(crate) struct Segment {
     /// of ~log2(n) scattered probes into it (two cache misses each).
     fence_keys: Vec<u8>,
     fence_ends: Vec<u32>,
+    /// Recently evaluated filters of a large segment (an immutable segment's answer to a
+    /// filter never changes): most recent last, at most `FILTER_CACHE_ENTRIES`.
+    filter_cache: parking_lot::Mutex<Vec<(String, Arc<Bitset>, usize)>>,
 }
+
+/// Filters a segment remembers (each costs n/8 bytes: 4 MB in all at 1M documents).
+const FILTER_CACHE_ENTRIES: usize = 32;
+/// Segments below this many documents evaluate every time (it is cheap there).
+const FILTER_CACHE_MIN_DOCS: usize = 16_384;
 
 /// Ordinals per entry of a segment's in-memory key fence.
 const FENCE_EVERY: usize = 64;
@@ -422,6 +430,7 @@ impl Segment {
             version,
             fence_keys: Vec::new(),
             fence_ends: Vec::new(),
+            filter_cache: parking_lot::Mutex::new(Vec::new()),
             id,
             path: path.to_owned(),
             n,
@@ -728,6 +737,36 @@ impl Segment {
     }
 
     /// Evaluate a (validated) filter to the set of matching ordinals.
+    /// [`Segment::eval`] through the segment's cache of recent filters (large segments only):
+    /// a repeated filter — a tenant or visibility restriction, a popular tag — costs a copy
+    /// of its bitmap instead of decoding its postings or scanning a column again.
+    /// Returns the bitmap (shared with the cache) and its count.
+    pub(crate) fn eval_cached(&self, f: &Filter) -> (Arc<Bitset>, usize) {
+        if self.n < FILTER_CACHE_MIN_DOCS {
+            let b = self.eval(f);
+            let c = b.count();
+            return (Arc::new(b), c);
+        }
+        let key = f.to_string();
+        {
+            let mut c = self.filter_cache.lock();
+            if let Some(at) = c.iter().position(|(k, _, _)| *k == key) {
+                let hit = c.remove(at);
+                let out = (hit.1.clone(), hit.2);
+                c.push(hit);
+                return out;
+            }
+        }
+        let b = Arc::new(self.eval(f));
+        let count = b.count();
+        let mut c = self.filter_cache.lock();
+        if c.len() >= FILTER_CACHE_ENTRIES {
+            c.remove(0);
+        }
+        c.push((key, b.clone(), count));
+        (b, count)
+    }
+
     pub(crate) fn eval(&self, f: &Filter) -> Bitset {
         match f {
             Filter::Term(t) => self.postings(t),

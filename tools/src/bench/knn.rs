@@ -72,7 +72,8 @@ pub struct KnnBenchArgs {
     /// gt.ivecs under `--dir`/data), e.g. for `bench/peers/build_compare.sh`.
     #[arg(long)]
     prepare_only: bool,
-    /// Also run hnswlib (M=16, ef_construction=200) from the venv of bench/peers/setup.sh.
+    /// Also run hnswlib and usearch (HNSW, M=16, ef_construction=200) from the venv of
+    /// bench/peers/setup.sh.
     #[arg(long)]
     peers: bool,
     /// Python of the peers' venv.
@@ -301,14 +302,18 @@ fn curve(
     Ok(out)
 }
 
-fn hnswlib(
+/// A k-NN peer (`bench/peers/<system>_knn.py`: hnswlib or usearch, both HNSW with M=16 and
+/// ef_construction=200): its build and its recall–QPS points over `--efs`.
+fn peer(
     a: &KnnBenchArgs,
     d: &Data,
     threads: usize,
+    system: &str,
 ) -> Result<(Build, Vec<Point>), Box<dyn std::error::Error + Send + Sync>> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/peers/hnswlib_knn.py");
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../bench/peers/{system}_knn.py"));
     let efs: Vec<String> = a.efs.iter().map(|x| x.to_string()).collect();
-    eprintln!("hnswlib: building (M=16, ef_construction=200, {threads} threads) ...");
+    eprintln!("{system}: building (M=16, ef_construction=200, {threads} threads) ...");
     let out = std::process::Command::new(&a.python)
         .arg(script)
         .args(["--base".as_ref(), d.base_path.as_os_str()])
@@ -332,7 +337,7 @@ fn hnswlib(
         })?;
     if !out.status.success() {
         return Err(format!(
-            "hnswlib peer failed: {}",
+            "{system} peer failed: {}",
             String::from_utf8_lossy(&out.stderr)
         )
         .into());
@@ -345,19 +350,19 @@ fn hnswlib(
         match v.get("phase").and_then(|p| p.as_str()) {
             Some("build") => {
                 build = Some(Build {
-                    system: "hnswlib".into(),
+                    system: system.into(),
                     seconds: f("seconds"),
                     threads,
                     peak_rss_bytes: f("peak_rss_bytes") as u64,
                     note: format!(
-                        "hnswlib {} M=16 ef_construction=200; RSS includes the numpy base array",
+                        "{system} {} M=16 ef_construction=200; RSS includes the numpy base array",
                         v.get("version").and_then(|x| x.as_str()).unwrap_or("?")
                     ),
                 })
             }
             _ => {
                 let p = Point {
-                    system: "hnswlib".into(),
+                    system: system.into(),
                     mode: "warm".into(),
                     param: f("ef") as usize,
                     recall: f("recall"),
@@ -367,14 +372,14 @@ fn hnswlib(
                     distances_per_query: 0.0,
                 };
                 println!(
-                    "  hnswlib warm  ef={:<4} recall@10 {:.4}  QPS {:>8.0}",
+                    "  {system} warm  ef={:<4} recall@10 {:.4}  QPS {:>8.0}",
                     p.param, p.recall, p.qps
                 );
                 points.push(p);
             }
         }
     }
-    let build = build.ok_or("hnswlib peer printed no build line")?;
+    let build = build.ok_or(format!("{system} peer printed no build line"))?;
     Ok((build, points))
 }
 
@@ -450,21 +455,24 @@ pub fn run(a: &KnnBenchArgs) -> CliResult {
 
     let mut peers = Vec::new();
     if a.peers {
-        let (b, p) = hnswlib(a, &d, threads)?;
-        println!(
-            "hnswlib build: {:.1} s ({} threads), peak RSS {:.2} GiB",
-            b.seconds,
-            threads,
-            b.peak_rss_bytes as f64 / f64::from(1u32 << 30)
-        );
-        peers.push(b.note.clone());
-        builds.push(b);
-        points.extend(p);
+        for system in ["hnswlib", "usearch"] {
+            let (b, p) = peer(a, &d, threads, system)?;
+            println!(
+                "{system} build: {:.1} s ({} threads), peak RSS {:.2} GiB",
+                b.seconds,
+                threads,
+                b.peak_rss_bytes as f64 / f64::from(1u32 << 30)
+            );
+            peers.push(b.note.clone());
+            builds.push(b);
+            points.extend(p);
+        }
     }
 
     for r in [0.9, 0.95, 0.99] {
         let s = qps_at(&points, "strata", "warm", r);
         let h = qps_at(&points, "hnswlib", "warm", r);
+        let u = qps_at(&points, "usearch", "warm", r);
         // Cold: the fewest sectors that reach the recall (the I/O figure).
         let c = points
             .iter()
@@ -474,10 +482,12 @@ pub fn run(a: &KnnBenchArgs) -> CliResult {
         if let Some(s) = s {
             line += &format!("strata warm {:.0} QPS (L={})", s.qps, s.param);
         }
-        if let Some(h) = h {
-            line += &format!(", hnswlib {:.0} QPS (ef={})", h.qps, h.param);
-            if let Some(s) = s {
-                line += &format!(", ratio {:.2}x", s.qps / h.qps);
+        for (name, p) in [("hnswlib", h), ("usearch", u)] {
+            if let Some(p) = p {
+                line += &format!(", {name} {:.0} QPS (ef={})", p.qps, p.param);
+                if let Some(s) = s {
+                    line += &format!(", ratio {:.2}x", s.qps / p.qps);
+                }
             }
         }
         if let Some(c) = c {

@@ -4,6 +4,7 @@ mod compaction;
 mod filtered;
 mod knn;
 mod machine;
+mod plot;
 #[cfg(feature = "rocksdb")]
 mod rocks;
 mod store;
@@ -24,10 +25,13 @@ pub enum BenchCommand {
     Store(store::StoreBenchArgs),
     /// k-NN recall vs QPS of the disk graph, warm and cold, vs hnswlib (`--peers`).
     Knn(knn::KnnBenchArgs),
-    /// Filtered k-NN on the real data by selectivity: recall, QPS, latency, chosen plans.
+    /// Filtered k-NN by selectivity (real data, or the generated social set): recall, QPS,
+    /// latency, chosen plans; peers with `--peers`.
     Filtered(filtered::FilteredBenchArgs),
     /// Update-heavy workload: write and space amplification, query latency during compaction.
     Compaction(compaction::CompactionBenchArgs),
+    /// PNG plot of a knn or filtered `--json` report (recall–QPS curves; QPS by selectivity).
+    Plot(plot::PlotArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> CliResult {
@@ -37,6 +41,7 @@ pub fn run(cmd: BenchCommand) -> CliResult {
         BenchCommand::Knn(args) => knn::run(&args),
         BenchCommand::Filtered(args) => filtered::run(&args),
         BenchCommand::Compaction(args) => compaction::run(&args),
+        BenchCommand::Plot(args) => plot::run(&args),
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod map;
 mod npy;
+pub mod social;
 pub mod synth;
 mod vecs;
 

@@ -37,18 +37,33 @@ impl ClusterModel {
         }
     }
 
-    fn clusters(&self) -> usize {
+    pub fn clusters(&self) -> usize {
         self.centres.len() / self.dim.max(1)
     }
 
     /// `n` points (row-major) drawn with `seed`.
     pub fn sample(&self, n: usize, seed: u64) -> Vec<f32> {
+        self.sample_labeled(n, seed, None).0
+    }
+
+    /// `n` points drawn with `seed` from the clusters in `only` (all when `None`), with the
+    /// cluster of each point. `sample` is this with every cluster (the same stream).
+    pub fn sample_labeled(
+        &self,
+        n: usize,
+        seed: u64,
+        only: Option<&[usize]>,
+    ) -> (Vec<f32>, Vec<u32>) {
         let d = self.dim;
         let mut rng = StdRng::seed_from_u64(seed);
         let mut out = Vec::with_capacity(n * d);
+        let mut labels = Vec::with_capacity(n);
         let mut coef = [0f32; RANK];
+        let pool = only.map_or(self.clusters(), <[usize]>::len).max(1);
         for _ in 0..n {
-            let c = rng.gen_range(0..self.clusters().max(1));
+            let pick = rng.gen_range(0..pool);
+            let c = only.and_then(|o| o.get(pick).copied()).unwrap_or(pick);
+            labels.push(c as u32);
             coef.iter_mut().for_each(|x| *x = bell(&mut rng));
             let centre = self.centres.get(c * d..(c + 1) * d).unwrap_or_default();
             let basis = self
@@ -63,6 +78,6 @@ impl ClusterModel {
                 out.push(x);
             }
         }
-        out
+        (out, labels)
     }
 }

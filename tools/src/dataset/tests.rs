@@ -103,3 +103,59 @@ fn real_data_loads_when_present() {
         .iter()
         .all(|t| t.iter().any(|x| x.starts_with("src:"))));
 }
+
+#[test]
+fn social_generator_is_deterministic_and_shaped_as_documented() {
+    use super::social::{is_query_cluster, Social, SocialSpec};
+    let spec = SocialSpec::new(20_000, 32, 20, 5);
+    let a = Social::generate(spec);
+    let b = Social::generate(spec);
+    assert_eq!(a.vectors, b.vectors);
+    assert_eq!(a.posts, b.posts);
+    assert_eq!(a.friends, b.friends);
+    assert_eq!(a.queries, b.queries);
+    let c = Social::generate(SocialSpec { seed: 6, ..spec });
+    assert_ne!(a.vectors, c.vectors);
+
+    let n = a.posts.len() as f64;
+    let freq = |t: &str| {
+        a.posts
+            .iter()
+            .filter(|p| p.terms.iter().any(|x| x == t))
+            .count() as f64
+            / n
+    };
+    // Zipfian tags: frequency 1/r (within sampling noise).
+    assert_eq!(freq("z1"), 1.0);
+    assert!((freq("z10") - 0.1).abs() < 0.01, "{}", freq("z10"));
+    assert!((freq("z100") - 0.01).abs() < 0.003, "{}", freq("z100"));
+    // Correlated tags follow the cluster; anti-correlated ones avoid the query clusters.
+    for p in &a.posts {
+        assert!(p.terms.contains(&format!("g100:{}", p.cluster % 100)));
+        if is_query_cluster(p.cluster) {
+            assert!(!p.terms.iter().any(|t| t.starts_with("anti")));
+        }
+        assert!(p.terms.contains(&format!("author:{}", p.author)));
+    }
+    assert!((freq("anti10") - 0.1).abs() < 0.01, "{}", freq("anti10"));
+    assert!((freq("lang:en") - 0.9).abs() < 0.01);
+    // Queries come from the query clusters: (nearly) every query's nearest post is in one.
+    let mut in_query_cluster = 0;
+    for qi in 0..spec.queries {
+        let q = a.query(qi);
+        let nearest = (0..a.posts.len())
+            .min_by(|&x, &y| {
+                let dx = strata::distance(strata::Metric::L2, q, a.vector(x));
+                let dy = strata::distance(strata::Metric::L2, q, a.vector(y));
+                dx.total_cmp(&dy)
+            })
+            .unwrap();
+        in_query_cluster += usize::from(is_query_cluster(a.posts[nearest].cluster));
+    }
+    assert!(in_query_cluster * 10 >= spec.queries * 9, "{in_query_cluster}");
+    // friends_of(x) = the users whose lists name x.
+    let x = a.friends[0][0];
+    for u in a.friends_of(x) {
+        assert!(a.friends[u as usize].contains(&x));
+    }
+}
