@@ -142,6 +142,21 @@ fn bench_wal_and_store_smoke() {
         "two sync modes at 1 writer"
     );
     assert!(v["get"][0]["gets_per_s"].as_f64().unwrap() > 0.0);
+    // Both reports plot.
+    for name in ["wal", "store"] {
+        let png = tmp.path().join(format!("{name}.png"));
+        let input = tmp.path().join(format!("{name}.json"));
+        let (ok, _, err) = strata(&[
+            "bench",
+            "plot",
+            "--input",
+            input.to_str().unwrap(),
+            "--out",
+            png.to_str().unwrap(),
+        ]);
+        assert!(ok, "{err}");
+        assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+    }
 }
 
 /// Every other workload on tiny data (no peers) so the harness never rots: knn (warm and
@@ -253,7 +268,10 @@ fn bench_knn_filtered_compaction_and_plot_smoke() {
         "--out",
         &p("x.png"),
     ]);
-    assert!(!ok && err.contains("not a knn or filtered report"), "{err}");
+    assert!(
+        !ok && err.contains("compaction reports are tables"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -429,6 +429,8 @@ struct Scratch {
     beam: Vec<u32>,
     fresh: Vec<u32>,
     nbs: Vec<u32>,
+    /// Filtered searches: admitted neighbours scored by code (result candidates).
+    side: Vec<(f32, u32)>,
 }
 
 thread_local! {
@@ -1054,8 +1056,12 @@ impl DiskIndex {
             beam,
             fresh,
             nbs,
+            side,
             ..
         } = sc;
+        side.clear();
+        // A filter is present (the caller passes its match rate): collect scored matches.
+        let filtered = min_match_rate > 0.0;
         let mut step = Step {
             list,
             seen,
@@ -1160,6 +1166,9 @@ impl DiskIndex {
                     }
                     let d = table.distance(self.code(nb));
                     stats.distance_computations += 1;
+                    if filtered && accept(self.ordinal(nb)) {
+                        side.push((d, nb));
+                    }
                     if list.len() >= l && list.last().is_some_and(|x| d >= x.0) {
                         continue;
                     }
@@ -1167,6 +1176,38 @@ impl DiskIndex {
                     list.insert(at, (d, nb, false));
                     list.truncate(l);
                 }
+            }
+        }
+        // Filtered: matching neighbours that were scored (by code) but never expanded are
+        // result candidates too — the best `rerank` of them get their exact distance. A
+        // match then counts once it is *seen* near the query, not only once it is expanded,
+        // so the list need not be widened by 1 / selectivity to expand enough matches.
+        // Not when the expanded nodes matched too rarely (anti-correlated filter): the caller
+        // then sees that rate and scans the matches instead.
+        let anti = (out.len() as f64) < min_match_rate * taken as f64;
+        if filtered && !anti && !side.is_empty() {
+            side.retain(|&(_, nb)| !expanded.contains(nb));
+            let rerank = (4 * k).max(40);
+            if side.len() > rerank {
+                side.select_nth_unstable_by(rerank - 1, |a, b| {
+                    a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))
+                });
+                side.truncate(rerank);
+            }
+            for &(_, nb) in side.iter() {
+                let rec = match self.cached(nb) {
+                    Some(r) => {
+                        stats.cache_hits += 1;
+                        NodeRec(Cow::Borrowed(r))
+                    }
+                    None => {
+                        stats.sectors_read += self.geo.spn as u64;
+                        self.read_node(bytes, nb)?
+                    }
+                };
+                let exact = crate::distance::distance(self.metric, q, self.vector_of(&rec.0, v));
+                stats.distance_computations += 1;
+                out.push((exact, self.ordinal(nb)));
             }
         }
         out.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));

@@ -2,7 +2,6 @@
 //! (caches dropped, memory budget a fraction of the raw vectors), against hnswlib (`--peers`)
 //! on the same files, same queries, same thread count; build time and peak memory.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -255,7 +254,6 @@ fn curve(
         if drop {
             super::drop_caches();
         }
-        let mut hits = 0usize;
         let mut st = strata::QueryStats::default();
         let t0 = Instant::now();
         let mut results = Vec::with_capacity(d.queries.len());
@@ -270,24 +268,16 @@ fn curve(
             results.push(h);
         }
         let secs = t0.elapsed().as_secs_f64();
-        for (h, gt) in results.iter().zip(&d.gt) {
-            let want: HashSet<u32> = gt.iter().take(10).copied().collect();
-            hits += h
-                .iter()
-                .filter(|x| {
-                    std::str::from_utf8(&x.key)
-                        .ok()
-                        .and_then(|k| k.parse::<u32>().ok())
-                        .is_some_and(|i| want.contains(&i))
-                })
-                .count();
-        }
+        let gt: Vec<Vec<usize>> =
+            d.gt.iter()
+                .map(|r| r.iter().map(|&x| x as usize).collect())
+                .collect();
         let nq = d.queries.len().max(1) as f64;
         let p = Point {
             system: "strata".into(),
             mode: mode.into(),
             param: l,
-            recall: hits as f64 / (nq * 10.0),
+            recall: super::recall_at(&results, &gt, 10),
             qps: nq / secs,
             nodes_per_query: st.nodes_visited as f64 / nq,
             sectors_per_query: st.sectors_read as f64 / nq,

@@ -46,6 +46,29 @@ pub fn run(cmd: BenchCommand) -> CliResult {
 }
 
 /// Percentile of sorted samples (nearest rank).
+/// recall@k of `results` (hits whose keys are decimal base-row ordinals, as every benchmark
+/// writes them) against `gt` (ordinals, best first): the true top-k found, over
+/// Σ min(k, |gt row|) — a query with fewer than k true answers is not counted short. 1.0
+/// when there is nothing to find.
+pub fn recall_at(results: &[Vec<strata::Hit>], gt: &[Vec<usize>], k: usize) -> f64 {
+    let (mut hit, mut total) = (0usize, 0usize);
+    for (h, want) in results.iter().zip(gt) {
+        let want: std::collections::HashSet<usize> = want.iter().take(k).copied().collect();
+        total += want.len();
+        hit += h
+            .iter()
+            .take(k)
+            .filter_map(|x| std::str::from_utf8(&x.key).ok()?.parse::<usize>().ok())
+            .filter(|i| want.contains(i))
+            .count();
+    }
+    if total == 0 {
+        1.0
+    } else {
+        hit as f64 / total as f64
+    }
+}
+
 pub fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
@@ -71,4 +94,46 @@ pub fn drop_caches() -> bool {
         .status()
         .is_ok_and(|s| s.success());
     synced && std::fs::write("/proc/sys/vm/drop_caches", "3\n").is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::float_cmp, reason = "exact fractions")]
+    use super::*;
+
+    fn hits(keys: &[&str]) -> Vec<strata::Hit> {
+        keys.iter()
+            .map(|k| strata::Hit {
+                key: k.as_bytes().to_vec(),
+                distance: Some(0.0),
+                doc: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn recall_on_hand_made_cases() {
+        // 2 of 3 true answers found, and a query whose one true answer is found.
+        let r = vec![
+            hits(&["00000001", "00000007", "00000003"]),
+            hits(&["00000042"]),
+        ];
+        let gt = vec![vec![1, 2, 3], vec![42]];
+        assert_eq!(recall_at(&r, &gt, 3), 3.0 / 4.0);
+        // Only the first k of the ground truth count, and only the first k results.
+        assert_eq!(
+            recall_at(&[hits(&["00000009", "00000001"])], &[vec![1, 9, 5]], 1),
+            0.0
+        );
+        assert_eq!(
+            recall_at(&[hits(&["00000001", "00000009"])], &[vec![1, 9, 5]], 1),
+            1.0
+        );
+        // Keys that are not ordinals (user documents) never count as hits.
+        assert_eq!(recall_at(&[hits(&["user-0000001"])], &[vec![1]], 10), 0.0);
+        // Nothing to find: recall 1.
+        assert_eq!(recall_at(&[hits(&[])], &[vec![]], 10), 1.0);
+        assert_eq!(percentile(&[1, 2, 3, 4, 5], 50.0), 3);
+        assert_eq!(percentile(&[], 99.0), 0);
+    }
 }

@@ -1,5 +1,7 @@
 //! `strata bench plot`: PNG plots of a benchmark's `--json` output, for `docs/benchmarks.md`.
 //!
+//! - a `wal` report → acknowledged records/s by writer threads, one line per system;
+//! - a `store` report → documents/s by writer threads, one line per system and sync mode;
 //! - a `knn` report → recall@k (x) vs QPS (y, log), one line per system and mode;
 //! - a `filtered` report → selectivity (x, log) vs QPS (y, log): Strata's QPS on every filter,
 //!   and per peer its best QPS at recall ≥ 0.95 on the same filter (absent where it never
@@ -135,15 +137,32 @@ fn filtered_series(r: &Value) -> Series {
     s
 }
 
-/// Draw `series` to `out`: log-scale y; log-scale x when `log_x`.
-fn draw(
-    out: &Path,
-    title: &str,
-    x_desc: &str,
-    series: &Series,
+/// Throughput by thread count, one line per `name(point)`, from `r[key]`'s points.
+fn threads_series(r: &Value, key: &str, y: &str, name: &dyn Fn(&Value) -> String) -> Series {
+    let mut s = Series::new();
+    for p in r.get(key).and_then(Value::as_array).into_iter().flatten() {
+        let x = num(p, "threads").max(1.0);
+        s.entry(name(p)).or_default().push((x, num(p, y)));
+    }
+    for pts in s.values_mut() {
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    s
+}
+
+/// Axes of a plot.
+struct Axes<'a> {
+    x: &'a str,
+    y: &'a str,
     log_x: bool,
     lines: bool,
-) -> CliResult {
+    /// x labels as whole numbers (thread counts), fewer of them.
+    int_x: bool,
+}
+
+/// Draw `series` to `out`: log-scale y; log-scale x when `log_x`.
+fn draw(out: &Path, title: &str, axes: &Axes<'_>, series: &Series) -> CliResult {
+    let (x_desc, log_x, lines) = (axes.x, axes.log_x, axes.lines);
     font()?;
     let all: Vec<(f64, f64)> = series.values().flatten().copied().collect();
     if all.is_empty() {
@@ -159,6 +178,9 @@ fn draw(
     if log_x {
         x0 = (x0 * 0.5).max(1e-7);
         x1 *= 2.0;
+    } else if x1 > 1.0 {
+        x0 = 0.0;
+        x1 *= 1.1;
     } else {
         x0 = (x0 - 0.02).max(0.0);
         x1 = (x1 + 0.01).min(1.0);
@@ -173,8 +195,16 @@ fn draw(
             chart
                 .configure_mesh()
                 .x_desc(x_desc)
-                .y_desc("queries per second (1 thread)")
+                .y_desc(axes.y)
                 .y_label_formatter(&|v| format!("{v:.0}"))
+                .x_labels(if axes.int_x { 6 } else { 10 })
+                .x_label_formatter(&|v| {
+                    if axes.int_x {
+                        format!("{v:.0}")
+                    } else {
+                        format!("{v}")
+                    }
+                })
                 .label_style(("sans-serif", 15))
                 .draw()
                 .map_err(|x| e(&x))?;
@@ -223,7 +253,38 @@ fn draw(
 pub fn run(a: &PlotArgs) -> CliResult {
     let r: Value = serde_json::from_slice(&std::fs::read(&a.input)?)
         .map_err(|e| format!("{}: {e}", a.input.display()))?;
-    if r.get("points").is_some() {
+    let workload = r.get("workload").and_then(Value::as_str).unwrap_or("");
+    let log_threads = Axes {
+        x: "writer threads",
+        y: "",
+        log_x: true,
+        lines: true,
+        int_x: true,
+    };
+    if workload == "wal" {
+        let title = a.title.clone().unwrap_or_else(|| {
+            "WAL group commit, Sync::Always: records/s by writer threads".into()
+        });
+        let series = threads_series(&r, "points", "records_per_s", &|p| text(p, "system"));
+        let axes = Axes {
+            y: "acknowledged records per second",
+            ..log_threads
+        };
+        draw(&a.out, &title, &axes, &series)?;
+    } else if workload == "store" {
+        let title = a
+            .title
+            .clone()
+            .unwrap_or_else(|| "document ingest: docs/s by writer threads".into());
+        let series = threads_series(&r, "ingest", "docs_per_s", &|p| {
+            format!("{} {}", text(p, "system"), text(p, "sync"))
+        });
+        let axes = Axes {
+            y: "acknowledged documents per second",
+            ..log_threads
+        };
+        draw(&a.out, &title, &axes, &series)?;
+    } else if r.get("points").is_some() {
         let title = a.title.clone().unwrap_or_else(|| {
             format!(
                 "k-NN recall vs QPS: {} ({} × {})",
@@ -232,7 +293,14 @@ pub fn run(a: &PlotArgs) -> CliResult {
                 num(&r, "dim")
             )
         });
-        draw(&a.out, &title, "recall@10", &knn_series(&r), false, true)?;
+        let axes = Axes {
+            x: "recall@10",
+            y: "queries per second (1 thread)",
+            log_x: false,
+            lines: true,
+            int_x: false,
+        };
+        draw(&a.out, &title, &axes, &knn_series(&r))?;
     } else if r.get("buckets").is_some() {
         let title = a.title.clone().unwrap_or_else(|| {
             format!(
@@ -242,17 +310,17 @@ pub fn run(a: &PlotArgs) -> CliResult {
                     .unwrap_or("real data")
             )
         });
-        draw(
-            &a.out,
-            &title,
-            "filter selectivity (fraction of the base set)",
-            &filtered_series(&r),
-            true,
-            false,
-        )?;
+        let axes = Axes {
+            x: "filter selectivity (fraction of the base set)",
+            y: "queries per second (1 thread)",
+            log_x: true,
+            lines: false,
+            int_x: false,
+        };
+        draw(&a.out, &title, &axes, &filtered_series(&r))?;
     } else {
         return Err(format!(
-            "{}: not a knn or filtered report (no \"points\" or \"buckets\")",
+            "{}: not a wal, store, knn or filtered report (compaction reports are tables)",
             a.input.display()
         )
         .into());

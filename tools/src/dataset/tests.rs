@@ -152,7 +152,10 @@ fn social_generator_is_deterministic_and_shaped_as_documented() {
             .unwrap();
         in_query_cluster += usize::from(is_query_cluster(a.posts[nearest].cluster));
     }
-    assert!(in_query_cluster * 10 >= spec.queries * 9, "{in_query_cluster}");
+    assert!(
+        in_query_cluster * 10 >= spec.queries * 9,
+        "{in_query_cluster}"
+    );
     // friends_of(x) = the users whose lists name x.
     let x = a.friends[0][0];
     for u in a.friends_of(x) {
