@@ -2,36 +2,17 @@
 """hnswlib peer for `strata bench knn`: builds an HNSW index over the same base file, answers the
 same queries, and prints one JSON object per search setting (recall@k, QPS) plus one for the
 build. Run by `strata bench knn --peers`; needs the venv made by bench/peers/setup.sh."""
-import argparse
 import json
 import resource
 import time
 
 import hnswlib
 import numpy as np
-from vecs import peer_version, read_vecs
-
-
-
-
+from vecs import knn_peer_inputs, peer_version
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--base", required=True)
-    ap.add_argument("--query", required=True)
-    ap.add_argument("--gt", required=True)
-    ap.add_argument("--space", choices=["l2", "cosine", "ip"], default="l2")
-    ap.add_argument("--M", type=int, default=16)
-    ap.add_argument("--efc", type=int, default=200)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--efs", default="10,16,32,64,128,256")
-    ap.add_argument("--k", type=int, default=10)
-    a = ap.parse_args()
-
-    base = read_vecs(a.base, np.float32)
-    queries = read_vecs(a.query, np.float32)
-    gt = read_vecs(a.gt, np.int32)[:, : a.k]
+    a, base, queries, gt = knn_peer_inputs()
     n, dim = base.shape
 
     index = hnswlib.Index(space=a.space, dim=dim)

@@ -16,3 +16,25 @@ def peer_version(package):
         return version(package)
     except Exception:  # noqa: BLE001 - a missing version is not worth failing a benchmark
         return "?"
+
+
+def knn_peer_inputs():
+    """The command line every k-NN peer script takes (the same base, queries and ground truth
+    as `strata bench knn`, HNSW M / ef_construction, build threads, the ef sweep, k) and the
+    arrays it names: (args, base, queries, gt[:, :k])."""
+    import argparse
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--base", required=True)
+    ap.add_argument("--query", required=True)
+    ap.add_argument("--gt", required=True)
+    ap.add_argument("--space", choices=["l2", "cosine", "ip"], default="l2")
+    ap.add_argument("--M", type=int, default=16)
+    ap.add_argument("--efc", type=int, default=200)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--efs", default="10,16,32,64,128,256")
+    ap.add_argument("--k", type=int, default=10)
+    a = ap.parse_args()
+    base = read_vecs(a.base, np.float32)
+    queries = read_vecs(a.query, np.float32)
+    gt = read_vecs(a.gt, np.int32)[:, : a.k]
+    return a, base, queries, gt

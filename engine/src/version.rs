@@ -299,15 +299,18 @@ impl Snapshot {
                     let min_rate = ex
                         .matches
                         .map_or(0.0, |m| m as f64 / ls.seg.len().max(1) as f64 / 3.0);
-                    let mut found = idx.search_filtered(
-                        ls.seg.file_bytes(),
-                        qv,
-                        q.k,
-                        &params,
-                        &accept,
-                        min_rate,
-                        &mut s,
-                    )?;
+                    let search = |params: &crate::SearchParams, s: &mut QueryStats| {
+                        idx.search_filtered(
+                            ls.seg.file_bytes(),
+                            qv,
+                            q.k,
+                            params,
+                            &accept,
+                            min_rate,
+                            s,
+                        )
+                    };
+                    let mut found = search(&params, &mut s)?;
                     // A radius query searches the graph and doubles the list while every
                     // node it expanded lies inside the radius (more may lie beyond), until
                     // `k` are inside or the list reached 8× its start; still all inside at
@@ -319,7 +322,8 @@ impl Snapshot {
                         let mut l = list;
                         loop {
                             let inside = found.iter().filter(|(d, _)| *d <= r).count();
-                            // `found` holds every admitted node the search expanded.
+                            // `found` holds every admitted node the search expanded (and,
+                            // filtered, the best admitted ones it scored).
                             let saturated = !found.is_empty() && inside == found.len();
                             if !saturated || inside >= q.k {
                                 break;
@@ -330,15 +334,7 @@ impl Snapshot {
                             }
                             l = l.saturating_mul(2).min(cap);
                             params.list = l;
-                            found = idx.search_filtered(
-                                ls.seg.file_bytes(),
-                                qv,
-                                q.k,
-                                &params,
-                                &accept,
-                                min_rate,
-                                &mut s,
-                            )?;
+                            found = search(&params, &mut s)?;
                         }
                     }
                     stats.add(&s);
