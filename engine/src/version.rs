@@ -267,22 +267,24 @@ impl Snapshot {
             // estimate is reported next to it in `explain`.
             // (Shared with the segment's filter cache unless deletions must be masked out.)
             let evaluated = q.filter.as_ref().map(|f| {
-                let (b, count) = ls.seg.eval_cached(f);
+                let (b, counts) = ls.seg.eval_cached(f);
                 if ls.deleted.any() {
                     let mut b = Bitset::clone(&b);
                     b.and_not_with(&ls.deleted);
-                    let count = b.count();
-                    (Arc::new(b), count)
+                    let counts = ls.seg.counts(&b);
+                    (Arc::new(b), counts)
                 } else {
-                    (b, count)
+                    (b, counts)
                 }
             });
-            ex.matches = evaluated.as_ref().map(|(_, c)| *c as u64);
+            ex.matches = evaluated.as_ref().map(|(_, c)| c.all as u64);
+            // What the k-NN plans can return: matches that carry a vector.
+            let knn_matches = evaluated.as_ref().map(|(_, c)| c.with_vector as u64);
             let matching: Option<Arc<Bitset>> = evaluated.map(|(b, _)| b);
             if let (Some(qv), Some(idx), false, true) =
                 (&q.vector, ls.seg.ann(), q.ann.exact, q.k > 0)
             {
-                let choice = choose_plan(q, idx.len(), idx.degree_max(), ex.matches);
+                let choice = choose_plan(q, idx.len(), idx.degree_max(), knn_matches);
                 if let Some(list) = choice {
                     let accept = |i: usize| {
                         let live = match &matching {
@@ -296,9 +298,8 @@ impl Snapshot {
                     let mut s = QueryStats::default();
                     // Give up early on a filter anti-correlated with the query's
                     // neighbourhood (the check below then falls back).
-                    let min_rate = ex
-                        .matches
-                        .map_or(0.0, |m| m as f64 / ls.seg.len().max(1) as f64 / 3.0);
+                    let min_rate =
+                        knn_matches.map_or(0.0, |m| m as f64 / idx.len().max(1) as f64 / 3.0);
                     let search = |params: &crate::SearchParams, s: &mut QueryStats| {
                         idx.search_filtered(
                             ls.seg.file_bytes(),
@@ -346,9 +347,9 @@ impl Snapshot {
                     // than of the segment (anti-correlated with the query's neighbourhood:
                     // the true matches lie elsewhere): this segment falls back to the exact
                     // scan, so neither costs recall.
-                    let anti_correlated = match (ex.matches, s.nodes_visited) {
+                    let anti_correlated = match (knn_matches, s.nodes_visited) {
                         (Some(m), visited) if visited > 0 => {
-                            let global = m as f64 / ls.seg.len().max(1) as f64;
+                            let global = m as f64 / idx.len().max(1) as f64;
                             let local = found.len() as f64 / visited as f64;
                             local < global / 3.0
                         }
@@ -380,12 +381,12 @@ impl Snapshot {
                 // Many matches: rank them by their in-memory codes and re-rank the best with
                 // full vectors, instead of a full-precision distance each (k-NN only: a
                 // radius query's ball can be larger than the re-ranked pool).
-                if ex.matches.is_some_and(|m| m as usize >= CODE_SCAN_MIN) && q.radius.is_none() {
+                if knn_matches.is_some_and(|m| m as usize >= CODE_SCAN_MIN) && q.radius.is_none() {
                     let accept = |i: usize| {
                         matching.as_ref().is_some_and(|b| b.get(i))
                             && (mem.is_empty() || !shadowed(i))
                     };
-                    let pool = rerank_pool(q.k, ex.matches.unwrap_or(0) as usize);
+                    let pool = rerank_pool(q.k, knn_matches.unwrap_or(0) as usize);
                     let mut matches = matching.iter().flat_map(|b| b.iter());
                     let cands = idx.scan_codes(qv, pool, &mut matches, &accept, &mut stats);
                     let mut scored = Vec::with_capacity(cands.len());

@@ -101,6 +101,15 @@ impl Bitset {
         self.words.iter().fold(0u64, |a, w| a | w) != 0
     }
 
+    /// Bits set in both `self` and `other` (no allocation).
+    pub(crate) fn count_and(&self, other: &Bitset) -> usize {
+        self.words
+            .iter()
+            .zip(&other.words)
+            .map(|(a, b)| (a & b).count_ones() as usize)
+            .sum()
+    }
+
     pub(crate) fn count(&self) -> usize {
         self.words.iter().map(|w| w.count_ones() as usize).sum()
     }

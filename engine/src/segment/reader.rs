@@ -77,7 +77,14 @@ pub(crate) struct Segment {
     fence_ends: Vec<u32>,
     /// Recently evaluated filters of a large segment (an immutable segment's answer to a
     /// filter never changes): most recent last, at most `FILTER_CACHE_ENTRIES`.
-    filter_cache: parking_lot::Mutex<Vec<(String, Arc<Bitset>, usize)>>,
+    filter_cache: parking_lot::Mutex<Vec<(String, Arc<Bitset>, Counts)>>,
+}
+
+/// A filter's matches in a segment, all of them and those with a vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub(crate) all: usize,
+    pub(crate) with_vector: usize,
 }
 
 /// Filters a segment remembers (each costs n/8 bytes: 4 MB in all at 1M documents).
@@ -740,11 +747,11 @@ impl Segment {
     /// [`Segment::eval`] through the segment's cache of recent filters (large segments only):
     /// a repeated filter — a tenant or visibility restriction, a popular tag — costs a copy
     /// of its bitmap instead of decoding its postings or scanning a column again.
-    /// Returns the bitmap (shared with the cache) and its count.
-    pub(crate) fn eval_cached(&self, f: &Filter) -> (Arc<Bitset>, usize) {
+    /// Returns the bitmap (shared with the cache) and its counts.
+    pub(crate) fn eval_cached(&self, f: &Filter) -> (Arc<Bitset>, Counts) {
         if self.n < FILTER_CACHE_MIN_DOCS {
             let b = self.eval(f);
-            let c = b.count();
+            let c = self.counts(&b);
             return (Arc::new(b), c);
         }
         let key = f.to_string();
@@ -758,13 +765,26 @@ impl Segment {
             }
         }
         let b = Arc::new(self.eval(f));
-        let count = b.count();
+        let count = self.counts(&b);
         let mut c = self.filter_cache.lock();
         if c.len() >= FILTER_CACHE_ENTRIES {
             c.remove(0);
         }
         c.push((key, b.clone(), count));
         (b, count)
+    }
+
+    /// How many of `b`'s documents there are, and how many of them carry a vector (documents
+    /// without one — user profiles next to posts — can match a filter but never a k-NN
+    /// query, so the planner must not count them).
+    pub(crate) fn counts(&self, b: &Bitset) -> Counts {
+        let all = b.count();
+        let with_vector = if self.vec_present.count() == self.n {
+            all
+        } else {
+            b.count_and(&self.vec_present)
+        };
+        Counts { all, with_vector }
     }
 
     pub(crate) fn eval(&self, f: &Filter) -> Bitset {
