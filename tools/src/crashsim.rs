@@ -57,6 +57,8 @@ struct Summary {
     acknowledged_ops: u64,
     file_ops: u64,
     failures: Vec<Failure>,
+    /// Panics on the engine's own threads (not attributable to a seed).
+    background_panics: Vec<String>,
     seconds: f64,
 }
 
@@ -100,9 +102,20 @@ pub fn run(a: &CrashSimArgs) -> CliResult {
         };
     }
     // Oracle panics are reported in the summary; keep the default hook from printing each one
-    // over the progress bar.
+    // over the progress bar. A panic on one of the engine's own threads (flusher, maintenance
+    // pool: named `strata-…`) is not caught by a seed's `catch_unwind`: record it, it fails
+    // the campaign.
     let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    let background: std::sync::Arc<Mutex<Vec<String>>> = std::sync::Arc::default();
+    let sink = background.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        let name = std::thread::current().name().unwrap_or("").to_string();
+        if name.starts_with("strata") {
+            sink.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(format!("thread {name}: {info}"));
+        }
+    }));
     let threads = a
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -170,6 +183,8 @@ pub fn run(a: &CrashSimArgs) -> CliResult {
     let mut s = summary.into_inner().unwrap_or_else(|e| e.into_inner());
     s.seconds = t.elapsed().as_secs_f64();
     s.failures.sort_by_key(|f| f.seed);
+    s.background_panics =
+        std::mem::take(&mut *background.lock().unwrap_or_else(|e| e.into_inner()));
     if a.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {
@@ -193,13 +208,22 @@ pub fn run(a: &CrashSimArgs) -> CliResult {
             s.acknowledged_ops, s.file_ops, s.failed_op_kept
         );
         println!("  oracle violations: {}", s.failures.len());
+        println!("  panics on engine threads: {}", s.background_panics.len());
+        for p in s.background_panics.iter().take(5) {
+            println!("    {p}");
+        }
         for f in s.failures.iter().take(20) {
             println!("  seed {}: {}\n    replay: {}", f.seed, f.message, f.replay);
         }
     }
-    if s.failures.is_empty() {
+    if s.failures.is_empty() && s.background_panics.is_empty() {
         Ok(())
     } else {
-        Err(format!("{} oracle violations", s.failures.len()).into())
+        Err(format!(
+            "{} oracle violations, {} panics on engine threads",
+            s.failures.len(),
+            s.background_panics.len()
+        )
+        .into())
     }
 }
