@@ -808,6 +808,26 @@ impl DiskIndex {
         Ok(sector)
     }
 
+    /// `node`'s record from the node cache, else read (and verified) from its sector; counts
+    /// the hit or the sectors read. The flag says it came from disk.
+    fn fetch<'a>(
+        &'a self,
+        bytes: &'a [u8],
+        node: u32,
+        stats: &mut QueryStats,
+    ) -> Result<(NodeRec<'a>, bool)> {
+        match self.cached(node) {
+            Some(r) => {
+                stats.cache_hits += 1;
+                Ok((NodeRec(Cow::Borrowed(r)), false))
+            }
+            None => {
+                stats.sectors_read += self.geo.spn as u64;
+                Ok((self.read_node(bytes, node)?, true))
+            }
+        }
+    }
+
     fn read_node<'a>(&self, bytes: &'a [u8], node: u32) -> Result<NodeRec<'a>> {
         let (s, off) = self.geo.locate(node as usize);
         if self.geo.spn == 1 {
@@ -1115,16 +1135,7 @@ impl DiskIndex {
             }
             step.fresh.clear();
             for &node in beam.iter() {
-                let (rec, from_disk) = match self.cached(node) {
-                    Some(r) => {
-                        step.stats.cache_hits += 1;
-                        (NodeRec(Cow::Borrowed(r)), false)
-                    }
-                    None => {
-                        step.stats.sectors_read += self.geo.spn as u64;
-                        (self.read_node(bytes, node)?, true)
-                    }
-                };
+                let (rec, from_disk) = self.fetch(bytes, node, step.stats)?;
                 let exact = crate::distance::distance(self.metric, q, self.vector_of(&rec.0, v));
                 self.expand(node, &rec.0, exact, l, accept, &mut step, true)?;
                 if !from_disk || self.geo.nps < 2 {
@@ -1196,16 +1207,7 @@ impl DiskIndex {
                 side.truncate(rerank);
             }
             for &(_, nb) in side.iter() {
-                let rec = match self.cached(nb) {
-                    Some(r) => {
-                        stats.cache_hits += 1;
-                        NodeRec(Cow::Borrowed(r))
-                    }
-                    None => {
-                        stats.sectors_read += self.geo.spn as u64;
-                        self.read_node(bytes, nb)?
-                    }
-                };
+                let (rec, _) = self.fetch(bytes, nb, stats)?;
                 let exact = crate::distance::distance(self.metric, q, self.vector_of(&rec.0, v));
                 stats.distance_computations += 1;
                 out.push((exact, self.ordinal(nb)));

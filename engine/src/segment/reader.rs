@@ -52,6 +52,8 @@ pub(crate) struct Segment {
     key_bytes_at: usize,
     blocks: Vec<DocBlock>,
     vec_present: Bitset,
+    /// `vec_present.count()`, counted once at open.
+    vectors: usize,
     vec_at: usize,
     term_count: usize,
     term_offsets_at: usize,
@@ -446,6 +448,7 @@ impl Segment {
             key_offsets_at,
             key_bytes_at,
             blocks,
+            vectors: vec_present.count(),
             vec_present,
             vec_at: v_at + words,
             term_count: tc,
@@ -481,7 +484,7 @@ impl Segment {
     /// The segment's ANN index, if it has one.
     /// Documents with a vector.
     pub(crate) fn vector_count(&self) -> usize {
-        self.vec_present.count()
+        self.vectors
     }
 
     pub(crate) fn ann(&self) -> Option<&DiskIndex> {
@@ -779,7 +782,7 @@ impl Segment {
     /// query, so the planner must not count them).
     pub(crate) fn counts(&self, b: &Bitset) -> Counts {
         let all = b.count();
-        let with_vector = if self.vec_present.count() == self.n {
+        let with_vector = if self.vectors == self.n {
             all
         } else {
             b.count_and(&self.vec_present)

@@ -551,10 +551,9 @@ pub fn run(a: &FilteredBenchArgs) -> CliResult {
         };
         // One untimed query first: the filter's bitmap is then in the segment's cache, as
         // the peers get their allowed-id arrays ready-made.
-        l.db.search(
-            &Query::knn(l.queries.first().cloned().unwrap_or_default(), 10)
-                .with_filter(case.filter.clone()),
-        )?;
+        if let Some(q) = l.queries.first() {
+            l.db.search(&Query::knn(q.clone(), 10).with_filter(case.filter.clone()))?;
+        }
         let mut sweep = Vec::new();
         for &list in &a.lists {
             sweep.push(measure(&l, case, &gt, list, a.repeat)?);
