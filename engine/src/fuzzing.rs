@@ -105,6 +105,7 @@ pub fn segment_bytes(data: &[u8]) {
             list: 64,
             beam_width: 4,
             exact: false,
+            ..crate::SearchParams::default()
         };
         let mut st = crate::QueryStats::default();
         let found = idx.search(

@@ -46,7 +46,9 @@ mod sync;
 mod version;
 mod write_path;
 
-pub use ann::{AnnOptions, CodeKind, Estimate, Plan, QueryStats, SearchParams, SegmentExplain};
+pub use ann::{
+    AnnOptions, CodeKind, Estimate, Plan, PlanHint, QueryStats, SearchParams, SegmentExplain,
+};
 pub use batch::{decode_document, encode_document, Op, WriteBatch};
 pub use db::{
     AnnInfo, Db, DbStats, Options, SegmentInfo, LOCK_FILE, SEGMENTS_DIR, WAL_DIR, WAL_KIND_BATCH,

@@ -86,6 +86,13 @@ impl Query {
     }
 
     /// Sectors read per hop of the graph search.
+    /// Force a plan on every indexed segment (benchmarks, tests): see
+    /// [`crate::SearchParams::plan`].
+    pub fn with_plan(mut self, plan: crate::PlanHint) -> Query {
+        self.ann.plan = plan;
+        self
+    }
+
     pub fn with_beam_width(mut self, w: usize) -> Query {
         self.ann.beam_width = w;
         self

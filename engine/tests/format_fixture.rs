@@ -2,7 +2,8 @@
 //! `v2-db/`: SCHEMA, a manifest, two segments — one with a deletion bitmap — and a WAL holding
 //! one unflushed batch) must keep opening with the same content. They exercise every decoder of
 //! `docs/format.md` (v2: vectors only in the vectors section, flagged in document blocks);
-//! `tests/fixtures/v1-ann-db/` pins the ANN codes and graph sections.
+//! `tests/fixtures/v1-ann-db/` pins the ANN codes (version 1) and graph sections,
+//! `tests/fixtures/v2-ann-db/` the codes version 2 with partitions.
 //!
 //! Regenerate the newest only with a format version bump:
 //! `STRATA_REGEN_FIXTURES=1 cargo test -p strata --test format_fixture`.
@@ -149,6 +150,11 @@ fn ann_fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1-ann-db")
 }
 
+/// ANN codes version 2: the same points with 6 coarse partitions.
+fn ann_v2_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v2-ann-db")
+}
+
 fn ann_opts() -> Options {
     Options {
         wal_preallocate: false,
@@ -163,9 +169,9 @@ fn ann_opts() -> Options {
 }
 
 /// 60 points on a jittered grid; one segment with the ANN codes and graph sections.
-fn regenerate_ann(dir: &Path) {
+fn regenerate_ann(dir: &Path, opts: Options) {
     let _ = std::fs::remove_dir_all(dir);
-    let db = Db::create_with(dir, Schema::new(2, Metric::L2), ann_opts()).unwrap();
+    let db = Db::create_with(dir, Schema::new(2, Metric::L2), opts).unwrap();
     for i in 0..60 {
         let (x, y) = ((i % 8) as f32, (i / 8) as f32);
         let j = (i as f32 * 0.37).sin() * 0.3;
@@ -180,7 +186,7 @@ fn regenerate_ann(dir: &Path) {
 #[test]
 fn committed_v1_ann_segment_answers_through_its_graph() {
     if std::env::var_os("STRATA_REGEN_ANN_FIXTURE").is_some() {
-        regenerate_ann(&ann_fixture());
+        regenerate_ann(&ann_fixture(), ann_opts());
     }
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
@@ -190,10 +196,61 @@ fn committed_v1_ann_segment_answers_through_its_graph() {
     for q in [[0.0f32, 0.0], [5.0, -3.0], [-8.0, 8.0]] {
         // A list as long as the graph: the search reaches every node, so it equals exact.
         let (got, st) = db
-            .search_with_stats(&Query::knn(q.to_vec(), 5).with_search_list(60))
+            .search_with_stats(
+                &Query::knn(q.to_vec(), 5)
+                    .with_search_list(60)
+                    .with_plan(strata::PlanHint::Graph),
+            )
             .unwrap();
         assert_eq!(st.graph_segments, 1, "the graph answered");
         let want = db.search(&Query::knn(q.to_vec(), 5).exact()).unwrap();
         assert_eq!(got, want, "query {q:?}");
+        // A version-1 segment has no partitions: a forced partition plan falls back.
+        let (_, st) = db
+            .search_with_stats(&Query::knn(q.to_vec(), 5).with_plan(strata::PlanHint::Partition))
+            .unwrap();
+        assert_ne!(st.explain[1].plan, strata::Plan::Partition);
+    }
+}
+
+fn ann_v2_opts() -> Options {
+    let mut o = ann_opts();
+    o.ann.partitions = Some(6);
+    o
+}
+
+#[test]
+fn committed_v2_ann_segment_answers_through_its_graph_and_partitions() {
+    // Regenerate only with an ANN codes version bump (the v1 fixture stays as written).
+    if std::env::var_os("STRATA_REGEN_ANN_V2_FIXTURE").is_some() {
+        regenerate_ann(&ann_v2_fixture(), ann_v2_opts());
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    copy_dir(&ann_v2_fixture(), &dir);
+    let db = Db::open(&dir, ann_v2_opts()).unwrap();
+    assert_eq!(db.stats().ann_segments, 1);
+    for q in [[0.0f32, 0.0], [5.0, -3.0], [-8.0, 8.0], [3.5, 3.5]] {
+        let want = db.search(&Query::knn(q.to_vec(), 5).exact()).unwrap();
+        let (got, st) = db
+            .search_with_stats(
+                &Query::knn(q.to_vec(), 5)
+                    .with_search_list(60)
+                    .with_plan(strata::PlanHint::Graph),
+            )
+            .unwrap();
+        assert_eq!(st.graph_segments, 1, "the graph answered");
+        assert_eq!(got, want, "graph, query {q:?}");
+        // L = 60: the walk must score 960 nodes, so it walks all 6 lists (every node).
+        let (got, st) = db
+            .search_with_stats(
+                &Query::knn(q.to_vec(), 5)
+                    .with_search_list(60)
+                    .with_plan(strata::PlanHint::Partition),
+            )
+            .unwrap();
+        let e = &st.explain[1];
+        assert_eq!((e.plan, e.lists_probed, e.members_scanned), (strata::Plan::Partition, 6, 60));
+        assert_eq!(got, want, "partitions, query {q:?}");
     }
 }

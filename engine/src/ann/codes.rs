@@ -355,7 +355,7 @@ impl Quantizer {
 /// Sum of one table entry per sub-space. Rows are fixed 256-entry arrays indexed by a byte, so
 /// there are no bounds checks; four accumulators break the add dependency chain (the search
 /// spends most of its time here).
-#[inline]
+#[inline(always)]
 #[allow(
     clippy::indexing_slicing,
     reason = "a u8 index into a 256-entry array is always in bounds"
@@ -394,8 +394,24 @@ pub(crate) enum QueryTable {
 }
 
 impl QueryTable {
-    /// Approximate distance (in the index's space) from the query to `code`.
+    /// [`QueryTable::distance`] of each of `nodes`' codes (`code_of(node)`) into `out`, with
+    /// the table kind matched once for the batch (a partition walk scores runs of codes).
     #[inline]
+    pub(crate) fn distances<'c>(
+        &self,
+        nodes: &[u32],
+        code_of: impl Fn(u32) -> &'c [u8],
+        out: &mut Vec<f32>,
+    ) {
+        out.clear();
+        match self {
+            QueryTable::Pq(t) => out.extend(nodes.iter().map(|&n| pq_adc(t, code_of(n)))),
+            _ => out.extend(nodes.iter().map(|&n| self.distance(code_of(n)))),
+        }
+    }
+
+    /// Approximate distance (in the index's space) from the query to `code`.
+    #[inline(always)]
     pub(crate) fn distance(&self, code: &[u8]) -> f32 {
         match self {
             QueryTable::Pq(t) => pq_adc(t, code),

@@ -19,6 +19,7 @@ use rayon::prelude::*;
 use rustc_hash::FxHashSet;
 
 use super::codes::{Pq, Quantizer, QueryTable, PQ_CENTROIDS};
+use super::partition;
 use super::vamana::{self, BuildParams};
 use super::{prefetch, to_space, AnnOptions, QueryStats, SearchParams, Space, Visited};
 use crate::mmap::{FileBytes, Resident};
@@ -31,7 +32,8 @@ pub(crate) const SECTOR: usize = 4096;
 const PAYLOAD: usize = SECTOR - 4;
 const GRAPH_MAGIC: [u8; 8] = *b"STRAGRPH";
 const GRAPH_VERSION: u32 = 1;
-const CODES_VERSION: u32 = 1;
+/// Version 2 added the coarse partitions (version 1 is still read: no partitions).
+const CODES_VERSION: u32 = 2;
 const CODES_HEADER: usize = 32;
 
 fn u32_of(n: usize, what: &str) -> Result<u32> {
@@ -271,8 +273,50 @@ pub(crate) fn build_reusing(
     }
     let graph = vamana::build_from(&data, dim, space, params, initial, progress);
     lap("graph");
-    // Disk order: breadth-first from the entry (node ids below are the new ones).
-    let perm = vamana::bfs_order(&graph);
+    // Coarse partitions (IVF lists) for the planner's partition plan.
+    let want_lists = match opts.partitions {
+        None => partition::auto_count(n),
+        Some(p) => p.min(n).min(partition::MAX_PARTITIONS),
+    };
+    let (centroids, list_of) = if want_lists > 0 {
+        let c = partition::train(&data, dim, want_lists, opts.seed);
+        let a = partition::assign(&data, dim, &c);
+        lap("partitions");
+        (c, a)
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let lists = centroids.len() / dim.max(1);
+    // Disk order: list by list, breadth-first from the entry within a list (node ids below
+    // are the new ones) — a list is a run of node ids, and graph neighbours still tend to
+    // share sectors.
+    let mut perm = vamana::bfs_order(&graph);
+    let mut offsets = vec![0u32; lists + 1];
+    if lists > 0 {
+        let list = |old: u32| list_of.get(old as usize).copied().unwrap_or(0) as usize;
+        for &old in &perm {
+            if let Some(c) = offsets.get_mut(list(old) + 1) {
+                *c += 1;
+            }
+        }
+        for p in 0..lists {
+            let prev = offsets.get(p).copied().unwrap_or(0);
+            if let Some(c) = offsets.get_mut(p + 1) {
+                *c += prev;
+            }
+        }
+        let mut next = offsets.clone();
+        let mut grouped = vec![0u32; perm.len()];
+        for &old in &perm {
+            if let Some(at) = next.get_mut(list(old)) {
+                if let Some(slot) = grouped.get_mut(*at as usize) {
+                    *slot = old;
+                }
+                *at += 1;
+            }
+        }
+        perm = grouped;
+    }
     let mut inv = vec![0u32; n];
     for (new, &old) in perm.iter().enumerate() {
         if let Some(slot) = inv.get_mut(old as usize) {
@@ -297,7 +341,7 @@ pub(crate) fn build_reusing(
             Quantizer::Pq(p) => u32_of(p.m(), "m")?,
             Quantizer::Sq8 { .. } => 0,
         },
-        0,
+        u32_of(lists, "partitions")?,
     ] {
         c.extend_from_slice(&x.to_le_bytes());
     }
@@ -323,6 +367,14 @@ pub(crate) fn build_reusing(
     for new in 0..n {
         let at = old_of(new) * cb;
         c.extend_from_slice(codes.get(at..at + cb).unwrap_or_default());
+    }
+    if lists > 0 {
+        for x in &centroids {
+            c.extend_from_slice(&x.to_le_bytes());
+        }
+        for o in &offsets {
+            c.extend_from_slice(&o.to_le_bytes());
+        }
     }
 
     // Graph section.
@@ -401,6 +453,13 @@ pub(crate) struct DiskIndex {
     code_bytes: usize,
     codes: Resident,
     quant: Quantizer,
+    /// Coarse partitions (empty: none): centroids (dimension-major in memory, so one pass
+    /// ranks them all; index space) and list offsets — list `p` is nodes
+    /// `offsets[p]..offsets[p+1]`.
+    centroids: Vec<f32>,
+    offsets: Vec<u32>,
+    /// Segment ordinal -> its list (`u16::MAX`: no vector); empty without partitions.
+    list_of_ord: Vec<u16>,
     /// One bit per sector: CRC already checked.
     verified: Vec<AtomicU64>,
     /// Node cache: node -> slot in `cache_arena` (`u32::MAX` = not cached); empty when
@@ -433,7 +492,20 @@ struct Scratch {
     side: Vec<(f32, u32)>,
 }
 
+/// Reused per-thread buffers of the partition walk (allocating them per query was a fifth of
+/// a 100 % partition query, in malloc).
+#[derive(Default)]
+struct PartScratch {
+    table: Vec<f32>,
+    qs: Vec<f32>,
+    order: Vec<(f32, u32)>,
+    cand: Vec<u32>,
+    dist: Vec<f32>,
+}
+
 thread_local! {
+    static PART_SCRATCH: std::cell::RefCell<PartScratch> =
+        std::cell::RefCell::new(PartScratch::default());
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
@@ -445,6 +517,75 @@ struct Step<'a> {
     nbs: &'a mut Vec<u32>,
     out: &'a mut Vec<(f32, usize)>,
     stats: &'a mut QueryStats,
+}
+
+/// The `pool` smallest (distance, ordinal) pairs of a stream: a buffer of up to `2 · pool`
+/// cut back to `pool` when full, and a bound (the pool's worst) that turns away most pushes
+/// without a write (selecting over every scored code was most of a 100 % partition query).
+struct TopPool {
+    pool: usize,
+    items: Vec<(f32, usize)>,
+    bound: f32,
+    /// Pushes seen (codes scored).
+    scored: usize,
+}
+
+impl TopPool {
+    fn new(pool: usize) -> TopPool {
+        TopPool {
+            pool: pool.max(1),
+            items: Vec::with_capacity(2 * pool.max(1)),
+            bound: f32::INFINITY,
+            scored: 0,
+        }
+    }
+
+    fn by(a: &(f32, usize), b: &(f32, usize)) -> std::cmp::Ordering {
+        a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))
+    }
+
+    /// Keep `(d, ord)` if it may be among the best (the caller counted it in `scored`).
+    #[inline]
+    fn keep(&mut self, d: f32, ord: usize) {
+        if d > self.bound {
+            return;
+        }
+        self.items.push((d, ord));
+        if self.items.len() >= 2 * self.pool {
+            self.cut();
+        }
+    }
+
+    fn cut(&mut self) {
+        if self.items.len() > self.pool {
+            self.items.select_nth_unstable_by(self.pool - 1, Self::by);
+            self.items.truncate(self.pool);
+            self.bound = self.items.iter().map(|x| x.0).fold(f32::NEG_INFINITY, f32::max);
+        }
+    }
+
+    fn finish(mut self) -> Vec<(f32, usize)> {
+        self.cut();
+        self.items
+    }
+}
+
+/// How far a partition walk goes (see [`DiskIndex::scan_partitions`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PartitionWant {
+    /// Accepted nodes to score by code before stopping (after whole lists).
+    pub target: usize,
+    /// Lists to walk at least.
+    pub min_lists: usize,
+}
+
+/// What a partition walk did.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PartitionWalk {
+    /// Lists walked.
+    pub lists: u64,
+    /// Members of the lists walked (matches or not).
+    pub members: u64,
 }
 
 /// A node read from the graph.
@@ -478,8 +619,13 @@ impl DiskIndex {
             .get(c_at..c_at + c_len)
             .ok_or_else(|| err("codes section out of bounds".into()))?;
         let h = |i: usize| rd_u32(c, i * 4).unwrap_or(u32::MAX) as usize;
-        if h(0) != CODES_VERSION as usize {
+        if !(1..=CODES_VERSION as usize).contains(&h(0)) {
             return Err(err(format!("unsupported codes version {}", h(0))));
+        }
+        // Version 1 has no partitions (the field was reserved, zero).
+        let lists = h(7);
+        if lists > partition::MAX_PARTITIONS || (h(0) == 1 && lists != 0) {
+            return Err(err(format!("{lists} partitions")));
         }
         let space = Space::of(metric);
         let want_space = match space {
@@ -545,7 +691,12 @@ impl DiskIndex {
             }
             k => return Err(err(format!("unknown code kind {k}"))),
         };
-        if at + n * 4 + n * cb != c_len {
+        let part_bytes = if lists > 0 {
+            lists * dim * 4 + (lists + 1) * 4
+        } else {
+            0
+        };
+        if lists > n || at + n * 4 + n * cb + part_bytes != c_len {
             return Err(err("codes section length mismatch".into()));
         }
         let mut ordinals = Vec::with_capacity(n);
@@ -574,6 +725,47 @@ impl DiskIndex {
         }
         at += n * 4;
         let codes = Resident::copy_of(c.get(at..at + n * cb).unwrap_or_default());
+        at += n * cb;
+        // Partitions: centroids, then list offsets (0, non-decreasing, ending at `n`); the
+        // list of each ordinal is derived here for the sparse walk.
+        let mut centroids = Vec::new();
+        let mut offsets = Vec::new();
+        let mut list_of_ord = Vec::new();
+        if lists > 0 {
+            let rows = floats(at, lists * dim)?;
+            centroids = vec![0f32; lists * dim];
+            for (p, row) in rows.chunks_exact(dim.max(1)).enumerate() {
+                for (t, x) in row.iter().enumerate() {
+                    if let Some(slot) = centroids.get_mut(t * lists + p) {
+                        *slot = *x;
+                    }
+                }
+            }
+            at += lists * dim * 4;
+            offsets = (0..=lists)
+                .map(|p| rd_u32(c, at + p * 4).unwrap_or(u32::MAX))
+                .collect();
+            if offsets.first() != Some(&0)
+                || offsets.last() != Some(&(n as u32))
+                || offsets.windows(2).any(|w| w.first() > w.get(1))
+            {
+                return Err(err("partition offsets are not 0..=nodes, non-decreasing".into()));
+            }
+            list_of_ord = vec![u16::MAX; seg_n];
+            for (p, w) in offsets.windows(2).enumerate() {
+                let (lo, hi) = (w.first().copied().unwrap_or(0), w.get(1).copied().unwrap_or(0));
+                for node in lo..hi {
+                    let o = if ordinals.is_empty() {
+                        node as usize
+                    } else {
+                        ordinals.get(node as usize).copied().unwrap_or(0) as usize
+                    };
+                    if let Some(x) = list_of_ord.get_mut(o) {
+                        *x = p as u16;
+                    }
+                }
+            }
+        }
 
         // Graph header (its CRC was checked with the section table).
         let (g_at, g_len) = graph;
@@ -618,6 +810,9 @@ impl DiskIndex {
             code_bytes: cb,
             codes,
             quant,
+            centroids,
+            offsets,
+            list_of_ord,
             verified,
             cache_slot: Vec::new(),
             cache_arena: Resident::default(),
@@ -683,6 +878,9 @@ impl DiskIndex {
             Quantizer::Pq(p) => p.centroids.len() * 4,
         };
         self.codes.len()
+            + self.centroids.len() * 4
+            + self.offsets.len() * 4
+            + self.list_of_ord.len() * 2
             + self.ordinals.len() * 4
             + self.nodes.len() * 4
             + q
@@ -927,6 +1125,147 @@ impl DiskIndex {
             all.truncate(pool);
         }
         all
+    }
+
+    /// Coarse partitions (IVF lists) of this index (0: none, the segment predates them or was
+    /// built without).
+    pub(crate) fn partitions(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    /// `b` (segment ordinals) renumbered as graph nodes: a partition's matches are then the
+    /// set bits of one range.
+    pub(crate) fn to_node_order(&self, b: &Bitset) -> Bitset {
+        let mut out = Bitset::new(self.n);
+        for ord in b.iter() {
+            if let Some(node) = self.node_of(ord) {
+                out.set(node as usize);
+            }
+        }
+        out
+    }
+
+    /// The partition plan: walk the lists nearest `q` (by centroid), nearest first, scoring
+    /// by code every accepted node, until at least `want.target` are scored and
+    /// `want.min_lists` lists are walked; returns the `pool` nearest by code (ordinal, code
+    /// distance) for a re-rank with full vectors.
+    ///
+    /// A list is a run of node ids, so its candidates are the set bits of one range of
+    /// `by_node` (the filter's matches numbered as nodes; `None`: no filter, every node) and
+    /// their codes are read in order: the walk costs the lists' bitmap words plus the codes
+    /// scored, however sparse the filter. A candidate is then dropped if its ordinal is in
+    /// `deleted` or `shadowed` (a newer version in the memtable) claims it.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn scan_partitions(
+        &self,
+        q: &[f32],
+        pool: usize,
+        want: PartitionWant,
+        by_node: Option<&Bitset>,
+        deleted: &Bitset,
+        shadowed: Option<&dyn Fn(usize) -> bool>,
+        stats: &mut QueryStats,
+    ) -> (Vec<(f32, usize)>, PartitionWalk) {
+        PART_SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut sc) => self.scan_partitions_in(
+                &mut sc, q, pool, want, by_node, deleted, shadowed, stats,
+            ),
+            Err(_) => self.scan_partitions_in(
+                &mut PartScratch::default(),
+                q,
+                pool,
+                want,
+                by_node,
+                deleted,
+                shadowed,
+                stats,
+            ),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn scan_partitions_in(
+        &self,
+        sc: &mut PartScratch,
+        q: &[f32],
+        pool: usize,
+        want: PartitionWant,
+        by_node: Option<&Bitset>,
+        deleted: &Bitset,
+        shadowed: Option<&dyn Fn(usize) -> bool>,
+        stats: &mut QueryStats,
+    ) -> (Vec<(f32, usize)>, PartitionWalk) {
+        let lists = self.partitions();
+        let mut walk = PartitionWalk::default();
+        if lists == 0 {
+            return (Vec::new(), walk);
+        }
+        to_space(self.metric, q, &mut sc.qs);
+        let table = self
+            .quant
+            .query_table(self.space, &sc.qs, std::mem::take(&mut sc.table));
+        // Lists by centroid distance; sorting all of them costs more than the centroid
+        // distances, so only a head is sorted unless the walk goes past it.
+        sc.dist.clear();
+        sc.dist.resize(lists, 0.0);
+        super::simd::distances_soa(&sc.qs, &self.centroids, &mut sc.dist, self.space == Space::Ip);
+        let order = &mut sc.order;
+        order.clear();
+        order.extend(sc.dist.iter().enumerate().map(|(p, &d)| (d, p as u32)));
+        stats.distance_computations += lists as u64;
+        let by = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+        let head = want.min_lists.max(32).min(lists);
+        if head < lists {
+            order.select_nth_unstable_by(head - 1, by);
+        }
+        if let Some(h) = order.get_mut(..head) {
+            h.sort_unstable_by(by);
+        }
+        let mut sorted = head;
+        let any_deleted = deleted.any();
+        let mut top = TopPool::new(pool);
+        // Per list: its candidate nodes, then their code distances in one tight loop, then
+        // the few that beat the pool's bound are checked (deleted, shadowed) and kept.
+        let (cand, dist) = (&mut sc.cand, &mut sc.dist);
+        let mut j = 0;
+        while (top.scored < want.target || j < want.min_lists) && j < lists {
+            if j >= sorted {
+                if let Some(rest) = order.get_mut(sorted..) {
+                    rest.sort_unstable_by(by);
+                }
+                sorted = lists;
+            }
+            let Some(p) = order.get(j).map(|x| x.1 as usize) else {
+                break;
+            };
+            let lo = self.offsets.get(p).copied().unwrap_or(0) as usize;
+            let hi = (self.offsets.get(p + 1).copied().unwrap_or(0) as usize).max(lo);
+            walk.members += (hi - lo) as u64;
+            cand.clear();
+            match by_node {
+                Some(b) => cand.extend(b.iter_range(lo, hi).map(|x| x as u32)),
+                None => cand.extend(lo as u32..hi as u32),
+            }
+            table.distances(cand, |node| self.code(node), dist);
+            for (&node, &d) in cand.iter().zip(dist.iter()) {
+                top.scored += 1;
+                if d > top.bound {
+                    continue;
+                }
+                let ord = self.ordinal(node);
+                if (any_deleted && deleted.get(ord)) || shadowed.is_some_and(|f| f(ord)) {
+                    continue;
+                }
+                top.keep(d, ord);
+            }
+            j += 1;
+        }
+        walk.lists = j as u64;
+        stats.distance_computations += top.scored as u64;
+        if let QueryTable::Pq(t) = table {
+            sc.table = t;
+        }
+        (top.finish(), walk)
     }
 
     /// Exact distance mapped into the code space (so it can replace a code distance).
@@ -1369,6 +1708,7 @@ mod tests {
                 list: 400,
                 beam_width: 8,
                 exact: false,
+                ..SearchParams::default()
             };
             match idx.search(&file, &q, 10, &p, &|_| true, &mut st) {
                 Err(Error::Corruption { reason, .. }) => {
@@ -1401,6 +1741,7 @@ mod tests {
                 list: 400,
                 beam_width: 8,
                 exact: false,
+                ..SearchParams::default()
             };
             assert!(idx.search(&file, &q, 10, &p, &|_| true, &mut st).is_err());
         }
@@ -1423,6 +1764,7 @@ mod tests {
             list: 400,
             beam_width: 8,
             exact: false,
+            ..SearchParams::default()
         };
         match idx.search(&file, &q, 10, &p, &|_| true, &mut st) {
             Err(Error::Corruption { reason, .. }) => {

@@ -5,6 +5,7 @@
 
 pub(crate) mod codes;
 pub(crate) mod disk;
+pub(crate) mod partition;
 pub mod simd;
 #[cfg(test)]
 pub(crate) mod testdata;
@@ -88,6 +89,10 @@ pub struct AnnOptions {
     /// Bytes the indexes may keep in memory: codes (always loaded) plus a cache of the nodes
     /// nearest each entry point, filled while budget remains. Default 256 MiB.
     pub memory_budget_bytes: u64,
+    /// Coarse partitions (IVF lists) per indexed segment, for the planner's partition plan:
+    /// `None` = about `√n` lists (the default), `Some(0)` = none, `Some(p)` = `p` lists (at
+    /// most 65,535 and the segment's vectors).
+    pub partitions: Option<usize>,
 }
 
 impl Default for AnnOptions {
@@ -100,6 +105,7 @@ impl Default for AnnOptions {
             codes: CodeKind::Pq(0),
             seed: 0x5EED,
             memory_budget_bytes: 256 << 20,
+            partitions: None,
         }
     }
 }
@@ -114,6 +120,14 @@ impl AnnOptions {
         }
         if !(1.0..=4.0).contains(&self.alpha) {
             return Err(crate::Error::invalid("ann alpha must be in 1.0..=4.0"));
+        }
+        if self
+            .partitions
+            .is_some_and(|p| p > partition::MAX_PARTITIONS)
+        {
+            return Err(crate::Error::invalid(
+                "ann partitions must be at most 65,535",
+            ));
         }
         Ok(())
     }
@@ -130,6 +144,23 @@ pub struct SearchParams {
     pub beam_width: usize,
     /// Ignore the graphs and scan exactly.
     pub exact: bool,
+    /// Which plan indexed segments run: `Auto` (the cost model, the default) or one forced
+    /// (benchmarks and tests; a plan a segment cannot run falls back to the cost model).
+    pub plan: PlanHint,
+}
+
+/// A plan forced on every indexed segment (see [`SearchParams::plan`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PlanHint {
+    /// The cost model chooses.
+    #[default]
+    Auto,
+    /// Graph search (filtered when there is a filter).
+    Graph,
+    /// Score the filter's matches (by codes from 500 on) and re-rank.
+    FilterFirst,
+    /// Walk the coarse partitions nearest the query (segments built with partitions).
+    Partition,
 }
 
 impl Default for SearchParams {
@@ -138,6 +169,7 @@ impl Default for SearchParams {
             list: 128,
             beam_width: 4,
             exact: false,
+            plan: PlanHint::Auto,
         }
     }
 }
@@ -169,6 +201,11 @@ pub enum Plan {
     /// every candidate is inside the radius, up to 8× or the count bound; results are the
     /// candidates inside the radius, at most `k`.
     GraphRange,
+    /// The coarse partitions (IVF lists) nearest the query, nearest first, until enough
+    /// matches are scored by code: every member tested against the filter (dense filters) or
+    /// only the filter's matches bucketed by list (sparse ones); the best re-ranked with full
+    /// vectors.
+    Partition,
 }
 
 /// What one segment did for a query (`explain`).
@@ -191,6 +228,10 @@ pub struct SegmentExplain {
     pub nodes_visited: u64,
     /// Sectors read.
     pub sectors_read: u64,
+    /// Partition plan: lists walked (0 if none).
+    pub lists_probed: u64,
+    /// Partition plan: list members tested (dense) or matches bucketed (sparse).
+    pub members_scanned: u64,
     /// Time spent on this segment.
     pub micros: u64,
 }

@@ -28,6 +28,43 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     dot_scalar(a, b)
 }
 
+/// Distances from `q` to the `out.len()` points of `soa`, stored dimension-major (`soa[t * n +
+/// i]` is component `t` of point `i`): squared L2, or the negative dot product when `ip`. One
+/// pass per dimension over a contiguous row vectorises across points (the partition plan
+/// ranks ~1,000 centroids per query this way: a call per centroid cost ~30 ns each).
+pub fn distances_soa(q: &[f32], soa: &[f32], out: &mut [f32], ip: bool) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2_fma() {
+            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+            unsafe { x86::distances_soa(q, soa, out, ip) };
+            return;
+        }
+    }
+    distances_soa_body(q, soa, out, ip);
+}
+
+#[inline(always)]
+fn distances_soa_body(q: &[f32], soa: &[f32], out: &mut [f32], ip: bool) {
+    let n = out.len();
+    out.fill(0.0);
+    if n == 0 {
+        return;
+    }
+    for (x, row) in q.iter().zip(soa.chunks_exact(n)) {
+        if ip {
+            for (o, c) in out.iter_mut().zip(row) {
+                *o -= x * c;
+            }
+        } else {
+            for (o, c) in out.iter_mut().zip(row) {
+                let d = x - c;
+                *o += d * d;
+            }
+        }
+    }
+}
+
 /// Reference squared Euclidean distance (over the common length).
 pub fn l2_sq_scalar(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
@@ -70,6 +107,14 @@ mod x86 {
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55));
         _mm_cvtss_f32(s)
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn distances_soa(q: &[f32], soa: &[f32], out: &mut [f32], ip: bool) {
+        // The portable body, compiled here with AVX2 enabled (it auto-vectorises 8 wide).
+        super::distances_soa_body(q, soa, out, ip);
     }
 
     /// # Safety
@@ -167,6 +212,32 @@ mod tests {
                 assert!((l - ls).abs() <= tol(ls), "l2 len {len}: {l} vs {ls}");
                 let mag: f32 = a.iter().zip(&b).map(|(x, y)| (x * y).abs()).sum();
                 assert!((d - ds).abs() <= tol(mag), "dot len {len}: {d} vs {ds}");
+            }
+        }
+    }
+
+    #[test]
+    fn dimension_major_distances_equal_pairwise() {
+        let mut rng = StdRng::seed_from_u64(8);
+        for (n, dim) in [(0usize, 4usize), (1, 3), (13, 8), (100, 64), (7, 100)] {
+            let pts: Vec<Vec<f32>> = (0..n)
+                .map(|_| (0..dim).map(|_| rng.gen_range(-5.0..5.0)).collect())
+                .collect();
+            let q: Vec<f32> = (0..dim).map(|_| rng.gen_range(-5.0..5.0)).collect();
+            let soa: Vec<f32> = (0..dim)
+                .flat_map(|t| pts.iter().map(move |p| p[t]))
+                .collect();
+            for ip in [false, true] {
+                let mut out = vec![f32::NAN; n];
+                distances_soa(&q, &soa, &mut out, ip);
+                for (p, o) in pts.iter().zip(&out) {
+                    let want = if ip {
+                        -dot_scalar(&q, p)
+                    } else {
+                        l2_sq_scalar(&q, p)
+                    };
+                    assert!((o - want).abs() <= 1e-3 * want.abs().max(1.0), "{o} vs {want}");
+                }
             }
         }
     }

@@ -114,6 +114,35 @@ impl Bitset {
         self.words.iter().map(|w| w.count_ones() as usize).sum()
     }
 
+    /// Set bits in `lo..hi`, in increasing order.
+    pub(crate) fn iter_range(&self, lo: usize, hi: usize) -> impl Iterator<Item = usize> + '_ {
+        let hi = hi.min(self.len);
+        let (first, last) = (lo / 64, hi.div_ceil(64));
+        self.words
+            .get(first..last.max(first))
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .flat_map(move |(k, &w)| {
+                let wi = first + k;
+                let mut w = w;
+                if wi == lo / 64 {
+                    w &= u64::MAX << (lo % 64);
+                }
+                if wi * 64 + 64 > hi {
+                    w &= u64::MAX.checked_shr(64 - (hi - wi * 64) as u32).unwrap_or(0);
+                }
+                std::iter::from_fn(move || {
+                    if w == 0 {
+                        return None;
+                    }
+                    let t = w.trailing_zeros() as usize;
+                    w &= w - 1;
+                    Some(wi * 64 + t)
+                })
+            })
+    }
+
     /// Set bits in increasing order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = usize> + '_ {
         self.words.iter().enumerate().flat_map(|(wi, &w)| {
@@ -157,5 +186,23 @@ mod tests {
         assert!(!y.get(n), "no bits past len");
         assert_eq!(Bitset::from_le_bytes(&a.to_le_bytes(), n), a);
         assert_eq!(Bitset::full(n).count(), n);
+    }
+
+    #[test]
+    fn range_iteration_equals_filtering_every_bit() {
+        let n = 200;
+        let mut a = Bitset::new(n);
+        for i in (0..n).filter(|i| i % 3 == 0 || i % 7 == 1) {
+            a.set(i);
+        }
+        let full = Bitset::full(n);
+        for lo in [0, 1, 5, 63, 64, 65, 127, 128, 150, 199, 200, 250] {
+            for hi in [0, 1, 63, 64, 65, 128, 129, 191, 192, 199, 200, 300] {
+                for b in [&a, &full] {
+                    let want: Vec<usize> = b.iter().filter(|&i| i >= lo && i < hi).collect();
+                    assert_eq!(b.iter_range(lo, hi).collect::<Vec<_>>(), want, "{lo}..{hi}");
+                }
+            }
+        }
     }
 }

@@ -79,7 +79,26 @@ pub(crate) struct Segment {
     fence_ends: Vec<u32>,
     /// Recently evaluated filters of a large segment (an immutable segment's answer to a
     /// filter never changes): most recent last, at most `FILTER_CACHE_ENTRIES`.
-    filter_cache: parking_lot::Mutex<Vec<(String, Arc<Bitset>, Counts)>>,
+    filter_cache: parking_lot::Mutex<Vec<(String, Arc<Evaluated>)>>,
+}
+
+/// A filter evaluated on one segment (deletions not applied): its matches by ordinal, their
+/// counts, and — built on first use by the partition plan, then kept with the cache entry —
+/// the same matches numbered as graph nodes, where a partition is a run of ids.
+#[derive(Debug)]
+pub(crate) struct Evaluated {
+    pub(crate) bits: Arc<Bitset>,
+    pub(crate) counts: Counts,
+    by_node: std::sync::OnceLock<Arc<Bitset>>,
+}
+
+impl Evaluated {
+    /// The matches as graph nodes of `idx` (this segment's index).
+    pub(crate) fn by_node(&self, idx: &DiskIndex) -> Arc<Bitset> {
+        self.by_node
+            .get_or_init(|| Arc::new(idx.to_node_order(&self.bits)))
+            .clone()
+    }
 }
 
 /// A filter's matches in a segment, all of them and those with a vector.
@@ -616,6 +635,16 @@ impl Segment {
     }
 
     /// Copy the vector of ordinal `i` into `out`; false if the document has none.
+    /// Hint the CPU to load document `i`'s vector (a re-rank about to read it).
+    pub(crate) fn prefetch_vector(&self, i: usize) {
+        let at = self.vec_at + i * self.dim * 4;
+        if let Some(v) = self.bytes.get(at..at + self.dim * 4) {
+            for line in (0..v.len()).step_by(64) {
+                crate::ann::prefetch(v.get(line..).unwrap_or_default());
+            }
+        }
+    }
+
     pub(crate) fn vector_into(&self, i: usize, out: &mut Vec<f32>) -> bool {
         if !self.vec_present.get(i) {
             return false;
@@ -751,30 +780,35 @@ impl Segment {
     /// a repeated filter — a tenant or visibility restriction, a popular tag — costs a copy
     /// of its bitmap instead of decoding its postings or scanning a column again.
     /// Returns the bitmap (shared with the cache) and its counts.
-    pub(crate) fn eval_cached(&self, f: &Filter) -> (Arc<Bitset>, Counts) {
+    pub(crate) fn eval_cached(&self, f: &Filter) -> Arc<Evaluated> {
+        let fresh = |b: Bitset| {
+            let counts = self.counts(&b);
+            Arc::new(Evaluated {
+                bits: Arc::new(b),
+                counts,
+                by_node: std::sync::OnceLock::new(),
+            })
+        };
         if self.n < FILTER_CACHE_MIN_DOCS {
-            let b = self.eval(f);
-            let c = self.counts(&b);
-            return (Arc::new(b), c);
+            return fresh(self.eval(f));
         }
         let key = f.to_string();
         {
             let mut c = self.filter_cache.lock();
-            if let Some(at) = c.iter().position(|(k, _, _)| *k == key) {
+            if let Some(at) = c.iter().position(|(k, _)| *k == key) {
                 let hit = c.remove(at);
-                let out = (hit.1.clone(), hit.2);
+                let out = hit.1.clone();
                 c.push(hit);
                 return out;
             }
         }
-        let b = Arc::new(self.eval(f));
-        let count = self.counts(&b);
+        let e = fresh(self.eval(f));
         let mut c = self.filter_cache.lock();
         if c.len() >= FILTER_CACHE_ENTRIES {
             c.remove(0);
         }
-        c.push((key, b.clone(), count));
-        (b, count)
+        c.push((key, e.clone()));
+        e
     }
 
     /// How many of `b`'s documents there are, and how many of them carry a vector (documents

@@ -27,6 +27,26 @@ pub enum Dataset {
     Social,
 }
 
+/// `--plan` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PlanArg {
+    Auto,
+    Graph,
+    FilterFirst,
+    Partition,
+}
+
+impl PlanArg {
+    fn hint(self) -> strata::PlanHint {
+        match self {
+            PlanArg::Auto => strata::PlanHint::Auto,
+            PlanArg::Graph => strata::PlanHint::Graph,
+            PlanArg::FilterFirst => strata::PlanHint::FilterFirst,
+            PlanArg::Partition => strata::PlanHint::Partition,
+        }
+    }
+}
+
 #[derive(Args)]
 pub struct FilteredBenchArgs {
     /// Which data.
@@ -82,9 +102,22 @@ pub struct FilteredBenchArgs {
         default_value = "hnswlib,faiss-hnsw,faiss-ivf,lancedb-prefilter,lancedb-postfilter"
     )]
     peer_systems: String,
+    /// Force a plan on every indexed segment (calibrating the cost model); `auto` = the
+    /// planner's choice.
+    #[arg(long, value_enum, default_value = "auto")]
+    plan: PlanArg,
     /// Peers: stop raising a system's search parameter once one setting takes this long.
     #[arg(long, default_value_t = 20.0)]
     peer_seconds_max: f64,
+}
+
+/// Mean work per query (see [`Bucket::work`]).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+struct Work {
+    lists: f64,
+    members: f64,
+    nodes: f64,
+    distances: f64,
 }
 
 /// One peer measurement: system, bucket tag, ef, recall, QPS.
@@ -120,6 +153,10 @@ struct Bucket {
     p50_us: u64,
     p99_us: u64,
     plans: BTreeMap<String, u64>,
+    /// Per query (summed over segments): partition lists walked, list members tested or
+    /// matches bucketed, graph nodes expanded, distance computations (codes + full).
+    #[serde(default)]
+    work: Work,
     /// The list of the reported point, and every (list, recall, QPS) of the sweep.
     list: usize,
     sweep: Vec<(usize, f64, f64)>,
@@ -467,11 +504,13 @@ fn measure(
     gt: &[Vec<usize>],
     list: usize,
     repeat: usize,
+    plan: strata::PlanHint,
 ) -> CliResult<Bucket> {
     let n = l.base.len();
     let text = case.filter.to_string();
     let mut lat = Vec::with_capacity(l.queries.len());
     let mut plans = BTreeMap::new();
+    let mut work = Work::default();
     let t0 = Instant::now();
     let mut results = Vec::with_capacity(l.queries.len());
     for (qi, q) in l
@@ -485,12 +524,17 @@ fn measure(
         let (h, st) = l.db.search_with_stats(
             &Query::knn(q.clone(), 10)
                 .with_filter(case.filter.clone())
-                .with_search_list(list),
+                .with_search_list(list)
+                .with_plan(plan),
         )?;
         lat.push(t.elapsed().as_micros() as u64);
         for e in st.explain.iter().filter(|e| e.segment.is_some()) {
             *plans.entry(format!("{:?}", e.plan)).or_insert(0u64) += 1;
+            work.lists += e.lists_probed as f64;
+            work.members += e.members_scanned as f64;
         }
+        work.nodes += st.nodes_visited as f64;
+        work.distances += st.distance_computations as f64;
         if qi < l.queries.len() {
             results.push(h);
         }
@@ -508,6 +552,15 @@ fn measure(
         p50_us: percentile(&lat, 50.0),
         p99_us: percentile(&lat, 99.0),
         plans,
+        work: {
+            let runs = lat.len().max(1) as f64;
+            Work {
+                lists: work.lists / runs,
+                members: work.members / runs,
+                nodes: work.nodes / runs,
+                distances: work.distances / runs,
+            }
+        },
         list,
         sweep: Vec::new(),
     })
@@ -556,7 +609,7 @@ pub fn run(a: &FilteredBenchArgs) -> CliResult {
         }
         let mut sweep = Vec::new();
         for &list in &a.lists {
-            sweep.push(measure(&l, case, &gt, list, a.repeat)?);
+            sweep.push(measure(&l, case, &gt, list, a.repeat, a.plan.hint())?);
         }
         // Like the peers: the fastest setting that reaches recall 0.95 (else the best recall).
         let b = sweep
@@ -570,7 +623,7 @@ pub fn run(a: &FilteredBenchArgs) -> CliResult {
         };
         b.sweep = sweep.iter().map(|x| (x.list, x.recall, x.qps)).collect();
         println!(
-            "  {:>7.3} % [{:>6}] {:<16} {:<44} L={:<3} recall@10 {:.4}  QPS {:>7.0}  p50 {:>6} µs  p99 {:>7} µs  {:?}",
+            "  {:>7.3} % [{:>6}] {:<16} {:<44} L={:<3} recall@10 {:.4}  QPS {:>7.0}  p50 {:>6} µs  p99 {:>7} µs  {:?}  per query: {:.0} lists, {:.0} members, {:.0} nodes, {:.0} distances",
             b.selectivity * 100.0,
             format!("{}%", b.target * 100.0),
             b.family,
@@ -580,7 +633,11 @@ pub fn run(a: &FilteredBenchArgs) -> CliResult {
             b.qps,
             b.p50_us,
             b.p99_us,
-            b.plans
+            b.plans,
+            b.work.lists,
+            b.work.members,
+            b.work.nodes,
+            b.work.distances
         );
         buckets.push(b);
         peer_buckets.push(serde_json::json!({"tag": text, "ids": case.ids, "gt": gt}));
