@@ -250,7 +250,10 @@ fn committed_v2_ann_segment_answers_through_its_graph_and_partitions() {
             )
             .unwrap();
         let e = &st.explain[1];
-        assert_eq!((e.plan, e.lists_probed, e.members_scanned), (strata::Plan::Partition, 6, 60));
+        assert_eq!(
+            (e.plan, e.lists_probed, e.members_scanned),
+            (strata::Plan::Partition, 6, 60)
+        );
         assert_eq!(got, want, "partitions, query {q:?}");
     }
 }

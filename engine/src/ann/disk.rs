@@ -560,7 +560,11 @@ impl TopPool {
         if self.items.len() > self.pool {
             self.items.select_nth_unstable_by(self.pool - 1, Self::by);
             self.items.truncate(self.pool);
-            self.bound = self.items.iter().map(|x| x.0).fold(f32::NEG_INFINITY, f32::max);
+            self.bound = self
+                .items
+                .iter()
+                .map(|x| x.0)
+                .fold(f32::NEG_INFINITY, f32::max);
         }
     }
 
@@ -570,13 +574,22 @@ impl TopPool {
     }
 }
 
+/// A filter's matches numbered as graph nodes, and how many fall in each partition (the walk
+/// skips the empty ones without reading their bitmap words: a filter correlated with a far
+/// cluster would otherwise walk every list).
+#[derive(Debug)]
+pub(crate) struct NodeOrder {
+    pub bits: Bitset,
+    pub per_list: Vec<u32>,
+}
+
 /// How far a partition walk goes (see [`DiskIndex::scan_partitions`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PartitionWant {
     /// Accepted nodes to score by code before stopping (after whole lists).
     pub target: usize,
-    /// Lists to walk at least.
-    pub min_lists: usize,
+    /// Candidates returned for the re-rank (the nearest by code).
+    pub pool: usize,
 }
 
 /// What a partition walk did.
@@ -749,11 +762,16 @@ impl DiskIndex {
                 || offsets.last() != Some(&(n as u32))
                 || offsets.windows(2).any(|w| w.first() > w.get(1))
             {
-                return Err(err("partition offsets are not 0..=nodes, non-decreasing".into()));
+                return Err(err(
+                    "partition offsets are not 0..=nodes, non-decreasing".into()
+                ));
             }
             list_of_ord = vec![u16::MAX; seg_n];
             for (p, w) in offsets.windows(2).enumerate() {
-                let (lo, hi) = (w.first().copied().unwrap_or(0), w.get(1).copied().unwrap_or(0));
+                let (lo, hi) = (
+                    w.first().copied().unwrap_or(0),
+                    w.get(1).copied().unwrap_or(0),
+                );
                 for node in lo..hi {
                     let o = if ordinals.is_empty() {
                         node as usize
@@ -1133,21 +1151,31 @@ impl DiskIndex {
         self.offsets.len().saturating_sub(1)
     }
 
-    /// `b` (segment ordinals) renumbered as graph nodes: a partition's matches are then the
-    /// set bits of one range.
-    pub(crate) fn to_node_order(&self, b: &Bitset) -> Bitset {
-        let mut out = Bitset::new(self.n);
+    /// `b` (segment ordinals) renumbered as graph nodes — a partition's matches are then the
+    /// set bits of one range — with each partition's count.
+    pub(crate) fn to_node_order(&self, b: &Bitset) -> NodeOrder {
+        let mut bits = Bitset::new(self.n);
         for ord in b.iter() {
             if let Some(node) = self.node_of(ord) {
-                out.set(node as usize);
+                bits.set(node as usize);
             }
         }
-        out
+        let per_list = self
+            .offsets
+            .windows(2)
+            .map(|w| {
+                let (lo, hi) = (
+                    w.first().copied().unwrap_or(0),
+                    w.get(1).copied().unwrap_or(0),
+                );
+                bits.iter_range(lo as usize, hi as usize).count() as u32
+            })
+            .collect();
+        NodeOrder { bits, per_list }
     }
 
     /// The partition plan: walk the lists nearest `q` (by centroid), nearest first, scoring
-    /// by code every accepted node, until at least `want.target` are scored and
-    /// `want.min_lists` lists are walked; returns the `pool` nearest by code (ordinal, code
+    /// by code every accepted node, until at least `want.target` are scored (whole lists); returns the `want.pool` nearest by code (ordinal, code
     /// distance) for a re-rank with full vectors.
     ///
     /// A list is a run of node ids, so its candidates are the set bits of one range of
@@ -1159,21 +1187,19 @@ impl DiskIndex {
     pub(crate) fn scan_partitions(
         &self,
         q: &[f32],
-        pool: usize,
         want: PartitionWant,
-        by_node: Option<&Bitset>,
+        by_node: Option<&NodeOrder>,
         deleted: &Bitset,
         shadowed: Option<&dyn Fn(usize) -> bool>,
         stats: &mut QueryStats,
     ) -> (Vec<(f32, usize)>, PartitionWalk) {
         PART_SCRATCH.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut sc) => self.scan_partitions_in(
-                &mut sc, q, pool, want, by_node, deleted, shadowed, stats,
-            ),
+            Ok(mut sc) => {
+                self.scan_partitions_in(&mut sc, q, want, by_node, deleted, shadowed, stats)
+            }
             Err(_) => self.scan_partitions_in(
                 &mut PartScratch::default(),
                 q,
-                pool,
                 want,
                 by_node,
                 deleted,
@@ -1188,9 +1214,8 @@ impl DiskIndex {
         &self,
         sc: &mut PartScratch,
         q: &[f32],
-        pool: usize,
         want: PartitionWant,
-        by_node: Option<&Bitset>,
+        by_node: Option<&NodeOrder>,
         deleted: &Bitset,
         shadowed: Option<&dyn Fn(usize) -> bool>,
         stats: &mut QueryStats,
@@ -1208,13 +1233,30 @@ impl DiskIndex {
         // distances, so only a head is sorted unless the walk goes past it.
         sc.dist.clear();
         sc.dist.resize(lists, 0.0);
-        super::simd::distances_soa(&sc.qs, &self.centroids, &mut sc.dist, self.space == Space::Ip);
+        super::simd::distances_soa(
+            &sc.qs,
+            &self.centroids,
+            &mut sc.dist,
+            self.space == Space::Ip,
+        );
         let order = &mut sc.order;
         order.clear();
-        order.extend(sc.dist.iter().enumerate().map(|(p, &d)| (d, p as u32)));
+        match by_node {
+            // Only the lists holding matches.
+            Some(b) => order.extend(
+                sc.dist
+                    .iter()
+                    .zip(&b.per_list)
+                    .enumerate()
+                    .filter(|(_, (_, &c))| c > 0)
+                    .map(|(p, (&d, _))| (d, p as u32)),
+            ),
+            None => order.extend(sc.dist.iter().enumerate().map(|(p, &d)| (d, p as u32))),
+        }
         stats.distance_computations += lists as u64;
+        let lists = order.len();
         let by = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
-        let head = want.min_lists.max(32).min(lists);
+        let head = 32.min(lists);
         if head < lists {
             order.select_nth_unstable_by(head - 1, by);
         }
@@ -1223,17 +1265,24 @@ impl DiskIndex {
         }
         let mut sorted = head;
         let any_deleted = deleted.any();
-        let mut top = TopPool::new(pool);
+        let mut top = TopPool::new(want.pool);
         // Per list: its candidate nodes, then their code distances in one tight loop, then
         // the few that beat the pool's bound are checked (deleted, shadowed) and kept.
         let (cand, dist) = (&mut sc.cand, &mut sc.dist);
         let mut j = 0;
-        while (top.scored < want.target || j < want.min_lists) && j < lists {
+        while top.scored < want.target && j < lists {
             if j >= sorted {
+                // The next lists, as many again as are sorted: selected, then sorted.
+                let more = sorted.max(32).min(lists - sorted);
                 if let Some(rest) = order.get_mut(sorted..) {
-                    rest.sort_unstable_by(by);
+                    if more < rest.len() {
+                        rest.select_nth_unstable_by(more - 1, by);
+                    }
+                    if let Some(h) = rest.get_mut(..more) {
+                        h.sort_unstable_by(by);
+                    }
                 }
-                sorted = lists;
+                sorted += more;
             }
             let Some(p) = order.get(j).map(|x| x.1 as usize) else {
                 break;
@@ -1243,7 +1292,7 @@ impl DiskIndex {
             walk.members += (hi - lo) as u64;
             cand.clear();
             match by_node {
-                Some(b) => cand.extend(b.iter_range(lo, hi).map(|x| x as u32)),
+                Some(b) => cand.extend(b.bits.iter_range(lo, hi).map(|x| x as u32)),
                 None => cand.extend(lo as u32..hi as u32),
             }
             table.distances(cand, |node| self.code(node), dist);

@@ -30,17 +30,33 @@ pub(crate) fn auto_count(n: usize) -> usize {
         .min(n)
 }
 
-/// The nearest of `centroids` (row-major, `dim` each) to `x` by squared L2: (index, distance).
+/// The nearest of the centroids (dimension-major `soa`, `buf.len()` of them) to `x` by
+/// squared L2: (index, distance). One pass per dimension over all centroids vectorises (a
+/// distance call per centroid was ~8× slower at 64-d).
 #[inline]
-fn nearest(x: &[f32], centroids: &[f32], dim: usize) -> (usize, f32) {
+fn nearest(x: &[f32], soa: &[f32], buf: &mut [f32]) -> (usize, f32) {
+    simd::distances_soa(x, soa, buf, false);
     let mut best = (0usize, f32::INFINITY);
-    for (c, row) in centroids.chunks_exact(dim.max(1)).enumerate() {
-        let d = simd::l2_sq(x, row);
+    for (c, &d) in buf.iter().enumerate() {
         if d < best.1 {
             best = (c, d);
         }
     }
     best
+}
+
+/// Row-major centroids (`dim` each) to dimension-major.
+fn to_soa(rows: &[f32], dim: usize) -> Vec<f32> {
+    let p = rows.len() / dim.max(1);
+    let mut soa = vec![0f32; rows.len()];
+    for (c, row) in rows.chunks_exact(dim.max(1)).enumerate() {
+        for (t, x) in row.iter().enumerate() {
+            if let Some(slot) = soa.get_mut(t * p + c) {
+                *slot = *x;
+            }
+        }
+    }
+    soa
 }
 
 /// Train `p` centroids (row-major) on a seeded sample of `data` (`dim` floats per row) with
@@ -56,11 +72,17 @@ pub(crate) fn train(data: &[f32], dim: usize, p: usize, seed: u64) -> Vec<f32> {
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(&mut StdRng::seed_from_u64(seed ^ 0x1F5_0C7A));
     order.truncate(n.min(p.saturating_mul(TRAIN_PER_LIST)).max(p));
-    let mut cent: Vec<f32> = order.iter().take(p).flat_map(|&i| row(i)).copied().collect();
+    let mut cent: Vec<f32> = order
+        .iter()
+        .take(p)
+        .flat_map(|&i| row(i))
+        .copied()
+        .collect();
     for _ in 0..ITERS {
+        let soa = to_soa(&cent, dim);
         let assigned: Vec<(usize, f32)> = order
             .par_iter()
-            .map(|&i| nearest(row(i), &cent, dim))
+            .map_init(|| vec![0f32; p], |buf, &i| nearest(row(i), &soa, buf))
             .collect();
         let (sum, cnt) = order
             .par_iter()
@@ -116,8 +138,10 @@ pub(crate) fn train(data: &[f32], dim: usize, p: usize, seed: u64) -> Vec<f32> {
 
 /// The list of every row of `data`: its nearest centroid by squared L2.
 pub(crate) fn assign(data: &[f32], dim: usize, centroids: &[f32]) -> Vec<u32> {
+    let p = centroids.len() / dim.max(1);
+    let soa = to_soa(centroids, dim);
     data.par_chunks(dim.max(1))
-        .map(|x| nearest(x, centroids, dim).0 as u32)
+        .map_init(|| vec![0f32; p], |buf, x| nearest(x, &soa, buf).0 as u32)
         .collect()
 }
 

@@ -236,7 +236,10 @@ mod tests {
                     } else {
                         l2_sq_scalar(&q, p)
                     };
-                    assert!((o - want).abs() <= 1e-3 * want.abs().max(1.0), "{o} vs {want}");
+                    assert!(
+                        (o - want).abs() <= 1e-3 * want.abs().max(1.0),
+                        "{o} vs {want}"
+                    );
                 }
             }
         }

@@ -130,7 +130,9 @@ impl Bitset {
                     w &= u64::MAX << (lo % 64);
                 }
                 if wi * 64 + 64 > hi {
-                    w &= u64::MAX.checked_shr(64 - (hi - wi * 64) as u32).unwrap_or(0);
+                    w &= u64::MAX
+                        .checked_shr(64 - (hi - wi * 64) as u32)
+                        .unwrap_or(0);
                 }
                 std::iter::from_fn(move || {
                     if w == 0 {

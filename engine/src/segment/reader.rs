@@ -11,7 +11,7 @@ use super::bitset::Bitset;
 use super::bloom::Bloom;
 use super::cache::BlockCache;
 use super::format::*;
-use crate::ann::disk::DiskIndex;
+use crate::ann::disk::{DiskIndex, NodeOrder};
 use crate::ann::AnnBudget;
 use crate::batch::decode_doc_ext;
 use crate::filter::Filter;
@@ -89,12 +89,12 @@ pub(crate) struct Segment {
 pub(crate) struct Evaluated {
     pub(crate) bits: Arc<Bitset>,
     pub(crate) counts: Counts,
-    by_node: std::sync::OnceLock<Arc<Bitset>>,
+    by_node: std::sync::OnceLock<Arc<NodeOrder>>,
 }
 
 impl Evaluated {
     /// The matches as graph nodes of `idx` (this segment's index).
-    pub(crate) fn by_node(&self, idx: &DiskIndex) -> Arc<Bitset> {
+    pub(crate) fn by_node(&self, idx: &DiskIndex) -> Arc<NodeOrder> {
         self.by_node
             .get_or_init(|| Arc::new(idx.to_node_order(&self.bits)))
             .clone()
