@@ -13,7 +13,9 @@ use std::collections::HashSet;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use strata::{AnnOptions, Db, Document, Metric, Options, Query, Schema, SyncMode, WriteBatch};
+use strata::{
+    AnnOptions, Db, Document, Metric, Options, PlanHint, Query, Schema, SyncMode, WriteBatch,
+};
 
 const DIM: usize = 64;
 
@@ -82,7 +84,7 @@ fn brute_top10(data: &[Vec<f32>], q: &[f32], keep: impl Fn(usize) -> bool) -> Ve
         .collect()
 }
 
-fn recall(db: &Db, queries: &[Vec<f32>], list: usize) -> (f64, strata::QueryStats) {
+fn recall(db: &Db, queries: &[Vec<f32>], list: usize, plan: PlanHint) -> (f64, strata::QueryStats) {
     let (mut hit, mut total) = (0usize, 0usize);
     let mut stats = strata::QueryStats::default();
     for q in queries {
@@ -93,7 +95,11 @@ fn recall(db: &Db, queries: &[Vec<f32>], list: usize) -> (f64, strata::QueryStat
             .map(|h| h.key)
             .collect();
         let (got, st) = db
-            .search_with_stats(&Query::knn(q.clone(), 10).with_search_list(list))
+            .search_with_stats(
+                &Query::knn(q.clone(), 10)
+                    .with_search_list(list)
+                    .with_plan(plan),
+            )
             .unwrap();
         assert_eq!(got.len(), 10);
         assert!(got.windows(2).all(|w| w[0].distance <= w[1].distance));
@@ -118,7 +124,12 @@ fn recall_at_10_on_20k_by_64_clustered_is_at_least_095() {
     let st = db.stats();
     assert_eq!((st.segments, st.ann_segments), (1, 1));
     let queries = clustered(200, 100, 2);
-    let (r, stats) = recall(&db, &queries, strata::SearchParams::default().list);
+    let (r, stats) = recall(
+        &db,
+        &queries,
+        strata::SearchParams::default().list,
+        PlanHint::Graph,
+    );
     eprintln!(
         "recall@10 {r:.4}; per query: {:.1} nodes, {:.1} sectors, {:.0} distances",
         stats.nodes_visited as f64 / 200.0,
@@ -131,8 +142,16 @@ fn recall_at_10_on_20k_by_64_clustered_is_at_least_095() {
     // most as many reads as expanded nodes.
     assert!(stats.sectors_read > 0 && stats.sectors_read <= stats.nodes_visited);
     // A larger list buys recall.
-    let (r2, _) = recall(&db, &queries, 256);
+    let (r2, _) = recall(&db, &queries, 256, PlanHint::Graph);
     assert!(r2 >= r, "L=256 recall {r2} < default-L recall {r}");
+    // The partition plan (141 lists of ~140) and the planner's own choice hold it too.
+    for plan in [PlanHint::Partition, PlanHint::Auto] {
+        let (r, st) = recall(&db, &queries, 64, plan);
+        assert!(r >= 0.95, "{plan:?}: recall@10 {r}");
+        if plan == PlanHint::Partition {
+            assert_eq!(st.graph_segments, 0, "no graph search ran");
+        }
+    }
 }
 
 #[test]
@@ -234,7 +253,14 @@ fn filtered_knn_holds_recall_at_every_selectivity() {
         "(not sel-2)",
     ] {
         let filter = strata::Filter::parse(f).unwrap();
-        let (mut hit, mut total) = (0usize, 0usize);
+        let hints = [
+            PlanHint::Auto,
+            PlanHint::Graph,
+            PlanHint::FilterFirst,
+            PlanHint::Partition,
+        ];
+        let mut hit = [0usize; 4];
+        let mut total = 0usize;
         let mut plans = std::collections::BTreeMap::new();
         for q in &queries {
             let mut want: Vec<(f32, usize)> = data
@@ -255,27 +281,43 @@ fn filtered_knn_holds_recall_at_every_selectivity() {
                 .take(10)
                 .map(|x| key(x.1).into_bytes())
                 .collect();
-            // L=64 (half the default) makes the widened graph search cheap enough to be chosen at high
-            // selectivity, so every plan is exercised.
-            let (got, st) = db
-                .search_with_stats(
-                    &Query::knn(q.clone(), 10)
-                        .with_filter(filter.clone())
-                        .with_search_list(64),
-                )
-                .unwrap();
-            for e in st.explain.iter().filter(|e| e.segment.is_some()) {
-                *plans.entry(format!("{:?}", e.plan)).or_insert(0) += 1;
+            // The planner's choice, then every plan forced (each must hold the recall).
+            for (h, &hint) in hints.iter().enumerate() {
+                let (got, st) = db
+                    .search_with_stats(
+                        &Query::knn(q.clone(), 10)
+                            .with_filter(filter.clone())
+                            // A forced graph search gets the default list (the planner
+                            // would not run it at 20 % with L = 64: recall 0.90).
+                            .with_search_list(if hint == PlanHint::Graph { 128 } else { 64 })
+                            .with_plan(hint),
+                    )
+                    .unwrap();
+                for e in st.explain.iter().filter(|e| e.segment.is_some()) {
+                    *plans.entry(format!("{hint:?}:{:?}", e.plan)).or_insert(0) += 1;
+                }
+                hit[h] += got.iter().filter(|h| want.contains(&h.key)).count();
             }
-            hit += got.iter().filter(|h| want.contains(&h.key)).count();
             total += want.len();
         }
-        let recall = hit as f64 / total as f64;
-        eprintln!("filter {f}: recall@10 {recall:.3}, plans {plans:?}");
-        assert!(recall >= 0.95, "filter {f}: recall {recall} ({plans:?})");
+        for (h, hint) in hints.iter().enumerate() {
+            let recall = hit[h] as f64 / total as f64;
+            eprintln!("filter {f}, {hint:?}: recall@10 {recall:.3}");
+            assert!(
+                recall >= 0.95,
+                "filter {f}, {hint:?}: recall {recall} ({plans:?})"
+            );
+        }
+        eprintln!("filter {f}: plans {plans:?}");
         all_plans.extend(plans.into_keys());
     }
-    for p in ["FilteredGraph", "FilterFirstCodes", "FilterFirst"] {
+    for p in [
+        "Auto:Partition",
+        "Auto:FilterFirst",
+        "Graph:FilteredGraph",
+        "FilterFirst:FilterFirstCodes",
+        "Partition:Partition",
+    ] {
         assert!(
             all_plans.contains(p),
             "plan {p} never chosen: {all_plans:?}"
@@ -291,10 +333,11 @@ fn filtered_plans_rank_and_exact_queries_equal_brute_force() {
     load(&db, &data);
     assert_eq!(db.stats().ann_segments, 1);
     for (qi, q) in clustered(20, 30, 6).into_iter().enumerate() {
-        // A third of the documents match: ranking them by code and re-ranking is cheaper than
-        // a graph search widened 3x, so the planner picks filter-first by codes...
+        // A third of the documents match: filter-first ranks them by code and re-ranks...
         let f = Query::knn(q.clone(), 10).with_filter_str("three").unwrap();
-        let (approx, st) = db.search_with_stats(&f).unwrap();
+        let (approx, st) = db
+            .search_with_stats(&f.clone().with_plan(PlanHint::FilterFirst))
+            .unwrap();
         assert_eq!(st.graph_segments, 0);
         assert_eq!(st.explain[1].plan, strata::Plan::FilterFirstCodes);
         // ...and `exact()` scores every match at full precision.
@@ -442,7 +485,10 @@ fn mandatory_filter_is_never_bypassed_by_any_plan() {
             if let Some(t) = text {
                 query = query.with_filter_str(t).unwrap();
             }
-            for query in [query.clone(), query.exact()] {
+            // The planner's choice, every plan forced, and exact.
+            let forced = [PlanHint::Graph, PlanHint::FilterFirst, PlanHint::Partition]
+                .map(|p| query.clone().with_plan(p));
+            for query in [query.clone(), query.exact()].into_iter().chain(forced) {
                 let (got, st) = snap.search_with_stats(&query).unwrap();
                 for e in &st.explain {
                     plans.insert(format!("{:?}", e.plan));
@@ -468,7 +514,7 @@ fn mandatory_filter_is_never_bypassed_by_any_plan() {
         let want = brute_top10(&data, &q, admitted);
         let got: Vec<Vec<u8>> = got.into_iter().map(|h| h.key).collect();
         assert_eq!(got, want, "query {qi}");
-        // Radius and boolean queries too.
+        // Radius and boolean queries too (a radius query never takes the partition plan).
         let r = snap
             .search(&Query::knn(q.clone(), 10_000).with_radius(15.0))
             .unwrap();
@@ -478,7 +524,13 @@ fn mandatory_filter_is_never_bypassed_by_any_plan() {
         }));
     }
     // Every query carries the mandatory filter, so the unfiltered `Graph` plan never runs.
-    for p in ["FilteredGraph", "FilterFirstCodes", "FilterFirst", "Exact"] {
+    for p in [
+        "FilteredGraph",
+        "FilterFirstCodes",
+        "FilterFirst",
+        "Exact",
+        "Partition",
+    ] {
         assert!(plans.contains(p), "plan {p} not exercised: {plans:?}");
     }
     let all = snap
@@ -550,7 +602,14 @@ fn flushed_segments_are_indexed_in_the_background_when_writers_pause() {
     let st = db.stats();
     assert_eq!((st.segments, st.ann_segments), (1, 1));
     let (after, st) = db.search_with_stats(&Query::knn(q.clone(), 10)).unwrap();
-    assert_eq!(st.graph_segments, 1);
+    assert!(
+        matches!(
+            st.explain[1].plan,
+            strata::Plan::Graph | strata::Plan::Partition
+        ),
+        "the index answered: {:?}",
+        st.explain[1]
+    );
     let found = after
         .iter()
         .filter(|h| exact.iter().any(|e| e.key == h.key))
@@ -614,7 +673,11 @@ fn cached_filters_follow_deletes_and_overwrites() {
 #[test]
 fn vectorless_matches_do_not_inflate_the_planner_selectivity() {
     let tmp = tempfile::tempdir().unwrap();
-    let db = Db::create_with(tmp.path(), Schema::new(DIM as u32, Metric::L2), options()).unwrap();
+    // Graph or filter-first only (no partitions): at 100 % the graph would win, at 33 % the
+    // code scan does.
+    let mut o = options();
+    o.ann.partitions = Some(0);
+    let db = Db::create_with(tmp.path(), Schema::new(DIM as u32, Metric::L2), o).unwrap();
     let data = clustered(6_000, 30, 5);
     for chunk in (0..20_000).collect::<Vec<_>>().chunks(1000) {
         let mut b = WriteBatch::new();

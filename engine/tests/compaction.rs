@@ -258,7 +258,11 @@ fn recall_across_compaction(reuse: bool) -> (f64, f64) {
             // Default search parameters. (`L_search` applies per segment: three segments
             // searched with L each do more work than their merge searched with L, so a small
             // L would measure that, not the merged graph.)
-            let (got, st) = db.search_with_stats(&Query::knn(q.clone(), 10)).unwrap();
+            // The graphs are what the merge rebuilds: forced, so the planner's partition
+            // plan does not stand in for them.
+            let (got, st) = db
+                .search_with_stats(&Query::knn(q.clone(), 10).with_plan(strata::PlanHint::Graph))
+                .unwrap();
             assert!(st.graph_segments >= 1);
             hit += got.iter().filter(|h| want.contains(&h.key)).count();
         }

@@ -3,9 +3,11 @@
 //! over the whole selectivity range. For every (filter, query):
 //! - `exact()` equals brute force over `Filter::matches` (documents and order);
 //! - the planned query's recall@10 is >= 0.95 per filter (and over all);
+//! - every plan forced (graph, filter-first, partition) holds recall@10 >= 0.95 per filter,
+//!   and equals brute force when it ran exactly;
 //! - every result matches the filter.
 //!
-//! The plan each filter's queries got — graph-first or filter-first, the cost model's call,
+//! The plan each filter's queries got — graph, filter-first or partition, the cost model's call,
 //! deterministic given the counts — is compared with `fixtures/planner-plans.txt`, so a change
 //! in the chooser shows as a diff (`STRATA_REGEN_PLANS=1` rewrites it after a deliberate one).
 #![allow(
@@ -22,10 +24,13 @@ use std::fmt::Write as _;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use strata::{
-    AnnOptions, Db, Document, Filter, Metric, Options, Plan, Query, Schema, SyncMode, WriteBatch,
+    AnnOptions, Db, Document, Filter, Metric, Options, Plan, PlanHint, Query, Schema, SyncMode,
+    WriteBatch,
 };
 
 const DIM: usize = 32;
+/// Plans run forced on every query besides the planner's choice.
+const FORCED: [PlanHint; 3] = [PlanHint::Graph, PlanHint::FilterFirst, PlanHint::Partition];
 const N: usize = 12_000;
 const CLUSTERS: usize = 24;
 
@@ -144,6 +149,7 @@ fn planner_oracle_over_random_filters() {
     for f in &filters {
         let matching: Vec<usize> = (0..N).filter(|&i| f.matches(&docs[i])).collect();
         let (mut hit, mut total) = (0usize, 0usize);
+        let mut forced_hit = [0usize; FORCED.len()];
         let mut chosen: BTreeMap<&str, usize> = BTreeMap::new();
         for q in &queries {
             let mut want: Vec<(f32, usize)> = matching
@@ -176,10 +182,36 @@ fn planner_oracle_over_random_filters() {
                 let c = match e.plan {
                     Plan::FilteredGraph | Plan::GraphThenExact | Plan::GraphThenCodes => "graph",
                     Plan::FilterFirst | Plan::FilterFirstCodes => "filter-first",
+                    Plan::Partition => "partition",
                     _ => "other",
                 };
                 *chosen.entry(c).or_default() += 1;
             }
+            // Every plan forced: each keeps to the filter; the exact ones (filter-first below
+            // 500 matches, a graph search that fell back to exact) equal brute force; the
+            // approximate ones are counted for their own recall.
+            for (h, hint) in FORCED.iter().enumerate() {
+                let (got, st) = db
+                    .search_with_stats(&query.clone().with_plan(*hint))
+                    .unwrap();
+                for g in &got {
+                    let i: usize = String::from_utf8_lossy(&g.key)[4..].parse().unwrap();
+                    assert!(f.matches(&docs[i]), "{hint:?}: {f} returned a non-match");
+                }
+                let keys: Vec<Vec<u8>> = got.iter().map(|g| g.key.clone()).collect();
+                if matches!(st.explain[1].plan, Plan::FilterFirst | Plan::GraphThenExact) {
+                    assert_eq!(keys, exact, "{hint:?} ran exactly but differs for {f}");
+                }
+                forced_hit[h] += got.iter().filter(|g| want.contains(&g.key)).count();
+            }
+        }
+        for (h, hint) in FORCED.iter().enumerate() {
+            let r = if total == 0 {
+                1.0
+            } else {
+                forced_hit[h] as f64 / total as f64
+            };
+            assert!(r >= 0.95, "{f}, {hint:?} forced: recall {r:.3}");
         }
         let recall = if total == 0 {
             1.0
