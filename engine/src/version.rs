@@ -364,7 +364,7 @@ impl Snapshot {
                     ex.plan = Plan::Partition;
                     ex.lists_probed = walk.lists;
                     ex.members_scanned = walk.members;
-                    stats.exact_segments += 1;
+                    stats.partition_segments += 1;
                     ex.micros = t.elapsed().as_micros() as u64;
                     stats.explain.push(ex);
                     continue;

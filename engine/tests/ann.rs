@@ -110,6 +110,7 @@ fn recall(db: &Db, queries: &[Vec<f32>], list: usize, plan: PlanHint) -> (f64, s
         stats.nodes_visited += st.nodes_visited;
         stats.sectors_read += st.sectors_read;
         stats.graph_segments += st.graph_segments;
+        stats.partition_segments += st.partition_segments;
         stats.distance_computations += st.distance_computations;
     }
     (hit as f64 / total as f64, stats)
@@ -150,6 +151,10 @@ fn recall_at_10_on_20k_by_64_clustered_is_at_least_095() {
         assert!(r >= 0.95, "{plan:?}: recall@10 {r}");
         if plan == PlanHint::Partition {
             assert_eq!(st.graph_segments, 0, "no graph search ran");
+            assert_eq!(
+                st.partition_segments, 200,
+                "every query walked the partitions"
+            );
         }
     }
 }
@@ -183,16 +188,26 @@ fn deleted_and_overwritten_documents_never_come_back_and_reopen_is_stable() {
     let check = |db: &Db, phase: &str| -> Vec<Vec<(Vec<u8>, Option<f32>)>> {
         let mut all = Vec::new();
         for q in &queries {
-            let hits = db.search(&Query::knn(q.clone(), 10)).unwrap();
-            assert_eq!(hits.len(), 10, "{phase}");
-            for h in &hits {
-                assert!(!deleted.contains(&h.key), "{phase}: deleted key returned");
-                assert!(
-                    !moved.contains(&h.key),
-                    "{phase}: overwritten key returned with its old vector"
-                );
+            // Every plan: shadowed (memtable) and deleted (bitmap) versions stay hidden.
+            for plan in [PlanHint::Graph, PlanHint::Partition, PlanHint::Auto] {
+                let hits = db
+                    .search(&Query::knn(q.clone(), 10).with_plan(plan))
+                    .unwrap();
+                assert_eq!(hits.len(), 10, "{phase} {plan:?}");
+                for h in &hits {
+                    assert!(
+                        !deleted.contains(&h.key),
+                        "{phase} {plan:?}: deleted key returned"
+                    );
+                    assert!(
+                        !moved.contains(&h.key),
+                        "{phase} {plan:?}: overwritten key returned with its old vector"
+                    );
+                }
+                if plan == PlanHint::Auto {
+                    all.push(hits.into_iter().map(|h| (h.key, h.distance)).collect());
+                }
             }
-            all.push(hits.into_iter().map(|h| (h.key, h.distance)).collect());
         }
         all
     };
@@ -586,7 +601,7 @@ fn flushed_segments_are_indexed_in_the_background_when_writers_pause() {
     let q = clustered(1, 40, 22).pop().unwrap();
     let (before, st) = snap.search_with_stats(&Query::knn(q.clone(), 10)).unwrap();
     let exact = db.search(&Query::knn(q.clone(), 10).exact()).unwrap();
-    if st.graph_segments == 0 {
+    if st.graph_segments + st.partition_segments == 0 {
         // Not indexed yet: the segment was scanned exactly.
         assert_eq!(before, exact);
     }

@@ -65,7 +65,10 @@ fn demo_runs_graph_plans_and_the_social_apply_operator() {
         .flat_map(|q| q["stats"]["explain"].as_array().unwrap().iter())
         .map(|e| e["plan"].as_str().unwrap().to_owned())
         .collect();
-    assert!(plans.iter().any(|p| p == "Graph"), "{plans:?}");
+    assert!(
+        plans.iter().any(|p| p == "Graph" || p == "Partition"),
+        "{plans:?}"
+    );
     assert!(plans.iter().any(|p| p == "FilterFirst"), "{plans:?}");
     let social = qs
         .iter()
@@ -359,6 +362,8 @@ fn build_verify_query_put_delete_dump_end_to_end() {
         q.to_str().unwrap(),
         "--k",
         "5",
+        "--plan",
+        "graph",
         "--json",
     ]);
     assert!(ok, "{err}");
@@ -368,6 +373,24 @@ fn build_verify_query_put_delete_dump_end_to_end() {
     assert_eq!(v["hits"][0]["distance"], 0.0);
     assert_eq!(v["hits"].as_array().unwrap().len(), 5);
     assert!(v["stats"]["graph_segments"].as_u64().unwrap() == 1, "{v}");
+    // The partition plan, forced, finds it too and says what it walked.
+    let (ok, out, err) = strata(&[
+        "query",
+        dbs,
+        "--vectors",
+        q.to_str().unwrap(),
+        "--k",
+        "5",
+        "--plan",
+        "partition",
+        "--explain",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("doc-00000"), "{out}");
+    assert!(
+        out.contains("Partition (3000 docs)") && out.contains(" partitions ("),
+        "{out}"
+    );
     let (ok, out, err) = strata(&[
         "query",
         dbs,

@@ -1284,6 +1284,7 @@ impl DiskIndex {
         // the few that beat the pool's bound are checked (deleted, shadowed) and kept.
         let (cand, dist) = (&mut sc.cand, &mut sc.dist);
         let mut j = 0;
+        let mut computed = 0usize;
         while top.scored < want.target && j < lists {
             if j >= sorted {
                 // The next lists, as many again as are sorted: selected, then sorted.
@@ -1310,21 +1311,27 @@ impl DiskIndex {
                 None => cand.extend(lo as u32..hi as u32),
             }
             table.distances(cand, |node| self.code(node), dist);
+            computed += cand.len();
             for (&node, &d) in cand.iter().zip(dist.iter()) {
-                top.scored += 1;
                 if d > top.bound {
+                    // Worse than a full pool of live candidates: counts as scored without
+                    // the ordinal lookup (live or not, the pool already holds enough).
+                    top.scored += 1;
                     continue;
                 }
                 let ord = self.ordinal(node);
                 if (any_deleted && deleted.get(ord)) || shadowed.is_some_and(|f| f(ord)) {
+                    // Not counted: the walk goes on until `target` live ones are scored
+                    // (or every list is walked), so deletions never cut a result short.
                     continue;
                 }
+                top.scored += 1;
                 top.keep(d, ord);
             }
             j += 1;
         }
         walk.lists = j as u64;
-        stats.distance_computations += top.scored as u64;
+        stats.distance_computations += computed as u64;
         if let QueryTable::Pq(t) = table {
             sc.table = t;
         }
@@ -1665,6 +1672,7 @@ mod tests {
     use crate::ann::testdata::{brute_force, clustered};
     use crate::ann::CodeKind;
 
+    #[derive(Clone)]
     struct Fixture {
         bytes: Vec<u8>,
         codes: (usize, usize),
@@ -1885,6 +1893,78 @@ mod tests {
             }
             assert!(hit >= 170, "{metric:?}: {hit}/200");
         }
+    }
+
+    /// The partition walk over every list equals the code scan over every match (same codes,
+    /// same pool); a short walk returns only members of the first list; deleted ordinals
+    /// never come back; corrupt partition offsets are a corruption error.
+    #[test]
+    fn partition_walk_equals_code_scan_when_it_walks_every_list() {
+        let (dim, n) = (16, 3000);
+        let (f, data) = fixture(n, dim, CodeKind::Pq(4), Metric::L2);
+        let idx = open(&f, dim, Metric::L2).unwrap();
+        let lists = idx.partitions();
+        assert_eq!(lists, partition::auto_count(n));
+        let mut filter = Bitset::new(n);
+        for i in (0..n).filter(|i| i % 3 != 1) {
+            filter.set(i);
+        }
+        let by_node = idx.to_node_order(&filter);
+        assert_eq!(
+            by_node.per_list.iter().map(|&c| c as usize).sum::<usize>(),
+            filter.count()
+        );
+        let none = Bitset::new(n);
+        for q in data.chunks_exact(dim).step_by(301) {
+            let mut st = QueryStats::default();
+            let want = PartitionWant {
+                target: usize::MAX,
+                pool: 50,
+            };
+            let (mut got, walk) =
+                idx.scan_partitions(q, want, Some(&by_node), &none, None, &mut st);
+            let nonempty = by_node.per_list.iter().filter(|&&c| c > 0).count();
+            assert_eq!(walk.lists as usize, nonempty);
+            let mut all = (0..n).filter(|&i| filter.get(i));
+            let mut exp = idx.scan_codes(q, 50, &mut all, &|_| true, &mut st);
+            let by = |a: &(f32, usize), b: &(f32, usize)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+            got.sort_by(by);
+            exp.sort_by(by);
+            assert_eq!(got, exp);
+            // A short walk: the first list alone, every result a match in it.
+            let want = PartitionWant {
+                target: 1,
+                pool: 10,
+            };
+            let (got, walk) = idx.scan_partitions(q, want, Some(&by_node), &none, None, &mut st);
+            assert_eq!(walk.lists, 1);
+            let list_of = |ord: usize| {
+                let node = idx.node_of(ord).unwrap() as usize;
+                idx.offsets
+                    .windows(2)
+                    .position(|w| (w[0] as usize..w[1] as usize).contains(&node))
+                    .unwrap()
+            };
+            let first = list_of(got[0].1);
+            assert!(got
+                .iter()
+                .all(|&(_, ord)| list_of(ord) == first && filter.get(ord)));
+            // Deleted ordinals never come back.
+            let want = PartitionWant {
+                target: usize::MAX,
+                pool: 3000,
+            };
+            let (got, _) = idx.scan_partitions(q, want, None, &filter, None, &mut st);
+            assert_eq!(got.len(), n - filter.count());
+            assert!(got.iter().all(|&(_, ord)| !filter.get(ord)));
+        }
+        // Offsets that do not end at the node count: corruption at open.
+        let mut bad = f.clone();
+        let (c_at, c_len) = bad.codes;
+        let last = c_at + c_len - 4;
+        bad.bytes[last..last + 4].copy_from_slice(&(n as u32 - 1).to_le_bytes());
+        let err = open(&bad, dim, Metric::L2).unwrap_err().to_string();
+        assert!(err.contains("partition offsets"), "{err}");
     }
 
     #[test]

@@ -317,6 +317,8 @@ impl Estimate {
 pub struct QueryStats {
     /// Segments answered by the graph.
     pub graph_segments: u32,
+    /// Segments answered by the partition walk (approximate, like the graph).
+    pub partition_segments: u32,
     /// Segments (and the memtable) answered by an exact scan.
     pub exact_segments: u32,
     /// Graph nodes expanded (adjacency read).
@@ -338,6 +340,7 @@ pub struct QueryStats {
 impl QueryStats {
     pub(crate) fn add(&mut self, o: &QueryStats) {
         self.graph_segments += o.graph_segments;
+        self.partition_segments += o.partition_segments;
         self.exact_segments += o.exact_segments;
         self.nodes_visited += o.nodes_visited;
         self.sectors_read += o.sectors_read;

@@ -27,26 +27,6 @@ pub enum Dataset {
     Social,
 }
 
-/// `--plan` values.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum PlanArg {
-    Auto,
-    Graph,
-    FilterFirst,
-    Partition,
-}
-
-impl PlanArg {
-    fn hint(self) -> strata::PlanHint {
-        match self {
-            PlanArg::Auto => strata::PlanHint::Auto,
-            PlanArg::Graph => strata::PlanHint::Graph,
-            PlanArg::FilterFirst => strata::PlanHint::FilterFirst,
-            PlanArg::Partition => strata::PlanHint::Partition,
-        }
-    }
-}
-
 #[derive(Args)]
 pub struct FilteredBenchArgs {
     /// Which data.
@@ -71,9 +51,14 @@ pub struct FilteredBenchArgs {
     queries: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Graph candidate list sizes (L) to sweep; each filter reports the fastest that reaches
-    /// recall@10 0.95 (the peers are swept the same way) and the whole sweep in the JSON.
-    #[arg(long, default_value = "16,24,32,48,64", value_delimiter = ',')]
+    /// Search list sizes (L: the graph's candidate list, the partition walk's target of
+    /// 16 L matches) to sweep; each filter reports the fastest that reaches recall@10 0.95
+    /// (the peers are swept the same way) and the whole sweep in the JSON.
+    #[arg(
+        long,
+        default_value = "16,24,32,48,64,128,256,512",
+        value_delimiter = ','
+    )]
     lists: Vec<usize>,
     /// Write the results as JSON to this file.
     #[arg(long)]
@@ -105,7 +90,7 @@ pub struct FilteredBenchArgs {
     /// Force a plan on every indexed segment (calibrating the cost model); `auto` = the
     /// planner's choice.
     #[arg(long, value_enum, default_value = "auto")]
-    plan: PlanArg,
+    plan: crate::cli::ops::PlanArg,
     /// Peers: stop raising a system's search parameter once one setting takes this long.
     #[arg(long, default_value_t = 20.0)]
     peer_seconds_max: f64,

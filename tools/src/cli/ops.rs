@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
 use strata::{Db, Filter, Metric, Options, Query, QueryStats, WriteBatch};
 
@@ -19,6 +19,30 @@ fn open(db: &Path) -> CliResult<Db> {
 
 fn key_str(k: &[u8]) -> String {
     String::from_utf8_lossy(k).into_owned()
+}
+
+/// `--plan`: force a plan on every indexed segment, or let the planner choose.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PlanArg {
+    /// The cost model chooses (default).
+    Auto,
+    /// Graph search (filtered when there is a filter).
+    Graph,
+    /// Score the filter's matches, by code from 500 on, and re-rank.
+    FilterFirst,
+    /// Walk the coarse partitions nearest the query.
+    Partition,
+}
+
+impl PlanArg {
+    pub fn hint(self) -> strata::PlanHint {
+        match self {
+            PlanArg::Auto => strata::PlanHint::Auto,
+            PlanArg::Graph => strata::PlanHint::Graph,
+            PlanArg::FilterFirst => strata::PlanHint::FilterFirst,
+            PlanArg::Partition => strata::PlanHint::Partition,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -46,7 +70,12 @@ pub struct QueryArgs {
     /// Graph candidate list size (L_search).
     #[arg(long)]
     list: Option<usize>,
-    /// Print what each query cost (graph or exact per segment, nodes, sectors).
+    /// Force a plan on every indexed segment (a plan a segment cannot run falls back to
+    /// the planner's choice).
+    #[arg(long, value_enum, default_value = "auto")]
+    plan: PlanArg,
+    /// Print what each query cost (plan per segment, matches vs estimate, nodes, lists,
+    /// sectors, time).
     #[arg(long)]
     explain: bool,
     /// One JSON object per query: {"query": i, "hits": [{"key", "distance"}], "stats": {...}}.
@@ -72,11 +101,13 @@ pub fn stats_json(s: &QueryStats) -> Value {
                    "estimate": e.estimate.map(|x| json!({"min": x.min, "expected": x.expected, "max": x.max})),
                    "list": e.list,
                    "nodes_visited": e.nodes_visited, "sectors_read": e.sectors_read,
+                   "lists_probed": e.lists_probed, "members_scanned": e.members_scanned,
                    "micros": e.micros})
         })
         .collect();
     json!({
         "graph_segments": s.graph_segments,
+        "partition_segments": s.partition_segments,
         "exact_segments": s.exact_segments,
         "nodes_visited": s.nodes_visited,
         "sectors_read": s.sectors_read,
@@ -102,8 +133,16 @@ pub fn print_explain(st: &QueryStats, indent: &str) {
             (Some(m), None) => format!(", {m} match"),
             _ => String::new(),
         };
+        let lists = if e.lists_probed > 0 {
+            format!(
+                ", {} partitions ({} members)",
+                e.lists_probed, e.members_scanned
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "{indent}  explain {what}: {:?} ({} docs{matches}), list {}, {} nodes, {} sectors, {} µs",
+            "{indent}  explain {what}: {:?} ({} docs{matches}), list {}, {} nodes{lists}, {} sectors, {} µs",
             e.plan, e.documents, e.list, e.nodes_visited, e.sectors_read, e.micros
         );
     }
@@ -174,6 +213,7 @@ pub fn query(a: &QueryArgs) -> CliResult {
         if let Some(l) = a.list {
             q = q.with_search_list(l);
         }
+        q = q.with_plan(a.plan.hint());
         let (hits, st) = db.search_with_stats(&q)?;
         if a.json {
             let hits: Vec<Value> = hits
