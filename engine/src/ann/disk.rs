@@ -1205,19 +1205,14 @@ impl DiskIndex {
         shadowed: Option<&dyn Fn(usize) -> bool>,
         stats: &mut QueryStats,
     ) -> (Vec<(f32, usize)>, PartitionWalk) {
-        PART_SCRATCH.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut sc) => {
-                self.scan_partitions_in(&mut sc, q, want, by_node, deleted, shadowed, stats)
-            }
-            Err(_) => self.scan_partitions_in(
-                &mut PartScratch::default(),
-                q,
-                want,
-                by_node,
-                deleted,
-                shadowed,
-                stats,
-            ),
+        PART_SCRATCH.with(|cell| {
+            let mut own = None;
+            let mut held = cell.try_borrow_mut();
+            let sc: &mut PartScratch = match held.as_deref_mut() {
+                Ok(sc) => sc,
+                Err(_) => own.insert(PartScratch::default()),
+            };
+            self.scan_partitions_in(sc, q, want, by_node, deleted, shadowed, stats)
         })
     }
 

@@ -147,17 +147,7 @@ impl Bitset {
 
     /// Set bits in increasing order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        self.words.iter().enumerate().flat_map(|(wi, &w)| {
-            let mut w = w;
-            std::iter::from_fn(move || {
-                if w == 0 {
-                    return None;
-                }
-                let t = w.trailing_zeros() as usize;
-                w &= w - 1;
-                Some(wi * 64 + t)
-            })
-        })
+        self.iter_range(0, self.len)
     }
 }
 
