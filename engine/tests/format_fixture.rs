@@ -183,6 +183,16 @@ fn regenerate_ann(dir: &Path, opts: Options) {
     std::fs::remove_file(dir.join(strata::LOCK_FILE)).unwrap();
 }
 
+/// `q`'s 5 nearest with `plan` forced and a list of 60 (every node of the fixtures).
+fn forced(db: &Db, q: [f32; 2], plan: strata::PlanHint) -> (Vec<strata::Hit>, strata::QueryStats) {
+    db.search_with_stats(
+        &Query::knn(q.to_vec(), 5)
+            .with_search_list(60)
+            .with_plan(plan),
+    )
+    .unwrap()
+}
+
 #[test]
 fn committed_v1_ann_segment_answers_through_its_graph() {
     if std::env::var_os("STRATA_REGEN_ANN_FIXTURE").is_some() {
@@ -195,20 +205,12 @@ fn committed_v1_ann_segment_answers_through_its_graph() {
     assert_eq!(db.stats().ann_segments, 1);
     for q in [[0.0f32, 0.0], [5.0, -3.0], [-8.0, 8.0]] {
         // A list as long as the graph: the search reaches every node, so it equals exact.
-        let (got, st) = db
-            .search_with_stats(
-                &Query::knn(q.to_vec(), 5)
-                    .with_search_list(60)
-                    .with_plan(strata::PlanHint::Graph),
-            )
-            .unwrap();
+        let (got, st) = forced(&db, q, strata::PlanHint::Graph);
         assert_eq!(st.graph_segments, 1, "the graph answered");
         let want = db.search(&Query::knn(q.to_vec(), 5).exact()).unwrap();
         assert_eq!(got, want, "query {q:?}");
         // A version-1 segment has no partitions: a forced partition plan falls back.
-        let (_, st) = db
-            .search_with_stats(&Query::knn(q.to_vec(), 5).with_plan(strata::PlanHint::Partition))
-            .unwrap();
+        let (_, st) = forced(&db, q, strata::PlanHint::Partition);
         assert_ne!(st.explain[1].plan, strata::Plan::Partition);
     }
 }
@@ -232,23 +234,11 @@ fn committed_v2_ann_segment_answers_through_its_graph_and_partitions() {
     assert_eq!(db.stats().ann_segments, 1);
     for q in [[0.0f32, 0.0], [5.0, -3.0], [-8.0, 8.0], [3.5, 3.5]] {
         let want = db.search(&Query::knn(q.to_vec(), 5).exact()).unwrap();
-        let (got, st) = db
-            .search_with_stats(
-                &Query::knn(q.to_vec(), 5)
-                    .with_search_list(60)
-                    .with_plan(strata::PlanHint::Graph),
-            )
-            .unwrap();
+        let (got, st) = forced(&db, q, strata::PlanHint::Graph);
         assert_eq!(st.graph_segments, 1, "the graph answered");
         assert_eq!(got, want, "graph, query {q:?}");
         // L = 60: the walk must score 960 nodes, so it walks all 6 lists (every node).
-        let (got, st) = db
-            .search_with_stats(
-                &Query::knn(q.to_vec(), 5)
-                    .with_search_list(60)
-                    .with_plan(strata::PlanHint::Partition),
-            )
-            .unwrap();
+        let (got, st) = forced(&db, q, strata::PlanHint::Partition);
         let e = &st.explain[1];
         assert_eq!(
             (e.plan, e.lists_probed, e.members_scanned),

@@ -458,8 +458,6 @@ pub(crate) struct DiskIndex {
     /// `offsets[p]..offsets[p+1]`.
     centroids: Vec<f32>,
     offsets: Vec<u32>,
-    /// Segment ordinal -> its list (`u16::MAX`: no vector); empty without partitions.
-    list_of_ord: Vec<u16>,
     /// One bit per sector: CRC already checked.
     verified: Vec<AtomicU64>,
     /// Node cache: node -> slot in `cache_arena` (`u32::MAX` = not cached); empty when
@@ -751,21 +749,11 @@ impl DiskIndex {
         at += n * 4;
         let codes = Resident::copy_of(c.get(at..at + n * cb).unwrap_or_default());
         at += n * cb;
-        // Partitions: centroids, then list offsets (0, non-decreasing, ending at `n`); the
-        // list of each ordinal is derived here for the sparse walk.
+        // Partitions: centroids, then list offsets (0, non-decreasing, ending at `n`).
         let mut centroids = Vec::new();
         let mut offsets = Vec::new();
-        let mut list_of_ord = Vec::new();
         if lists > 0 {
-            let rows = floats(at, lists * dim)?;
-            centroids = vec![0f32; lists * dim];
-            for (p, row) in rows.chunks_exact(dim.max(1)).enumerate() {
-                for (t, x) in row.iter().enumerate() {
-                    if let Some(slot) = centroids.get_mut(t * lists + p) {
-                        *slot = *x;
-                    }
-                }
-            }
+            centroids = partition::to_soa(&floats(at, lists * dim)?, dim);
             at += lists * dim * 4;
             offsets = (0..=lists)
                 .map(|p| rd_u32(c, at + p * 4).unwrap_or(u32::MAX))
@@ -777,23 +765,6 @@ impl DiskIndex {
                 return Err(err(
                     "partition offsets are not 0..=nodes, non-decreasing".into()
                 ));
-            }
-            list_of_ord = vec![u16::MAX; seg_n];
-            for (p, w) in offsets.windows(2).enumerate() {
-                let (lo, hi) = (
-                    w.first().copied().unwrap_or(0),
-                    w.get(1).copied().unwrap_or(0),
-                );
-                for node in lo..hi {
-                    let o = if ordinals.is_empty() {
-                        node as usize
-                    } else {
-                        ordinals.get(node as usize).copied().unwrap_or(0) as usize
-                    };
-                    if let Some(x) = list_of_ord.get_mut(o) {
-                        *x = p as u16;
-                    }
-                }
             }
         }
 
@@ -842,7 +813,6 @@ impl DiskIndex {
             quant,
             centroids,
             offsets,
-            list_of_ord,
             verified,
             cache_slot: Vec::new(),
             cache_arena: Resident::default(),
@@ -910,7 +880,6 @@ impl DiskIndex {
         self.codes.len()
             + self.centroids.len() * 4
             + self.offsets.len() * 4
-            + self.list_of_ord.len() * 2
             + self.ordinals.len() * 4
             + self.nodes.len() * 4
             + q
@@ -1333,14 +1302,10 @@ impl DiskIndex {
         (top.finish(), walk)
     }
 
-    /// An exact distance (the schema's metric) in the units of code distances.
-    pub(crate) fn to_code_space(&self, exact: f32) -> f32 {
-        self.refined(exact)
-    }
-
-    /// Exact distance mapped into the code space (so it can replace a code distance).
+    /// An exact distance (the schema's metric) in the units of code distances (so it can
+    /// replace or be compared with a code distance).
     #[inline]
-    fn refined(&self, exact: f32) -> f32 {
+    pub(crate) fn to_code_space(&self, exact: f32) -> f32 {
         match self.metric {
             Metric::L2 => exact * exact,
             Metric::Cosine => 2.0 * exact,
@@ -1371,7 +1336,7 @@ impl DiskIndex {
         if accept(ord) {
             st.out.push((exact, ord));
         }
-        let refined = self.refined(exact);
+        let refined = self.to_code_space(exact);
         if let Some(pos) = st.list.iter().position(|c| c.1 == node) {
             st.list.remove(pos);
         }
@@ -1563,7 +1528,7 @@ impl DiskIndex {
                     let exact =
                         crate::distance::distance(self.metric, q, self.vector_of(&rec.0, v));
                     step.stats.distance_computations += 1;
-                    let refined = self.refined(exact);
+                    let refined = self.to_code_space(exact);
                     // Only mates that would rank in the better half of the list: admitting every
                     // mate that beats the list's worst multiplied expansions at large L
                     // (measured: 730 nodes at L=256 on 1M vectors) for no recall.

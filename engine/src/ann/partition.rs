@@ -14,8 +14,7 @@ use rayon::prelude::*;
 
 use super::simd;
 
-/// Most lists a segment may have (list ids are stored as u16 per ordinal in memory, with
-/// `u16::MAX` meaning "no vector").
+/// Most lists a segment may have (a bound of the format, `docs/format.md`).
 pub(crate) const MAX_PARTITIONS: usize = 65_535;
 /// Training sample per list (faiss warns below 39).
 const TRAIN_PER_LIST: usize = 40;
@@ -45,8 +44,8 @@ fn nearest(x: &[f32], soa: &[f32], buf: &mut [f32]) -> (usize, f32) {
     best
 }
 
-/// Row-major centroids (`dim` each) to dimension-major.
-fn to_soa(rows: &[f32], dim: usize) -> Vec<f32> {
+/// Row-major centroids (`dim` each) to dimension-major (how the query side keeps them too).
+pub(crate) fn to_soa(rows: &[f32], dim: usize) -> Vec<f32> {
     let p = rows.len() / dim.max(1);
     let mut soa = vec![0f32; rows.len()];
     for (c, row) in rows.chunks_exact(dim.max(1)).enumerate() {
@@ -109,13 +108,16 @@ pub(crate) fn train(data: &[f32], dim: usize, p: usize, seed: u64) -> Vec<f32> {
                     (a, ca)
                 },
             );
-        // Farthest sample points first, for re-seeding empty lists.
-        let mut far: Vec<usize> = (0..assigned.len()).collect();
-        far.sort_by(|&a, &b| {
-            let da = assigned.get(a).map_or(0.0, |x| x.1);
-            let db = assigned.get(b).map_or(0.0, |x| x.1);
-            db.total_cmp(&da).then(a.cmp(&b))
-        });
+        // Farthest sample points first, for re-seeding empty lists (sorted only if one is).
+        let mut far: Vec<usize> = Vec::new();
+        if cnt.contains(&0) {
+            far = (0..assigned.len()).collect();
+            far.sort_by(|&a, &b| {
+                let da = assigned.get(a).map_or(0.0, |x| x.1);
+                let db = assigned.get(b).map_or(0.0, |x| x.1);
+                db.total_cmp(&da).then(a.cmp(&b))
+            });
+        }
         let mut far = far.into_iter();
         for c in 0..p {
             let k = cnt.get(c).copied().unwrap_or(0);
