@@ -458,6 +458,9 @@ pub(crate) struct DiskIndex {
     /// `offsets[p]..offsets[p+1]`.
     centroids: Vec<f32>,
     offsets: Vec<u32>,
+    /// Per list, its members' mean squared distance to the centroid (code space; computed
+    /// from the codes on the first partition walk that needs it, see [`DiskIndex::spreads`]).
+    spreads: std::sync::OnceLock<Vec<f32>>,
     /// One bit per sector: CRC already checked.
     verified: Vec<AtomicU64>,
     /// Node cache: node -> slot in `cache_arena` (`u32::MAX` = not cached); empty when
@@ -499,6 +502,9 @@ struct PartScratch {
     order: Vec<u64>,
     cand: Vec<u32>,
     dist: Vec<f32>,
+    /// Centroid distances.
+    cdist: Vec<f32>,
+    nearest: Vec<f32>,
 }
 
 thread_local! {
@@ -600,6 +606,103 @@ pub(crate) struct PartitionWant {
     pub target: usize,
     /// Candidates returned for the re-rank (the nearest by code).
     pub pool: usize,
+    /// Past `target`, go on while the lists not walked are expected to hold more than
+    /// `PARTITION_TAIL_MISS` matches nearer than the `k`-th found (0: stop at `target`; see
+    /// [`DiskIndex::scan_partitions`]).
+    pub k: usize,
+    /// Scored matches after which the walk stops whatever the expectation says.
+    pub limit: usize,
+}
+
+/// A partition walk past its target stops once the lists not walked are expected to hold at
+/// most this many matches nearer than the `k`-th found (about this many of the true `k`
+/// nearest missed: 0.2 of 10 is a 2 % recall loss at worst, if the model is right).
+pub(crate) const PARTITION_TAIL_MISS: f64 = 0.2;
+
+/// How a list's members lie around the query, for the walk's tail estimate: a member `x` of
+/// list `p` (centroid `c`, members' mean squared distance to it `r²`) is at
+/// `‖q−x‖² = ‖q−c‖² + ‖x−c‖² − 2⟨q−c, x−c⟩`. Model: `x − c` isotropic with variance `r²/d`
+/// per dimension, so the distance is about normal with mean `‖q−c‖² + r²` and variance
+/// `4‖q−c‖² r²/d + 2 r⁴/d` (the projection, and `‖x−c‖²` as a scaled χ²). Inner product: the
+/// distance `−⟨q,x⟩ = −⟨q,c⟩ − ⟨q, x−c⟩`, mean `−⟨q,c⟩`, variance `‖q‖² r²/d`.
+///
+/// Real clusters are not isotropic, so the estimate is a guide, not a bound: it only lets
+/// the walk go *further* than its target (up to `PartitionWant::limit`), which is what a
+/// filter anti-correlated with the query's neighbourhood needs — its matches sit in many
+/// lists at almost the same distance, so the nearest lists by centroid hold few of the true
+/// neighbours.
+struct TailModel<'a> {
+    spreads: &'a [f32],
+    inv_dim: f64,
+    ip: bool,
+    /// `‖q‖²` (inner product).
+    q_norm2: f64,
+}
+
+impl<'a> TailModel<'a> {
+    fn new(idx: &'a DiskIndex, qs: &[f32]) -> TailModel<'a> {
+        TailModel {
+            spreads: idx.spreads(),
+            inv_dim: 1.0 / idx.geo.dim.max(1) as f64,
+            ip: idx.space == Space::Ip,
+            q_norm2: qs.iter().map(|&x| f64::from(x) * f64::from(x)).sum(),
+        }
+    }
+
+    /// Expected members nearer than `kth` over the lists of `rest` (order keys: list in the
+    /// low 32 bits), `cdist` the query's centroid distances, `count(p)` list `p`'s candidates.
+    fn expected_below(
+        &self,
+        kth: f32,
+        rest: &[u64],
+        cdist: &[f32],
+        count: impl Fn(usize) -> f64,
+    ) -> f64 {
+        let kth = f64::from(kth);
+        let mut sum = 0.0;
+        for &key in rest {
+            let p = (key & u64::from(u32::MAX)) as usize;
+            let (Some(&dc), Some(&r2)) = (cdist.get(p), self.spreads.get(p)) else {
+                continue;
+            };
+            let (dc, r2) = (f64::from(dc), f64::from(r2).max(0.0));
+            let (mean, var) = if self.ip {
+                (dc, self.q_norm2 * r2 * self.inv_dim)
+            } else {
+                (
+                    dc + r2,
+                    (4.0 * dc.max(0.0) * r2 + 2.0 * r2 * r2) * self.inv_dim,
+                )
+            };
+            let z = (kth - mean) / var.sqrt().max(f64::MIN_POSITIVE);
+            if z < -6.0 {
+                continue;
+            }
+            sum += count(p) * normal_cdf(z);
+        }
+        sum
+    }
+}
+
+/// The standard normal distribution function, `Φ(z) = erfc(−z/√2)/2`, with erfc by
+/// Numerical Recipes' Chebyshev fit (relative error < 1.2e-7) — `std` has no erf, and this
+/// is all the walk needs of one.
+fn normal_cdf(z: f64) -> f64 {
+    let x = -z / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.5 * x.abs());
+    let y = t
+        * (-x * x - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87
+                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
+    let erfc = if x >= 0.0 { y } else { 2.0 - y };
+    erfc / 2.0
 }
 
 /// What a partition walk did.
@@ -609,6 +712,8 @@ pub(crate) struct PartitionWalk {
     pub lists: u64,
     /// Members of the lists walked (matches or not).
     pub members: u64,
+    /// Times the walk past its target estimated the matches left in the lists not walked.
+    pub tail_checks: u64,
 }
 
 /// A node read from the graph.
@@ -813,6 +918,7 @@ impl DiskIndex {
             quant,
             centroids,
             offsets,
+            spreads: std::sync::OnceLock::new(),
             verified,
             cache_slot: Vec::new(),
             cache_arena: Resident::default(),
@@ -1132,6 +1238,35 @@ impl DiskIndex {
         self.offsets.len().saturating_sub(1)
     }
 
+    /// Per list, the members' mean squared distance to the centroid in code space (what
+    /// [`TailModel`] needs), computed from the codes once per open segment — on the first
+    /// partition walk that goes past its target (~10 ms at 1M × 64 on one core), so opening
+    /// stays free of it and the format of the lists unchanged.
+    fn spreads(&self) -> &[f32] {
+        self.spreads.get_or_init(|| {
+            let lists = self.partitions();
+            let dim = self.geo.dim;
+            (0..lists)
+                .into_par_iter()
+                .map(|p| {
+                    let c: Vec<f32> = (0..dim)
+                        .map(|t| self.centroids.get(t * lists + p).copied().unwrap_or(0.0))
+                        .collect();
+                    let lo = self.offsets.get(p).copied().unwrap_or(0);
+                    let hi = self.offsets.get(p + 1).copied().unwrap_or(0).max(lo);
+                    if hi == lo {
+                        return 0.0;
+                    }
+                    let table = self.quant.query_table(Space::L2, &c, Vec::new());
+                    let nodes: Vec<u32> = (lo..hi).collect();
+                    let mut d = Vec::with_capacity(nodes.len());
+                    table.distances(&nodes, |node| self.code(node), &mut d);
+                    (d.iter().map(|&x| f64::from(x)).sum::<f64>() / d.len() as f64) as f32
+                })
+                .collect()
+        })
+    }
+
     /// `b` (segment ordinals) renumbered as graph nodes — a partition's matches are then the
     /// set bits of one range — with each partition's count.
     pub(crate) fn to_node_order(&self, b: &Bitset) -> NodeOrder {
@@ -1156,8 +1291,17 @@ impl DiskIndex {
     }
 
     /// The partition plan: walk the lists nearest `q` (by centroid), nearest first, scoring
-    /// by code every accepted node, until at least `want.target` are scored (whole lists); returns the `want.pool` nearest by code (ordinal, code
-    /// distance) for a re-rank with full vectors.
+    /// by code every accepted node, until at least `want.target` are scored (whole lists);
+    /// returns the `want.pool` nearest by code (ordinal, code distance) for a re-rank with
+    /// full vectors.
+    ///
+    /// Past the target (when `want.k > 0`) the walk estimates how many matches nearer than
+    /// the `k`-th found the lists not walked hold ([`TailModel`]: each list's centroid
+    /// distance, spread and candidate count) and goes on while that exceeds
+    /// `PARTITION_TAIL_MISS`, up to `want.limit` scored, the pool growing with the walk —
+    /// the case is a filter anti-correlated with the query's neighbourhood, whose matches lie
+    /// in many lists at nearly equal distances. The estimate is checked again after every
+    /// further quarter of the lists walked.
     ///
     /// A list is a run of node ids, so its candidates are the set bits of one range of
     /// `by_node` (the filter's matches numbered as nodes; `None`: no filter, every node) and
@@ -1207,12 +1351,12 @@ impl DiskIndex {
             .query_table(self.space, &sc.qs, std::mem::take(&mut sc.table));
         // Lists by centroid distance; sorting all of them costs more than the centroid
         // distances, so only a head is sorted unless the walk goes past it.
-        sc.dist.clear();
-        sc.dist.resize(lists, 0.0);
+        sc.cdist.clear();
+        sc.cdist.resize(lists, 0.0);
         super::simd::distances_soa(
             &sc.qs,
             &self.centroids,
-            &mut sc.dist,
+            &mut sc.cdist,
             self.space == Space::Ip,
         );
         // (distance, list) packed in a u64 that orders like the pair: selecting and sorting
@@ -1223,14 +1367,14 @@ impl DiskIndex {
         match by_node {
             // Only the lists holding matches.
             Some(b) => order.extend(
-                sc.dist
+                sc.cdist
                     .iter()
                     .zip(&b.per_list)
                     .enumerate()
                     .filter(|(_, (_, &c))| c > 0)
                     .map(|(p, (&d, _))| key(d, p)),
             ),
-            None => order.extend(sc.dist.iter().enumerate().map(|(p, &d)| key(d, p))),
+            None => order.extend(sc.cdist.iter().enumerate().map(|(p, &d)| key(d, p))),
         }
         stats.distance_computations += lists as u64;
         let lists = order.len();
@@ -1249,7 +1393,41 @@ impl DiskIndex {
         let (cand, dist) = (&mut sc.cand, &mut sc.dist);
         let mut j = 0;
         let mut computed = 0usize;
-        while top.scored < want.target && j < lists {
+        // The nearest `want.k` code distances so far (ascending), for the tail check.
+        let nearest = &mut sc.nearest;
+        nearest.clear();
+        let tail = (want.k > 0).then(|| TailModel::new(self, &sc.qs));
+        // Lists walked past `target` before the tail is estimated again.
+        let mut next_check = 0usize;
+        loop {
+            if j >= lists {
+                break;
+            }
+            if top.scored >= want.target {
+                let (Some(tm), Some(&kth)) = (&tail, nearest.get(want.k.saturating_sub(1))) else {
+                    break;
+                };
+                if top.scored >= want.limit {
+                    break;
+                }
+                if j >= next_check {
+                    let rest = order.get(j..).unwrap_or_default();
+                    let count = |p: usize| match by_node {
+                        Some(b) => b.per_list.get(p).copied().unwrap_or(0) as f64,
+                        None => f64::from(
+                            self.offsets.get(p + 1).copied().unwrap_or(0)
+                                - self.offsets.get(p).copied().unwrap_or(0),
+                        ),
+                    };
+                    let missed = tm.expected_below(kth, rest, &sc.cdist, count);
+                    walk.tail_checks += 1;
+                    if missed <= PARTITION_TAIL_MISS {
+                        break;
+                    }
+                    // Estimate again after another quarter of the lists walked so far.
+                    next_check = j + (j / 4).max(1);
+                }
+            }
             if j >= sorted {
                 // The next lists, as many again as are sorted: selected, then sorted.
                 let more = sorted.max(32).min(lists - sorted);
@@ -1291,8 +1469,21 @@ impl DiskIndex {
                 }
                 top.scored += 1;
                 top.keep(d, ord);
+                if want.k > 0 && (nearest.len() < want.k || nearest.last().is_some_and(|&w| d < w))
+                {
+                    let at = nearest.partition_point(|&x| x <= d);
+                    nearest.insert(at, d);
+                    nearest.truncate(want.k);
+                }
             }
             j += 1;
+            if top.scored > want.target {
+                // Past the target the pool grows with the walk (the wider walk exists for
+                // matches at nearly equal distances, which codes rank poorly).
+                let grown = (want.pool as u128 * top.scored as u128 / want.target.max(1) as u128)
+                    .min(want.limit as u128) as usize;
+                top.pool = top.pool.max(grown);
+            }
         }
         walk.lists = j as u64;
         stats.distance_computations += computed as u64;
@@ -1648,6 +1839,12 @@ mod tests {
             .chunks_exact(8)
             .flat_map(|r| (0..dim).map(move |j| r[j % 8]))
             .collect();
+        (fixture_of(&data, dim, codes, metric), data)
+    }
+
+    /// A segment's ANN sections built over `data` (`dim` floats per row).
+    fn fixture_of(data: &[f32], dim: usize, codes: CodeKind, metric: Metric) -> Fixture {
+        let n = data.len() / dim;
         let rows: Vec<(u32, &[f32])> = data
             .chunks_exact(dim)
             .enumerate()
@@ -1666,15 +1863,12 @@ mod tests {
         let g_at = bytes.len();
         bytes.extend_from_slice(&built.graph);
         let graph = (g_at, built.graph.len());
-        (
-            Fixture {
-                bytes,
-                codes,
-                graph,
-                n,
-            },
-            data,
-        )
+        Fixture {
+            bytes,
+            codes,
+            graph,
+            n,
+        }
     }
 
     fn open(f: &Fixture, dim: usize, metric: Metric) -> Result<DiskIndex> {
@@ -1880,6 +2074,8 @@ mod tests {
             let want = PartitionWant {
                 target: usize::MAX,
                 pool: 50,
+                k: 0,
+                limit: usize::MAX,
             };
             let (mut got, walk) =
                 idx.scan_partitions(q, want, Some(&by_node), &none, None, &mut st);
@@ -1895,6 +2091,8 @@ mod tests {
             let want = PartitionWant {
                 target: 1,
                 pool: 10,
+                k: 0,
+                limit: 1,
             };
             let (got, walk) = idx.scan_partitions(q, want, Some(&by_node), &none, None, &mut st);
             assert_eq!(walk.lists, 1);
@@ -1913,6 +2111,8 @@ mod tests {
             let want = PartitionWant {
                 target: usize::MAX,
                 pool: 3000,
+                k: 0,
+                limit: usize::MAX,
             };
             let (got, _) = idx.scan_partitions(q, want, None, &filter, None, &mut st);
             assert_eq!(got.len(), n - filter.count());
@@ -1925,6 +2125,120 @@ mod tests {
         bad.bytes[last..last + 4].copy_from_slice(&(n as u32 - 1).to_le_bytes());
         let err = open(&bad, dim, Metric::L2).unwrap_err().to_string();
         assert!(err.contains("partition offsets"), "{err}");
+    }
+
+    /// A filter anti-correlated with the query's neighbourhood (no match among the query's
+    /// nearest 5 %; a random 10 % beyond): its nearest matches lie in many lists at nearly
+    /// the same distance, so a walk that stops at its target misses many of them. Past the
+    /// target the tail estimate keeps the walk going; on a filter spread like the data it
+    /// adds nothing.
+    #[test]
+    fn partition_walk_goes_past_its_target_for_an_anti_correlated_filter() {
+        use rand::{Rng, SeedableRng};
+        let (dim, n) = (16, 20_000);
+        let data = clustered(n, dim, 200, 7);
+        let f = fixture_of(&data, dim, CodeKind::Pq(4), Metric::L2);
+        let idx = open(&f, dim, Metric::L2).unwrap();
+        let none = Bitset::new(n);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let (mut hit_short, mut hit_long, mut hit_random) = (0, 0, 0);
+        let queries = 20;
+        let (mut lists_random_short, mut lists_random_long) = (0, 0);
+        let (mut lists_anti_short, mut lists_anti_long) = (0, 0);
+        for qi in 0..queries {
+            let q = data.chunks_exact(dim).nth(qi * 997).unwrap();
+            let mut by_dist: Vec<(f32, usize)> = data
+                .chunks_exact(dim)
+                .enumerate()
+                .map(|(i, r)| (super::super::simd::l2_sq_scalar(q, r), i))
+                .collect();
+            by_dist.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let mut anti = Bitset::new(n);
+            let mut random = Bitset::new(n);
+            for (rank, &(_, i)) in by_dist.iter().enumerate() {
+                let tagged = rng.gen_bool(0.1);
+                if tagged && rank >= n / 20 {
+                    anti.set(i);
+                }
+                if tagged {
+                    random.set(i);
+                }
+            }
+            // The best 10 by code over every match: what a walk of every list returns.
+            let best = |filter: &Bitset| {
+                let mut st = QueryStats::default();
+                let mut all = (0..n).filter(|&i| filter.get(i));
+                let mut v = idx.scan_codes(q, 10, &mut all, &|_| true, &mut st);
+                v.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                v.into_iter().map(|x| x.1).collect::<Vec<_>>()
+            };
+            let walk = |filter: &Bitset, k: usize| {
+                let by_node = idx.to_node_order(filter);
+                let want = PartitionWant {
+                    target: 200,
+                    pool: 200,
+                    k,
+                    limit: 200 * 16,
+                };
+                let mut st = QueryStats::default();
+                let (got, walk) =
+                    idx.scan_partitions(q, want, Some(&by_node), &none, None, &mut st);
+                (got.into_iter().map(|x| x.1).collect::<Vec<_>>(), walk)
+            };
+            let found =
+                |got: &[usize], best: &[usize]| best.iter().filter(|b| got.contains(b)).count();
+            let exp = best(&anti);
+            let (short, ws) = walk(&anti, 0);
+            let (long, wl) = walk(&anti, 10);
+            assert!(wl.lists >= ws.lists && wl.tail_checks > 0);
+            lists_anti_short += ws.lists;
+            lists_anti_long += wl.lists;
+            hit_short += found(&short, &exp);
+            hit_long += found(&long, &exp);
+            let exp = best(&random);
+            let (_, ws) = walk(&random, 0);
+            let (long, wl) = walk(&random, 10);
+            lists_random_short += ws.lists;
+            lists_random_long += wl.lists;
+            hit_random += found(&long, &exp);
+        }
+        let total = queries * 10;
+        assert!(
+            hit_long * 100 >= total * 95 && hit_long > hit_short,
+            "anti-correlated: {hit_short} of {total} at the target, {hit_long} past it"
+        );
+        assert!(
+            hit_random * 100 >= total * 95,
+            "random: {hit_random} of {total}"
+        );
+        // The tail walk is for the anti-correlated filter (measured: 294 → 1,511 lists); a
+        // filter spread like the data gains a few lists at most (226 → 320).
+        assert!(
+            lists_anti_long >= 3 * lists_anti_short
+                && lists_random_long * 2 <= lists_random_short * 3,
+            "lists at the target / past it: anti {lists_anti_short} / {lists_anti_long}, \
+             random {lists_random_short} / {lists_random_long}"
+        );
+    }
+
+    #[test]
+    fn normal_cdf_matches_known_values() {
+        for (z, p) in [
+            (0.0, 0.5),
+            (1.0, 0.841_344_746),
+            (-1.0, 0.158_655_254),
+            (1.96, 0.975_002_105),
+            (-3.0, 0.001_349_898),
+            (5.0, 0.999_999_713),
+        ] {
+            let got = normal_cdf(z);
+            assert!(
+                (got - p).abs() < 1e-7 + 1e-6 * p,
+                "Φ({z}) = {got}, want {p}"
+            );
+        }
+        assert_eq!(normal_cdf(-40.0), 0.0);
+        assert!((normal_cdf(40.0) - 1.0).abs() < 1e-12);
     }
 
     #[test]
