@@ -600,24 +600,21 @@ pub(crate) struct NodeOrder {
 }
 
 /// How far a partition walk goes (see [`DiskIndex::scan_partitions`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct PartitionWant {
     /// Accepted nodes to score by code before stopping (after whole lists).
     pub target: usize,
     /// Candidates returned for the re-rank (the nearest by code).
     pub pool: usize,
-    /// Past `target`, go on while the lists not walked are expected to hold more than
-    /// `PARTITION_TAIL_MISS` matches nearer than the `k`-th found (0: stop at `target`; see
-    /// [`DiskIndex::scan_partitions`]).
+    /// Past `target`, go on while the lists not walked are expected to hold matches nearer
+    /// than the `k`-th found: more than `tail_start` to go past the target, more than
+    /// `tail_stop` to go on (`k` = 0: stop at `target`; see [`DiskIndex::scan_partitions`]).
     pub k: usize,
+    pub tail_start: f64,
+    pub tail_stop: f64,
     /// Scored matches after which the walk stops whatever the expectation says.
     pub limit: usize,
 }
-
-/// A partition walk past its target stops once the lists not walked are expected to hold at
-/// most this many matches nearer than the `k`-th found (about this many of the true `k`
-/// nearest missed: 0.2 of 10 is a 2 % recall loss at worst, if the model is right).
-pub(crate) const PARTITION_TAIL_MISS: f64 = 0.2;
 
 /// How a list's members lie around the query, for the walk's tail estimate: a member `x` of
 /// list `p` (centroid `c`, members' mean squared distance to it `r²`) is at
@@ -649,15 +646,17 @@ impl<'a> TailModel<'a> {
         }
     }
 
-    /// Expected members nearer than `kth` over the lists of `rest` (order keys: list in the
-    /// low 32 bits), `cdist` the query's centroid distances, `count(p)` list `p`'s candidates.
-    fn expected_below(
+    /// Whether the lists of `rest` (order keys: list in the low 32 bits) are expected to
+    /// hold more than `bar` candidates nearer than `kth`; `cdist` the query's centroid
+    /// distances, `count(p)` list `p`'s candidates. Stops summing once past `bar`.
+    fn expected_above(
         &self,
+        bar: f64,
         kth: f32,
         rest: &[u64],
         cdist: &[f32],
         count: impl Fn(usize) -> f64,
-    ) -> f64 {
+    ) -> bool {
         let kth = f64::from(kth);
         let mut sum = 0.0;
         for &key in rest {
@@ -674,13 +673,22 @@ impl<'a> TailModel<'a> {
                     (4.0 * dc.max(0.0) * r2 + 2.0 * r2 * r2) * self.inv_dim,
                 )
             };
-            let z = (kth - mean) / var.sqrt().max(f64::MIN_POSITIVE);
-            if z < -6.0 {
+            // Beyond 5 deviations (Φ < 3e-7) a list adds nothing: rejected without the
+            // square root and the exponential.
+            let gap = mean - kth;
+            if gap > 0.0 && gap * gap > 25.0 * var {
                 continue;
             }
-            sum += count(p) * normal_cdf(z);
+            let c = count(p);
+            if c == 0.0 {
+                continue;
+            }
+            sum += c * normal_cdf((kth - mean) / var.sqrt().max(f64::MIN_POSITIVE));
+            if sum > bar {
+                return true;
+            }
         }
-        sum
+        false
     }
 }
 
@@ -714,6 +722,8 @@ pub(crate) struct PartitionWalk {
     pub members: u64,
     /// Times the walk past its target estimated the matches left in the lists not walked.
     pub tail_checks: u64,
+    /// Live candidates scored by code.
+    pub scored: u64,
 }
 
 /// A node read from the graph.
@@ -1298,7 +1308,8 @@ impl DiskIndex {
     /// Past the target (when `want.k > 0`) the walk estimates how many matches nearer than
     /// the `k`-th found the lists not walked hold ([`TailModel`]: each list's centroid
     /// distance, spread and candidate count) and goes on while that exceeds
-    /// `PARTITION_TAIL_MISS`, up to `want.limit` scored, the pool growing with the walk —
+    /// `want.tail_start` (then `want.tail_stop`), up to `want.limit` scored, the pool
+    /// growing with the walk —
     /// the case is a filter anti-correlated with the query's neighbourhood, whose matches lie
     /// in many lists at nearly equal distances. The estimate is checked again after every
     /// further quarter of the lists walked.
@@ -1419,9 +1430,14 @@ impl DiskIndex {
                                 - self.offsets.get(p).copied().unwrap_or(0),
                         ),
                     };
-                    let missed = tm.expected_below(kth, rest, &sc.cdist, count);
                     walk.tail_checks += 1;
-                    if missed <= PARTITION_TAIL_MISS {
+                    // Going past the target takes `tail_start`, going on `tail_stop`.
+                    let bar = if walk.tail_checks == 1 {
+                        want.tail_start
+                    } else {
+                        want.tail_stop
+                    };
+                    if !tm.expected_above(bar, kth, rest, &sc.cdist, count) {
                         break;
                     }
                     // Estimate again after another quarter of the lists walked so far.
@@ -1486,6 +1502,7 @@ impl DiskIndex {
             }
         }
         walk.lists = j as u64;
+        walk.scored = top.scored as u64;
         stats.distance_computations += computed as u64;
         if let QueryTable::Pq(t) = table {
             sc.table = t;
@@ -2076,6 +2093,8 @@ mod tests {
                 pool: 50,
                 k: 0,
                 limit: usize::MAX,
+                tail_start: 0.0,
+                tail_stop: 0.0,
             };
             let (mut got, walk) =
                 idx.scan_partitions(q, want, Some(&by_node), &none, None, &mut st);
@@ -2093,6 +2112,8 @@ mod tests {
                 pool: 10,
                 k: 0,
                 limit: 1,
+                tail_start: 0.0,
+                tail_stop: 0.0,
             };
             let (got, walk) = idx.scan_partitions(q, want, Some(&by_node), &none, None, &mut st);
             assert_eq!(walk.lists, 1);
@@ -2113,6 +2134,8 @@ mod tests {
                 pool: 3000,
                 k: 0,
                 limit: usize::MAX,
+                tail_start: 0.0,
+                tail_stop: 0.0,
             };
             let (got, _) = idx.scan_partitions(q, want, None, &filter, None, &mut st);
             assert_eq!(got.len(), n - filter.count());
@@ -2179,6 +2202,8 @@ mod tests {
                     pool: 200,
                     k,
                     limit: 200 * 16,
+                    tail_start: 2.0,
+                    tail_stop: 0.2,
                 };
                 let mut st = QueryStats::default();
                 let (got, walk) =
