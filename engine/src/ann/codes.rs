@@ -314,12 +314,39 @@ impl Quantizer {
     /// Per-query state; `buf` is a reused allocation (PQ tables are 1 KiB per sub-space).
     pub(crate) fn query_table(&self, space: Space, q: &[f32], mut buf: Vec<f32>) -> QueryTable {
         match self {
-            Quantizer::Sq8 { lo, step } => QueryTable::Sq8 {
-                q: q.to_vec(),
-                lo: lo.clone(),
-                step: step.clone(),
-                space,
-            },
+            Quantizer::Sq8 { lo, step } => {
+                // A code `c` decodes to `lo + step · c`, so in code units:
+                // L2: Σ step² (a − c)² with a = (q − lo) / step (a dimension with step 0
+                // contributes the constant (q − lo)²); IP: −Σ q (lo + step c) =
+                // −Σ q lo + Σ (−q step) c. One weighted kernel serves both.
+                let mut w = Vec::with_capacity(q.len());
+                let mut a = Vec::with_capacity(q.len());
+                let mut bias = 0f32;
+                for ((x, l), st) in q.iter().zip(lo).zip(step) {
+                    match space {
+                        Space::L2 if *st > 0.0 => {
+                            w.push(st * st);
+                            a.push((x - l) / st);
+                        }
+                        Space::L2 => {
+                            bias += (x - l) * (x - l);
+                            w.push(0.0);
+                            a.push(0.0);
+                        }
+                        Space::Ip => {
+                            bias -= x * l;
+                            w.push(-x * st);
+                            a.push(0.0);
+                        }
+                    }
+                }
+                QueryTable::Sq8 {
+                    a,
+                    w,
+                    bias,
+                    ip: space == Space::Ip,
+                }
+            }
             Quantizer::Pq(p) => {
                 let m = p.m();
                 let mut t = std::mem::take(&mut buf);
@@ -368,11 +395,12 @@ fn pq_adc(t: &[f32], code: &[u8]) -> f32 {
 /// Distances from one query to codes.
 #[derive(Debug)]
 pub(crate) enum QueryTable {
+    /// Scalar codes in code units: `bias + Σ w (a − c)²` (L2) or `bias + Σ w c` (IP).
     Sq8 {
-        q: Vec<f32>,
-        lo: Vec<f32>,
-        step: Vec<f32>,
-        space: Space,
+        a: Vec<f32>,
+        w: Vec<f32>,
+        bias: f32,
+        ip: bool,
     },
     /// `m * 256` partial distances.
     Pq(Vec<f32>),
@@ -400,17 +428,7 @@ impl QueryTable {
     pub(crate) fn distance(&self, code: &[u8]) -> f32 {
         match self {
             QueryTable::Pq(t) => pq_adc(t, code),
-            QueryTable::Sq8 { q, lo, step, space } => {
-                let mut s = 0f32;
-                for (((x, c), l), st) in q.iter().zip(code).zip(lo).zip(step) {
-                    let y = l + st * f32::from(*c);
-                    s += match space {
-                        Space::L2 => (x - y) * (x - y),
-                        Space::Ip => -x * y,
-                    };
-                }
-                s
-            }
+            QueryTable::Sq8 { a, w, bias, ip } => bias + simd::sq8_weighted(a, w, code, *ip),
         }
     }
 }
@@ -439,6 +457,41 @@ mod tests {
             assert_eq!(c.len(), dim);
             for ((x, y), s) in v.iter().zip(q.decode(&c)).zip(step) {
                 assert!((x - y).abs() <= s / 2.0 + 1e-6, "{x} vs {y} step {s}");
+            }
+        }
+    }
+
+    /// A dimension where every training row has the same value has step 0: the SQ8 table
+    /// adds its distance as a constant (L2) or through the bias (IP) instead of dividing by
+    /// the step.
+    #[test]
+    fn sq8_table_with_a_constant_dimension_equals_the_decoded_distance() {
+        let (n, dim) = (300, 19);
+        let mut r = rows(n, dim, 4);
+        for row in r.chunks_exact_mut(dim) {
+            row[5] = 0.75;
+        }
+        let qz = Quantizer::train(CodeKind::Sq8, &r, dim, 0);
+        let Quantizer::Sq8 { step, .. } = &qz else {
+            unreachable!()
+        };
+        assert_eq!(step[5], 0.0);
+        let q = rows(1, dim, 8);
+        for space in [Space::L2, Space::Ip] {
+            let t = qz.query_table(space, &q, Vec::new());
+            for v in r.chunks_exact(dim).take(40) {
+                let mut c = Vec::new();
+                qz.encode(v, &mut c);
+                let d = qz.decode(&c);
+                let want = match space {
+                    Space::L2 => simd::l2_sq_scalar(&q, &d),
+                    Space::Ip => -simd::dot_scalar(&q, &d),
+                };
+                let got = t.distance(&c);
+                assert!(
+                    (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                    "{space:?}: {got} vs {want}"
+                );
             }
         }
     }

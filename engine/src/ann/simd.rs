@@ -65,6 +65,57 @@ fn distances_soa_body(q: &[f32], soa: &[f32], out: &mut [f32], ip: bool) {
     }
 }
 
+/// A scalar-quantised code's weighted distance: `Σ w (a − c)²`, or `Σ w c` when `ip` (see
+/// `QueryTable::Sq8`). Over the common length.
+#[inline]
+pub fn sq8_weighted(a: &[f32], w: &[f32], code: &[u8], ip: bool) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2_fma() {
+            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+            return unsafe { x86::sq8_weighted(a, w, code, ip) };
+        }
+    }
+    sq8_weighted_body(a, w, code, ip)
+}
+
+/// Eight independent lanes (a running scalar sum does not vectorise: float addition is not
+/// reassociated), then the remainder.
+#[inline(always)]
+fn sq8_weighted_body(a: &[f32], w: &[f32], code: &[u8], ip: bool) -> f32 {
+    let n = a.len().min(w.len()).min(code.len());
+    let (a, w, code) = (
+        a.get(..n).unwrap_or_default(),
+        w.get(..n).unwrap_or_default(),
+        code.get(..n).unwrap_or_default(),
+    );
+    let mut lanes = [0f32; 8];
+    let (ac, wc, cc) = (a.chunks_exact(8), w.chunks_exact(8), code.chunks_exact(8));
+    let (ar, wr, cr) = (ac.remainder(), wc.remainder(), cc.remainder());
+    for ((a8, w8), c8) in ac.zip(wc).zip(cc) {
+        for (l, ((x, wt), c)) in lanes.iter_mut().zip(a8.iter().zip(w8).zip(c8)) {
+            let c = f32::from(*c);
+            *l += if ip {
+                wt * c
+            } else {
+                let d = x - c;
+                wt * d * d
+            };
+        }
+    }
+    let mut s = lanes.iter().sum::<f32>();
+    for ((x, wt), c) in ar.iter().zip(wr).zip(cr) {
+        let c = f32::from(*c);
+        s += if ip {
+            wt * c
+        } else {
+            let d = x - c;
+            wt * d * d
+        };
+    }
+    s
+}
+
 /// Reference squared Euclidean distance (over the common length).
 pub fn l2_sq_scalar(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
@@ -107,6 +158,14 @@ mod x86 {
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55));
         _mm_cvtss_f32(s)
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn sq8_weighted(a: &[f32], w: &[f32], code: &[u8], ip: bool) -> f32 {
+        // The portable body, compiled with AVX2 (8 lanes: byte -> float converts vectorise).
+        super::sq8_weighted_body(a, w, code, ip)
     }
 
     /// # Safety
