@@ -286,11 +286,11 @@ impl Db {
                 0 => Bitset::new(seg.len()),
                 g => deletes::read(&fs, &seg_dir.join(deletes_name(m.id, g)), seg.len())?,
             };
-            segments.push(LiveSegment {
-                seg: Arc::new(seg),
-                deleted: Arc::new(deleted),
-                deletes_gen: m.deletes_gen,
-            });
+            segments.push(LiveSegment::new(
+                Arc::new(seg),
+                Arc::new(deleted),
+                m.deletes_gen,
+            ));
         }
         remove_orphans(&fs, dir, &manifest, Sweep::All)?;
 
@@ -846,11 +846,7 @@ impl Inner {
                     &seg_dir.join(deletes_name(ls.seg.id, gen)),
                     &deleted,
                 )?;
-                segments.push(LiveSegment {
-                    seg: ls.seg.clone(),
-                    deleted: Arc::new(deleted),
-                    deletes_gen: gen,
-                });
+                segments.push(LiveSegment::new(ls.seg.clone(), Arc::new(deleted), gen));
             } else {
                 segments.push(ls.clone());
             }
@@ -858,11 +854,7 @@ impl Inner {
         if let Some(seg) = &new_seg {
             segments.insert(
                 0,
-                LiveSegment {
-                    deleted: Arc::new(Bitset::new(seg.len())),
-                    seg: seg.clone(),
-                    deletes_gen: 0,
-                },
+                LiveSegment::new(seg.clone(), Arc::new(Bitset::new(seg.len())), 0),
             );
         }
         // Segments that are now entirely dead are dropped from the manifest (and their files
@@ -1018,11 +1010,7 @@ impl Inner {
         if let Some(seg) = &new_seg {
             segments.insert(
                 0,
-                LiveSegment {
-                    deleted: Arc::new(Bitset::new(seg.len())),
-                    seg: seg.clone(),
-                    deletes_gen: 0,
-                },
+                LiveSegment::new(seg.clone(), Arc::new(Bitset::new(seg.len())), 0),
             );
         }
         m.number += 1;

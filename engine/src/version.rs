@@ -26,6 +26,21 @@ pub(crate) struct LiveSegment {
     pub seg: Arc<Segment>,
     pub deleted: Arc<Bitset>,
     pub deletes_gen: u32,
+    /// Whether `deleted` has any bit set (known once per version: scanning a 1M-bit map per
+    /// query was 8 % of a 10 % partition query).
+    pub any_deleted: bool,
+}
+
+impl LiveSegment {
+    pub(crate) fn new(seg: Arc<Segment>, deleted: Arc<Bitset>, deletes_gen: u32) -> LiveSegment {
+        let any_deleted = deleted.any();
+        LiveSegment {
+            seg,
+            deleted,
+            deletes_gen,
+            any_deleted,
+        }
+    }
 }
 
 /// Memtables and segments at one moment. Immutable; replaced as a whole.
@@ -269,7 +284,7 @@ impl Snapshot {
             // (Shared with the segment's filter cache unless deletions must be masked out.)
             let cached = q.filter.as_ref().map(|f| ls.seg.eval_cached(f));
             let evaluated = cached.as_ref().map(|e| {
-                if ls.deleted.any() {
+                if ls.any_deleted {
                     let mut b = Bitset::clone(&e.bits);
                     b.and_not_with(&ls.deleted);
                     let counts = ls.seg.counts(&b);
@@ -385,7 +400,7 @@ impl Snapshot {
                         qv,
                         want,
                         by_node.as_deref(),
-                        &ls.deleted,
+                        ls.any_deleted.then_some(&*ls.deleted),
                         shadow,
                         &mut stats,
                     );
@@ -407,7 +422,7 @@ impl Snapshot {
                             qv,
                             want,
                             by_node.as_deref(),
-                            &ls.deleted,
+                            ls.any_deleted.then_some(&*ls.deleted),
                             shadow,
                             &mut stats,
                         );

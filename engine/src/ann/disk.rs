@@ -1325,7 +1325,7 @@ impl DiskIndex {
         q: &[f32],
         want: PartitionWant,
         by_node: Option<&NodeOrder>,
-        deleted: &Bitset,
+        deleted: Option<&Bitset>,
         shadowed: Option<&dyn Fn(usize) -> bool>,
         stats: &mut QueryStats,
     ) -> (Vec<(f32, usize)>, PartitionWalk) {
@@ -1347,7 +1347,7 @@ impl DiskIndex {
         q: &[f32],
         want: PartitionWant,
         by_node: Option<&NodeOrder>,
-        deleted: &Bitset,
+        deleted: Option<&Bitset>,
         shadowed: Option<&dyn Fn(usize) -> bool>,
         stats: &mut QueryStats,
     ) -> (Vec<(f32, usize)>, PartitionWalk) {
@@ -1397,7 +1397,6 @@ impl DiskIndex {
             h.sort_unstable();
         }
         let mut sorted = head;
-        let any_deleted = deleted.any();
         let mut top = TopPool::new(want.pool);
         // Per list: its candidate nodes, then their code distances in one tight loop, then
         // the few that beat the pool's bound are checked (deleted, shadowed) and kept.
@@ -1478,7 +1477,7 @@ impl DiskIndex {
                     continue;
                 }
                 let ord = self.ordinal(node);
-                if (any_deleted && deleted.get(ord)) || shadowed.is_some_and(|f| f(ord)) {
+                if deleted.is_some_and(|d| d.get(ord)) || shadowed.is_some_and(|f| f(ord)) {
                     // Not counted: the walk goes on until `target` live ones are scored
                     // (or every list is walked), so deletions never cut a result short.
                     continue;
@@ -2085,7 +2084,6 @@ mod tests {
             by_node.per_list.iter().map(|&c| c as usize).sum::<usize>(),
             filter.count()
         );
-        let none = Bitset::new(n);
         for q in data.chunks_exact(dim).step_by(301) {
             let mut st = QueryStats::default();
             let want = PartitionWant {
@@ -2097,7 +2095,7 @@ mod tests {
                 tail_stop: 0.0,
             };
             let (mut got, walk) =
-                idx.scan_partitions(q, want, Some(&by_node), &none, None, &mut st);
+                idx.scan_partitions(q, want, Some(&by_node), None, None, &mut st);
             let nonempty = by_node.per_list.iter().filter(|&&c| c > 0).count();
             assert_eq!(walk.lists as usize, nonempty);
             let mut all = (0..n).filter(|&i| filter.get(i));
@@ -2115,7 +2113,7 @@ mod tests {
                 tail_start: 0.0,
                 tail_stop: 0.0,
             };
-            let (got, walk) = idx.scan_partitions(q, want, Some(&by_node), &none, None, &mut st);
+            let (got, walk) = idx.scan_partitions(q, want, Some(&by_node), None, None, &mut st);
             assert_eq!(walk.lists, 1);
             let list_of = |ord: usize| {
                 let node = idx.node_of(ord).unwrap() as usize;
@@ -2137,7 +2135,7 @@ mod tests {
                 tail_start: 0.0,
                 tail_stop: 0.0,
             };
-            let (got, _) = idx.scan_partitions(q, want, None, &filter, None, &mut st);
+            let (got, _) = idx.scan_partitions(q, want, None, Some(&filter), None, &mut st);
             assert_eq!(got.len(), n - filter.count());
             assert!(got.iter().all(|&(_, ord)| !filter.get(ord)));
         }
@@ -2162,7 +2160,6 @@ mod tests {
         let data = clustered(n, dim, 200, 7);
         let f = fixture_of(&data, dim, CodeKind::Pq(4), Metric::L2);
         let idx = open(&f, dim, Metric::L2).unwrap();
-        let none = Bitset::new(n);
         let mut rng = rand::rngs::StdRng::seed_from_u64(3);
         let (mut hit_short, mut hit_long, mut hit_random) = (0, 0, 0);
         let queries = 20;
@@ -2207,7 +2204,7 @@ mod tests {
                 };
                 let mut st = QueryStats::default();
                 let (got, walk) =
-                    idx.scan_partitions(q, want, Some(&by_node), &none, None, &mut st);
+                    idx.scan_partitions(q, want, Some(&by_node), None, None, &mut st);
                 (got.into_iter().map(|x| x.1).collect::<Vec<_>>(), walk)
             };
             let found =
