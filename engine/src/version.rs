@@ -646,9 +646,18 @@ impl Snapshot {
                 }
                 if let Some(a) = self.schema.attr_index(attr) {
                     for ls in &self.version.segments {
-                        let mut b = ls.seg.eval(&inner);
-                        b.and_not_with(&ls.deleted);
-                        for i in b.iter() {
+                        // Through the segment's filter cache (a user's friend list is asked
+                        // again by each of their queries); deletions masked per version.
+                        let cached = ls.seg.eval_cached(&inner);
+                        let ones = cached.ones();
+                        let matches: Box<dyn Iterator<Item = usize>> = match &ones {
+                            Some(v) => Box::new(v.iter().map(|&i| i as usize)),
+                            None => Box::new(cached.bits.iter()),
+                        };
+                        for i in matches {
+                            if ls.any_deleted && ls.deleted.get(i) {
+                                continue;
+                            }
                             if mem.contains_key(ls.seg.key(i)) {
                                 continue; // the memtable's version decided above
                             }

@@ -347,6 +347,19 @@ fn apply_operator_follows_the_social_graph() {
     q.apply_fanout_max = 2;
     let (_, st) = db.search_with_stats(&q).unwrap();
     assert_eq!((st.apply_fanout, st.apply_truncated), (2, true));
+    // Through segments again, and a deleted user drops out (the segment's deletions).
+    db.flush().unwrap();
+    assert_eq!(friends_posts(&db, "(apply author uid friend-of:42)"), want);
+    db.delete(b"user-2").unwrap();
+    db.flush().unwrap();
+    let only_1: Vec<String> = (0..20)
+        .filter(|p| p % 5 == 1)
+        .map(|p| format!("post-{p:02}"))
+        .collect();
+    assert_eq!(
+        friends_posts(&db, "(apply author uid friend-of:42)"),
+        only_1
+    );
     // Bad input: an undeclared attribute, a malformed form.
     assert!(db
         .search(&Query::boolean(

@@ -90,9 +90,25 @@ pub(crate) struct Evaluated {
     pub(crate) bits: Arc<Bitset>,
     pub(crate) counts: Counts,
     by_node: std::sync::OnceLock<Arc<NodeOrder>>,
+    ones: std::sync::OnceLock<Arc<Vec<u32>>>,
 }
 
 impl Evaluated {
+    /// The matching ordinals as a list, made once per cached filter: `(apply …)` walks the
+    /// matches of its inner filter (a user's friends: a few dozen bits of a 1M-bit map) on
+    /// every query, and scanning the map's words was a fifth of such a query. `None` when
+    /// a list would be larger than the map (more than one match in 32).
+    pub(crate) fn ones(&self) -> Option<Arc<Vec<u32>>> {
+        if self.counts.all.saturating_mul(32) > self.bits.len() {
+            return None;
+        }
+        Some(
+            self.ones
+                .get_or_init(|| Arc::new(self.bits.iter().map(|i| i as u32).collect()))
+                .clone(),
+        )
+    }
+
     /// The matches as graph nodes of `idx` (this segment's index).
     pub(crate) fn by_node(&self, idx: &DiskIndex) -> Arc<NodeOrder> {
         self.by_node
@@ -787,6 +803,7 @@ impl Segment {
                 bits: Arc::new(b),
                 counts,
                 by_node: std::sync::OnceLock::new(),
+                ones: std::sync::OnceLock::new(),
             })
         };
         if self.n < FILTER_CACHE_MIN_DOCS {
