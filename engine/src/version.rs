@@ -396,14 +396,17 @@ impl Snapshot {
                     // deletions are checked per candidate instead).
                     let by_node = cached.as_ref().map(|e| e.by_node(idx));
                     let shadow = (!mem.is_empty()).then_some(&shadowed as &dyn Fn(usize) -> bool);
-                    let (cands, mut walk) = idx.scan_partitions(
-                        qv,
-                        want,
-                        by_node.as_deref(),
-                        ls.any_deleted.then_some(&*ls.deleted),
-                        shadow,
-                        &mut stats,
-                    );
+                    let walk_lists = |want: PartitionWant, stats: &mut QueryStats| {
+                        idx.scan_partitions(
+                            qv,
+                            want,
+                            by_node.as_deref(),
+                            ls.any_deleted.then_some(&*ls.deleted),
+                            shadow,
+                            stats,
+                        )
+                    };
+                    let (cands, mut walk) = walk_lists(want, &mut stats);
                     // Candidates the pool dropped: a retry could re-rank them.
                     let dropped = walk.scored as usize >= 2 * want.pool;
                     let mut converged = false;
@@ -418,14 +421,7 @@ impl Snapshot {
                             pool: want.pool.saturating_mul(PARTITION_POOL_RETRY),
                             ..want
                         };
-                        let (cands, again) = idx.scan_partitions(
-                            qv,
-                            want,
-                            by_node.as_deref(),
-                            ls.any_deleted.then_some(&*ls.deleted),
-                            shadow,
-                            &mut stats,
-                        );
+                        let (cands, again) = walk_lists(want, &mut stats);
                         walk.lists += again.lists;
                         walk.members += again.members;
                         walk.scored += again.scored;

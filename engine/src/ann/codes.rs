@@ -443,6 +443,31 @@ mod tests {
         (0..n * dim).map(|_| rng.gen_range(-1.0f32..1.0)).collect()
     }
 
+    /// (table distance, distance to the decoded vector) of the first `take` rows' codes.
+    fn table_vs_decoded(
+        qz: &Quantizer,
+        space: Space,
+        q: &[f32],
+        r: &[f32],
+        dim: usize,
+        take: usize,
+    ) -> Vec<(f32, f32)> {
+        let t = qz.query_table(space, q, Vec::new());
+        r.chunks_exact(dim)
+            .take(take)
+            .map(|v| {
+                let mut c = Vec::new();
+                qz.encode(v, &mut c);
+                let d = qz.decode(&c);
+                let want = match space {
+                    Space::L2 => simd::l2_sq_scalar(q, &d),
+                    Space::Ip => -simd::dot_scalar(q, &d),
+                };
+                (t.distance(&c), want)
+            })
+            .collect()
+    }
+
     #[test]
     fn sq8_error_is_at_most_half_a_step() {
         let (n, dim) = (500, 13);
@@ -478,16 +503,7 @@ mod tests {
         assert_eq!(step[5], 0.0);
         let q = rows(1, dim, 8);
         for space in [Space::L2, Space::Ip] {
-            let t = qz.query_table(space, &q, Vec::new());
-            for v in r.chunks_exact(dim).take(40) {
-                let mut c = Vec::new();
-                qz.encode(v, &mut c);
-                let d = qz.decode(&c);
-                let want = match space {
-                    Space::L2 => simd::l2_sq_scalar(&q, &d),
-                    Space::Ip => -simd::dot_scalar(&q, &d),
-                };
-                let got = t.distance(&c);
+            for (got, want) in table_vs_decoded(&qz, space, &q, &r, dim, 40) {
                 assert!(
                     (got - want).abs() <= 1e-4 * want.abs().max(1.0),
                     "{space:?}: {got} vs {want}"
@@ -523,16 +539,8 @@ mod tests {
             let qz = Quantizer::train(kind, &r, dim, 5);
             for space in [Space::L2, Space::Ip] {
                 let q: Vec<f32> = rows(1, dim, 9);
-                let t = qz.query_table(space, &q, Vec::new());
-                for v in r.chunks_exact(dim).take(50) {
-                    let mut c = Vec::new();
-                    qz.encode(v, &mut c);
-                    let d = qz.decode(&c);
-                    let want = match space {
-                        Space::L2 => simd::l2_sq_scalar(&q, &d),
-                        Space::Ip => -simd::dot_scalar(&q, &d),
-                    };
-                    assert!((t.distance(&c) - want).abs() < 1e-4, "{kind:?} {space:?}");
+                for (got, want) in table_vs_decoded(&qz, space, &q, &r, dim, 50) {
+                    assert!((got - want).abs() < 1e-4, "{kind:?} {space:?}");
                 }
             }
         }

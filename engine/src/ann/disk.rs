@@ -1335,10 +1335,9 @@ impl DiskIndex {
     /// the `k`-th found the lists not walked hold ([`TailModel`]: each list's centroid
     /// distance, spread and candidate count) and goes on while that exceeds
     /// `want.tail_start` (then `want.tail_stop`), up to `want.limit` scored, the pool
-    /// growing with the walk —
-    /// the case is a filter anti-correlated with the query's neighbourhood, whose matches lie
-    /// in many lists at nearly equal distances. The estimate is checked again after every
-    /// further quarter of the lists walked.
+    /// growing with the walk — the case is a filter anti-correlated with the query's
+    /// neighbourhood, whose matches lie in many lists at nearly equal distances. The
+    /// estimate is checked again after every further quarter of the lists walked.
     ///
     /// A list is a run of node ids, so its candidates are the set bits of one range of
     /// `by_node` (the filter's matches numbered as nodes; `None`: no filter, every node) and
@@ -1451,8 +1450,11 @@ impl DiskIndex {
                     let count = |p: usize| match by_node {
                         Some(b) => b.per_list.get(p).copied().unwrap_or(0) as f64,
                         None => f64::from(
-                            self.offsets.get(p + 1).copied().unwrap_or(0)
-                                - self.offsets.get(p).copied().unwrap_or(0),
+                            self.offsets
+                                .get(p + 1)
+                                .copied()
+                                .unwrap_or(0)
+                                .saturating_sub(self.offsets.get(p).copied().unwrap_or(0)),
                         ),
                     };
                     walk.tail_checks += 1;
