@@ -355,17 +355,21 @@ fn build_verify_query_put_delete_dump_end_to_end() {
     // A stored vector finds itself at distance 0; the filter keeps only German posts.
     let first: Vec<f32> = (0..8).map(|j| ((j * 13) % 97) as f32 / 10.0).collect();
     let q = write_query(tmp.path(), &first);
-    let (ok, out, err) = strata(&[
-        "query",
-        dbs,
-        "--vectors",
-        q.to_str().unwrap(),
-        "--k",
-        "5",
-        "--plan",
-        "graph",
-        "--json",
-    ]);
+    // The 5 nearest to `q` under a forced plan, as JSON or with `explain`.
+    let query_with_plan = |plan: &str, output: &str| {
+        strata(&[
+            "query",
+            dbs,
+            "--vectors",
+            q.to_str().unwrap(),
+            "--k",
+            "5",
+            "--plan",
+            plan,
+            output,
+        ])
+    };
+    let (ok, out, err) = query_with_plan("graph", "--json");
     assert!(ok, "{err}");
     let v: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert_eq!(v["query"], 0);
@@ -374,17 +378,7 @@ fn build_verify_query_put_delete_dump_end_to_end() {
     assert_eq!(v["hits"].as_array().unwrap().len(), 5);
     assert!(v["stats"]["graph_segments"].as_u64().unwrap() == 1, "{v}");
     // The partition plan, forced, finds it too and says what it walked.
-    let (ok, out, err) = strata(&[
-        "query",
-        dbs,
-        "--vectors",
-        q.to_str().unwrap(),
-        "--k",
-        "5",
-        "--plan",
-        "partition",
-        "--explain",
-    ]);
+    let (ok, out, err) = query_with_plan("partition", "--explain");
     assert!(ok, "{err}");
     assert!(out.contains("doc-00000"), "{out}");
     assert!(

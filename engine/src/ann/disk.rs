@@ -1276,8 +1276,8 @@ impl DiskIndex {
 
     /// Per list, the members' mean squared distance to the centroid in code space (what
     /// [`TailModel`] needs), computed from the codes once per open segment — on the first
-    /// partition walk that goes past its target (~10 ms at 1M × 64 on one core), so opening
-    /// stays free of it and the format of the lists unchanged.
+    /// partition walk that goes past its target (1M × 64: measured 15 ms on one thread, 6.4 ms
+    /// on the 2-core pool), so opening stays free of it and the format of the lists unchanged.
     fn spreads(&self) -> &[f32] {
         self.spreads.get_or_init(|| {
             let lists = self.partitions();
