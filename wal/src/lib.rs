@@ -32,6 +32,7 @@ mod options;
 mod prealloc;
 mod reader;
 mod sync;
+mod tail;
 mod wal;
 
 pub use error::{Error, Result};
@@ -41,7 +42,8 @@ pub use options::{
     Options, RecoveryMode, SyncMode, BATCH_WINDOW_MAX, SEGMENT_BYTES_LIMIT, SEGMENT_BYTES_MIN,
 };
 pub use reader::{file_name, parse_file_name, LogFile, WalReader};
-pub use wal::{Recovery, TruncatedTail, Wal};
+pub use tail::{looks_torn, TailKind, TailReport, LOST_FOUND_DIR, TORN_SECTOR_BYTES};
+pub use wal::{LogView, Recovery, Wal};
 
 /// Log sequence number: 1 for the first record of a log, +1 for each record after it.
 pub type Lsn = u64;

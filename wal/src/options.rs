@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::format::{FILE_HEADER_BYTES, RECORD_BYTES_LIMIT, RECORD_HEADER_BYTES};
-use crate::{Error, Result};
+use crate::{Error, Lsn, Result};
 
 /// When an append is acknowledged. See `docs/durability.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -21,12 +21,19 @@ pub enum SyncMode {
 /// What recovery does with bad bytes at the end of the newest log file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RecoveryMode {
-    /// A torn or zeroed last record (no valid record after it) is truncated away and appending
-    /// resumes there. Anything bad before the tail is still a hard error.
+    /// A torn last record (an interrupted write: it runs past the end of the file or has a
+    /// sector of zeros, and no valid record follows) is cut (its bytes saved to `lost+found`)
+    /// and appending resumes there. Any other bad byte past the checkpoint is a hard error
+    /// (`docs/durability.md`, "What recovery cuts").
     #[default]
     TolerateCorruptTail,
     /// Any bad byte is a hard error (for verification tools).
     Strict,
+    /// Explicit repair: the first damage in the records past the checkpoint (a damaged tail
+    /// frame, a bad frame with valid ones after it, a gap between files) and everything after
+    /// it is set aside — bytes copied to `lost+found` before the file is cut there, later
+    /// files moved there whole — and reported in [`crate::Recovery`]. Never the default.
+    SetAside,
 }
 
 /// Smallest allowed `segment_bytes_max`.
@@ -50,6 +57,11 @@ pub struct Options {
     /// Keep a zero-filled, fsynced spare log file ready (background thread) so appends overwrite
     /// allocated bytes and fdatasync commits no metadata. Default true.
     pub preallocate: bool,
+    /// Every record with LSN <= this is durable elsewhere (the caller's checkpoint, e.g. the
+    /// database manifest). Damage at or below it loses nothing and is not an error, and the
+    /// next LSN handed out is at least this + 1 even when the log lost its tail or its files.
+    /// Default 0.
+    pub checkpoint_lsn: Lsn,
     /// Highest record kind the reader understands; unknown kinds above it fail unless ignorable
     /// (>= 128), which are skipped. Default 255 (every kind is passed to the caller).
     pub known_kinds_max: u8,
@@ -63,6 +75,7 @@ impl Default for Options {
             record_bytes_max: 8 << 20,
             recovery: RecoveryMode::TolerateCorruptTail,
             preallocate: true,
+            checkpoint_lsn: 0,
             known_kinds_max: u8::MAX,
         }
     }

@@ -24,32 +24,29 @@ use crate::prealloc::Preallocator;
 use crate::reader::{
     file_name, list_files, FileScan, LogFile, Stop, WalReader, FILE_READ_BYTES_MAX,
 };
+use crate::tail::{looks_torn, meaningful_bytes, save_aside, TailKind, TailReport, LOST_FOUND_DIR};
 use crate::{Error, Lsn, Result};
 
 /// What [`Wal::open`] found and repaired.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recovery {
-    /// LSN the next append gets; every lower LSN still present is readable.
+    /// LSN the next append gets; every lower LSN still present is readable. At least
+    /// `Options::checkpoint_lsn + 1`, whatever is left of the log.
     pub next_lsn: Lsn,
     /// Log files present after recovery.
     pub files: usize,
-    /// A torn tail that was cut off, if any.
-    pub truncated_tail: Option<TruncatedTail>,
+    /// The bad tail found at the end of the newest file, if any: cut (a torn write, or
+    /// damage under `SetAside`; bytes saved to `lost+found`) or, when the checkpoint covers
+    /// it, left where it is.
+    pub tail: Option<TailReport>,
+    /// `SetAside` only: damage before the newest file's tail that was set aside (the file
+    /// cut at the damage, every later file moved into `lost+found`).
+    pub set_aside: Vec<TailReport>,
+    /// The log ended at or below the checkpoint (a file was lost or cut), so a new file was
+    /// started at `checkpoint_lsn + 1`: LSNs never repeat.
+    pub restarted_after_checkpoint: bool,
     /// Leftover temporary files removed.
     pub temp_files_removed: usize,
-}
-
-/// A torn tail removed by recovery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TruncatedTail {
-    /// The file.
-    pub path: PathBuf,
-    /// The new length (start of the bad frame).
-    pub offset: u64,
-    /// Bytes dropped.
-    pub bytes_dropped: u64,
-    /// Why the frame was bad.
-    pub reason: String,
 }
 
 fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -241,26 +238,40 @@ impl Wal {
         let temp_files_removed = remove_temp_files(&fs, dir)?;
         let mut files = list_files(&fs, dir)?;
         let mut seed_state = random_state();
-        let mut truncated_tail = None;
-
-        let (file, path, offset, next_lsn, file_seed) = match files.last() {
-            None => {
+        let checkpoint = options.checkpoint_lsn;
+        let set_aside = if options.recovery == RecoveryMode::SetAside {
+            set_aside_older(&fs, dir, &mut files, checkpoint)?
+        } else {
+            Vec::new()
+        };
+        let mut tail = None;
+        let recovered = match files.last() {
+            None => None,
+            Some(last) => {
+                let (file, end, next, seed, t) = recover_last(&fs, dir, last, &options)?;
+                tail = t;
+                Some((file, last.path.clone(), end, next, seed))
+            }
+        };
+        // A log that ends at or below the checkpoint (lost or cut files) restarts past it:
+        // a new file at checkpoint + 1, so no LSN is ever handed out twice (replay skips
+        // LSNs <= checkpoint). The older files hold only covered records.
+        let restarted_after_checkpoint =
+            recovered.as_ref().map_or(checkpoint > 0, |r| r.3 <= checkpoint);
+        let (file, path, offset, next_lsn, file_seed) = match recovered {
+            Some(r) if !restarted_after_checkpoint => r,
+            _ => {
                 let nf = NewFile {
-                    first_lsn: 1,
+                    first_lsn: checkpoint + 1,
                     crc_seed: next_seed(&mut seed_state),
                     spare: None,
                 };
                 let (file, path) = create_log_file(&fs, dir, &nf)?;
                 files.push(LogFile {
-                    first_lsn: 1,
+                    first_lsn: nf.first_lsn,
                     path: path.clone(),
                 });
-                (file, path, FILE_HEADER_BYTES as u64, 1, nf.crc_seed)
-            }
-            Some(last) => {
-                let (file, end, next, seed, tail) = recover_last(&fs, last, options.recovery)?;
-                truncated_tail = tail;
-                (file, last.path.clone(), end, next, seed)
+                (file, path, FILE_HEADER_BYTES as u64, nf.first_lsn, nf.crc_seed)
             }
         };
         // A file as long as a segment was preallocated (its zeros are padding).
@@ -302,7 +313,9 @@ impl Wal {
         let recovery = Recovery {
             next_lsn,
             files: lock(&inner.files).len(),
-            truncated_tail,
+            tail,
+            set_aside,
+            restarted_after_checkpoint,
             temp_files_removed,
         };
         Ok((
@@ -458,11 +471,77 @@ fn remove_temp_files(fs: &SharedFs, dir: &Path) -> Result<usize> {
     Ok(removed)
 }
 
-type Recovered = (Arc<dyn FileHandle>, u64, Lsn, u32, Option<TruncatedTail>);
+type Recovered = (Arc<dyn FileHandle>, u64, Lsn, u32, Option<TailReport>);
 
-/// Scan the newest file; cut a torn tail if the mode allows. Returns the open handle, the end
-/// of valid data, the next LSN, the file's CRC seed and what was cut.
-fn recover_last(fs: &SharedFs, last: &LogFile, mode: RecoveryMode) -> Result<Recovered> {
+/// How one log file ends: after its last valid record (`end`, `next_lsn`), and what bad
+/// frame (if any) stops the scan there.
+pub(crate) struct FileEnd {
+    pub end: usize,
+    pub next_lsn: Lsn,
+    pub seed: u32,
+    pub bad: Option<BadFrame>,
+}
+
+/// The first bad frame of a file.
+pub(crate) struct BadFrame {
+    pub offset: usize,
+    pub reason: String,
+    pub kind: TailKind,
+}
+
+/// Scan `buf` (the whole file `file`) to its end. A bad header is an error; a bad frame is
+/// returned with its classification (a torn write only when nothing valid follows it).
+pub(crate) fn scan_file_end(buf: &[u8], file: &LogFile) -> Result<FileEnd> {
+    let mut scan = FileScan::start(buf, &file.path, file.first_lsn)?;
+    loop {
+        let bad = match scan.next(buf) {
+            Ok(_) => continue,
+            Err(Stop::End) => None,
+            Err(Stop::Corrupt { offset, reason }) => Some(BadFrame {
+                offset,
+                reason,
+                kind: TailKind::Damaged,
+            }),
+            Err(Stop::Tail { offset, reason }) => Some(BadFrame {
+                offset,
+                reason: reason.to_owned(),
+                kind: if looks_torn(buf, offset) {
+                    TailKind::Torn
+                } else {
+                    TailKind::Damaged
+                },
+            }),
+        };
+        return Ok(FileEnd {
+            end: bad.as_ref().map_or(scan.pos, |b| b.offset),
+            next_lsn: scan.next_lsn,
+            seed: scan.seed,
+            bad,
+        });
+    }
+}
+
+/// The report of `fe`'s bad frame in `file`.
+fn tail_report(buf: &[u8], file: &LogFile, fe: &FileEnd, checkpoint: Lsn) -> Option<TailReport> {
+    let bad = fe.bad.as_ref()?;
+    Some(TailReport {
+        path: file.path.clone(),
+        offset: bad.offset as u64,
+        lsn: fe.next_lsn,
+        bytes: meaningful_bytes(buf, bad.offset).len() as u64,
+        kind: bad.kind,
+        covered: fe.next_lsn <= checkpoint,
+        reason: bad.reason.clone(),
+        saved_to: None,
+    })
+}
+
+/// Scan the newest file and act on a bad tail per the mode: a torn write is cut (its bytes
+/// saved to `lost+found` first); damage is an error unless `SetAside` (then cut the same way)
+/// or every record from it on is covered by the checkpoint (then nothing is cut: the caller
+/// starts a new file past the checkpoint). Returns the open handle, the end of valid data, the
+/// next LSN, the file's CRC seed and the report.
+fn recover_last(fs: &SharedFs, dir: &Path, last: &LogFile, options: &Options) -> Result<Recovered> {
     let path = &last.path;
     let file = fs
         .open(path, true)
@@ -470,35 +549,213 @@ fn recover_last(fs: &SharedFs, last: &LogFile, mode: RecoveryMode) -> Result<Rec
     let buf = file
         .read_all(FILE_READ_BYTES_MAX)
         .map_err(|e| Error::io("read", path, e))?;
-    let mut scan = FileScan::start(&buf, path, last.first_lsn)?;
-    loop {
-        let expected = scan.next_lsn;
-        match scan.next(&buf) {
-            Ok(_) => {}
-            Err(Stop::End) => {
-                // End of records; zero padding after them (preallocation) is kept.
-                return Ok((file, scan.pos as u64, scan.next_lsn, scan.seed, None));
-            }
-            Err(Stop::Corrupt { offset, reason }) => {
-                return Err(Error::corruption(path, offset as u64, expected, reason));
-            }
-            Err(Stop::Tail { offset, reason }) => {
-                if mode == RecoveryMode::Strict {
-                    return Err(Error::corruption(path, offset as u64, expected, reason));
-                }
-                let offset = offset as u64;
-                file.set_len(offset)
-                    .map_err(|e| Error::io("truncate torn tail", path, e))?;
-                file.sync_data()
-                    .map_err(|e| Error::io("fdatasync", path, e))?;
-                let tail = TruncatedTail {
-                    path: path.clone(),
-                    offset,
-                    bytes_dropped: buf.len() as u64 - offset,
-                    reason: reason.to_owned(),
-                };
-                return Ok((file, offset, scan.next_lsn, scan.seed, Some(tail)));
-            }
+    let fe = scan_file_end(&buf, last)?;
+    let Some(mut report) = tail_report(&buf, last, &fe, options.checkpoint_lsn) else {
+        return Ok((file, fe.end as u64, fe.next_lsn, fe.seed, None));
+    };
+    let refuse = |report: &TailReport, advice: &str| {
+        Err(Error::corruption(
+            path,
+            report.offset,
+            report.lsn,
+            format!("{}{advice}", report.reason),
+        ))
+    };
+    match (options.recovery, report.kind) {
+        (RecoveryMode::Strict, _) => return refuse(&report, ""),
+        _ if report.covered => {
+            // Everything from the bad frame on is in the caller's checkpoint: leave the file
+            // as it is (nothing is appended to it again) and lose nothing.
+            return Ok((file, fe.end as u64, fe.next_lsn, fe.seed, Some(report)));
         }
+        (RecoveryMode::TolerateCorruptTail, TailKind::Damaged) => {
+            return refuse(
+                &report,
+                "; the bad frame is not an interrupted write, so an acknowledged record may be \
+                 damaged: nothing was cut (open with RecoveryMode::SetAside to set the bytes \
+                 from here on aside)",
+            )
+        }
+        (RecoveryMode::TolerateCorruptTail, TailKind::Torn) | (RecoveryMode::SetAside, _) => {}
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    report.saved_to = save_aside(
+        fs,
+        dir,
+        &name,
+        report.offset,
+        meaningful_bytes(&buf, fe.end),
+    )?;
+    file.set_len(fe.end as u64)
+        .map_err(|e| Error::io("truncate bad tail", path, e))?;
+    file.sync_data()
+        .map_err(|e| Error::io("fdatasync", path, e))?;
+    Ok((file, fe.end as u64, fe.next_lsn, fe.seed, Some(report)))
+}
+
+/// `SetAside` only: find the first bad point in the files that hold records past the
+/// checkpoint (a bad frame, a bad header, or a gap between files) short of the newest file's
+/// tail, cut that file there (bytes saved aside) and move every later file into `lost+found`.
+/// Returns what was set aside; `files` keeps the files left.
+fn set_aside_older(
+    fs: &SharedFs,
+    dir: &Path,
+    files: &mut Vec<LogFile>,
+    checkpoint: Lsn,
+) -> Result<Vec<TailReport>> {
+    let mut reports = Vec::new();
+    let start = files
+        .iter()
+        .rposition(|f| f.first_lsn <= checkpoint + 1)
+        .unwrap_or(0);
+    let mut i = start;
+    while i + 1 < files.len() {
+        let (Some(f), Some(next)) = (files.get(i), files.get(i + 1)) else {
+            break;
+        };
+        let h = fs
+            .open(&f.path, true)
+            .map_err(|e| Error::io("open", &f.path, e))?;
+        let buf = h
+            .read_all(FILE_READ_BYTES_MAX)
+            .map_err(|e| Error::io("read", &f.path, e))?;
+        let fe = scan_file_end(&buf, f)?;
+        let gap = fe.next_lsn != next.first_lsn;
+        if fe.bad.is_none() && !gap {
+            i += 1;
+            continue;
+        }
+        let name = f
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut report = tail_report(&buf, f, &fe, checkpoint).unwrap_or(TailReport {
+            path: f.path.clone(),
+            offset: fe.end as u64,
+            lsn: fe.next_lsn,
+            bytes: 0,
+            kind: TailKind::Damaged,
+            covered: fe.next_lsn <= checkpoint,
+            reason: format!(
+                "the next log file starts at LSN {} instead of {}",
+                next.first_lsn, fe.next_lsn
+            ),
+            saved_to: None,
+        });
+        report.saved_to = save_aside(fs, dir, &name, fe.end as u64, meaningful_bytes(&buf, fe.end))?;
+        h.set_len(fe.end as u64)
+            .map_err(|e| Error::io("truncate bad tail", &f.path, e))?;
+        h.sync_data()
+            .map_err(|e| Error::io("fdatasync", &f.path, e))?;
+        reports.push(report);
+        let lost = dir.join(LOST_FOUND_DIR);
+        crate::io::create_dir_durable(fs.as_ref(), &lost)
+            .map_err(|e| Error::io("create directory", &lost, e))?;
+        for later in files.drain(i + 1..) {
+            let name = later
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let to = lost.join(format!("{name}@0"));
+            fs.rename(&later.path, &to)
+                .map_err(|e| Error::io("rename", &later.path, e))?;
+            reports.push(TailReport {
+                path: later.path.clone(),
+                offset: 0,
+                lsn: later.first_lsn,
+                bytes: 0,
+                kind: TailKind::Damaged,
+                covered: later.first_lsn <= checkpoint,
+                reason: "follows the damage: moved aside whole".into(),
+                saved_to: Some(to),
+            });
+        }
+        fs.sync_dir(&lost)
+            .map_err(|e| Error::io("fsync directory", &lost, e))?;
+        fs.sync_dir(dir)
+            .map_err(|e| Error::io("fsync directory", dir, e))?;
+        break;
+    }
+    Ok(reports)
+}
+
+/// A log read without changing a byte (no lock, no truncation, no new file): what a read-only
+/// database open replays and what verification reports.
+#[derive(Debug)]
+pub struct LogView {
+    fs: SharedFs,
+    files: Vec<LogFile>,
+    next_lsn: Lsn,
+    tail: Option<TailReport>,
+    known_kinds_max: u8,
+}
+
+impl LogView {
+    /// Look at the log in `dir` (missing: an empty log) as [`Wal::open`] would recover it,
+    /// with `options.checkpoint_lsn` as the caller's checkpoint. Header damage is an error;
+    /// a bad tail is reported ([`LogView::tail`]) and the view ends before it.
+    pub fn open(fs: SharedFs, dir: &Path, options: &Options) -> Result<LogView> {
+        let checkpoint = options.checkpoint_lsn;
+        let mut files = if fs.exists(dir) {
+            list_files(&fs, dir)?
+        } else {
+            Vec::new()
+        };
+        let (mut next_lsn, tail) = match files.last() {
+            None => (checkpoint + 1, None),
+            Some(last) => {
+                let h = fs
+                    .open(&last.path, false)
+                    .map_err(|e| Error::io("open", &last.path, e))?;
+                let buf = h
+                    .read_all(FILE_READ_BYTES_MAX)
+                    .map_err(|e| Error::io("read", &last.path, e))?;
+                let fe = scan_file_end(&buf, last)?;
+                (fe.next_lsn, tail_report(&buf, last, &fe, checkpoint))
+            }
+        };
+        if next_lsn <= checkpoint {
+            // Everything left is covered by the checkpoint: nothing to replay.
+            files.clear();
+            next_lsn = checkpoint + 1;
+        }
+        Ok(LogView {
+            fs,
+            files,
+            next_lsn,
+            tail,
+            known_kinds_max: options.known_kinds_max,
+        })
+    }
+
+    /// The LSN a writer would append next.
+    pub fn next_lsn(&self) -> Lsn {
+        self.next_lsn
+    }
+
+    /// The bad tail of the newest file, if any (recovery would cut a torn one).
+    pub fn tail(&self) -> Option<&TailReport> {
+        self.tail.as_ref()
+    }
+
+    /// The log files, oldest first.
+    pub fn files(&self) -> &[LogFile] {
+        &self.files
+    }
+
+    /// Records with LSN >= `from_lsn`, up to the end of the readable log.
+    pub fn reader(&self, from_lsn: Lsn) -> Result<WalReader> {
+        WalReader::new(
+            self.fs.clone(),
+            self.files.clone(),
+            from_lsn,
+            self.next_lsn,
+            self.known_kinds_max,
+        )
     }
 }

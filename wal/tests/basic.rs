@@ -47,7 +47,7 @@ fn records_round_trip_across_rotation_and_reopen() {
     drop(wal);
     let (wal, rec) = Wal::open(shared.clone(), &dir(), small()).unwrap();
     assert_eq!(rec.next_lsn, 301);
-    assert_eq!(rec.truncated_tail, None);
+    assert_eq!(rec.tail, None);
     assert_eq!(collect(&wal, 1).unwrap(), expect);
     assert_eq!(wal.append_data(b"more").unwrap(), 301);
 }
@@ -314,12 +314,130 @@ fn strict_mode_refuses_a_torn_tail_tolerant_mode_cuts_it() {
         .unwrap_err()
         .is_corruption());
     let (wal, rec) = Wal::open(shared.clone(), &dir(), small()).unwrap();
-    let tail = rec.truncated_tail.unwrap();
-    assert_eq!(tail.bytes_dropped, 20 + 6 - 3);
+    let tail = rec.tail.unwrap();
+    assert_eq!(tail.bytes, 20 + 6 - 3);
     assert_eq!(collect(&wal, 1).unwrap(), vec![(1, b"first".to_vec())]);
     assert_eq!(wal.append_data(b"again").unwrap(), 2);
     drop(wal);
     // Recovery is idempotent: nothing more to cut.
     let (_wal, rec) = Wal::open(shared, &dir(), strict).unwrap();
-    assert_eq!((rec.next_lsn, rec.truncated_tail), (3, None));
+    assert_eq!((rec.next_lsn, rec.tail), (3, None));
+}
+
+/// Options with a checkpoint: records <= `cp` are durable elsewhere.
+fn with_checkpoint(cp: u64) -> Options {
+    Options {
+        checkpoint_lsn: cp,
+        ..small()
+    }
+}
+
+#[test]
+fn lsns_never_repeat_after_a_lost_or_cut_log() {
+    // Every way the log can end at or below the checkpoint: its files removed, cut to the
+    // header, or its last record damaged.
+    for case in ["removed", "cut", "flipped"] {
+        let (fs, shared) = fault_fs();
+        let (wal, _) = Wal::open(shared.clone(), &dir(), small()).unwrap();
+        for i in 1..=5u64 {
+            wal.append_data(&payload(i, 40)).unwrap();
+        }
+        let path = wal.files()[0].path.clone();
+        drop(wal);
+        let len = fs.read_file(&path).unwrap().len() as u64;
+        match case {
+            "removed" => {
+                use strata_wal::io::Fs as _;
+                fs.remove_file(&path).unwrap();
+            }
+            "cut" => fs.truncate(&path, 32).unwrap(),
+            _ => fs.flip_bit(&path, len - 5, 3).unwrap(),
+        }
+        // The caller's checkpoint covers all five records.
+        let (wal, rec) = Wal::open(shared.clone(), &dir(), with_checkpoint(5)).unwrap();
+        assert_eq!(rec.next_lsn, 6, "{case}");
+        assert!(rec.restarted_after_checkpoint, "{case}");
+        if case == "flipped" {
+            let t = rec.tail.as_ref().unwrap();
+            assert!(t.covered && t.saved_to.is_none(), "{case}: {t}");
+            assert_eq!(t.lsn, 5);
+        }
+        assert_eq!(wal.append_data(b"new").unwrap(), 6, "{case}");
+        wal.truncate_below(5).unwrap();
+        drop(wal);
+        // The new record survives a reopen and is replayed from the checkpoint on.
+        let (wal, rec) = Wal::open(shared.clone(), &dir(), with_checkpoint(5)).unwrap();
+        assert_eq!(rec.next_lsn, 7, "{case}");
+        assert!(!rec.restarted_after_checkpoint);
+        assert_eq!(collect(&wal, 6).unwrap(), vec![(6, b"new".to_vec())], "{case}");
+    }
+}
+
+#[test]
+fn damage_past_the_checkpoint_is_refused_until_set_aside() {
+    let (fs, shared) = fault_fs();
+    let (wal, _) = Wal::open(shared.clone(), &dir(), small()).unwrap();
+    for i in 1..=5u64 {
+        wal.append_data(&payload(i, 40)).unwrap();
+    }
+    let path = wal.files()[0].path.clone();
+    drop(wal);
+    let before = fs.read_file(&path).unwrap();
+    let len = before.len() as u64;
+    fs.flip_bit(&path, len - 5, 3).unwrap(); // inside record 5, every sector written
+    let damaged = fs.read_file(&path).unwrap();
+    // Not covered (checkpoint 3): an error naming the file, the offset and the LSN; no byte cut.
+    let err = Wal::open(shared.clone(), &dir(), with_checkpoint(3)).unwrap_err();
+    match &err {
+        Error::Corruption { lsn, path: p, .. } => assert_eq!((*lsn, p), (5, &path)),
+        other => panic!("{other}"),
+    }
+    assert_eq!(fs.read_file(&path).unwrap(), damaged);
+    // The read-only view reports it and reads the records before it.
+    let view = strata_wal::LogView::open(shared.clone(), &dir(), &with_checkpoint(3)).unwrap();
+    let t = view.tail().unwrap();
+    assert_eq!((t.lsn, t.kind, t.covered), (5, strata_wal::TailKind::Damaged, false));
+    assert_eq!(view.next_lsn(), 5);
+    // The explicit repair saves the bytes aside, cuts, and reports it.
+    let repair = Options {
+        recovery: RecoveryMode::SetAside,
+        ..with_checkpoint(3)
+    };
+    let (wal, rec) = Wal::open(shared.clone(), &dir(), repair).unwrap();
+    let t = rec.tail.unwrap();
+    let saved = t.saved_to.clone().unwrap();
+    assert_eq!(fs.read_file(&saved).unwrap(), damaged[t.offset as usize..]);
+    assert_eq!(collect(&wal, 4).unwrap().len(), 1);
+    assert_eq!(wal.append_data(b"x").unwrap(), 5);
+}
+
+#[test]
+fn set_aside_moves_later_files_past_damage_in_an_older_one() {
+    let (fs, shared) = fault_fs();
+    let (wal, _) = Wal::open(shared.clone(), &dir(), small()).unwrap();
+    for i in 1..=200u64 {
+        wal.append_data(&payload(i, 100)).unwrap();
+    }
+    let files = wal.files();
+    assert!(files.len() >= 3);
+    drop(wal);
+    // Damage in the middle of the first file: every later record is behind it.
+    fs.flip_bit(&files[0].path, 500, 1).unwrap();
+    assert!(Wal::open(shared.clone(), &dir(), small())
+        .and_then(|(w, _)| collect(&w, 1))
+        .unwrap_err()
+        .is_corruption());
+    let repair = Options {
+        recovery: RecoveryMode::SetAside,
+        ..small()
+    };
+    let (wal, rec) = Wal::open(shared.clone(), &dir(), repair).unwrap();
+    assert_eq!(rec.set_aside.len(), files.len()); // the cut + every later file moved
+    let kept = collect(&wal, 1).unwrap();
+    assert!(!kept.is_empty() && kept.len() < 20);
+    assert_eq!(wal.append_data(b"x").unwrap(), kept.len() as u64 + 1);
+    for f in &files[1..] {
+        use strata_wal::io::Fs as _;
+        assert!(!shared.exists(&f.path));
+    }
 }

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use common::*;
 use rand::{Rng, SeedableRng};
 use strata_wal::io::FaultFs;
-use strata_wal::{Error, Options, RecoveryMode, Wal};
+use strata_wal::{Error, LogView, Options, RecoveryMode, Wal};
 
 static CHECKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 const HEADER: usize = 32;
@@ -97,30 +97,69 @@ fn build(n: u64) -> Log {
 }
 
 /// The outcome the recovery rule prescribes when file `fi` is replaced by `damaged`.
-fn expected(log: &Log, fi: usize, damaged: &[u8]) -> Option<Vec<(u64, Vec<u8>)>> {
+enum Want {
+    /// Exactly these records.
+    Records(Vec<(u64, Vec<u8>)>),
+    /// A corruption error.
+    Corruption,
+    /// Either these records or a corruption error: the damage hits a length field or the
+    /// padding, where what the torn-write rule sees depends on the damaged bits.
+    Either(Vec<(u64, Vec<u8>)>),
+}
+
+/// Model of the torn-write rule on the original frame span `s..e`: the file ends inside it,
+/// or a 512-byte sector of it reads as zeros over its whole part inside the frame.
+fn torn(damaged: &[u8], s: usize, e: usize) -> bool {
+    if damaged.len() < e {
+        return true;
+    }
+    let mut at = s;
+    while at < e {
+        let stop = ((at / 512 + 1) * 512).min(e);
+        if damaged[at..stop].iter().all(|&b| b == 0) {
+            return true;
+        }
+        at = stop;
+    }
+    false
+}
+
+fn expected(log: &Log, fi: usize, damaged: &[u8]) -> Want {
     let (_, orig, frames) = &log.files[fi];
     let differs = |s: usize, e: usize| damaged.get(s..e) != orig.get(s..e);
     if differs(0, HEADER) {
-        return None; // header damage is always corruption
+        return Want::Corruption; // header damage is always corruption
     }
     let is_last_file = fi + 1 == log.files.len();
     let Some(first_bad) = frames.iter().position(|&(_, s, e)| differs(s, e)) else {
-        // Frames intact. Garbage in the padding after them is a torn tail in the newest file
-        // (cut away) and damage in a sealed one. Zeros (or a cut) are a clean end.
+        // Frames intact. Garbage in the padding after them: damage in a sealed file; in the
+        // newest one a torn write or damage, as its bits fall. Zeros (or a cut) are a clean end.
         let end = frames.last().map_or(HEADER, |f| f.2);
         let garbage = damaged
             .get(end..)
             .is_some_and(|p| p.iter().any(|&b| b != 0));
-        return (is_last_file || !garbage).then(|| log.records.clone());
+        return match (garbage, is_last_file) {
+            (false, _) => Want::Records(log.records.clone()),
+            (true, true) => Want::Either(log.records.clone()),
+            (true, false) => Want::Corruption,
+        };
     };
     let intact_after = frames[first_bad + 1..]
         .iter()
         .any(|&(_, s, e)| !differs(s, e));
     if intact_after || !is_last_file {
-        return None;
+        return Want::Corruption;
     }
-    let lsn = frames[first_bad].0;
-    Some(log.records[..(lsn - 1) as usize].to_vec())
+    let (lsn, s, e) = frames[first_bad];
+    let prefix = log.records[..(lsn - 1) as usize].to_vec();
+    if differs(s + 4, s + 8) && damaged.len() >= e {
+        return Want::Either(prefix);
+    }
+    if torn(damaged, s, e) {
+        Want::Records(prefix)
+    } else {
+        Want::Corruption
+    }
 }
 
 fn check(log: &Log, fi: usize, damaged: &[u8], what: &str) {
@@ -134,17 +173,36 @@ fn check(log: &Log, fi: usize, damaged: &[u8], what: &str) {
         fs.write_file_durable(p, bytes).unwrap();
     }
     fs.write_file_durable(path, damaged).unwrap();
+    // The read-only view changes no byte, and where recovery succeeds it reads the same.
+    let viewed = LogView::open(shared.clone(), &dir(), &opts()).and_then(|v| {
+        let mut r = v.reader(1)?;
+        let mut out = Vec::new();
+        while let Some(rec) = r.next_record()? {
+            out.push((rec.lsn, rec.payload.to_vec()));
+        }
+        Ok(out)
+    });
+    assert_eq!(fs.read_file(path).unwrap(), damaged, "{what}: the view wrote");
     let got = read_all(&shared, &dir(), opts());
+    if let (Ok(v), Ok(g)) = (&viewed, &got) {
+        assert!(v == g, "{what}: view read {} records, recovery {}", v.len(), g.len());
+    }
     match (expected(log, fi, damaged), got) {
-        (Some(want), Ok(got)) => assert!(
+        (Want::Records(want) | Want::Either(want), Ok(got)) => assert!(
             got == want,
             "{what}: got {} records, want {}",
             got.len(),
             want.len()
         ),
-        (None, Err(e)) => assert!(e.is_corruption(), "{what}: wrong error kind {e}"),
-        (Some(want), Err(e)) => panic!("{what}: want {} records, got error {e}", want.len()),
-        (None, Ok(got)) => panic!("{what}: corruption undetected, read {} records", got.len()),
+        (Want::Corruption | Want::Either(_), Err(e)) => {
+            assert!(e.is_corruption(), "{what}: wrong error kind {e}")
+        }
+        (Want::Records(want), Err(e)) => {
+            panic!("{what}: want {} records, got error {e}", want.len())
+        }
+        (Want::Corruption, Ok(got)) => {
+            panic!("{what}: corruption undetected, read {} records", got.len())
+        }
     }
     let _ = &log.fs;
     CHECKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -69,7 +69,7 @@ fn committed_fixture_matches_the_spec_and_decodes() {
     let shared: Arc<dyn Fs> = Arc::new(fs);
     let (wal, rec) = Wal::open(shared, Path::new("/w"), Options::default()).unwrap();
     assert_eq!(rec.next_lsn, 4);
-    assert_eq!(rec.truncated_tail, None);
+    assert_eq!(rec.tail, None);
     let mut r = wal.reader(1).unwrap();
     for (i, (kind, payload)) in RECORDS.iter().enumerate() {
         let got = r.next_record().unwrap().unwrap();

@@ -1,0 +1,198 @@
+//! What is wrong with the end of a log, and whether it can be an interrupted write.
+//!
+//! After a crash the newest log file may end in a *torn* frame: a write the OS had not made
+//! durable, of which only a prefix (in whole sectors, in any order on some devices) reached the
+//! disk. Such a record was never acknowledged under [`crate::SyncMode::Always`], so recovery
+//! cuts it. Any other bad frame — a complete frame whose checksum fails with every sector
+//! written, a bad frame followed by a valid one, a bad file header — is *damage* to bytes that
+//! were once written, possibly acknowledged: recovery reports it and cuts nothing unless asked
+//! to set it aside (`RecoveryMode::SetAside`), or unless every record at or after it is covered by
+//! the caller's checkpoint (`Options::checkpoint_lsn`). The rule is in `docs/durability.md`.
+
+use std::path::{Path, PathBuf};
+
+use crate::format::{RECORD_BYTES_LIMIT, RECORD_HEADER_BYTES};
+use crate::io::SharedFs;
+use crate::{Error, Lsn, Result};
+
+/// The sector a torn write is cut at (the smallest unit a disk writes atomically).
+pub const TORN_SECTOR_BYTES: usize = 512;
+
+/// Directory inside the log directory that receives bytes recovery cut off.
+pub const LOST_FOUND_DIR: &str = "lost+found";
+
+/// How a bad tail looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TailKind {
+    /// An interrupted write: the frame runs past the end of the file, or a sector of it reads
+    /// as zeros (never written). Expected after a crash; the record was not acknowledged.
+    Torn,
+    /// A written frame fails its checks (every sector present), or a bad frame is followed by
+    /// a valid one, or a file header is bad: damage to bytes that were once durable.
+    Damaged,
+}
+
+/// A bad stretch at the end of the readable log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TailReport {
+    /// The log file.
+    pub path: PathBuf,
+    /// Offset of the first bad byte range (the frame that fails).
+    pub offset: u64,
+    /// LSN the bad frame should have carried: the first record not readable.
+    pub lsn: Lsn,
+    /// Bytes from `offset` to the last non-zero byte of the file (what a cut drops).
+    pub bytes: u64,
+    /// Torn write or damage.
+    pub kind: TailKind,
+    /// Whether every record from `lsn` on is covered by the checkpoint (nothing is lost).
+    pub covered: bool,
+    /// What check failed.
+    pub reason: String,
+    /// Where the cut bytes were saved, when recovery cut them.
+    pub saved_to: Option<PathBuf>,
+}
+
+impl std::fmt::Display for TailReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.kind {
+            TailKind::Torn => "torn write (interrupted, never acknowledged)",
+            TailKind::Damaged => "damaged record",
+        };
+        write!(
+            f,
+            "{} at offset {} (LSN {}): {what}: {}; {} byte(s) from there",
+            self.path.display(),
+            self.offset,
+            self.lsn,
+            self.reason,
+            self.bytes
+        )?;
+        if self.covered {
+            write!(f, "; every record from LSN {} on is in the segments", self.lsn)?;
+        }
+        if let Some(p) = &self.saved_to {
+            write!(f, "; cut bytes saved to {}", p.display())?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether the bad frame at `offset` of `buf` (a whole log file) looks like an interrupted
+/// write: its declared length runs past the end of the file, or one of the 512-byte file
+/// sectors it spans reads as zeros over its whole part inside the frame (a sector that was
+/// never written: log files are zero-filled or extended before records land in them).
+/// A length field that is itself implausible makes the frame span to the end of the file.
+pub fn looks_torn(buf: &[u8], offset: usize) -> bool {
+    let Some(rest) = buf.get(offset..) else {
+        return false;
+    };
+    let len = rest
+        .get(4..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_le_bytes);
+    let end = match len {
+        // The header itself is cut short by the end of the file.
+        None => return true,
+        Some(len) if len <= RECORD_BYTES_LIMIT => {
+            let end = offset + RECORD_HEADER_BYTES + len as usize;
+            if end > buf.len() {
+                return true;
+            }
+            end
+        }
+        Some(_) => buf.len(),
+    };
+    let mut start = offset;
+    while start < end {
+        let sector_end = ((start / TORN_SECTOR_BYTES) + 1) * TORN_SECTOR_BYTES;
+        let stop = sector_end.min(end);
+        if buf.get(start..stop).is_some_and(|s| s.iter().all(|&b| b == 0)) {
+            return true;
+        }
+        start = stop;
+    }
+    false
+}
+
+/// Bytes of `buf` from `offset` to its last non-zero byte.
+pub(crate) fn meaningful_bytes(buf: &[u8], offset: usize) -> &[u8] {
+    let rest = buf.get(offset..).unwrap_or_default();
+    let keep = rest.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    rest.get(..keep).unwrap_or_default()
+}
+
+/// Save `bytes` durably as `dir/lost+found/<name>@<offset>` before recovery cuts them, so a
+/// repair never destroys evidence. Returns the path, or `None` when there is nothing to save.
+pub(crate) fn save_aside(
+    fs: &SharedFs,
+    dir: &Path,
+    name: &str,
+    offset: u64,
+    bytes: &[u8],
+) -> Result<Option<PathBuf>> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    let lost = dir.join(LOST_FOUND_DIR);
+    crate::io::create_dir_durable(fs.as_ref(), &lost)
+        .map_err(|e| Error::io("create directory", &lost, e))?;
+    let mut path = lost.join(format!("{name}@{offset}"));
+    let mut n = 1;
+    while fs.exists(&path) {
+        path = lost.join(format!("{name}@{offset}.{n}"));
+        n += 1;
+    }
+    let f = fs
+        .create_new(&path)
+        .map_err(|e| Error::io("create", &path, e))?;
+    f.write_all_at(bytes, 0)
+        .map_err(|e| Error::io("write", &path, e))?;
+    f.sync_data()
+        .map_err(|e| Error::io("fdatasync", &path, e))?;
+    fs.sync_dir(&lost)
+        .map_err(|e| Error::io("fsync directory", &lost, e))?;
+    Ok(Some(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{encode_record, RecordKind};
+
+    fn frame(len: usize) -> Vec<u8> {
+        let mut out = vec![7u8; 32]; // a stand-in file header
+        let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8 | 1).collect();
+        encode_record(&mut out, 9, 1, RecordKind::DATA, &payload);
+        out
+    }
+
+    #[test]
+    fn cut_or_unwritten_sectors_are_torn_flips_are_damage() {
+        let f = frame(2000);
+        // Cut inside the header, inside the payload: runs past the end.
+        assert!(looks_torn(&f[..40], 32));
+        assert!(looks_torn(&f[..1500], 32));
+        // A prefix written up to a sector boundary, zeros after it (a zero-filled file).
+        let mut z = f.clone();
+        z[1024..].fill(0);
+        assert!(looks_torn(&z, 32));
+        // A middle sector never written (out-of-order persistence).
+        let mut m = f.clone();
+        m[512..1024].fill(0);
+        assert!(looks_torn(&m, 32));
+        // One flipped bit with every sector present: damage.
+        for at in [33usize, 40, 600, 2000] {
+            let mut d = f.clone();
+            d[at] ^= 0x10;
+            assert!(!looks_torn(&d, 32), "flip at {at}");
+        }
+    }
+
+    #[test]
+    fn meaningful_bytes_drop_trailing_zeros() {
+        assert_eq!(meaningful_bytes(&[1, 2, 0, 3, 0, 0], 1), &[2, 0, 3]);
+        assert!(meaningful_bytes(&[1, 0, 0], 1).is_empty());
+        assert!(meaningful_bytes(&[1], 5).is_empty());
+    }
+}
