@@ -87,6 +87,10 @@ pub struct Options {
     /// flush of vector-heavy documents, so building at flush made sustained ingest wait for
     /// graphs (measured: `Sync::Batch` puts at 0.36x RocksDB). `Db::settle` indexes everything.
     pub ann_at_flush: bool,
+    /// What recovery does with a damaged log past the checkpoint. Default
+    /// `RecoveryMode::TolerateCorruptTail`: cut a torn (never acknowledged) write, refuse to
+    /// open on any other damage. `SetAside` is the explicit repair of `strata recover`.
+    pub recovery: strata_wal::RecoveryMode,
 }
 
 impl Default for Options {
@@ -107,6 +111,7 @@ impl Default for Options {
             compaction_reuse_graph: true,
             maintenance_threads: 0,
             ann_at_flush: false,
+            recovery: strata_wal::RecoveryMode::TolerateCorruptTail,
         }
     }
 }
@@ -139,6 +144,7 @@ impl Options {
                 .max(u64::from(record_bytes_max) + 4096),
             record_bytes_max,
             preallocate: self.wal_preallocate,
+            recovery: self.recovery,
             ..strata_wal::Options::default()
         }
     }
@@ -176,7 +182,8 @@ struct Inner {
     fs: SharedFs,
     options: Options,
     schema: Arc<Schema>,
-    wal: Wal,
+    /// The log; `None` for a read-only handle.
+    wal: Option<Wal>,
     version: Mutex<Arc<Version>>,
     /// The write gate and the visible sequence (`write_path.rs`, model-checked with loom).
     writes: WriteGate,
@@ -189,7 +196,10 @@ struct Inner {
     pool: Option<rayon::ThreadPool>,
     flush: FlushCtl,
     poison: Mutex<Option<String>>,
-    _lock: LockGuard,
+    /// What open found (`Db::recovery`).
+    recovery: RecoveryReport,
+    /// The directory lock; `None` for a read-only handle (and then `wal` is `None` too).
+    _lock: Option<LockGuard>,
 }
 
 /// Owns the flusher thread; stops and joins it when the last [`Db`] clone drops.
@@ -233,29 +243,84 @@ impl Db {
             return Err(Error::AlreadyExists(dir.to_owned()));
         }
         write_schema(fs, dir, &schema)?;
+        // An empty manifest from the start: from here on "no manifest" always means a lost
+        // one, even when a crash interrupts the first flush (a segment file, no manifest).
+        manifest::write(fs, dir, &Manifest::empty())?;
         Db::open_locked(dir, options, lock)
     }
 
     /// Open an existing database: schema → manifest → segments → WAL replay.
+    ///
+    /// Recovery cuts a torn tail of the log (an interrupted, never-acknowledged write; its bytes
+    /// are saved to `wal/lost+found`) and fails with [`Error::Corruption`] on any other damage
+    /// to records past the checkpoint, cutting nothing; `Options::recovery =
+    /// RecoveryMode::SetAside` (`strata recover`) sets such damage aside instead. What it found
+    /// is in [`Db::recovery`].
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Db> {
         let dir = dir.as_ref();
         let lock = lock_dir(&options.fs, dir)?;
         Db::open_locked(dir, options, lock)
     }
 
-    fn open_locked(dir: &Path, options: Options, lock: LockGuard) -> Result<Db> {
+    /// Open a database for reading only: no lock (any number of read-only handles, next to
+    /// one writer in this or another process), no file created, changed or removed, no
+    /// background thread. The log is replayed in memory; a bad tail is reported in
+    /// [`Db::recovery`] (the handle sees the records before it) instead of being cut. The
+    /// handle sees the database as of its open; writes fail with [`Error::ReadOnly`].
+    /// A writer's flush or compaction that removes files during the open makes it retry
+    /// (a few times) from the newer manifest.
+    pub fn open_read_only(dir: impl AsRef<Path>, options: Options) -> Result<Db> {
+        let dir = dir.as_ref();
         options.validate()?;
+        if !options.fs.exists(dir) {
+            return Err(Error::NotFound(dir.to_owned()));
+        }
+        let mut attempt = 0;
+        loop {
+            let before = manifest::latest_number(&options.fs, dir)?;
+            match Db::open_inner(dir, options.clone(), None) {
+                Ok(db) => return Ok(db),
+                Err(e) => {
+                    attempt += 1;
+                    let after = manifest::latest_number(&options.fs, dir)?;
+                    if after == before || attempt >= READ_ONLY_OPEN_ATTEMPTS {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+
+    fn open_locked(dir: &Path, options: Options, lock: LockGuard) -> Result<Db> {
+        Db::open_inner(dir, options, Some(lock))
+    }
+
+    /// Open with `lock` for writing, or read-only without one.
+    fn open_inner(dir: &Path, options: Options, lock: Option<LockGuard>) -> Result<Db> {
+        options.validate()?;
+        let read_only = lock.is_none();
         let fs = options.fs.clone();
         let schema = Arc::new(read_schema(&fs, dir)?);
         let seg_dir = dir.join(SEGMENTS_DIR);
-        strata_wal::io::create_dir_durable(fs.as_ref(), &seg_dir)
-            .map_err(|e| Error::io("create directory", &seg_dir, e))?;
-        let manifest = manifest::read_latest(&fs, dir)?.unwrap_or(Manifest {
-            number: 0,
-            next_segment_id: 1,
-            checkpoint_lsn: 0,
-            segments: Vec::new(),
-        });
+        let wal_dir = dir.join(WAL_DIR);
+        if !read_only {
+            strata_wal::io::create_dir_durable(fs.as_ref(), &seg_dir)
+                .map_err(|e| Error::io("create directory", &seg_dir, e))?;
+        }
+        let manifest = match manifest::read_latest(&fs, dir)? {
+            Some(m) => m,
+            None => {
+                // No manifest: a database that never flushed — unless its files say otherwise.
+                // Then open refuses (deleting the segments as orphans would lose them all).
+                if let Some(evidence) = flushed_evidence(&fs, &seg_dir, &wal_dir)? {
+                    return Err(Error::MissingManifest {
+                        dir: dir.to_owned(),
+                        evidence,
+                    });
+                }
+                Manifest::empty()
+            }
+        };
         let cache = (options.block_cache_bytes > 0)
             .then(|| Arc::new(BlockCache::new(options.block_cache_bytes)));
         let ann_budget = Arc::new(AnnBudget::new(options.ann.memory_budget_bytes));
@@ -292,13 +357,18 @@ impl Db {
                 m.deletes_gen,
             ));
         }
-        remove_orphans(&fs, dir, &manifest, Sweep::All)?;
+        let mut report = RecoveryReport::default();
+        if !read_only {
+            report.removed = remove_orphans(&fs, dir, &manifest, Sweep::All)?;
+        }
 
-        let wal_dir = dir.join(WAL_DIR);
-        let (wal, _recovery) = Wal::open(fs.clone(), &wal_dir, options.wal_options())?;
+        let checkpoint = manifest.checkpoint_lsn;
+        let wal_options = strata_wal::Options {
+            checkpoint_lsn: checkpoint,
+            ..options.wal_options()
+        };
         let active = Arc::new(Memtable::new());
-        if wal.last_lsn() > manifest.checkpoint_lsn {
-            let mut reader = wal.reader(manifest.checkpoint_lsn + 1)?;
+        let replay = |mut reader: strata_wal::WalReader| -> Result<()> {
             while let Some(rec) = reader.next_record()? {
                 if rec.kind != WAL_KIND_BATCH {
                     continue; // only ignorable kinds get here: the reader rejects unknown ones
@@ -311,21 +381,46 @@ impl Db {
                     })?;
                 active.apply(rec.lsn, ops);
             }
-        }
-        // Every LSN up to the log's end is applied (batches) or skipped (ignorable kinds).
-        let visible = wal.last_lsn().max(manifest.checkpoint_lsn);
-        let pool = {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let n = match options.maintenance_threads {
-                0 => cores.saturating_sub(1).max(1),
-                n => n,
-            };
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .thread_name(|i| format!("strata-build-{i}"))
-                .build()
-                .ok()
+            Ok(())
         };
+        let (wal, visible) = if read_only {
+            let view = strata_wal::LogView::open(fs.clone(), &wal_dir, &wal_options)?;
+            replay(view.reader(checkpoint + 1)?)?;
+            report.wal_tail = view.tail().cloned();
+            (None, view.next_lsn() - 1)
+        } else {
+            let (wal, recovery) = Wal::open(fs.clone(), &wal_dir, wal_options)?;
+            if wal.last_lsn() > checkpoint {
+                replay(wal.reader(checkpoint + 1)?)?;
+            }
+            if recovery.restarted_after_checkpoint {
+                // The files before the new one hold only records the segments cover.
+                wal.truncate_below(checkpoint)?;
+            }
+            for t in recovery.set_aside.iter().chain(&recovery.tail) {
+                log::warn!("strata {}: WAL recovery: {t}", dir.display());
+            }
+            report.wal_tail = recovery.tail;
+            report.wal_set_aside = recovery.set_aside;
+            report.wal_restarted = recovery.restarted_after_checkpoint;
+            // Every LSN up to the log's end is applied (batches) or skipped (ignorable kinds).
+            let visible = wal.last_lsn().max(checkpoint);
+            (Some(wal), visible)
+        };
+        let pool = (!read_only)
+            .then(|| {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let n = match options.maintenance_threads {
+                    0 => cores.saturating_sub(1).max(1),
+                    n => n,
+                };
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .thread_name(|i| format!("strata-build-{i}"))
+                    .build()
+                    .ok()
+            })
+            .flatten();
         let inner = Arc::new(Inner {
             dir: dir.to_owned(),
             fs,
@@ -345,21 +440,35 @@ impl Db {
             pool,
             flush: FlushCtl::default(),
             poison: Mutex::new(None),
+            recovery: report,
             _lock: lock,
         });
-        let flusher = {
+        let flusher = if read_only {
+            None
+        } else {
             let inner = inner.clone();
-            std::thread::Builder::new()
-                .name("strata-flush".into())
-                .spawn(move || flusher_loop(&inner))
-                .map_err(|e| Error::io("spawn flusher thread", dir, e))?
+            Some(
+                std::thread::Builder::new()
+                    .name("strata-flush".into())
+                    .spawn(move || flusher_loop(&inner))
+                    .map_err(|e| Error::io("spawn flusher thread", dir, e))?,
+            )
         };
         Ok(Db {
-            handle: Arc::new(Handle {
-                inner,
-                flusher: Some(flusher),
-            }),
+            handle: Arc::new(Handle { inner, flusher }),
         })
+    }
+
+    /// Whether this handle was opened with [`Db::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.inner().wal.is_none()
+    }
+
+    /// What opening found and did: a bad log tail (cut if torn, reported if read-only or
+    /// covered by the checkpoint), damage set aside by an explicit repair, a log restarted
+    /// past the checkpoint, and the orphaned files of crashed flushes removed.
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.inner().recovery
     }
 
     fn inner(&self) -> &Inner {
@@ -401,10 +510,11 @@ impl Db {
         }
         let ops = batch.validate(&inner.schema)?;
         let payload = batch::encode(&ops, &inner.schema, inner.options.batch_bytes_max)?;
+        let wal = inner.wal()?;
         inner.wait_for_flush_room();
         let active = inner.writes.write(
             || {
-                inner.wal.append(WAL_KIND_BATCH, &payload).inspect_err(|e| {
+                wal.append(WAL_KIND_BATCH, &payload).inspect_err(|e| {
                     inner.set_poison(e.to_string());
                 })
             },
@@ -511,7 +621,9 @@ impl Db {
 
     /// Make every acknowledged write durable (useful with `SyncMode::Batch`/`Never`).
     pub fn sync(&self) -> Result<()> {
-        self.inner().wal.sync()?;
+        if let Some(wal) = &self.inner().wal {
+            wal.sync()?;
+        }
         Ok(())
     }
 
@@ -679,7 +791,17 @@ struct CompactionCounters {
 }
 
 impl Inner {
+    /// The log of a writable handle.
+    fn wal(&self) -> Result<&Wal> {
+        self.wal
+            .as_ref()
+            .ok_or_else(|| Error::ReadOnly(self.dir.clone()))
+    }
+
     fn check_poison(&self) -> Result<()> {
+        if self.wal.is_none() {
+            return Err(Error::ReadOnly(self.dir.clone()));
+        }
         match self.poison.lock().clone() {
             Some(cause) => Err(Error::Poisoned(cause)),
             None => Ok(()),
@@ -879,7 +1001,7 @@ impl Inner {
             *cur = Arc::new(next);
         }
         *self.manifest.lock() = m.clone();
-        self.wal.truncate_below(mark)?;
+        self.wal()?.truncate_below(mark)?;
         // Everything the new manifest does not name goes: the old manifest, superseded bitmap
         // generations (snapshots read bitmaps into memory). Segments that died entirely go
         // when the last snapshot holding them does.
@@ -1165,41 +1287,125 @@ enum Sweep {
     NotSegments,
 }
 
-/// Remove files of the database directory that `m` does not name: segment and bitmap files of
-/// crashed flushes, temp files, superseded manifests.
-fn remove_orphans(fs: &SharedFs, dir: &Path, m: &Manifest, sweep: Sweep) -> Result<()> {
+/// Remove the files of the database directory that are provably this database's own garbage:
+/// names of its own kinds (segment, deletion bitmap, manifest, and their `.tmp`) that `m` does
+/// not name — the leftovers of crashed flushes and compactions, superseded bitmaps and
+/// manifests. Anything else (`NOTES.txt`, `x.seg.bak`, `MANIFEST-backup`, `other.tmp`) is
+/// left alone. Returns the names removed.
+fn remove_orphans(fs: &SharedFs, dir: &Path, m: &Manifest, sweep: Sweep) -> Result<Vec<String>> {
     let seg_dir = dir.join(SEGMENTS_DIR);
     let keep = m.file_names();
     let names = fs
         .list_dir(&seg_dir)
         .map_err(|e| Error::io("list directory", &seg_dir, e))?;
-    let mut removed = false;
-    let held = |n: &str| sweep == Sweep::NotSegments && n.ends_with(".seg");
-    for n in names.iter().filter(|n| !keep.contains(*n) && !held(n)) {
+    let mut removed = Vec::new();
+    for n in &names {
+        let (own, temp) = match n.strip_suffix(".tmp") {
+            Some(base) => (manifest::parse_segment_dir_name(base), true),
+            None => (manifest::parse_segment_dir_name(n), false),
+        };
+        let Some(kind) = own else { continue };
+        // Segment files still named by the manifest stay; while open, unnamed segments may
+        // still be held by snapshots and go through `Segment::retire` instead.
+        let held = sweep == Sweep::NotSegments && kind == manifest::SegmentDirFile::Segment;
+        if !temp && (keep.contains(n) || held) {
+            continue;
+        }
         let p = seg_dir.join(n);
         fs.remove_file(&p).map_err(|e| Error::io("remove", &p, e))?;
-        removed = true;
+        removed.push(format!("{SEGMENTS_DIR}/{n}"));
     }
-    let current = manifest::manifest_name(m.number);
     let names = fs
         .list_dir(dir)
         .map_err(|e| Error::io("list directory", dir, e))?;
     for n in &names {
-        let stale_manifest = n.starts_with(manifest::MANIFEST_PREFIX) && *n != current;
-        if stale_manifest || n.ends_with(".tmp") {
+        let stale_manifest = manifest::parse_manifest_name(n).is_some_and(|k| k != m.number);
+        let own_temp = n.strip_suffix(".tmp").is_some_and(|base| {
+            manifest::parse_manifest_name(base).is_some() || base == SCHEMA_FILE
+        });
+        if stale_manifest || own_temp {
             let p = dir.join(n);
             fs.remove_file(&p).map_err(|e| Error::io("remove", &p, e))?;
-            removed = true;
+            removed.push(n.clone());
         }
     }
-    if removed {
+    if !removed.is_empty() {
         fs.sync_dir(&seg_dir)
             .map_err(|e| Error::io("fsync directory", &seg_dir, e))?;
         fs.sync_dir(dir)
             .map_err(|e| Error::io("fsync directory", dir, e))?;
     }
-    Ok(())
+    Ok(removed)
 }
+
+/// With no manifest: what says the database did flush once (so its manifest is lost, not
+/// unwritten) — segment or bitmap files, or a log that no longer starts at LSN 1.
+fn flushed_evidence(fs: &SharedFs, seg_dir: &Path, wal_dir: &Path) -> Result<Option<String>> {
+    if fs.exists(seg_dir) {
+        let names = fs
+            .list_dir(seg_dir)
+            .map_err(|e| Error::io("list directory", seg_dir, e))?;
+        let own: Vec<&String> = names
+            .iter()
+            .filter(|n| manifest::parse_segment_dir_name(n).is_some())
+            .collect();
+        if let Some(first) = own.first() {
+            return Ok(Some(format!(
+                "{} segment or bitmap file(s) in {} (e.g. {first})",
+                own.len(),
+                seg_dir.display()
+            )));
+        }
+    }
+    if fs.exists(wal_dir) {
+        let names = fs
+            .list_dir(wal_dir)
+            .map_err(|e| Error::io("list directory", wal_dir, e))?;
+        if let Some(first) = names
+            .iter()
+            .filter_map(|n| strata_wal::parse_file_name(n))
+            .min()
+        {
+            if first > 1 {
+                return Ok(Some(format!(
+                    "the log starts at LSN {first}: records before it were checkpointed"
+                )));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// What [`Db::open`] found and did (see [`Db::recovery`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecoveryReport {
+    /// A bad tail at the end of the log: cut if it was a torn write (bytes saved in
+    /// `wal/lost+found`), or left in place when the checkpoint covers it or the handle is
+    /// read-only (which then sees the records before it).
+    pub wal_tail: Option<strata_wal::TailReport>,
+    /// Damage set aside by an explicit repair (`RecoveryMode::SetAside`, `strata recover`).
+    pub wal_set_aside: Vec<strata_wal::TailReport>,
+    /// The log ended at or below the checkpoint (files lost or cut) and restarted past it.
+    pub wal_restarted: bool,
+    /// Orphaned files removed (relative to the database directory).
+    pub removed: Vec<String>,
+}
+
+impl RecoveryReport {
+    /// Records that recovery cut or that a read-only handle cannot see, past the checkpoint
+    /// — the acknowledged writes at risk. A torn write (`TailKind::Torn`) was not acknowledged
+    /// under `SyncMode::Always`.
+    pub fn lost_past_checkpoint(&self) -> impl Iterator<Item = &strata_wal::TailReport> {
+        self.wal_set_aside
+            .iter()
+            .chain(&self.wal_tail)
+            .filter(|t| !t.covered)
+    }
+}
+
+/// How often [`Db::open_read_only`] retries when a writer changes the manifest under it.
+const READ_ONLY_OPEN_ATTEMPTS: usize = 5;
 
 fn lock_dir(fs: &SharedFs, dir: &Path) -> Result<LockGuard> {
     if !fs.exists(dir) {

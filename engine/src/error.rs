@@ -54,6 +54,22 @@ pub enum Error {
     /// Another handle (this or another process) has the database open.
     #[error("database {} is locked by another handle or process", .0.display())]
     Locked(PathBuf),
+    /// The database has flushed segments (or a checkpointed log) but no manifest: it was
+    /// lost. Opening refuses rather than treat every segment as an orphan; nothing is changed.
+    #[error(
+        "database {} has no MANIFEST file but was flushed before ({evidence}): the manifest is \
+         lost; nothing was changed (restore MANIFEST-* from a backup)",
+        dir.display()
+    )]
+    MissingManifest {
+        /// The database directory.
+        dir: PathBuf,
+        /// What shows the database had flushed.
+        evidence: String,
+    },
+    /// A write, flush or compaction on a handle from `Db::open_read_only`.
+    #[error("database {} is open read-only", .0.display())]
+    ReadOnly(PathBuf),
     /// A write failed earlier; the handle is read-only until reopened.
     #[error("database is read-only after an earlier write failure ({0}); reopen it to recover")]
     Poisoned(String),
@@ -75,7 +91,7 @@ impl Error {
     /// True if bytes on disk were found damaged.
     pub fn is_corruption(&self) -> bool {
         match self {
-            Error::Corruption { .. } => true,
+            Error::Corruption { .. } | Error::MissingManifest { .. } => true,
             Error::Wal(w) => w.is_corruption(),
             _ => false,
         }

@@ -58,7 +58,59 @@ pub fn deletes_name(id: u64, gen: u32) -> String {
     format!("{id:016x}-{gen:08x}.del")
 }
 
+/// A file of the segment directory by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SegmentDirFile {
+    /// `<id:016x>.seg`
+    Segment,
+    /// `<id:016x>-<gen:08x>.del`
+    Deletes,
+}
+
+fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
+/// Which of this database's own kinds of segment-directory file `name` is, if any.
+pub(crate) fn parse_segment_dir_name(name: &str) -> Option<SegmentDirFile> {
+    if let Some(id) = name.strip_suffix(".seg") {
+        return is_hex(id, 16).then_some(SegmentDirFile::Segment);
+    }
+    let stem = name.strip_suffix(".del")?;
+    let (id, gen) = stem.split_once('-')?;
+    (is_hex(id, 16) && is_hex(gen, 8)).then_some(SegmentDirFile::Deletes)
+}
+
+/// The number of a manifest file name (`MANIFEST-<n:016x>`), if `name` is one.
+pub(crate) fn parse_manifest_name(name: &str) -> Option<u64> {
+    let hex = name.strip_prefix(MANIFEST_PREFIX)?;
+    if !is_hex(hex, 16) {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
+/// The number of the newest manifest file in `dir` (`None`: no manifest).
+pub(crate) fn latest_number(fs: &SharedFs, dir: &Path) -> Result<Option<u64>> {
+    let names = fs
+        .list_dir(dir)
+        .map_err(|e| Error::io("list directory", dir, e))?;
+    Ok(names.iter().filter_map(|n| parse_manifest_name(n)).max())
+}
+
 impl Manifest {
+    /// The manifest of a new database: number 0, no segments, segment ids from 1.
+    pub fn empty() -> Manifest {
+        Manifest {
+            number: 0,
+            next_segment_id: 1,
+            checkpoint_lsn: 0,
+            segments: Vec::new(),
+        }
+    }
+
     /// Names of the segment-directory files this manifest keeps alive: every segment and its
     /// current deletion bitmap. Anything else there is an orphan.
     pub fn file_names(&self) -> std::collections::HashSet<String> {
@@ -138,17 +190,9 @@ impl Manifest {
 
 /// The newest manifest in `dir`, or `None` for a database that never flushed.
 pub(crate) fn read_latest(fs: &SharedFs, dir: &Path) -> Result<Option<Manifest>> {
-    let names = fs
-        .list_dir(dir)
-        .map_err(|e| Error::io("list directory", dir, e))?;
-    let newest = names
-        .iter()
-        .filter_map(|n| {
-            let hex = n.strip_prefix(MANIFEST_PREFIX)?;
-            (hex.len() == 16).then(|| u64::from_str_radix(hex, 16).ok())?
-        })
-        .max();
-    let Some(n) = newest else { return Ok(None) };
+    let Some(n) = latest_number(fs, dir)? else {
+        return Ok(None);
+    };
     let path = dir.join(manifest_name(n));
     let f = fs
         .open(&path, false)

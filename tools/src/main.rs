@@ -1,5 +1,5 @@
 //! `strata`: the command-line tool of Strata: `demo`, `build` (offline builder), `query`,
-//! `get`, `put`, `delete`, `dump`, `inspect`, `verify`, `compact` and `bench`. Human-readable output by
+//! `get`, `put`, `delete`, `dump`, `inspect`, `verify`, `compact`, `recover` and `bench`. Human-readable output by
 //! default, `--json` for machines; errors go to stderr with a non-zero exit code.
 
 mod bench;
@@ -44,6 +44,9 @@ enum Command {
     Verify(cli::ops::DbArgs),
     /// Merge every segment into one, dropping deleted and overwritten documents.
     Compact(cli::ops::DbArgs),
+    /// Repair a damaged log: set the damage and every record after it aside (into
+    /// `wal/lost+found`, nothing deleted) so the database opens again. `--dry-run` only says.
+    Recover(cli::ops::RecoverArgs),
     /// Crash harness: SIGKILL a child running writers, readers, flushes and compactions at
     /// random moments (some during recovery), reopen and check the contract oracle.
     Crash(crash::CrashArgs),
@@ -75,6 +78,7 @@ fn main() {
         Command::Inspect(a) => cli::ops::inspect(&a),
         Command::Verify(a) => cli::ops::verify(&a),
         Command::Compact(a) => cli::ops::compact(&a),
+        Command::Recover(a) => cli::ops::recover(&a),
         Command::Crash(a) => crash::run(&a),
         Command::Crashsim(a) => crashsim::run(&a),
         Command::Bench(cmd) => bench::run(cmd),

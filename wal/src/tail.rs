@@ -69,7 +69,11 @@ impl std::fmt::Display for TailReport {
             self.bytes
         )?;
         if self.covered {
-            write!(f, "; every record from LSN {} on is in the segments", self.lsn)?;
+            write!(
+                f,
+                "; every record from LSN {} on is in the segments",
+                self.lsn
+            )?;
         }
         if let Some(p) = &self.saved_to {
             write!(f, "; cut bytes saved to {}", p.display())?;
@@ -107,7 +111,10 @@ pub fn looks_torn(buf: &[u8], offset: usize) -> bool {
     while start < end {
         let sector_end = ((start / TORN_SECTOR_BYTES) + 1) * TORN_SECTOR_BYTES;
         let stop = sector_end.min(end);
-        if buf.get(start..stop).is_some_and(|s| s.iter().all(|&b| b == 0)) {
+        if buf
+            .get(start..stop)
+            .is_some_and(|s| s.iter().all(|&b| b == 0))
+        {
             return true;
         }
         start = stop;

@@ -256,8 +256,9 @@ impl Wal {
         // A log that ends at or below the checkpoint (lost or cut files) restarts past it:
         // a new file at checkpoint + 1, so no LSN is ever handed out twice (replay skips
         // LSNs <= checkpoint). The older files hold only covered records.
-        let restarted_after_checkpoint =
-            recovered.as_ref().map_or(checkpoint > 0, |r| r.3 <= checkpoint);
+        let restarted_after_checkpoint = recovered
+            .as_ref()
+            .map_or(checkpoint > 0, |r| r.3 <= checkpoint);
         let (file, path, offset, next_lsn, file_seed) = match recovered {
             Some(r) if !restarted_after_checkpoint => r,
             _ => {
@@ -271,7 +272,13 @@ impl Wal {
                     first_lsn: nf.first_lsn,
                     path: path.clone(),
                 });
-                (file, path, FILE_HEADER_BYTES as u64, nf.first_lsn, nf.crc_seed)
+                (
+                    file,
+                    path,
+                    FILE_HEADER_BYTES as u64,
+                    nf.first_lsn,
+                    nf.crc_seed,
+                )
             }
         };
         // A file as long as a segment was preallocated (its zeros are padding).
@@ -646,7 +653,13 @@ fn set_aside_older(
             ),
             saved_to: None,
         });
-        report.saved_to = save_aside(fs, dir, &name, fe.end as u64, meaningful_bytes(&buf, fe.end))?;
+        report.saved_to = save_aside(
+            fs,
+            dir,
+            &name,
+            fe.end as u64,
+            meaningful_bytes(&buf, fe.end),
+        )?;
         h.set_len(fe.end as u64)
             .map_err(|e| Error::io("truncate bad tail", &f.path, e))?;
         h.sync_data()

@@ -369,7 +369,11 @@ fn lsns_never_repeat_after_a_lost_or_cut_log() {
         let (wal, rec) = Wal::open(shared.clone(), &dir(), with_checkpoint(5)).unwrap();
         assert_eq!(rec.next_lsn, 7, "{case}");
         assert!(!rec.restarted_after_checkpoint);
-        assert_eq!(collect(&wal, 6).unwrap(), vec![(6, b"new".to_vec())], "{case}");
+        assert_eq!(
+            collect(&wal, 6).unwrap(),
+            vec![(6, b"new".to_vec())],
+            "{case}"
+        );
     }
 }
 
@@ -396,7 +400,10 @@ fn damage_past_the_checkpoint_is_refused_until_set_aside() {
     // The read-only view reports it and reads the records before it.
     let view = strata_wal::LogView::open(shared.clone(), &dir(), &with_checkpoint(3)).unwrap();
     let t = view.tail().unwrap();
-    assert_eq!((t.lsn, t.kind, t.covered), (5, strata_wal::TailKind::Damaged, false));
+    assert_eq!(
+        (t.lsn, t.kind, t.covered),
+        (5, strata_wal::TailKind::Damaged, false)
+    );
     assert_eq!(view.next_lsn(), 5);
     // The explicit repair saves the bytes aside, cuts, and reports it.
     let repair = Options {
@@ -437,7 +444,6 @@ fn set_aside_moves_later_files_past_damage_in_an_older_one() {
     assert!(!kept.is_empty() && kept.len() < 20);
     assert_eq!(wal.append_data(b"x").unwrap(), kept.len() as u64 + 1);
     for f in &files[1..] {
-        use strata_wal::io::Fs as _;
         assert!(!shared.exists(&f.path));
     }
 }

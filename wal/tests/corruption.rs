@@ -182,10 +182,19 @@ fn check(log: &Log, fi: usize, damaged: &[u8], what: &str) {
         }
         Ok(out)
     });
-    assert_eq!(fs.read_file(path).unwrap(), damaged, "{what}: the view wrote");
+    assert_eq!(
+        fs.read_file(path).unwrap(),
+        damaged,
+        "{what}: the view wrote"
+    );
     let got = read_all(&shared, &dir(), opts());
     if let (Ok(v), Ok(g)) = (&viewed, &got) {
-        assert!(v == g, "{what}: view read {} records, recovery {}", v.len(), g.len());
+        assert!(
+            v == g,
+            "{what}: view read {} records, recovery {}",
+            v.len(),
+            g.len()
+        );
     }
     match (expected(log, fi, damaged), got) {
         (Want::Records(want) | Want::Either(want), Ok(got)) => assert!(

@@ -10,11 +10,29 @@ use super::docs::{parse_line, read_jsonl, to_json};
 use crate::dataset::VectorFile;
 use crate::CliResult;
 
-fn open(db: &Path) -> CliResult<Db> {
+fn check_is_db(db: &Path) -> CliResult {
     if !db.join(strata::meta::SCHEMA_FILE).exists() {
         return Err(format!("{} is not a Strata database (no SCHEMA file)", db.display()).into());
     }
+    Ok(())
+}
+
+/// Open for writing (`put`, `delete`, `compact`): takes the lock, recovers the log.
+fn open(db: &Path) -> CliResult<Db> {
+    check_is_db(db)?;
     Ok(Db::open(db, Options::default())?)
+}
+
+/// Open read-only (`get`, `query`, `dump`, `inspect`, `verify`): no lock, no byte changed.
+/// A bad log tail past the checkpoint is printed as a warning: the handle sees the records
+/// before it.
+fn open_read_only(db: &Path) -> CliResult<Db> {
+    check_is_db(db)?;
+    let db = Db::open_read_only(db, Options::default())?;
+    for t in db.recovery().lost_past_checkpoint() {
+        eprintln!("strata: warning: the log ends in a bad frame; records from LSN {} on are not visible: {t}", t.lsn);
+    }
+    Ok(db)
 }
 
 fn key_str(k: &[u8]) -> String {
@@ -164,7 +182,7 @@ pub fn print_explain(st: &QueryStats, indent: &str) {
 }
 
 pub fn query(a: &QueryArgs) -> CliResult {
-    let db = open(&a.db)?;
+    let db = open_read_only(&a.db)?;
     let metric = db.schema().metric;
     let vectors: Vec<Vec<f32>> = match (&a.vectors, &a.vector) {
         (Some(p), _) => VectorFile::open(p)?.read_all()?,
@@ -250,7 +268,7 @@ pub struct GetArgs {
 }
 
 pub fn get(a: &GetArgs) -> CliResult {
-    let db = open(&a.db)?;
+    let db = open_read_only(&a.db)?;
     match db.get(a.key.as_bytes())? {
         Some(d) => {
             println!("{}", to_json(&d));
@@ -366,7 +384,7 @@ pub struct DbArgs {
 }
 
 pub fn dump(a: &DbArgs) -> CliResult {
-    let db = open(&a.db)?;
+    let db = open_read_only(&a.db)?;
     for d in db.scan(..)? {
         println!("{}", to_json(&d));
     }
@@ -374,7 +392,7 @@ pub fn dump(a: &DbArgs) -> CliResult {
 }
 
 pub fn inspect(a: &DbArgs) -> CliResult {
-    let db = open(&a.db)?;
+    let db = open_read_only(&a.db)?;
     let schema = db.schema();
     let segs = db.segment_info(true)?;
     let st = db.stats();
@@ -461,18 +479,140 @@ fn mean_degree(h: &[u64]) -> f64 {
     }
 }
 
+/// One problem `verify` found.
+fn tail_json(t: &strata::wal::TailReport) -> Value {
+    json!({"file": t.path.display().to_string(), "offset": t.offset, "lsn": t.lsn,
+           "kind": format!("{:?}", t.kind), "covered_by_checkpoint": t.covered,
+           "bytes": t.bytes, "reason": t.reason})
+}
+
 pub fn verify(a: &DbArgs) -> CliResult {
-    // Opening verifies every byte of every file but the graph sectors; verify reads those.
-    let db = open(&a.db)?;
+    // A read-only open verifies every byte of every segment file but the graph sectors and
+    // every log record past the checkpoint; `Db::verify` reads the graph sectors. Nothing is
+    // repaired: a bad log tail is a problem to report (`strata recover` sets it aside).
+    check_is_db(&a.db)?;
+    let db = Db::open_read_only(&a.db, Options::default())?;
     db.verify()?;
     let segs = db.segment_info(false)?;
+    let st = db.stats();
+    let problems: Vec<&strata::wal::TailReport> = db.recovery().lost_past_checkpoint().collect();
+    let notes: Vec<&strata::wal::TailReport> = db
+        .recovery()
+        .wal_tail
+        .iter()
+        .filter(|t| t.covered)
+        .collect();
     if a.json {
-        println!("{}", json!({"ok": true, "segments": segs.len()}));
-    } else {
         println!(
-            "ok: {} segment(s), every checksum and invariant holds",
-            segs.len()
+            "{}",
+            json!({"ok": problems.is_empty(), "segments": segs.len(),
+                   "checkpoint_lsn": st.checkpoint_lsn,
+                   "problems": problems.iter().map(|t| tail_json(t)).collect::<Vec<_>>(),
+                   "notes": notes.iter().map(|t| tail_json(t)).collect::<Vec<_>>()})
         );
+    } else {
+        if problems.is_empty() {
+            println!(
+                "ok: {} segment(s), every checksum and invariant holds (checkpoint LSN {})",
+                segs.len(),
+                st.checkpoint_lsn
+            );
+        } else {
+            println!(
+                "segments: {} ok (every checksum and graph sector); checkpoint LSN {}",
+                segs.len(),
+                st.checkpoint_lsn
+            );
+        }
+        for t in &notes {
+            println!("note: covered by the checkpoint, nothing lost: {t}");
+        }
+        for t in &problems {
+            let what = match t.kind {
+                strata::wal::TailKind::Torn => {
+                    "an interrupted write (expected after a crash; not acknowledged under \
+                     Sync::Always): opening for writing cuts it"
+                }
+                strata::wal::TailKind::Damaged => {
+                    "damage to a written record (possibly acknowledged): opening for writing \
+                     refuses; `strata recover` sets it aside"
+                }
+            };
+            println!("problem: {t}\n  -> {what}");
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "verification found {} problem(s) in the log",
+            problems.len()
+        )
+        .into())
+    }
+}
+
+#[derive(Args)]
+pub struct RecoverArgs {
+    /// The database.
+    db: PathBuf,
+    /// Only say what would be set aside; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `strata recover`: the explicit repair. Damage in the log past the checkpoint (and every
+/// record after it) is set aside — copied to `wal/lost+found/` before the file is cut, later
+/// files moved there — so the database opens again. Nothing is deleted.
+pub fn recover(a: &RecoverArgs) -> CliResult {
+    check_is_db(&a.db)?;
+    let view = Db::open_read_only(&a.db, Options::default())?;
+    let at_risk: Vec<strata::wal::TailReport> =
+        view.recovery().lost_past_checkpoint().cloned().collect();
+    drop(view);
+    let (done, report) = if a.dry_run {
+        (false, at_risk)
+    } else {
+        let db = Db::open(
+            &a.db,
+            Options {
+                recovery: strata::wal::RecoveryMode::SetAside,
+                ..Options::default()
+            },
+        )?;
+        let r = db.recovery().clone();
+        let all: Vec<strata::wal::TailReport> =
+            r.wal_set_aside.iter().chain(&r.wal_tail).cloned().collect();
+        (true, all)
+    };
+    if a.json {
+        println!(
+            "{}",
+            json!({"dry_run": a.dry_run, "repaired": done,
+                   "set_aside": report.iter().map(|t| json!({
+                       "report": tail_json(t),
+                       "saved_to": t.saved_to.as_ref().map(|p| p.display().to_string())}))
+                   .collect::<Vec<_>>()})
+        );
+        return Ok(());
+    }
+    if report.is_empty() {
+        println!("nothing to recover: the log is intact past the checkpoint");
+        return Ok(());
+    }
+    for t in &report {
+        let verb = if a.dry_run {
+            "would set aside"
+        } else {
+            "set aside"
+        };
+        println!("{verb}: records from LSN {} on: {t}", t.lsn);
+    }
+    if a.dry_run {
+        println!("(dry run: nothing changed; run without --dry-run to set these aside)");
     }
     Ok(())
 }

@@ -1,0 +1,241 @@
+//! The `strata` binary as a careless operator and a bad disk use it: read-only commands must
+//! change no byte of the database, `verify` must report (not repair) a damaged log and exit
+//! non-zero, a lost manifest must delete nothing, and `recover` is the one explicit repair.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "test code: a failed assumption should abort the test loudly"
+)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn strata(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.insert(p.clone(), b"<dir>".to_vec());
+                stack.push(p);
+            } else {
+                out.insert(p.clone(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn same(now: &BTreeMap<PathBuf, Vec<u8>>, before: &BTreeMap<PathBuf, Vec<u8>>, what: &str) {
+    let diff: Vec<&PathBuf> = now
+        .keys()
+        .chain(before.keys())
+        .filter(|k| now.get(*k) != before.get(*k))
+        .collect();
+    assert!(diff.is_empty(), "{what} changed {diff:?}");
+}
+
+/// A built database of `n` 4-d documents, then `extra` documents put through the log.
+fn database(tmp: &Path, n: usize, extra: usize) -> PathBuf {
+    use std::io::Write;
+    let vecs = tmp.join("v.fvecs");
+    let docs = tmp.join("d.jsonl");
+    let mut vf = std::fs::File::create(&vecs).unwrap();
+    let mut df = std::fs::File::create(&docs).unwrap();
+    for i in 0..n {
+        vf.write_all(&4i32.to_le_bytes()).unwrap();
+        for j in 0..4 {
+            vf.write_all(&(((i * 7 + j * 3) % 31) as f32).to_le_bytes())
+                .unwrap();
+        }
+        writeln!(df, r#"{{"key": "doc-{i:05}", "terms": ["lang:en"]}}"#).unwrap();
+    }
+    let db = tmp.join("db");
+    let (ok, _, err) = strata(&[
+        "build",
+        "--out",
+        db.to_str().unwrap(),
+        "--vectors",
+        vecs.to_str().unwrap(),
+        "--docs",
+        docs.to_str().unwrap(),
+        "--metric",
+        "l2",
+    ]);
+    assert!(ok, "{err}");
+    if extra > 0 {
+        let more = tmp.join("more.jsonl");
+        let mut f = std::fs::File::create(&more).unwrap();
+        for i in 0..extra {
+            writeln!(
+                f,
+                r#"{{"key": "new-{i:05}", "value": "payload number {i} of the log tail", "vector": [1, 2, 3, {i}]}}"#
+            )
+            .unwrap();
+        }
+        let (ok, _, err) = strata(&[
+            "put",
+            db.to_str().unwrap(),
+            "--docs",
+            more.to_str().unwrap(),
+        ]);
+        assert!(ok, "{err}");
+    }
+    db
+}
+
+fn wal_file(db: &Path) -> PathBuf {
+    std::fs::read_dir(db.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .max()
+        .unwrap()
+}
+
+#[test]
+fn read_only_commands_change_no_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = database(tmp.path(), 300, 40);
+    let d = db.to_str().unwrap();
+    // An operator's files, a temp file, a backup manifest, next to a live log tail.
+    let seg = std::fs::read_dir(db.join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "seg"))
+        .unwrap();
+    std::fs::copy(&seg, seg.with_extension("seg.bak")).unwrap();
+    std::fs::write(db.join("segments/NOTES.txt"), b"notes").unwrap();
+    std::fs::write(db.join("MANIFEST-backup"), b"backup").unwrap();
+    std::fs::write(db.join("upload.tmp"), b"tmp").unwrap();
+    let before = tree(&db);
+    for args in [
+        vec!["verify", d],
+        vec!["verify", d, "--json"],
+        vec!["inspect", d],
+        vec!["inspect", d, "--json"],
+        vec!["dump", d],
+        vec!["get", d, "new-00003"],
+        vec!["query", d, "--vector", "1,2,3,4", "--k", "5", "--explain"],
+        vec![
+            "query", d, "--vector", "1,2,3,4", "--filter", "lang:en", "--json",
+        ],
+        vec!["recover", d, "--dry-run"],
+    ] {
+        let (ok, out, err) = strata(&args);
+        assert!(ok, "{args:?}: {out}{err}");
+        same(&tree(&db), &before, &format!("{args:?}"));
+    }
+    let (_, out, _) = strata(&["get", d, "new-00039"]);
+    assert!(out.contains("payload number 39"), "{out}");
+}
+
+#[test]
+fn verify_reports_a_cut_log_and_recover_sets_it_aside() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = database(tmp.path(), 50, 600);
+    let d = db.to_str().unwrap();
+    let wal = wal_file(&db);
+    // Cut the log file at half of its records (preallocated zeros after them not counted).
+    let bytes = std::fs::read(&wal).unwrap();
+    let used = bytes.iter().rposition(|&b| b != 0).unwrap() + 1;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&wal)
+        .unwrap()
+        .set_len(used as u64 / 2)
+        .unwrap();
+    let before = tree(&db);
+    let (ok, out, err) = strata(&["verify", d]);
+    assert!(!ok, "verify passed a cut log: {out}");
+    assert!(
+        out.contains("problem:") && out.contains("LSN"),
+        "{out}{err}"
+    );
+    let (ok, out, _) = strata(&["verify", d, "--json"]);
+    assert!(!ok);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["ok"], false);
+    assert!(v["problems"][0]["lsn"].as_u64().unwrap() > 1);
+    same(&tree(&db), &before, "verify");
+    // recover --dry-run says what it would drop, and drops nothing.
+    let (ok, out, err) = strata(&["recover", d, "--dry-run"]);
+    assert!(ok && out.contains("would set aside"), "{out}{err}");
+    same(&tree(&db), &before, "recover --dry-run");
+    let (ok, out, err) = strata(&["recover", d]);
+    assert!(ok && out.contains("set aside"), "{out}{err}");
+    let lost: Vec<PathBuf> = std::fs::read_dir(db.join("wal/lost+found"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    let (ok, out, err) = strata(&["verify", d]);
+    assert!(ok, "{out}{err}");
+    let (ok, _, _) = strata(&["get", d, "new-00001"]);
+    assert!(ok);
+}
+
+#[test]
+fn a_lost_manifest_fails_every_command_and_deletes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = database(tmp.path(), 100, 0);
+    let d = db.to_str().unwrap();
+    for e in std::fs::read_dir(&db).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("MANIFEST-")
+        {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    let before = tree(&db);
+    for args in [
+        vec!["verify", d],
+        vec!["inspect", d],
+        vec!["get", d, "doc-00001"],
+    ] {
+        let (ok, out, err) = strata(&args);
+        assert!(!ok, "{args:?}: {out}");
+        assert!(err.contains("no MANIFEST"), "{args:?}: {err}");
+        same(&tree(&db), &before, &format!("{args:?}"));
+    }
+    let (ok, _, err) = strata(&["put", d, "--doc", r#"{"key": "x"}"#]);
+    assert!(!ok && err.contains("no MANIFEST"), "{err}");
+    assert!(std::fs::read_dir(db.join("segments")).unwrap().count() > 0);
+}
+
+#[test]
+fn a_put_after_a_damaged_checkpointed_log_is_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = database(tmp.path(), 30, 3);
+    let d = db.to_str().unwrap();
+    let (ok, _, err) = strata(&["compact", d]);
+    assert!(ok, "{err}");
+    let wal = wal_file(&db);
+    let mut b = std::fs::read(&wal).unwrap();
+    let last = b.iter().rposition(|&x| x != 0).unwrap();
+    b[last] ^= 1;
+    std::fs::write(&wal, b).unwrap();
+    let (ok, out, err) = strata(&["put", d, "--doc", r#"{"key": "n", "value": "x"}"#]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = strata(&["get", d, "n"]);
+    assert!(ok && out.contains(r#""value":"x""#), "{out}{err}");
+}
