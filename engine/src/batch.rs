@@ -152,9 +152,12 @@ pub(crate) fn encode_doc_with(
     }
     out.extend_from_slice(&(d.attrs.len() as u16).to_le_bytes());
     for (name, v) in &d.attrs {
-        let idx = schema
-            .attr_index(name)
-            .ok_or_else(|| Error::invalid(format!("undeclared attribute {name:?}")))?;
+        let idx = schema.attr_index(name).ok_or_else(|| {
+            Error::invalid(format!(
+                "undeclared attribute {}",
+                crate::limits::quote(name)
+            ))
+        })?;
         out.extend_from_slice(&(idx as u16).to_le_bytes());
         out.extend_from_slice(&v.to_le_bytes());
     }

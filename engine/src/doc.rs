@@ -73,11 +73,7 @@ impl Document {
                     schema.dim
                 )));
             }
-            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-                return Err(Error::invalid(format!(
-                    "vector component {i} is not finite"
-                )));
-            }
+            crate::limits::check_vector("vector", v)?;
         }
         if self.terms.len() > TERMS_PER_DOC_MAX {
             return Err(Error::invalid(format!(
@@ -93,7 +89,8 @@ impl Document {
         for name in self.attrs.keys() {
             if schema.attr_index(name).is_none() {
                 return Err(Error::invalid(format!(
-                    "attribute {name:?} is not declared in the schema"
+                    "attribute {} is not declared in the schema",
+                    crate::limits::quote(name)
                 )));
             }
         }
@@ -125,7 +122,8 @@ pub fn validate_key(key: &[u8]) -> Result<()> {
 pub fn validate_term(t: &str) -> Result<()> {
     if t.is_empty() || t.len() > TERM_BYTES_MAX {
         return Err(Error::invalid(format!(
-            "term {t:?} of {} bytes outside 1..={TERM_BYTES_MAX}",
+            "term {} of {} bytes outside 1..={TERM_BYTES_MAX}",
+            crate::limits::quote(t),
             t.len()
         )));
     }
@@ -133,7 +131,8 @@ pub fn validate_term(t: &str) -> Result<()> {
         .any(|c| c.is_whitespace() || c.is_control() || c == '(' || c == ')')
     {
         return Err(Error::invalid(format!(
-            "term {t:?} contains whitespace, a control character or a parenthesis"
+            "term {} contains whitespace, a control character or a parenthesis",
+            crate::limits::quote(t)
         )));
     }
     Ok(())

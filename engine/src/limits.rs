@@ -23,3 +23,48 @@ pub const BATCH_BYTES_MAX: usize = 8 << 20;
 pub const FILTER_DEPTH_MAX: usize = 64;
 /// Longest filter text.
 pub const FILTER_BYTES_MAX: usize = 64 * 1024;
+/// Largest `k` of a query (results returned). Buffers grow with the results found, not
+/// with `k`, so a large `k` costs only what it returns.
+pub const K_MAX: usize = 1_000_000;
+/// Largest graph candidate list (`SearchParams::list`).
+pub const SEARCH_LIST_MAX: usize = 1_000_000;
+/// Largest Euclidean norm of a vector (stored or queried): distances between two such vectors
+/// stay finite in `f32` (‖a − b‖² ≤ (2 · 10¹⁸)² = 4 · 10³⁶ < 3.4 · 10³⁸).
+pub const VECTOR_NORM_MAX: f64 = 1e18;
+
+/// Check a vector's components are finite and its norm within [`VECTOR_NORM_MAX`].
+pub(crate) fn check_vector(what: &str, v: &[f32]) -> crate::Result<()> {
+    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        return Err(crate::Error::invalid(format!(
+            "{what} component {i} is not finite"
+        )));
+    }
+    let norm2: f64 = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+    if norm2 > VECTOR_NORM_MAX * VECTOR_NORM_MAX {
+        return Err(crate::Error::invalid(format!(
+            "{what} has norm {:.3e}, above the bound {VECTOR_NORM_MAX:.0e} (distances would overflow)",
+            norm2.sqrt()
+        )));
+    }
+    Ok(())
+}
+
+/// Most bytes of user input an error message quotes.
+pub const QUOTE_BYTES_MAX: usize = 200;
+
+/// `s` quoted for an error message: whole when short, else its first
+/// [`QUOTE_BYTES_MAX`] bytes (on a character boundary) and its length.
+pub fn quote(s: &str) -> String {
+    if s.len() <= QUOTE_BYTES_MAX {
+        return format!("{s:?}");
+    }
+    let mut end = QUOTE_BYTES_MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{:?}… ({} bytes)",
+        s.get(..end).unwrap_or_default(),
+        s.len()
+    )
+}

@@ -119,9 +119,21 @@ impl Query {
                     schema.dim
                 )));
             }
-            if v.iter().any(|x| !x.is_finite()) {
-                return Err(Error::invalid("query vector has a non-finite component"));
-            }
+            crate::limits::check_vector("query vector", v)?;
+        }
+        if self.k > crate::limits::K_MAX {
+            return Err(Error::invalid(format!(
+                "k = {} exceeds the bound {}",
+                self.k,
+                crate::limits::K_MAX
+            )));
+        }
+        if self.ann.list > crate::limits::SEARCH_LIST_MAX {
+            return Err(Error::invalid(format!(
+                "search list {} exceeds the bound {}",
+                self.ann.list,
+                crate::limits::SEARCH_LIST_MAX
+            )));
         }
         if let Some(r) = self.radius {
             if !r.is_finite() {
@@ -202,7 +214,7 @@ pub(crate) fn exact<'a>(
     if q.k == 0 {
         return Vec::new();
     }
-    let mut heap = BinaryHeap::with_capacity(q.k + 1);
+    let mut heap = BinaryHeap::with_capacity(q.k.min(1024) + 1);
     for d in matching {
         let Some(v) = &d.vector else { continue };
         let dist = distance(schema.metric, qv, v);

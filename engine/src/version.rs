@@ -351,7 +351,7 @@ impl Snapshot {
                         ls.seg.prefetch_vector(i);
                     }
                     let mut err = Welford::default();
-                    let mut kbest: Vec<f32> = Vec::with_capacity(q.k + 1);
+                    let mut kbest: Vec<f32> = Vec::with_capacity(q.k.min(cands.len()) + 1);
                     for j in 0..cands.len() {
                         if adaptive && j + AHEAD >= sorted && sorted < cands.len() {
                             sort_more(&mut cands, &mut sorted);

@@ -172,7 +172,7 @@ fn verify_reports_a_cut_log_and_recover_sets_it_aside() {
     assert!(!ok);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["ok"], false);
-    assert!(v["problems"][0]["lsn"].as_u64().unwrap() > 1);
+    assert!(v["problems"][0]["lsn"].as_u64().unwrap() >= 1);
     same(&tree(&db), &before, "verify");
     // recover --dry-run says what it would drop, and drops nothing.
     let (ok, out, err) = strata(&["recover", d, "--dry-run"]);
@@ -187,7 +187,7 @@ fn verify_reports_a_cut_log_and_recover_sets_it_aside() {
     assert_eq!(lost.len(), 1, "{lost:?}");
     let (ok, out, err) = strata(&["verify", d]);
     assert!(ok, "{out}{err}");
-    let (ok, _, _) = strata(&["get", d, "new-00001"]);
+    let (ok, _, _) = strata(&["get", d, "doc-00001"]);
     assert!(ok);
 }
 
@@ -238,4 +238,87 @@ fn a_put_after_a_damaged_checkpointed_log_is_kept() {
     assert!(ok, "{out}{err}");
     let (ok, out, err) = strata(&["get", d, "n"]);
     assert!(ok && out.contains(r#""value":"x""#), "{out}{err}");
+}
+
+#[test]
+fn put_validates_every_line_first_and_batches_by_bytes() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let db = database(tmp.path(), 20, 0);
+    let d = db.to_str().unwrap();
+    let f = tmp.path().join("bad.jsonl");
+    let mut w = std::fs::File::create(&f).unwrap();
+    for i in 0..600 {
+        if i == 550 {
+            writeln!(w, r#"{{"key": "x", "terms": ["has space"]}}"#).unwrap();
+        } else {
+            writeln!(w, r#"{{"key": "p{i}"}}"#).unwrap();
+        }
+    }
+    drop(w);
+    let (ok, _, err) = strata(&["put", d, "--docs", f.to_str().unwrap()]);
+    assert!(!ok && err.contains("line 551"), "{err}");
+    let (ok, _, _) = strata(&["get", d, "p3"]);
+    assert!(!ok, "a line before the bad one was committed");
+    // Three 3 MiB documents: more than one batch holds, all written.
+    let big = tmp.path().join("big.jsonl");
+    let mut w = std::fs::File::create(&big).unwrap();
+    for i in 0..3 {
+        writeln!(
+            w,
+            r#"{{"key": "big{i}", "value": "{}"}}"#,
+            "v".repeat(3 << 20)
+        )
+        .unwrap();
+    }
+    drop(w);
+    let (ok, out, err) = strata(&["put", d, "--docs", big.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, _) = strata(&["get", d, "big2"]);
+    assert!(ok && out.len() > 3 << 20);
+    // Duplicate fields are an error, not last-wins.
+    let (ok, _, err) = strata(&["put", d, "--doc", r#"{"key": "a", "key": "b"}"#]);
+    assert!(!ok && err.contains("duplicate field"), "{err}");
+    let (ok, _, err) = strata(&[
+        "put",
+        d,
+        "--doc",
+        r#"{"key": "a", "attrs": {"t": 1, "t": 2}}"#,
+    ]);
+    assert!(!ok && err.contains("duplicate field"), "{err}");
+    // An error quotes at most ~200 bytes of the input.
+    let long = tmp.path().join("long.jsonl");
+    std::fs::write(
+        &long,
+        format!(
+            "{{\"key\": \"t\", \"terms\": [\"{}\"]}}\n",
+            "x".repeat(10 << 20)
+        ),
+    )
+    .unwrap();
+    let (ok, _, err) = strata(&["put", d, "--docs", long.to_str().unwrap()]);
+    assert!(!ok && err.len() < 1000, "{} bytes of error", err.len());
+}
+
+#[test]
+fn huge_or_meaningless_query_parameters_are_errors_not_aborts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = database(tmp.path(), 50, 0);
+    let d = db.to_str().unwrap();
+    for (args, want) in [
+        (vec!["--k", "100000000"], "exceeds the bound"),
+        (vec!["--k", "18446744073709551615"], "exceeds the bound"),
+        (vec!["--radius", "NaN"], "not a finite number"),
+        (vec!["--list", "18446744073709551615"], "exceeds the bound"),
+    ] {
+        let mut a = vec!["query", d, "--vector", "1,2,3,4"];
+        a.extend(args.iter());
+        let (ok, out, err) = strata(&a);
+        assert!(!ok && err.contains(want), "{args:?}: {out}{err}");
+    }
+    let (ok, _, err) = strata(&["query", d, "--vector", "3e38,1,1,1"]);
+    assert!(!ok && err.contains("norm"), "{err}");
+    // A large k is fine: it costs what it returns.
+    let (ok, out, err) = strata(&["query", d, "--vector", "1,2,3,4", "--k", "1000000"]);
+    assert!(ok && out.starts_with("query 0: 50 hit(s)"), "{out}{err}");
 }

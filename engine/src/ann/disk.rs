@@ -538,7 +538,8 @@ impl TopPool {
     fn new(pool: usize) -> TopPool {
         TopPool {
             pool: pool.max(1),
-            items: Vec::with_capacity(2 * pool.max(1)),
+            // Grows with what is kept: a pool sized from a large `k` costs nothing up front.
+            items: Vec::with_capacity(2 * pool.clamp(1, 1 << 14)),
             bound: f32::INFINITY,
             scored: 0,
         }

@@ -58,7 +58,7 @@ fn describe(t: Tok<'_>) -> String {
     match t {
         Tok::Open => "'('".into(),
         Tok::Close => "')'".into(),
-        Tok::Atom(a) => format!("{a:?}"),
+        Tok::Atom(a) => crate::limits::quote(a),
         Tok::End => "end of input".into(),
     }
 }

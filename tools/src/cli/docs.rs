@@ -37,7 +37,9 @@ fn bad(path: &Path, line: usize, what: impl std::fmt::Display) -> String {
 
 /// Parse one line (`line` is 1-based, for messages).
 pub fn parse_line(path: &Path, line: usize, text: &str) -> Result<DocLine, String> {
-    let v: Value = serde_json::from_str(text).map_err(|e| bad(path, line, e))?;
+    let v: Value = serde_json::from_str::<Strict>(text)
+        .map_err(|e| bad(path, line, e))?
+        .0;
     let obj = v
         .as_object()
         .ok_or_else(|| bad(path, line, "expected a JSON object"))?;
@@ -68,7 +70,14 @@ pub fn parse_line(path: &Path, line: usize, text: &str) -> Result<DocLine, Strin
                     .ok_or_else(|| bad(path, line, "\"attrs\" must be an object"))?;
                 for (name, x) in o {
                     let x = x.as_i64().ok_or_else(|| {
-                        bad(path, line, format!("attribute {name:?} must be an integer"))
+                        bad(
+                            path,
+                            line,
+                            format!(
+                                "attribute {} must be an integer",
+                                strata::limits::quote(name)
+                            ),
+                        )
                     })?;
                     d.attrs.insert(name.clone(), x);
                 }
@@ -93,10 +102,81 @@ pub fn parse_line(path: &Path, line: usize, text: &str) -> Result<DocLine, Strin
                 }
                 d.vector = Some(v);
             }
-            other => return Err(bad(path, line, format!("unknown field {other:?}"))),
+            other => {
+                return Err(bad(
+                    path,
+                    line,
+                    format!("unknown field {}", strata::limits::quote(other)),
+                ))
+            }
         }
     }
     Ok(d)
+}
+
+/// A JSON value whose objects, at every depth, must not repeat a field: serde_json keeps the
+/// last of duplicate fields, which would silently drop data (`{"key": "a", "key": "b"}`).
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(k) = map.next_key::<String>()? {
+            let Strict(v) = map.next_value()?;
+            if out.contains_key(&k) {
+                return Err(serde::de::Error::custom(format!(
+                    "duplicate field {}",
+                    strata::limits::quote(&k)
+                )));
+            }
+            out.insert(k, v);
+        }
+        Ok(Value::Object(out))
+    }
 }
 
 /// Every line of a JSONL file (empty lines are errors: line i describes vector i).

@@ -220,6 +220,14 @@ pub fn query(a: &QueryArgs) -> CliResult {
         (None, None) => vec![None; vectors.len()],
     };
     // The radius comes in natural units; the engine's L2 distance is not squared.
+    if let Some(r) = a.radius {
+        if !r.is_finite() {
+            return Err(format!("--radius {r} is not a finite number").into());
+        }
+        if metric == Metric::L2 && r < 0.0 {
+            return Err(format!("--radius {r}: an l2 radius is a squared distance, >= 0").into());
+        }
+    }
     let radius = a.radius.map(|r| match metric {
         Metric::L2 => r.max(0.0).sqrt(),
         _ => r,
@@ -294,6 +302,14 @@ pub struct PutArgs {
     vectors: Option<PathBuf>,
 }
 
+/// Encoded bytes a batch may take, below the engine's bound (`limits::BATCH_BYTES_MAX`) by a
+/// margin for the batch header and per-operation tags.
+const PUT_BATCH_BYTES: usize = strata::limits::BATCH_BYTES_MAX - (64 << 10);
+
+/// `strata put`: every line is parsed and validated against the schema before the first
+/// write (an error names the line and writes nothing); then the documents go in batches of
+/// at most `PUT_BATCH_BYTES` encoded bytes — one atomic batch when the file fits. Should a
+/// write fail after some batches (I/O), the error says exactly which lines were committed.
 pub fn put(a: &PutArgs) -> CliResult {
     let db = open(&a.db)?;
     let (lines, source) = match (&a.docs, &a.doc) {
@@ -310,11 +326,13 @@ pub fn put(a: &PutArgs) -> CliResult {
             return Err(format!("{} lines but {} vectors", lines.len(), f.len()).into());
         }
     }
+    let schema = db.schema().clone();
     let n = lines.len();
-    let mut batch = WriteBatch::new();
+    let mut docs = Vec::with_capacity(n);
     for (i, line) in lines.into_iter().enumerate() {
+        let at = |e: &dyn std::fmt::Display| format!("{source}: line {}: {e}", i + 1);
         if line.key.is_none() {
-            return Err(format!("{source}: line {}: \"key\" is required", i + 1).into());
+            return Err(at(&"\"key\" is required").into());
         }
         let vector = match &file {
             Some(f) => {
@@ -324,15 +342,60 @@ pub fn put(a: &PutArgs) -> CliResult {
             }
             None => None,
         };
-        batch.put(line.into_document(String::new(), vector));
-        if batch.len() >= 256 {
-            db.write(std::mem::take(&mut batch))?;
+        let doc = line
+            .into_document(String::new(), vector)
+            .validate(&schema)
+            .map_err(|e| at(&e))?;
+        let bytes = strata::encode_document(&doc, &schema)
+            .map_err(|e| at(&e))?
+            .len()
+            + 16;
+        if bytes > PUT_BATCH_BYTES {
+            return Err(at(&format!(
+                "the document encodes to {bytes} bytes, above the largest batch ({PUT_BATCH_BYTES})"
+            ))
+            .into());
         }
+        docs.push((doc, bytes));
     }
-    if !batch.is_empty() {
-        db.write(batch)?;
+    // Batches by encoded bytes (and the engine's operation bound).
+    let mut batches: Vec<(usize, WriteBatch)> = Vec::new(); // (first line index, batch)
+    let mut bytes = 0usize;
+    for (i, (doc, size)) in docs.into_iter().enumerate() {
+        let full = batches.last().is_none_or(|(_, b)| {
+            bytes + size > PUT_BATCH_BYTES || b.len() >= strata::limits::BATCH_OPS_MAX
+        });
+        if full {
+            batches.push((i, WriteBatch::new()));
+            bytes = 0;
+        }
+        if let Some((_, b)) = batches.last_mut() {
+            b.put(doc);
+        }
+        bytes += size;
     }
-    println!("put {n} document(s)");
+    let count = batches.len();
+    for (j, (first, batch)) in batches.into_iter().enumerate() {
+        let last = first + batch.len();
+        db.write(batch).map_err(|e| {
+            let committed = if first == 0 {
+                "nothing was committed".to_owned()
+            } else {
+                format!("lines 1..={first} were committed")
+            };
+            format!(
+                "{source}: writing lines {}..={last} (batch {} of {count}) failed: {e}; {committed}, lines {}..={n} were not",
+                first + 1,
+                j + 1,
+                first + 1
+            )
+        })?;
+    }
+    if count > 1 {
+        println!("put {n} document(s) in {count} batches");
+    } else {
+        println!("put {n} document(s)");
+    }
     Ok(())
 }
 
@@ -357,6 +420,10 @@ pub fn delete(a: &DeleteArgs) -> CliResult {
     for k in &a.key {
         text.push('\n');
         text.push_str(k);
+    }
+    // Every key is checked before the first write (an error names the line).
+    for (i, k) in text.lines().enumerate().filter(|(_, l)| !l.is_empty()) {
+        strata::validate_key(k.as_bytes()).map_err(|e| format!("key line {}: {e}", i + 1))?;
     }
     let mut batch = WriteBatch::new();
     let mut n = 0;
