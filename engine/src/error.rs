@@ -70,6 +70,14 @@ pub enum Error {
     /// A write, flush or compaction on a handle from `Db::open_read_only`.
     #[error("database {} is open read-only", .0.display())]
     ReadOnly(PathBuf),
+    /// A query passed its deadline (`SearchParams::deadline`, `Query::with_timeout`).
+    #[error("query timed out after {} ms while {during}", elapsed.as_millis())]
+    Timeout {
+        /// Time the query had run.
+        elapsed: std::time::Duration,
+        /// The step it was in.
+        during: &'static str,
+    },
     /// A write failed earlier; the handle is read-only until reopened.
     #[error("database is read-only after an earlier write failure ({0}); reopen it to recover")]
     Poisoned(String),

@@ -27,6 +27,7 @@ pub mod ann;
 mod batch;
 pub mod build;
 mod db;
+mod deadline;
 mod distance;
 mod doc;
 mod error;

@@ -98,6 +98,12 @@ impl Query {
         self
     }
 
+    /// Stop with `Error::Timeout` if the query is still running `timeout` from now.
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Query {
+        self.ann.deadline = std::time::Instant::now().checked_add(timeout);
+        self
+    }
+
     /// Answer exactly (scan), ignoring the graphs.
     pub fn exact(mut self) -> Query {
         self.ann.exact = true;
@@ -196,26 +202,28 @@ impl<T> Ord for Scored<T> {
     }
 }
 
-/// Exact search over `docs` (visible documents in key order).
+/// Exact search over `docs` (visible documents in key order that match the query's filter:
+/// the caller evaluated it, through [`crate::filter::docs::DocIndex`]).
 pub(crate) fn exact<'a>(
     q: &Query,
     schema: &Schema,
-    docs: impl Iterator<Item = &'a Arc<Document>>,
-) -> Vec<Hit> {
-    let matching = docs.filter(|d| q.filter.as_ref().is_none_or(|f| f.matches(d)));
+    matching: impl Iterator<Item = &'a Arc<Document>>,
+    deadline: &crate::deadline::Deadline,
+) -> Result<Vec<Hit>> {
     let hit = |d: &Arc<Document>, dist| Hit {
         key: d.key.clone(),
         distance: dist,
         doc: q.include_docs.then(|| d.clone()),
     };
     let Some(qv) = &q.vector else {
-        return matching.take(q.k).map(|d| hit(d, None)).collect();
+        return Ok(matching.take(q.k).map(|d| hit(d, None)).collect());
     };
     if q.k == 0 {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let mut heap = BinaryHeap::with_capacity(q.k.min(1024) + 1);
-    for d in matching {
+    for (i, d) in matching.enumerate() {
+        deadline.check_every(i, "scoring the memtable")?;
         let Some(v) = &d.vector else { continue };
         let dist = distance(schema.metric, qv, v);
         if q.radius.is_some_and(|r| dist > r) {
@@ -226,11 +234,12 @@ pub(crate) fn exact<'a>(
             heap.pop();
         }
     }
-    heap.into_sorted_vec()
+    Ok(heap
+        .into_sorted_vec()
         .into_iter()
         .map(|s| {
             let (dist, _, d) = s.into_parts();
             hit(&d, Some(dist))
         })
-        .collect()
+        .collect())
 }

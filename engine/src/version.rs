@@ -7,13 +7,15 @@
 //! - a key is live in at most one segment of a version (a flush marks older copies dead in their
 //!   deletion bitmaps), and any memtable entry for a key (put or delete) shadows all segments.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
 use crate::ann::disk::PartitionWant;
 use crate::ann::{Plan, PlanHint, QueryStats, SegmentExplain};
+use crate::deadline::Deadline;
 use crate::distance::distance;
+use crate::filter::docs::DocIndex;
 use crate::memtable::{Entry, Memtable};
 use crate::search::{exact, Hit, Query, Scored};
 use crate::segment::bitset::Bitset;
@@ -94,7 +96,17 @@ impl Snapshot {
     pub fn with_mandatory_filter(&self, filter: Filter) -> Result<Snapshot> {
         filter.validate(&self.schema)?;
         let mut stats = QueryStats::default();
-        let resolved = self.resolve(&filter, usize::MAX, &mut stats)?;
+        let mem = self.memtable_entries(Bound::Unbounded, Bound::Unbounded);
+        let mem_docs: Vec<Arc<Document>> = mem.values().flatten().cloned().collect();
+        let index = DocIndex::new(&mem_docs);
+        let mut ctx = Resolve {
+            mem: &mem,
+            index: &index,
+            deadline: &Deadline::at(None),
+            fanout_max: usize::MAX,
+            done: HashMap::new(),
+        };
+        let resolved = self.resolve(&filter, &mut ctx, &mut stats)?;
         let combined = match &self.mandatory {
             Some(old) => Filter::And(vec![Filter::clone(old), resolved]),
             None => resolved,
@@ -225,7 +237,14 @@ impl Snapshot {
     /// [`Snapshot::search`], also reporting what the query cost.
     pub fn search_with_stats(&self, q: &Query) -> Result<(Vec<Hit>, QueryStats)> {
         q.validate(&self.schema)?;
+        let deadline = Deadline::at(q.ann.deadline);
         let mut stats = QueryStats::default();
+        // The memtable as this query sees it, read once: its entries (shadowing segment
+        // copies), its live documents and their term index (filters over the memtable go
+        // through it, `(apply …)` expansions included).
+        let mem = self.memtable_entries(Bound::Unbounded, Bound::Unbounded);
+        let mem_docs: Vec<Arc<Document>> = mem.values().flatten().cloned().collect();
+        let mem_index = DocIndex::new(&mem_docs);
         // `(apply …)` becomes plain terms, evaluated against this snapshot.
         // The mandatory filter is AND-ed in here, before any plan is chosen, so no plan can
         // see a document it excludes.
@@ -234,7 +253,14 @@ impl Snapshot {
             (Some(f), _) if f.has_apply() || self.mandatory.is_some() => {
                 let mut r = q.clone();
                 let f = if f.has_apply() {
-                    self.resolve(f, q.apply_fanout_max, &mut stats)?
+                    let mut ctx = Resolve {
+                        mem: &mem,
+                        index: &mem_index,
+                        deadline: &deadline,
+                        fanout_max: q.apply_fanout_max,
+                        done: HashMap::new(),
+                    };
+                    self.resolve(f, &mut ctx, &mut stats)?
                 } else {
                     f.clone()
                 };
@@ -254,10 +280,18 @@ impl Snapshot {
             _ => q,
         };
         let t = std::time::Instant::now();
-        let mem = self.memtable_entries(Bound::Unbounded, Bound::Unbounded);
-        let mem_docs: Vec<Arc<Document>> = mem.values().flatten().cloned().collect();
-        // Memtable candidates by brute force...
-        let mut hits = exact(q, &self.schema, mem_docs.iter());
+        // Memtable candidates: the filter through the memtable's term index, then brute force.
+        let mem_match = q
+            .filter
+            .as_ref()
+            .map(|f| mem_index.eval(f, &deadline))
+            .transpose()?;
+        let matching_mem = mem_docs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mem_match.as_ref().is_none_or(|b| b.get(*i)))
+            .map(|(_, d)| d);
+        let mut hits = exact(q, &self.schema, matching_mem, &deadline)?;
         stats.exact_segments += 1;
         stats.explain.push(SegmentExplain {
             segment: None,
@@ -269,6 +303,7 @@ impl Snapshot {
         });
         // ...and each segment by the plan its cost model picks.
         for ls in &self.version.segments {
+            deadline.check("searching the segments")?;
             let t = std::time::Instant::now();
             let shadowed = |i: usize| mem.contains_key(ls.seg.key(i));
             let mut ex = SegmentExplain {
@@ -574,7 +609,8 @@ impl Snapshot {
                 Some(qv) => {
                     let mut heap = std::collections::BinaryHeap::new();
                     let mut v = Vec::new();
-                    for i in live.iter() {
+                    for (j, i) in live.iter().enumerate() {
+                        deadline.check_every(j, "scoring a segment exactly")?;
                         if !ls.seg.vector_into(i, &mut v) || shadowed(i) {
                             continue;
                         }
@@ -610,38 +646,43 @@ impl Snapshot {
     }
 
     /// Replace every `(apply PREFIX ATTR F)` by the OR of `PREFIX:<v>` over the values `v` of
-    /// `ATTR` among this snapshot's live documents matching `F` (innermost first).
-    fn resolve(&self, f: &Filter, fanout_max: usize, stats: &mut QueryStats) -> Result<Filter> {
+    /// `ATTR` among this snapshot's live documents matching `F` (innermost first). Each
+    /// distinct `apply` is expanded once per query (`ctx.done`); the memtable's matches come
+    /// from its term index.
+    fn resolve(&self, f: &Filter, ctx: &mut Resolve<'_>, stats: &mut QueryStats) -> Result<Filter> {
         Ok(match f {
             Filter::And(fs) => Filter::And(
                 fs.iter()
-                    .map(|x| self.resolve(x, fanout_max, stats))
+                    .map(|x| self.resolve(x, ctx, stats))
                     .collect::<Result<_>>()?,
             ),
             Filter::Or(fs) => Filter::Or(
                 fs.iter()
-                    .map(|x| self.resolve(x, fanout_max, stats))
+                    .map(|x| self.resolve(x, ctx, stats))
                     .collect::<Result<_>>()?,
             ),
-            Filter::Not(x) => Filter::Not(Box::new(self.resolve(x, fanout_max, stats)?)),
+            Filter::Not(x) => Filter::Not(Box::new(self.resolve(x, ctx, stats)?)),
             Filter::Apply { prefix, attr, expr } => {
-                let inner = self.resolve(expr, fanout_max, stats)?;
+                if let Some(done) = ctx.done.get(f) {
+                    return Ok(done.clone());
+                }
+                ctx.deadline.check("expanding (apply …)")?;
+                let inner = self.resolve(expr, ctx, stats)?;
                 // A restricted snapshot expands only over the documents it admits.
                 let inner = match &self.mandatory {
                     Some(m) => Filter::And(vec![Filter::clone(m), inner]),
                     None => inner,
                 };
                 let mut values = std::collections::BTreeSet::new();
-                let mem = self.memtable_entries(Bound::Unbounded, Bound::Unbounded);
-                for d in mem.values().flatten() {
-                    if inner.matches(d) {
-                        if let Some(v) = d.attrs.get(attr) {
-                            values.insert(*v);
-                        }
+                let in_mem = ctx.index.eval(&inner, ctx.deadline)?;
+                for i in in_mem.iter() {
+                    if let Some(v) = ctx.index.docs().get(i).and_then(|d| d.attrs.get(attr)) {
+                        values.insert(*v);
                     }
                 }
                 if let Some(a) = self.schema.attr_index(attr) {
                     for ls in &self.version.segments {
+                        ctx.deadline.check("expanding (apply …)")?;
                         // Through the segment's filter cache (a user's friend list is asked
                         // again by each of their queries); deletions masked per version.
                         let cached = ls.seg.eval_cached(&inner);
@@ -650,11 +691,12 @@ impl Snapshot {
                             Some(v) => Box::new(v.iter().map(|&i| i as usize)),
                             None => Box::new(cached.bits.iter()),
                         };
-                        for i in matches {
+                        for (j, i) in matches.enumerate() {
+                            ctx.deadline.check_every(j, "expanding (apply …)")?;
                             if ls.any_deleted && ls.deleted.get(i) {
                                 continue;
                             }
-                            if mem.contains_key(ls.seg.key(i)) {
+                            if ctx.mem.contains_key(ls.seg.key(i)) {
                                 continue; // the memtable's version decided above
                             }
                             if let Some(v) = ls.seg.attr(a, i) {
@@ -663,17 +705,19 @@ impl Snapshot {
                         }
                     }
                 }
-                if values.len() > fanout_max {
+                if values.len() > ctx.fanout_max {
                     stats.apply_truncated = true;
                 }
                 let terms: Vec<Filter> = values
                     .into_iter()
-                    .take(fanout_max)
+                    .take(ctx.fanout_max)
                     .map(|v| Filter::Term(format!("{prefix}:{v}")))
                     .collect();
                 stats.apply_fanout += terms.len() as u64;
                 // An empty OR matches nothing.
-                Filter::Or(terms)
+                let out = Filter::Or(terms);
+                ctx.done.insert(f.clone(), out.clone());
+                out
             }
             Filter::Term(_) | Filter::Range { .. } => f.clone(),
         })
@@ -797,6 +841,16 @@ struct IndexShape {
     degree: usize,
     /// Coarse partitions (0: none).
     lists: usize,
+}
+
+/// What [`Snapshot::resolve`] needs for one query: the memtable's entries and index, the
+/// deadline, the fan-out bound, and the `(apply …)` nodes already expanded.
+struct Resolve<'a> {
+    mem: &'a BTreeMap<Vec<u8>, Entry>,
+    index: &'a DocIndex<'a>,
+    deadline: &'a Deadline,
+    fanout_max: usize,
+    done: HashMap<Filter, Filter>,
 }
 
 /// The plan [`choose_plan`] picked for one segment.

@@ -339,3 +339,66 @@ fn a_read_only_open_of_a_fresh_database_creates_nothing() {
         Err(Error::NotFound(_))
     ));
 }
+
+/// Documents for the memtable-filter tests: `ts` attribute, `t:<i % 50>` and a language.
+fn social(db: &Db, n: usize) {
+    let mut b = strata::WriteBatch::new();
+    for i in 0..n {
+        b.put(
+            Document::new(format!("m{i:05}"), "")
+                .with_vector(vec![(i % 97) as f32, (i % 13) as f32])
+                .with_term(format!("t:{}", i % 50))
+                .with_term(if i % 3 == 0 { "lang:de" } else { "lang:en" })
+                .with_attr("ts", (i % 70) as i64),
+        );
+    }
+    db.write(b).unwrap();
+}
+
+#[test]
+fn memtable_filters_equal_segment_filters_and_honour_the_deadline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Db::create(tmp.path(), Schema::new(2, Metric::L2).with_attr("ts")).unwrap();
+    social(&db, 3000);
+    let wide = format!(
+        "(or {})",
+        (0..2000)
+            .map(|i| format!("t:{i}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let nested = "(apply t ts (apply t ts (apply t ts (and lang:de (range ts 3 5)))))";
+    let filters = [
+        wide.as_str(),
+        nested,
+        "(apply t ts lang:en)",
+        "(and (not lang:de) (or t:3 (apply t ts (range ts 1 2))))",
+    ];
+    let run = |db: &Db| -> Vec<Vec<(Vec<u8>, Option<f32>)>> {
+        filters
+            .iter()
+            .map(|f| {
+                let q =
+                    Query::knn(vec![3.0, 4.0], 20).with_filter(strata::Filter::parse(f).unwrap());
+                db.search(&q)
+                    .unwrap()
+                    .into_iter()
+                    .map(|h| (h.key, h.distance))
+                    .collect()
+            })
+            .collect()
+    };
+    let in_memtable = run(&db);
+    assert!(in_memtable.iter().all(|r| !r.is_empty()));
+    // A deadline already passed: a typed error, not an answer.
+    let q = Query::knn(vec![3.0, 4.0], 20)
+        .with_filter(strata::Filter::parse(nested).unwrap())
+        .with_timeout(std::time::Duration::ZERO);
+    assert!(matches!(db.search(&q), Err(Error::Timeout { .. })));
+    db.flush().unwrap();
+    assert_eq!(
+        run(&db),
+        in_memtable,
+        "memtable and segment evaluation differ"
+    );
+}

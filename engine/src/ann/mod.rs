@@ -147,6 +147,10 @@ pub struct SearchParams {
     /// Which plan indexed segments run: `Auto` (the cost model, the default) or one forced
     /// (benchmarks and tests; a plan a segment cannot run falls back to the cost model).
     pub plan: PlanHint,
+    /// Stop with `Error::Timeout` once this instant has passed (checked between segments,
+    /// while expanding `(apply …)`, evaluating filters over the memtable and in exact scans).
+    /// Default none. `Query::with_timeout` sets it from now.
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// A plan forced on every indexed segment (see [`SearchParams::plan`]).
@@ -170,6 +174,7 @@ impl Default for SearchParams {
             beam_width: 4,
             exact: false,
             plan: PlanHint::Auto,
+            deadline: None,
         }
     }
 }

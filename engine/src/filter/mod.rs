@@ -10,6 +10,7 @@
 //! [`Filter`]'s constructors build the same expressions without parsing; `Display` prints the
 //! canonical text, which parses back to an equal filter.
 
+pub(crate) mod docs;
 mod parse;
 
 use std::fmt;

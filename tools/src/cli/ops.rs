@@ -92,6 +92,9 @@ pub struct QueryArgs {
     /// the planner's choice).
     #[arg(long, value_enum, default_value = "auto")]
     plan: PlanArg,
+    /// Stop a query that runs longer than this many milliseconds (an error, exit 1).
+    #[arg(long)]
+    timeout_ms: Option<u64>,
     /// Print what each query cost (plan per segment, matches vs estimate, nodes, lists,
     /// sectors, time).
     #[arg(long)]
@@ -240,6 +243,9 @@ pub fn query(a: &QueryArgs) -> CliResult {
             q = q.with_search_list(l);
         }
         q = q.with_plan(a.plan.hint());
+        if let Some(ms) = a.timeout_ms {
+            q = q.with_timeout(std::time::Duration::from_millis(ms));
+        }
         let (hits, st) = db.search_with_stats(&q)?;
         if a.json {
             let hits: Vec<Value> = hits
