@@ -129,12 +129,14 @@ pub fn build_database(
         let id = i as u64 + 1;
         let path = seg_dir.join(segment_name(id));
         let g = |n: u64| progress(BuildEvent::GraphProgress(n));
-        report.bytes += write_segment_with(&fs, &path, chunk, &schema, Some(&opts.ann), None, &g)?;
+        let bytes = write_segment_with(&fs, &path, chunk, &schema, Some(&opts.ann), None, &g)?;
+        report.bytes += bytes;
         segments.push(SegmentMeta {
             id,
             doc_count: u32::try_from(chunk.len())
                 .map_err(|_| Error::invalid("segment_docs_max exceeds u32"))?,
             deletes_gen: 0,
+            file_bytes: Some(bytes),
         });
     }
     report

@@ -334,6 +334,7 @@ impl Db {
                 schema.clone(),
                 cache.clone(),
                 Some(ann_budget.clone()),
+                m.file_bytes,
             )?;
             if seg.len() != m.doc_count as usize {
                 return Err(Error::Corruption {
@@ -917,6 +918,7 @@ impl Inner {
             self.schema.clone(),
             self.cache.clone(),
             Some(self.ann_budget.clone()),
+            Some(bytes),
         )?;
         Ok((Some(Arc::new(seg)), bytes))
     }
@@ -1273,6 +1275,7 @@ fn manifest_segments(segments: &[LiveSegment]) -> Vec<SegmentMeta> {
             id: ls.seg.id,
             doc_count: ls.seg.len() as u32,
             deletes_gen: ls.deletes_gen,
+            file_bytes: Some(ls.seg.file_bytes().len() as u64),
         })
         .collect()
 }

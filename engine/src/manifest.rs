@@ -14,8 +14,8 @@ use crate::{Error, Result};
 
 /// Magic of a manifest file.
 pub const MANIFEST_MAGIC: [u8; 8] = *b"STRATMAN";
-/// Layout version.
-pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+/// Layout version written (v2: each segment's file length). Version 1 is still read.
+pub const MANIFEST_FORMAT_VERSION: u32 = 2;
 /// File name prefix.
 pub const MANIFEST_PREFIX: &str = "MANIFEST-";
 
@@ -28,6 +28,9 @@ pub struct SegmentMeta {
     pub doc_count: u32,
     /// Generation of its deletion bitmap (`segments/<id:016x>-<gen:08x>.del`), 0 = none.
     pub deletes_gen: u32,
+    /// Length of the segment file, checked before it is mapped (`None`: a version 1
+    /// manifest, which did not record it).
+    pub file_bytes: Option<u64>,
 }
 
 /// The content of a manifest.
@@ -124,8 +127,9 @@ impl Manifest {
         names
     }
 
-    /// Encode: magic, version u32, number u64, next_segment_id u64, checkpoint u64, count u32,
-    /// (id u64, doc_count u32, deletes_gen u32)*, crc u32 of everything before.
+    /// Encode (version 2): magic, version u32, number u64, next_segment_id u64, checkpoint
+    /// u64, count u32, (id u64, doc_count u32, deletes_gen u32, file_bytes u64)*, crc u32 of
+    /// everything before. A segment whose length is unknown is written with 0.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(&MANIFEST_MAGIC);
@@ -138,13 +142,14 @@ impl Manifest {
             out.extend_from_slice(&s.id.to_le_bytes());
             out.extend_from_slice(&s.doc_count.to_le_bytes());
             out.extend_from_slice(&s.deletes_gen.to_le_bytes());
+            out.extend_from_slice(&s.file_bytes.unwrap_or(0).to_le_bytes());
         }
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         out
     }
 
-    /// Decode and verify.
+    /// Decode and verify (versions 1 and 2).
     pub fn decode(b: &[u8]) -> std::result::Result<Manifest, String> {
         let (body, crc) = b
             .split_last_chunk::<4>()
@@ -155,22 +160,29 @@ impl Manifest {
         if body.get(..8) != Some(&MANIFEST_MAGIC[..]) {
             return Err("bad magic".into());
         }
-        if le_u32(body, 8) != Some(MANIFEST_FORMAT_VERSION) {
-            return Err("unsupported manifest version".into());
-        }
+        let version = le_u32(body, 8).ok_or("truncated")?;
+        let entry = match version {
+            1 => 16,
+            2 => 24,
+            v => return Err(format!("unsupported manifest version {v}")),
+        };
         let field = |at| le_u64(body, at).ok_or("truncated");
         let (number, next_segment_id, checkpoint_lsn) = (field(12)?, field(20)?, field(28)?);
         let count = le_u32(body, 36).ok_or("truncated")? as usize;
-        if body.len() != 40 + count * 16 {
+        if body.len() != 40 + count * entry {
             return Err("length does not match the segment count".into());
         }
         let mut segments = Vec::with_capacity(count);
         for i in 0..count {
-            let at = 40 + i * 16;
+            let at = 40 + i * entry;
             let s = SegmentMeta {
                 id: le_u64(body, at).ok_or("truncated")?,
                 doc_count: le_u32(body, at + 8).ok_or("truncated")?,
                 deletes_gen: le_u32(body, at + 12).ok_or("truncated")?,
+                file_bytes: match version {
+                    1 => None,
+                    _ => Some(le_u64(body, at + 16).ok_or("truncated")?).filter(|&n| n > 0),
+                },
             };
             if s.id >= next_segment_id
                 || segments.last().is_some_and(|p: &SegmentMeta| p.id >= s.id)
@@ -235,11 +247,13 @@ mod tests {
                     id: 3,
                     doc_count: 10,
                     deletes_gen: 0,
+                    file_bytes: Some(4096),
                 },
                 SegmentMeta {
                     id: 11,
                     doc_count: 5,
                     deletes_gen: 2,
+                    file_bytes: Some(123),
                 },
             ],
         };

@@ -26,8 +26,15 @@ impl Deref for FileBytes {
     }
 }
 
-/// Map (or read) the whole file at `path`, refusing files longer than `len_max`.
-pub(crate) fn open_immutable(fs: &SharedFs, path: &Path, len_max: u64) -> Result<FileBytes> {
+/// Map (or read) the whole file at `path`, refusing files longer than `len_max` and, when the
+/// manifest recorded it, files whose length is not `expected` (truncated or replaced: mapping
+/// a file shorter than its recorded length would fault on the first read past its end).
+pub(crate) fn open_immutable(
+    fs: &SharedFs,
+    path: &Path,
+    len_max: u64,
+    expected: Option<u64>,
+) -> Result<FileBytes> {
     let f = fs
         .open(path, false)
         .map_err(|e| Error::io("open", path, e))?;
@@ -39,11 +46,22 @@ pub(crate) fn open_immutable(fs: &SharedFs, path: &Path, len_max: u64) -> Result
             reason: format!("{len} bytes exceeds the {len_max}-byte bound"),
         });
     }
+    if let Some(want) = expected.filter(|&w| w != len) {
+        return Err(Error::Corruption {
+            what: "segment file",
+            path: path.to_owned(),
+            reason: format!(
+                "{len} bytes, the manifest recorded {want} (truncated or replaced); nothing was mapped"
+            ),
+        });
+    }
     if let Some(file) = f.std_file() {
         if len > 0 {
             // SAFETY: segment files are never modified after their rename (only created and
-            // deleted), and we map them read-only; the length was read above. A third party
-            // truncating the file would still raise SIGBUS — documented in docs/durability.md.
+            // deleted), and we map them read-only; the length was read and checked against
+            // the manifest above. A third party truncating the file *while it is mapped*
+            // still raises SIGBUS in this process — documented in docs/durability.md
+            // ("Files an operator must not touch").
             let m = unsafe { memmap2::Mmap::map(file) }.map_err(|e| Error::io("mmap", path, e))?;
             return Ok(FileBytes::Mapped(m));
         }

@@ -110,12 +110,14 @@ fn check_fixture(version: u32) {
             SegmentMeta {
                 id: 1,
                 doc_count: 4,
-                deletes_gen: 1
+                deletes_gen: 1,
+                file_bytes: None
             },
             SegmentMeta {
                 id: 2,
                 doc_count: 1,
-                deletes_gen: 0
+                deletes_gen: 0,
+                file_bytes: None
             },
         ]
     );

@@ -60,6 +60,7 @@ fn regenerate() {
             id: 4,
             doc_count: 2,
             deletes_gen: 1,
+            file_bytes: Some(100),
         }],
     };
     let mut mb = vec![2u8];

@@ -402,3 +402,38 @@ fn memtable_filters_equal_segment_filters_and_honour_the_deadline() {
         "memtable and segment evaluation differ"
     );
 }
+
+#[test]
+fn a_truncated_segment_is_refused_before_it_is_mapped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    checkpointed(&dir);
+    let seg = std::fs::read_dir(dir.join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "seg"))
+        .unwrap();
+    let len = std::fs::metadata(&seg).unwrap().len();
+    for cut in [len - 1, len / 2, 0] {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .unwrap()
+            .set_len(cut)
+            .unwrap();
+        for read_only in [true, false] {
+            let r = if read_only {
+                Db::open_read_only(&dir, opts())
+            } else {
+                Db::open(&dir, opts())
+            };
+            let e = r.unwrap_err();
+            assert!(e.is_corruption(), "{e}");
+            assert!(
+                e.to_string()
+                    .contains(&format!("the manifest recorded {len}")),
+                "{e}"
+            );
+        }
+    }
+}

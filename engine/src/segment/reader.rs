@@ -186,7 +186,8 @@ fn bad(path: &Path, reason: impl Into<String>) -> Error {
 }
 
 impl Segment {
-    /// Open and fully verify the segment at `path`.
+    /// Open and fully verify the segment at `path` (of `expected_len` bytes, when the manifest
+    /// recorded its length).
     pub(crate) fn open(
         fs: &SharedFs,
         path: &Path,
@@ -194,8 +195,9 @@ impl Segment {
         schema: Arc<Schema>,
         cache: Option<Arc<BlockCache>>,
         budget: Option<Arc<AnnBudget>>,
+        expected_len: Option<u64>,
     ) -> Result<Segment> {
-        let bytes = open_immutable(fs, path, SEGMENT_BYTES_LIMIT)?;
+        let bytes = open_immutable(fs, path, SEGMENT_BYTES_LIMIT, expected_len)?;
         let mut s = Segment::from_bytes(bytes, path, id, schema)?;
         s.cache = cache;
         let (rfs, rpath) = (fs.clone(), path.to_owned());
