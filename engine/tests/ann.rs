@@ -714,3 +714,145 @@ fn vectorless_matches_do_not_inflate_the_planner_selectivity() {
     let found = got.iter().filter(|h| want.contains(&h.key)).count();
     assert!(found >= 9, "found {found} of 10");
 }
+
+/// The mandatory filter across every source a query merges: three indexed segments (with
+/// deletions and overwrites between them), the memtable, radius and boolean queries, every
+/// forced plan and exact. The case that matters: an old version the filter admits, shadowed
+/// by a newer version it does not admit (or by a delete), must never come back from the old
+/// segment — and the reverse must be visible. Exact answers equal brute force over the
+/// admitted current documents.
+#[test]
+fn mandatory_filter_holds_across_segments_memtable_deletes_and_overwrites() {
+    use std::collections::BTreeMap;
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = Options {
+        ann: AnnOptions {
+            min_vectors: 500,
+            ..options().ann
+        },
+        ..options()
+    };
+    let db = Db::create_with(tmp.path(), Schema::new(DIM as u32, Metric::L2), opts).unwrap();
+    let data = clustered(6_000, 30, 31);
+    // Current state: key -> (vector, admitted by tenant:1, has "seven").
+    let mut model: BTreeMap<String, (Vec<f32>, bool, bool)> = BTreeMap::new();
+    type Model = BTreeMap<String, (Vec<f32>, bool, bool)>;
+    let put = |model: &mut Model, b: &mut WriteBatch, i: usize, v: &[f32], tenant: bool| {
+        let mut d = Document::new(key(i), "").with_vector(v.to_vec());
+        if tenant {
+            d = d.with_term("tenant:1");
+        }
+        if i % 7 == 0 {
+            d = d.with_term("seven");
+        }
+        b.put(d);
+        model.insert(key(i), (v.to_vec(), tenant, i % 7 == 0));
+    };
+    // Three segments, then a memtable; each round rewrites and deletes some earlier keys.
+    let mut rng = StdRng::seed_from_u64(5);
+    for round in 0..4 {
+        let mut b = WriteBatch::new();
+        for i in (round * 1500)..((round + 1) * 1500) {
+            put(&mut model, &mut b, i, &data[i], rng.gen_bool(0.5));
+        }
+        if round > 0 {
+            for _ in 0..300 {
+                // Overwrite an older key, flipping its visibility (and moving it).
+                let i = rng.gen_range(0..round * 1500);
+                let was = model.get(&key(i)).is_some_and(|m| m.1);
+                let j = rng.gen_range(0..data.len());
+                put(&mut model, &mut b, i, &data[j], !was);
+            }
+            for _ in 0..150 {
+                let i = rng.gen_range(0..round * 1500);
+                b.delete(key(i).into_bytes());
+                model.remove(&key(i));
+            }
+        }
+        db.write(b).unwrap();
+        if round < 3 {
+            db.flush().unwrap();
+        }
+    }
+    let st = db.stats();
+    assert!(st.segments >= 2 && st.memtable_bytes > 0, "{st:?}");
+    let snap = db
+        .restricted_snapshot(strata::Filter::term("tenant:1"))
+        .unwrap();
+    let admitted = |k: &[u8]| {
+        model
+            .get(std::str::from_utf8(k).unwrap())
+            .is_some_and(|m| m.1)
+    };
+    let brute = |q: &[f32], seven: bool, radius: Option<f32>| -> Vec<Vec<u8>> {
+        let mut v: Vec<(f32, &String)> = model
+            .iter()
+            .filter(|(_, m)| m.1 && (!seven || m.2))
+            .map(|(k, m)| (strata::distance(Metric::L2, q, &m.0), k))
+            .filter(|(d, _)| radius.is_none_or(|r| *d <= r))
+            .collect();
+        v.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(b.1)));
+        v.into_iter()
+            .take(10)
+            .map(|x| x.1.clone().into_bytes())
+            .collect()
+    };
+    let mut plans = HashSet::new();
+    for q in clustered(12, 30, 17) {
+        for seven in [false, true] {
+            let mut query = Query::knn(q.clone(), 10);
+            if seven {
+                query = query.with_filter_str("seven").unwrap();
+            }
+            let forced = [PlanHint::Graph, PlanHint::FilterFirst, PlanHint::Partition]
+                .map(|p| query.clone().with_plan(p));
+            for qq in [query.clone()].into_iter().chain(forced) {
+                let (got, st) = snap.search_with_stats(&qq).unwrap();
+                for e in &st.explain {
+                    plans.insert(format!("{:?}", e.plan));
+                }
+                assert!(!got.is_empty());
+                for h in &got {
+                    assert!(
+                        admitted(&h.key),
+                        "{:?} not admitted",
+                        String::from_utf8_lossy(&h.key)
+                    );
+                }
+            }
+            let exact: Vec<Vec<u8>> = snap
+                .search(&query.clone().exact())
+                .unwrap()
+                .into_iter()
+                .map(|h| h.key)
+                .collect();
+            assert_eq!(exact, brute(&q, seven, None));
+            // Radius: every hit admitted, and exact radius equals brute force.
+            let r = strata::distance(Metric::L2, &q, &data[0]).min(20.0);
+            let radius: Vec<Vec<u8>> = snap
+                .search(&query.clone().with_radius(r).exact())
+                .unwrap()
+                .into_iter()
+                .map(|h| h.key)
+                .collect();
+            assert_eq!(radius, brute(&q, seven, Some(r)));
+            for h in snap.search(&query.clone().with_radius(r)).unwrap() {
+                assert!(admitted(&h.key));
+            }
+        }
+    }
+    for p in ["FilteredGraph", "Exact", "Partition"] {
+        assert!(plans.contains(p), "plan {p} not exercised: {plans:?}");
+    }
+    // Boolean queries, get and scan over the same state.
+    let all = snap
+        .search(&Query::boolean(strata::Filter::term("seven"), 100_000))
+        .unwrap();
+    let want = model.values().filter(|m| m.1 && m.2).count();
+    assert_eq!(all.len(), want);
+    for (k, m) in model.iter().take(400) {
+        assert_eq!(snap.get(k.as_bytes()).unwrap().is_some(), m.1, "{k}");
+    }
+    let scanned = snap.scan_prefix(b"doc-").unwrap();
+    assert_eq!(scanned.len(), model.values().filter(|m| m.1).count());
+}

@@ -322,3 +322,34 @@ fn huge_or_meaningless_query_parameters_are_errors_not_aborts() {
     let (ok, out, err) = strata(&["query", d, "--vector", "1,2,3,4", "--k", "1000000"]);
     assert!(ok && out.starts_with("query 0: 50 hit(s)"), "{out}{err}");
 }
+
+#[test]
+fn query_restrict_admits_only_what_the_mandatory_filter_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = database(tmp.path(), 200, 30); // doc-* carry lang:en, new-* carry no term
+    let d = db.to_str().unwrap();
+    for plan in ["auto", "graph", "filter-first", "partition"] {
+        let (ok, out, err) = strata(&[
+            "query",
+            d,
+            "--vector",
+            "1,2,3,4",
+            "--k",
+            "50",
+            "--restrict",
+            "(not lang:en)",
+            "--plan",
+            plan,
+            "--json",
+        ]);
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        let hits = v["hits"].as_array().unwrap();
+        assert_eq!(hits.len(), 30, "{plan}: {out}");
+        assert!(hits
+            .iter()
+            .all(|h| h["key"].as_str().unwrap().starts_with("new-")));
+    }
+    let (ok, _, err) = strata(&["query", d, "--vector", "1,2,3,4", "--restrict", "(bad"]);
+    assert!(!ok && err.contains("filter syntax"), "{err}");
+}

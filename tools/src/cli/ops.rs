@@ -92,6 +92,10 @@ pub struct QueryArgs {
     /// the planner's choice).
     #[arg(long, value_enum, default_value = "auto")]
     plan: PlanArg,
+    /// A mandatory filter (e.g. a user's visibility, `(and tenant:7 (not hidden))`): AND-ed
+    /// into every query by every plan, so no result lies outside it.
+    #[arg(long)]
+    restrict: Option<String>,
     /// Stop a query that runs longer than this many milliseconds (an error, exit 1).
     #[arg(long)]
     timeout_ms: Option<u64>,
@@ -235,6 +239,11 @@ pub fn query(a: &QueryArgs) -> CliResult {
         Metric::L2 => r.max(0.0).sqrt(),
         _ => r,
     });
+    // One snapshot for every query of the run, restricted when asked.
+    let snap = match &a.restrict {
+        Some(r) => db.restricted_snapshot(Filter::parse(r)?)?,
+        None => db.snapshot(),
+    };
     for (i, (v, f)) in vectors.into_iter().zip(filters).enumerate() {
         let mut q = Query::knn(v, a.k);
         q.filter = f;
@@ -246,7 +255,7 @@ pub fn query(a: &QueryArgs) -> CliResult {
         if let Some(ms) = a.timeout_ms {
             q = q.with_timeout(std::time::Duration::from_millis(ms));
         }
-        let (hits, st) = db.search_with_stats(&q)?;
+        let (hits, st) = snap.search_with_stats(&q)?;
         if a.json {
             let hits: Vec<Value> = hits
                 .iter()
