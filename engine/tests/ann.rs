@@ -742,18 +742,19 @@ fn mandatory_filter_holds_across_segments_memtable_deletes_and_overwrites() {
         if tenant {
             d = d.with_term("tenant:1");
         }
-        if i % 7 == 0 {
+        if i.is_multiple_of(7) {
             d = d.with_term("seven");
         }
         b.put(d);
-        model.insert(key(i), (v.to_vec(), tenant, i % 7 == 0));
+        model.insert(key(i), (v.to_vec(), tenant, i.is_multiple_of(7)));
     };
     // Three segments, then a memtable; each round rewrites and deletes some earlier keys.
     let mut rng = StdRng::seed_from_u64(5);
     for round in 0..4 {
         let mut b = WriteBatch::new();
-        for i in (round * 1500)..((round + 1) * 1500) {
-            put(&mut model, &mut b, i, &data[i], rng.gen_bool(0.5));
+        let first = round * 1500;
+        for (i, v) in data.iter().enumerate().skip(first).take(1500) {
+            put(&mut model, &mut b, i, v, rng.gen_bool(0.5));
         }
         if round > 0 {
             for _ in 0..300 {
