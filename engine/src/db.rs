@@ -359,9 +359,6 @@ impl Db {
             ));
         }
         let mut report = RecoveryReport::default();
-        if !read_only {
-            report.removed = remove_orphans(&fs, dir, &manifest, Sweep::All)?;
-        }
 
         let checkpoint = manifest.checkpoint_lsn;
         let wal_options = strata_wal::Options {
@@ -404,6 +401,8 @@ impl Db {
             report.wal_tail = recovery.tail;
             report.wal_set_aside = recovery.set_aside;
             report.wal_restarted = recovery.restarted_after_checkpoint;
+            // Only once recovery succeeded: an open that refuses changes nothing.
+            report.removed = remove_orphans(&fs, dir, &manifest, Sweep::All)?;
             // Every LSN up to the log's end is applied (batches) or skipped (ignorable kinds).
             let visible = wal.last_lsn().max(checkpoint);
             (Some(wal), visible)

@@ -233,7 +233,9 @@ pub fn engine_ops(data: &[u8]) {
 /// What one [`engine_ops`] run did (for the simulated-crash campaign's summary).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SimOutcome {
-    /// The fault armed: 0 none, 1 crash after N file operations, 2 fsync EIO, 3 ENOSPC.
+    /// The fault armed: 0 none, 1 crash after N file operations, 2 fsync EIO, 3 ENOSPC; after
+    /// the power loss: 4 a damaged log record, 5 a lost log, 6 lost manifests, 7 a damaged
+    /// manifest.
     pub fault: u8,
     /// Whether the armed fault fired before the operations ran out.
     pub fired: bool,
@@ -245,22 +247,30 @@ pub struct SimOutcome {
     pub failed_op_kept: bool,
     /// Documents after recovery.
     pub recovered: usize,
+    /// Operator / disk faults (kinds 4..=7): which rule recovery applied.
+    pub operator_outcome: Option<&'static str>,
 }
 
-/// The [`engine_ops`] input of one simulated-crash seed: a fault (crash 55 %, fsync EIO 20 %,
-/// ENOSPC 20 %, none 5 %), its countdown and 2–120 random operations. `strata crashsim --seed N`
+/// The [`engine_ops`] input of one simulated-crash seed: a fault (crash 45 %, fsync EIO 15 %,
+/// ENOSPC 15 %, none 5 %; after the power loss, a damaged or lost log, a lost or damaged
+/// manifest, 5 % each), its countdown and 2–120 random operations. `strata crashsim --seed N`
 /// replays exactly this input.
 pub fn sim_input(seed: u64) -> Vec<u8> {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let kind: u8 = match rng.gen_range(0..100) {
-        0..=54 => 1,
-        55..=74 => 2,
-        75..=94 => 3,
+        0..=44 => 1,
+        45..=59 => 2,
+        60..=74 => 3,
+        75..=79 => 4,
+        80..=84 => 5,
+        85..=89 => 6,
+        90..=94 => 7,
         _ => 0,
     };
-    // The mode's upper bits shift the crash point so every file operation can be hit.
-    let mode = kind | (rng.gen_range(0u8..3) << 2);
+    // The mode's upper bits shift the crash point so every file operation can be hit (and
+    // pick the bit an operator fault flips).
+    let mode = kind | (rng.gen_range(0u8..24) << 3);
     // The smaller of two uniform countdowns: skewed early, so most armed faults fire inside
     // the run, while late crash points (deep in flushes and compactions) still occur.
     let count: u8 = rng.gen::<u8>().min(rng.gen());
@@ -288,8 +298,9 @@ pub fn engine_ops_run(data: &[u8]) -> SimOutcome {
     let Some((&count, ops)) = rest.split_first() else {
         return SimOutcome::default();
     };
+    let kind = mode % 8;
     let mut outcome = SimOutcome {
-        fault: mode % 4,
+        fault: kind,
         ..SimOutcome::default()
     };
     let fs = FaultFs::new();
@@ -311,21 +322,22 @@ pub fn engine_ops_run(data: &[u8]) -> SimOutcome {
     };
     let mut db = Some(created);
     let n = u64::from(count) + 1;
-    fs.set_faults(match mode % 4 {
-        0 => FaultConfig::default(),
+    fs.set_faults(match kind {
         // Crash points 1..=768: every file operation of a typical run can be the last one.
         1 => FaultConfig {
-            crash_after_ops: Some((n * 3).saturating_sub(u64::from(mode >> 2) % 3)),
+            crash_after_ops: Some((n * 3).saturating_sub(u64::from(mode >> 3) % 3)),
             ..FaultConfig::default()
         },
         2 => FaultConfig {
             fail_sync_at: Some(n),
             ..FaultConfig::default()
         },
-        _ => FaultConfig {
+        3 => FaultConfig {
             enospc_write_at: Some(n),
             ..FaultConfig::default()
         },
+        // None, or an operator / disk fault applied after the power loss (4..=7).
+        _ => FaultConfig::default(),
     });
     let key = |b: u8| format!("k{:02}", b % 24).into_bytes();
     let doc = |b: u8, salt: usize| {
@@ -337,6 +349,9 @@ pub fn engine_ops_run(data: &[u8]) -> SimOutcome {
     // Acknowledged state, and the effects of an operation that failed (applied or not).
     let mut model: BTreeMap<Vec<u8>, Document> = BTreeMap::new();
     let mut failed: Option<Vec<(Vec<u8>, Option<Document>)>> = None;
+    // The acknowledged state after each log record: `history[l]` is the state at LSN `l`
+    // (every acknowledged write is one record; flushes, compactions and reopens write none).
+    let mut history: Vec<BTreeMap<Vec<u8>, Document>> = vec![BTreeMap::new()];
     for (i, w) in ops.chunks(2).enumerate() {
         let (op, arg) = (
             w.first().copied().unwrap_or(0),
@@ -390,11 +405,15 @@ pub fn engine_ops_run(data: &[u8]) -> SimOutcome {
         };
         match r {
             Ok(()) => {
+                let wrote = !effects.is_empty();
                 for (k, d) in effects {
                     match d {
                         Some(d) => model.insert(k, d),
                         None => model.remove(&k),
                     };
+                }
+                if wrote {
+                    history.push(model.clone());
                 }
             }
             Err(_) => {
@@ -414,6 +433,29 @@ pub fn engine_ops_run(data: &[u8]) -> SimOutcome {
     drop(db);
     fs.crash(u64::from(mode) << 8 | u64::from(count));
     fs.set_faults(FaultConfig::default());
+    if kind >= 4 {
+        let with_failed = failed.map(|f| {
+            let mut m = model.clone();
+            for (k, d) in f {
+                match d {
+                    Some(d) => m.insert(k, d),
+                    None => m.remove(&k),
+                };
+            }
+            m
+        });
+        operator_fault_run(
+            &fs,
+            dir,
+            &options,
+            kind,
+            mode >> 3,
+            &history,
+            with_failed,
+            &mut outcome,
+        );
+        return outcome;
+    }
     let db = match Db::open(dir, options) {
         Ok(db) => db,
         // Killed inside `create` before the schema was durable: nothing was acknowledged.
@@ -489,4 +531,298 @@ fn check(db: &crate::Db, model: &std::collections::BTreeMap<Vec<u8>, crate::Docu
     let got: Vec<&Vec<u8>> = got.iter().map(|h| &h.key).collect();
     let want: Vec<&Vec<u8>> = brute.into_iter().take(5).map(|x| x.1).collect();
     assert_eq!(got, want, "{ctx}: exact k-NN");
+}
+
+/// Every file of the simulated database directory (but its lock) with its bytes.
+fn sim_files(
+    fs: &strata_wal::io::FaultFs,
+    dir: &Path,
+) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    use strata_wal::io::Fs;
+    let mut out = std::collections::BTreeMap::new();
+    for d in [
+        dir.to_owned(),
+        dir.join(crate::SEGMENTS_DIR),
+        dir.join(crate::WAL_DIR),
+        dir.join(crate::WAL_DIR).join(strata_wal::LOST_FOUND_DIR),
+    ] {
+        for n in fs.list_dir(&d).unwrap_or_default() {
+            let p = d.join(&n);
+            if n == crate::LOCK_FILE {
+                continue;
+            }
+            if let Ok(b) = fs.read_file(&p) {
+                out.insert(p, b);
+            }
+        }
+    }
+    out
+}
+
+/// The operator and disk faults of `strata crashsim` (kinds 4..=7), applied to the database
+/// after the power loss, and their oracle (`docs/durability.md`, "Faults and what recovery
+/// does"):
+/// - 4, a bit flipped in the last log record: recovery opens (the record is covered by the
+///   checkpoint, or the damage looks torn and is cut: the state is then exactly the one before
+///   that record) or refuses with a corruption error and changes nothing; the explicit repair
+///   (`RecoveryMode::SetAside`) then opens at the state before the first record it set aside,
+///   never below the checkpoint;
+/// - 5, the log lost (every file removed, or the only file cut to its header): the state is
+///   the one at the end of what is left, at least the checkpoint's;
+/// - 6, the manifests removed: an error naming the missing manifest with nothing changed, or
+///   (no segment was ever written) the full acknowledged state from the log;
+/// - 7, a bit flipped in the manifest: a corruption error, nothing changed.
+///
+/// After every recovery that opens, a new write must survive a reopen: LSNs never repeat.
+#[allow(
+    clippy::panic,
+    clippy::too_many_arguments,
+    reason = "a fuzz entry point reports a bug by panicking; the run's whole context is passed"
+)]
+fn operator_fault_run(
+    fs: &strata_wal::io::FaultFs,
+    dir: &Path,
+    options: &crate::Options,
+    kind: u8,
+    variant: u8,
+    history: &[std::collections::BTreeMap<Vec<u8>, crate::Document>],
+    with_failed: Option<std::collections::BTreeMap<Vec<u8>, crate::Document>>,
+    outcome: &mut SimOutcome,
+) {
+    use std::collections::BTreeMap;
+
+    use strata_wal::io::Fs;
+
+    use crate::{Db, Document, Error, Options};
+
+    type State = BTreeMap<Vec<u8>, Document>;
+    let acked = history.len() - 1;
+    // The state at LSN `l`, if the run can have reached it.
+    let state_at = |l: u64| -> Option<State> {
+        let l = usize::try_from(l).ok()?;
+        match l.cmp(&acked) {
+            std::cmp::Ordering::Greater if l == acked + 1 => with_failed.clone(),
+            std::cmp::Ordering::Greater => None,
+            _ => history.get(l).cloned(),
+        }
+    };
+    let values = |m: &State| -> Vec<(Vec<u8>, Vec<u8>)> {
+        m.iter()
+            .map(|(k, d)| (k.clone(), d.value.clone()))
+            .collect()
+    };
+    let state = |db: &Db| -> State {
+        db.scan(..)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| (d.key.clone(), Document::clone(&d)))
+            .collect()
+    };
+    let shared: strata_wal::io::SharedFs = Arc::new(fs.clone());
+    let Ok(Some(manifest)) = crate::manifest::read_latest(&shared, dir) else {
+        return; // the database was never created durably: nothing to damage
+    };
+    let checkpoint = manifest.checkpoint_lsn;
+    let wal_dir = dir.join(crate::WAL_DIR);
+    let mut wal_files: Vec<(u64, std::path::PathBuf)> = fs
+        .list_dir(&wal_dir)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|n| Some((strata_wal::parse_file_name(n)?, wal_dir.join(n))))
+        .collect();
+    wal_files.sort();
+    let manifests: Vec<std::path::PathBuf> = fs
+        .list_dir(dir)
+        .unwrap_or_default()
+        .iter()
+        .filter(|n| crate::manifest::parse_manifest_name(n).is_some())
+        .map(|n| dir.join(n))
+        .collect();
+    // Apply the fault; `expect` is the LSN whose state a default open must show (kinds 5, 6).
+    let mut expect: Option<u64> = None;
+    match kind {
+        4 => {
+            let Some((_, newest)) = wal_files.last() else {
+                return;
+            };
+            let bytes = fs.read_file(newest).unwrap_or_default();
+            let Some(last) = bytes.iter().rposition(|&b| b != 0) else {
+                return;
+            };
+            if last < 32 + 20 {
+                return; // no record in the newest file
+            }
+            if fs.flip_bit(newest, last as u64, variant & 7).is_err() {
+                return;
+            }
+        }
+        5 => {
+            if variant.is_multiple_of(2) || wal_files.len() != 1 {
+                for (_, p) in &wal_files {
+                    let _ = fs.remove_file(p);
+                }
+                expect = Some(checkpoint);
+            } else if let Some((first, p)) = wal_files.first() {
+                if fs.truncate(p, 32).is_err() {
+                    return;
+                }
+                expect = Some(checkpoint.max(first.saturating_sub(1)));
+            }
+        }
+        6 => {
+            for p in &manifests {
+                let _ = fs.remove_file(p);
+            }
+        }
+        _ => {
+            let Some(newest) = manifests.iter().max() else {
+                return;
+            };
+            let len = fs.read_file(newest).map(|b| b.len()).unwrap_or(0);
+            if len == 0 || fs.flip_bit(newest, (len / 2) as u64, variant & 7).is_err() {
+                return;
+            }
+        }
+    }
+    outcome.fired = true;
+    let before = sim_files(fs, dir);
+    let segments_existed = before.keys().any(|p| {
+        p.parent() == Some(&dir.join(crate::SEGMENTS_DIR))
+            && p.extension().is_some_and(|x| x == "seg" || x == "del")
+    });
+    let unchanged = |what: &str| {
+        assert!(
+            sim_files(fs, dir) == before,
+            "{what}: a refused open changed the directory"
+        );
+    };
+    let db = match (kind, Db::open(dir, options.clone())) {
+        (4, Ok(db)) => {
+            let got = state(&db);
+            let want = match db.recovery().wal_tail.as_ref().filter(|t| !t.covered) {
+                Some(t) => {
+                    assert!(
+                        t.kind == strata_wal::TailKind::Torn,
+                        "damage past the checkpoint was cut by a default open: {t}"
+                    );
+                    state_at(t.lsn - 1)
+                }
+                None => None,
+            };
+            outcome.operator_outcome = Some(if want.is_some() {
+                "damaged log: torn, cut"
+            } else {
+                "damaged log: covered by the checkpoint"
+            });
+            match want {
+                Some(w) => assert!(values(&got) == values(&w), "state after a cut torn tail"),
+                None => assert!(
+                    state_at(acked as u64).is_some_and(|h| values(&got) == values(&h))
+                        || with_failed
+                            .as_ref()
+                            .is_some_and(|f| values(&got) == values(f)),
+                    "a covered damaged record changed the state"
+                ),
+            }
+            db
+        }
+        (4, Err(e)) => {
+            assert!(e.is_corruption(), "damaged log: wrong error {e}");
+            unchanged("damaged log");
+            outcome.operator_outcome = Some("damaged log: refused, then set aside by the repair");
+            let repair = Options {
+                recovery: strata_wal::RecoveryMode::SetAside,
+                ..options.clone()
+            };
+            let db = match Db::open(dir, repair) {
+                Ok(db) => db,
+                Err(e) => panic!("the explicit repair failed: {e}"),
+            };
+            let r = db.recovery();
+            let Some(first) = r.wal_set_aside.first().or(r.wal_tail.as_ref()) else {
+                panic!("a refused log needed no repair");
+            };
+            assert!(
+                first.lsn > checkpoint,
+                "the repair set aside checkpointed records"
+            );
+            assert!(
+                first.saved_to.is_some(),
+                "the repair did not keep the bytes"
+            );
+            let got = state(&db);
+            match state_at(first.lsn - 1) {
+                Some(w) => assert!(values(&got) == values(&w), "state after the repair"),
+                None => panic!("repair reported LSN {} past the run", first.lsn),
+            }
+            db
+        }
+        (5, Ok(db)) => {
+            outcome.operator_outcome = Some(if db.recovery().wal_restarted {
+                "lost log: restarted past the checkpoint"
+            } else {
+                "lost log: nothing past the checkpoint lost"
+            });
+            let got = state(&db);
+            match expect.and_then(state_at) {
+                Some(w) => assert!(values(&got) == values(&w), "state after a lost log"),
+                None => panic!("lost log: no state at LSN {expect:?}"),
+            }
+            db
+        }
+        (6, Err(Error::MissingManifest { .. })) => {
+            assert!(
+                segments_existed,
+                "a lost manifest reported with no segment written"
+            );
+            unchanged("lost manifest");
+            outcome.operator_outcome = Some("lost manifest: refused, nothing changed");
+            return;
+        }
+        (6, Ok(db)) => {
+            assert!(!segments_existed, "segments opened without a manifest");
+            outcome.operator_outcome = Some("lost manifest: never flushed, log replayed");
+            let got = state(&db);
+            assert!(
+                state_at(acked as u64).is_some_and(|h| values(&got) == values(&h))
+                    || with_failed
+                        .as_ref()
+                        .is_some_and(|f| values(&got) == values(f)),
+                "lost manifest, never flushed: the log must give the acknowledged state"
+            );
+            db
+        }
+        (7, Err(e)) => {
+            assert!(e.is_corruption(), "damaged manifest: wrong error {e}");
+            unchanged("damaged manifest");
+            outcome.operator_outcome = Some("damaged manifest: refused, nothing changed");
+            return;
+        }
+        (k, r) => panic!("fault kind {k}: unexpected outcome {:?}", r.map(|_| ())),
+    };
+    outcome.recovered = state(&db).len();
+    // LSNs never repeat: a write after the recovery survives a reopen.
+    let marker = Document::new("zz-after-recovery", "x").with_vector(vec![1.0, 2.0]);
+    if let Err(e) = db.put(marker) {
+        panic!("a write after recovery failed: {e}");
+    }
+    let expected = {
+        let mut m = state(&db);
+        m.remove(b"zz-after-recovery".as_slice());
+        m
+    };
+    drop(db);
+    let db = match Db::open(dir, options.clone()) {
+        Ok(db) => db,
+        Err(e) => panic!("reopen after recovery failed: {e}"),
+    };
+    let mut got = state(&db);
+    assert!(
+        got.remove(b"zz-after-recovery".as_slice()).is_some(),
+        "a write acknowledged after recovery was lost (LSN reused?)"
+    );
+    assert!(
+        values(&got) == values(&expected),
+        "state changed across the reopen"
+    );
 }

@@ -48,14 +48,17 @@ pub struct CrashSimArgs {
 struct Summary {
     seeds: u64,
     start: u64,
-    /// Runs per armed fault: none, crash, fsync EIO, ENOSPC.
-    armed: [u64; 4],
+    /// Runs per armed fault: none, crash, fsync EIO, ENOSPC, damaged log, lost log, lost
+    /// manifest, damaged manifest.
+    armed: [u64; 8],
     /// Runs whose fault fired, per kind.
-    fired: [u64; 4],
+    fired: [u64; 8],
     /// Runs whose failed operation survived (whole) the power loss.
     failed_op_kept: u64,
     acknowledged_ops: u64,
     file_ops: u64,
+    /// Operator / disk faults: how many runs ended by each recovery rule.
+    operator_outcomes: std::collections::BTreeMap<String, u64>,
     failures: Vec<Failure>,
     /// Panics on the engine's own threads (not attributable to a seed).
     background_panics: Vec<String>,
@@ -146,7 +149,7 @@ pub fn run(a: &CrashSimArgs) -> CliResult {
             let mut s = summary.lock().unwrap_or_else(|e| e.into_inner());
             match r {
                 Ok(o) => {
-                    let k = usize::from(o.fault % 4);
+                    let k = usize::from(o.fault % 8);
                     if let Some(x) = s.armed.get_mut(k) {
                         *x += 1;
                     }
@@ -156,6 +159,9 @@ pub fn run(a: &CrashSimArgs) -> CliResult {
                         }
                     }
                     s.failed_op_kept += u64::from(o.failed_op_kept);
+                    if let Some(rule) = o.operator_outcome {
+                        *s.operator_outcomes.entry(rule.to_owned()).or_default() += 1;
+                    }
                     s.acknowledged_ops += o.acknowledged as u64;
                     s.file_ops += o.file_ops;
                 }
@@ -195,10 +201,19 @@ pub fn run(a: &CrashSimArgs) -> CliResult {
             s.seconds,
             s.seeds as f64 / s.seconds.max(1e-9)
         );
-        let names = ["no fault", "crash", "fsync EIO", "ENOSPC"];
+        let names = [
+            "no fault",
+            "crash",
+            "fsync EIO",
+            "ENOSPC",
+            "damaged log",
+            "lost log",
+            "lost manifest",
+            "bad manifest",
+        ];
         for (i, name) in names.iter().enumerate() {
             println!(
-                "  {name:<10} armed {:>7}  fired {:>7}",
+                "  {name:<14} armed {:>7}  fired {:>7}",
                 s.armed.get(i).copied().unwrap_or(0),
                 s.fired.get(i).copied().unwrap_or(0)
             );
@@ -207,6 +222,9 @@ pub fn run(a: &CrashSimArgs) -> CliResult {
             "  acknowledged operations {}, file operations {}, failed operation kept whole {} times",
             s.acknowledged_ops, s.file_ops, s.failed_op_kept
         );
+        for (rule, n) in &s.operator_outcomes {
+            println!("  {rule}: {n}");
+        }
         println!("  oracle violations: {}", s.failures.len());
         println!("  panics on engine threads: {}", s.background_panics.len());
         for p in s.background_panics.iter().take(5) {

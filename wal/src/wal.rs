@@ -235,7 +235,6 @@ impl Wal {
         options.validate()?;
         crate::io::create_dir_durable(fs.as_ref(), dir)
             .map_err(|e| Error::io("create directory", dir, e))?;
-        let temp_files_removed = remove_temp_files(&fs, dir)?;
         let mut files = list_files(&fs, dir)?;
         let mut seed_state = random_state();
         let checkpoint = options.checkpoint_lsn;
@@ -281,6 +280,8 @@ impl Wal {
                 )
             }
         };
+        // Leftover temporary files go once recovery succeeded (a refused open changes nothing).
+        let temp_files_removed = remove_temp_files(&fs, dir)?;
         // A file as long as a segment was preallocated (its zeros are padding).
         let file_preallocated =
             file.len().map_err(|e| Error::io("stat", &path, e))? >= options.segment_bytes_max;
