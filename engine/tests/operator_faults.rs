@@ -10,9 +10,11 @@
     reason = "test code: a failed assumption should abort the test loudly"
 )]
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::path::{Path, PathBuf};
 
+use common::{same, tree};
 use strata::wal::TailKind;
 use strata::{Db, Document, Error, Metric, Options, Query, Schema};
 
@@ -22,34 +24,6 @@ fn schema() -> Schema {
 
 fn doc(k: &str) -> Document {
     Document::new(k, format!("value of {k}")).with_vector(vec![k.len() as f32, 1.0])
-}
-
-/// Every file under `dir` with its bytes (the directory listing and the contents).
-fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                out.insert(p.clone(), b"<dir>".to_vec());
-                stack.push(p);
-            } else {
-                out.insert(p.clone(), std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
-}
-
-/// Assert two trees are equal, naming the paths that differ.
-fn same(now: &BTreeMap<PathBuf, Vec<u8>>, before: &BTreeMap<PathBuf, Vec<u8>>, what: &str) {
-    let diff: Vec<&PathBuf> = now
-        .keys()
-        .chain(before.keys())
-        .filter(|k| now.get(*k) != before.get(*k))
-        .collect();
-    assert!(diff.is_empty(), "{what} changed {diff:?}");
 }
 
 fn wal_files(dir: &Path) -> Vec<PathBuf> {

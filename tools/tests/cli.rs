@@ -8,19 +8,9 @@
     reason = "test code: a failed assumption should abort the test loudly"
 )]
 
-use std::process::Command;
+mod common;
 
-fn strata(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::strata;
 
 /// `strata build --out DB --vectors V [--docs D] --metric l2 EXTRA…`.
 fn build(

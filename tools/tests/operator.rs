@@ -9,47 +9,11 @@
     reason = "test code: a failed assumption should abort the test loudly"
 )]
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-fn strata(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                out.insert(p.clone(), b"<dir>".to_vec());
-                stack.push(p);
-            } else {
-                out.insert(p.clone(), std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    out
-}
-
-fn same(now: &BTreeMap<PathBuf, Vec<u8>>, before: &BTreeMap<PathBuf, Vec<u8>>, what: &str) {
-    let diff: Vec<&PathBuf> = now
-        .keys()
-        .chain(before.keys())
-        .filter(|k| now.get(*k) != before.get(*k))
-        .collect();
-    assert!(diff.is_empty(), "{what} changed {diff:?}");
-}
+use common::{same, strata, tree};
 
 /// A built database of `n` 4-d documents, then `extra` documents put through the log.
 fn database(tmp: &Path, n: usize, extra: usize) -> PathBuf {

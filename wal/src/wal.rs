@@ -495,6 +495,9 @@ pub(crate) struct BadFrame {
     pub offset: usize,
     pub reason: String,
     pub kind: TailKind,
+    /// A valid frame follows it in the file (whose LSN is unknown: it may be past any
+    /// checkpoint, so such damage is never taken as covered).
+    pub followed_by_valid: bool,
 }
 
 /// Scan `buf` (the whole file `file`) to its end. A bad header is an error; a bad frame is
@@ -509,6 +512,7 @@ pub(crate) fn scan_file_end(buf: &[u8], file: &LogFile) -> Result<FileEnd> {
                 offset,
                 reason,
                 kind: TailKind::Damaged,
+                followed_by_valid: true,
             }),
             Err(Stop::Tail { offset, reason }) => Some(BadFrame {
                 offset,
@@ -518,6 +522,7 @@ pub(crate) fn scan_file_end(buf: &[u8], file: &LogFile) -> Result<FileEnd> {
                 } else {
                     TailKind::Damaged
                 },
+                followed_by_valid: false,
             }),
         };
         return Ok(FileEnd {
@@ -529,16 +534,25 @@ pub(crate) fn scan_file_end(buf: &[u8], file: &LogFile) -> Result<FileEnd> {
     }
 }
 
-/// The report of `fe`'s bad frame in `file`.
-fn tail_report(buf: &[u8], file: &LogFile, fe: &FileEnd, checkpoint: Lsn) -> Option<TailReport> {
+/// The report of `fe`'s bad frame in `file`, whose records end before `next_first` (the next
+/// file's first LSN, if there is one). Covered means every record from the bad frame on is at
+/// or below the checkpoint, which only a bad frame with nothing valid after it can show.
+fn tail_report(
+    buf: &[u8],
+    file: &LogFile,
+    fe: &FileEnd,
+    checkpoint: Lsn,
+    next_first: Option<Lsn>,
+) -> Option<TailReport> {
     let bad = fe.bad.as_ref()?;
+    let last_held = next_first.map_or(fe.next_lsn, |n| n.saturating_sub(1).max(fe.next_lsn));
     Some(TailReport {
         path: file.path.clone(),
         offset: bad.offset as u64,
         lsn: fe.next_lsn,
         bytes: meaningful_bytes(buf, bad.offset).len() as u64,
         kind: bad.kind,
-        covered: fe.next_lsn <= checkpoint,
+        covered: !bad.followed_by_valid && last_held <= checkpoint,
         reason: bad.reason.clone(),
         saved_to: None,
     })
@@ -558,7 +572,7 @@ fn recover_last(fs: &SharedFs, dir: &Path, last: &LogFile, options: &Options) ->
         .read_all(FILE_READ_BYTES_MAX)
         .map_err(|e| Error::io("read", path, e))?;
     let fe = scan_file_end(&buf, last)?;
-    let Some(mut report) = tail_report(&buf, last, &fe, options.checkpoint_lsn) else {
+    let Some(mut report) = tail_report(&buf, last, &fe, options.checkpoint_lsn, None) else {
         return Ok((file, fe.end as u64, fe.next_lsn, fe.seed, None));
     };
     let refuse = |report: &TailReport, advice: &str| {
@@ -586,10 +600,7 @@ fn recover_last(fs: &SharedFs, dir: &Path, last: &LogFile, options: &Options) ->
         }
         (RecoveryMode::TolerateCorruptTail, TailKind::Torn) | (RecoveryMode::SetAside, _) => {}
     }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = name_of(path);
     report.saved_to = save_aside(
         fs,
         dir,
@@ -602,6 +613,13 @@ fn recover_last(fs: &SharedFs, dir: &Path, last: &LogFile, options: &Options) ->
     file.sync_data()
         .map_err(|e| Error::io("fdatasync", path, e))?;
     Ok((file, fe.end as u64, fe.next_lsn, fe.seed, Some(report)))
+}
+
+/// The file name of a log file's path (for `lost+found` names).
+fn name_of(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// `SetAside` only: find the first bad point in the files that hold records past the
@@ -636,24 +654,21 @@ fn set_aside_older(
             i += 1;
             continue;
         }
-        let name = f
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let mut report = tail_report(&buf, f, &fe, checkpoint).unwrap_or(TailReport {
-            path: f.path.clone(),
-            offset: fe.end as u64,
-            lsn: fe.next_lsn,
-            bytes: 0,
-            kind: TailKind::Damaged,
-            covered: fe.next_lsn <= checkpoint,
-            reason: format!(
-                "the next log file starts at LSN {} instead of {}",
-                next.first_lsn, fe.next_lsn
-            ),
-            saved_to: None,
-        });
+        let name = name_of(&f.path);
+        let mut report =
+            tail_report(&buf, f, &fe, checkpoint, Some(next.first_lsn)).unwrap_or(TailReport {
+                path: f.path.clone(),
+                offset: fe.end as u64,
+                lsn: fe.next_lsn,
+                bytes: 0,
+                kind: TailKind::Damaged,
+                covered: next.first_lsn.saturating_sub(1) <= checkpoint,
+                reason: format!(
+                    "the next log file starts at LSN {} instead of {}",
+                    next.first_lsn, fe.next_lsn
+                ),
+                saved_to: None,
+            });
         report.saved_to = save_aside(
             fs,
             dir,
@@ -670,11 +685,7 @@ fn set_aside_older(
         crate::io::create_dir_durable(fs.as_ref(), &lost)
             .map_err(|e| Error::io("create directory", &lost, e))?;
         for later in files.drain(i + 1..) {
-            let name = later
-                .path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let name = name_of(&later.path);
             let to = lost.join(format!("{name}@0"));
             fs.rename(&later.path, &to)
                 .map_err(|e| Error::io("rename", &later.path, e))?;
@@ -730,7 +741,7 @@ impl LogView {
                     .read_all(FILE_READ_BYTES_MAX)
                     .map_err(|e| Error::io("read", &last.path, e))?;
                 let fe = scan_file_end(&buf, last)?;
-                (fe.next_lsn, tail_report(&buf, last, &fe, checkpoint))
+                (fe.next_lsn, tail_report(&buf, last, &fe, checkpoint, None))
             }
         };
         if next_lsn <= checkpoint {

@@ -447,3 +447,22 @@ fn set_aside_moves_later_files_past_damage_in_an_older_one() {
         assert!(!shared.exists(&f.path));
     }
 }
+
+#[test]
+fn damage_with_valid_records_after_it_is_never_taken_as_covered() {
+    let (fs, shared) = fault_fs();
+    let (wal, _) = Wal::open(shared.clone(), &dir(), small()).unwrap();
+    for i in 1..=5u64 {
+        wal.append_data(&payload(i, 40)).unwrap();
+    }
+    let path = wal.files()[0].path.clone();
+    drop(wal);
+    // Record 2 damaged (inside its payload); records 3..=5 follow, valid, past checkpoint 2.
+    fs.flip_bit(&path, 32 + 60 + 30, 2).unwrap();
+    assert!(Wal::open(shared.clone(), &dir(), with_checkpoint(2))
+        .unwrap_err()
+        .is_corruption());
+    let view = strata_wal::LogView::open(shared.clone(), &dir(), &with_checkpoint(2)).unwrap();
+    let t = view.tail().unwrap();
+    assert_eq!((t.lsn, t.covered), (2, false));
+}

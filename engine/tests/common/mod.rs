@@ -50,3 +50,35 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Every file under `dir` with its bytes (directories as `<dir>`): the listing and contents.
+pub fn tree(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.insert(p.clone(), b"<dir>".to_vec());
+                stack.push(p);
+            } else {
+                out.insert(p.clone(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// Assert two [`tree`]s are equal, naming the paths that differ.
+pub fn same(
+    now: &std::collections::BTreeMap<std::path::PathBuf, Vec<u8>>,
+    before: &std::collections::BTreeMap<std::path::PathBuf, Vec<u8>>,
+    what: &str,
+) {
+    let diff: Vec<&std::path::PathBuf> = now
+        .keys()
+        .chain(before.keys())
+        .filter(|k| now.get(*k) != before.get(*k))
+        .collect();
+    assert!(diff.is_empty(), "{what} changed {diff:?}");
+}
