@@ -10,8 +10,15 @@ use crate::Lsn;
 
 /// First 8 bytes of every log file.
 pub const FILE_MAGIC: [u8; 8] = *b"STRATWAL";
-/// Version of the file header and frame layout. Readers refuse other versions.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the file header and frame layout written: 2 (frames end with
+/// [`FRAME_TRAILER`]). Readers accept [`FORMAT_VERSION_MIN`]..=this, per file.
+pub const FORMAT_VERSION: u32 = 2;
+/// Oldest layout still read: 1 (frames without a trailer).
+pub const FORMAT_VERSION_MIN: u32 = 1;
+/// The last byte of every version-2 frame. A valid frame never ends in a zero byte, so a
+/// frame whose last sector reads as zeros was cut short by an interrupted write, and a bit
+/// flip (which leaves this byte non-zero) is told apart from a tear (`crate::looks_torn`).
+pub const FRAME_TRAILER: u8 = 0xA5;
 /// Bytes of the file header.
 pub const FILE_HEADER_BYTES: usize = 32;
 /// Bytes of a record frame header.
@@ -43,6 +50,8 @@ impl RecordKind {
 /// The header at offset 0 of every log file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileHeader {
+    /// Layout version of the file's frames ([`FORMAT_VERSION_MIN`]..=[`FORMAT_VERSION`]).
+    pub version: u32,
     /// Seed of every record CRC in this file.
     pub crc_seed: u32,
     /// LSN of the first record this file holds (or would hold).
@@ -63,7 +72,7 @@ impl FileHeader {
     pub fn encode(&self) -> [u8; FILE_HEADER_BYTES] {
         let mut b = [0u8; FILE_HEADER_BYTES];
         b[0..8].copy_from_slice(&FILE_MAGIC);
-        b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[8..12].copy_from_slice(&self.version.to_le_bytes());
         b[12..16].copy_from_slice(&self.crc_seed.to_le_bytes());
         b[16..24].copy_from_slice(&self.first_lsn.to_le_bytes());
         let crc = crc32fast::hash(&b[0..28]);
@@ -87,15 +96,16 @@ impl FileHeader {
             ));
         }
         let version = le_u32(h, 8).unwrap_or(0);
-        if version != FORMAT_VERSION {
+        if !(FORMAT_VERSION_MIN..=FORMAT_VERSION).contains(&version) {
             return Err(format!(
-                "unsupported format version {version} (this build reads {FORMAT_VERSION})"
+                "unsupported format version {version} (this build reads {FORMAT_VERSION_MIN}..={FORMAT_VERSION})"
             ));
         }
         if le_u32(h, 24) != Some(0) {
             return Err("reserved header field is not zero".into());
         }
         Ok(FileHeader {
+            version,
             crc_seed: le_u32(h, 12).unwrap_or(0),
             first_lsn: le_u64(h, 16).unwrap_or(0),
         })
@@ -120,7 +130,7 @@ pub enum Frame<'a> {
     Valid {
         /// The record.
         record: RecordRef<'a>,
-        /// Header plus payload length.
+        /// Header, payload and trailer bytes.
         frame_bytes: usize,
     },
     /// The buffer ends before the frame does (a torn tail, or a corrupt length).
@@ -129,8 +139,20 @@ pub enum Frame<'a> {
     Invalid(&'static str),
 }
 
-/// Append the frame of one record to `out`.
+/// Append the frame of one record to `out` in the current layout ([`FORMAT_VERSION`]).
 pub fn encode_record(out: &mut Vec<u8>, seed: u32, lsn: Lsn, kind: RecordKind, payload: &[u8]) {
+    encode_frame(out, seed, lsn, kind, payload, FORMAT_VERSION);
+}
+
+/// Append the frame of one record in layout `version` (1: no trailer; tests of old files).
+pub fn encode_frame(
+    out: &mut Vec<u8>,
+    seed: u32,
+    lsn: Lsn,
+    kind: RecordKind,
+    payload: &[u8],
+    version: u32,
+) {
     let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
     let mut h = [0u8; RECORD_HEADER_BYTES];
     h[4..8].copy_from_slice(&len.to_le_bytes());
@@ -143,16 +165,29 @@ pub fn encode_record(out: &mut Vec<u8>, seed: u32, lsn: Lsn, kind: RecordKind, p
     h[0..4].copy_from_slice(&hasher.finalize().to_le_bytes());
     out.extend_from_slice(&h);
     out.extend_from_slice(payload);
+    if version >= 2 {
+        out.push(FRAME_TRAILER);
+    }
 }
 
-/// Total frame bytes of a payload of `len` bytes.
+/// Bytes after the payload of a frame in layout `version`.
+pub fn trailer_bytes(version: u32) -> usize {
+    usize::from(version >= 2)
+}
+
+/// Total frame bytes of a payload of `len` bytes, in the current layout.
 pub fn frame_bytes(len: usize) -> usize {
-    RECORD_HEADER_BYTES + len
+    RECORD_HEADER_BYTES + len + trailer_bytes(FORMAT_VERSION)
 }
 
-/// Decode the frame at the start of `b`. Nothing is trusted before the CRC matches, except
-/// that `len` is bounded by [`RECORD_BYTES_LIMIT`] and by the bytes present.
+/// Decode the frame at the start of `b` in the current layout; see [`decode_frame`].
 pub fn decode_record(b: &[u8], seed: u32) -> Frame<'_> {
+    decode_frame(b, seed, FORMAT_VERSION)
+}
+
+/// Decode the frame at the start of `b`, in layout `version`. Nothing is trusted before the
+/// CRC matches, except that `len` is bounded by [`RECORD_BYTES_LIMIT`] and by the bytes present.
+pub fn decode_frame(b: &[u8], seed: u32, version: u32) -> Frame<'_> {
     let Some(h) = b.get(..RECORD_HEADER_BYTES) else {
         return Frame::Incomplete;
     };
@@ -169,10 +204,18 @@ pub fn decode_record(b: &[u8], seed: u32) -> Frame<'_> {
     if len > RECORD_BYTES_LIMIT {
         return Frame::Invalid("length exceeds the record size limit");
     }
-    let total = frame_bytes(len as usize);
-    let Some(payload) = b.get(RECORD_HEADER_BYTES..total) else {
+    let body = RECORD_HEADER_BYTES + len as usize;
+    let total = body + trailer_bytes(version);
+    let Some(payload) = b.get(RECORD_HEADER_BYTES..body) else {
         return Frame::Incomplete;
     };
+    if version >= 2 {
+        match b.get(body) {
+            None => return Frame::Incomplete,
+            Some(&t) if t != FRAME_TRAILER => return Frame::Invalid("bad frame trailer"),
+            Some(_) => {}
+        }
+    }
     let mut hasher = crc32fast::Hasher::new_with_initial(seed);
     hasher.update(h.get(4..).unwrap_or_default());
     hasher.update(payload);
@@ -196,6 +239,7 @@ mod tests {
     #[test]
     fn header_round_trip_and_checks() {
         let h = FileHeader {
+            version: FORMAT_VERSION,
             crc_seed: 0xdead_beef,
             first_lsn: 42,
         };

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::format::{
-    decode_record, FileHeader, Frame, RecordKind, RecordRef, FILE_HEADER_BYTES, RECORD_BYTES_LIMIT,
+    decode_frame, FileHeader, Frame, RecordKind, RecordRef, FILE_HEADER_BYTES, RECORD_BYTES_LIMIT,
     RECORD_HEADER_BYTES,
 };
 use crate::io::SharedFs;
@@ -75,6 +75,8 @@ pub(crate) struct FileScan {
     pub pos: usize,
     pub seed: u32,
     pub next_lsn: Lsn,
+    /// The file's frame layout version.
+    pub version: u32,
 }
 
 impl FileScan {
@@ -94,6 +96,7 @@ impl FileScan {
             pos: FILE_HEADER_BYTES,
             seed: header.crc_seed,
             next_lsn: header.first_lsn,
+            version: header.version,
         })
     }
 
@@ -103,7 +106,7 @@ impl FileScan {
         if rest.is_empty() {
             return Err(Stop::End);
         }
-        match decode_record(rest, self.seed) {
+        match decode_frame(rest, self.seed, self.version) {
             Frame::Valid {
                 record,
                 frame_bytes,
@@ -137,7 +140,7 @@ impl FileScan {
         {
             return Err(Stop::End);
         }
-        match find_valid_frame(buf, self.pos + 1, self.seed) {
+        match find_valid_frame(buf, self.pos + 1, self.seed, self.version) {
             Some(later) => Err(Stop::Corrupt {
                 offset: self.pos,
                 reason: format!("{reason}; a valid frame follows at offset {later}"),
@@ -150,8 +153,8 @@ impl FileScan {
     }
 }
 
-/// Offset of the first valid frame at or after `from`, if any.
-pub(crate) fn find_valid_frame(buf: &[u8], from: usize, seed: u32) -> Option<usize> {
+/// Offset of the first valid frame (layout `version`) at or after `from`, if any.
+pub(crate) fn find_valid_frame(buf: &[u8], from: usize, seed: u32, version: u32) -> Option<usize> {
     let last = buf.len().checked_sub(RECORD_HEADER_BYTES)?;
     (from..=last).find(|&off| {
         let Some(rest) = buf.get(off..) else {
@@ -160,7 +163,7 @@ pub(crate) fn find_valid_frame(buf: &[u8], from: usize, seed: u32) -> Option<usi
         // Cheap filter before the CRC: a valid frame has a non-zero kind and zero reserved bytes.
         rest.get(8).is_some_and(|&k| k != 0)
             && rest.get(9..12) == Some(&[0, 0, 0][..])
-            && matches!(decode_record(rest, seed), Frame::Valid { .. })
+            && matches!(decode_frame(rest, seed, version), Frame::Valid { .. })
     })
 }
 

@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::format::{RECORD_BYTES_LIMIT, RECORD_HEADER_BYTES};
+use crate::format::{trailer_bytes, RECORD_BYTES_LIMIT, RECORD_HEADER_BYTES};
 use crate::io::SharedFs;
 use crate::{Error, Lsn, Result};
 
@@ -82,12 +82,20 @@ impl std::fmt::Display for TailReport {
     }
 }
 
-/// Whether the bad frame at `offset` of `buf` (a whole log file) looks like an interrupted
-/// write: its declared length runs past the end of the file, or one of the 512-byte file
-/// sectors it spans reads as zeros over its whole part inside the frame (a sector that was
-/// never written: log files are zero-filled or extended before records land in them).
-/// A length field that is itself implausible makes the frame span to the end of the file.
-pub fn looks_torn(buf: &[u8], offset: usize) -> bool {
+/// Whether the bad frame at `offset` of `buf` (a whole log file in layout `version`) looks like
+/// an interrupted write. Log files are zero-filled or extended before records land in them, so
+/// a sector the write never reached reads as zeros.
+///
+/// - Any layout: the frame's declared length runs past the end of the file (a length field
+///   that is itself implausible makes the frame span to the end of the file).
+/// - Version 2 (frames end with a non-zero trailer): the frame's last sector — its part inside
+///   the frame — reads as zeros (a tear in order), or a whole 512-byte sector inside the frame
+///   does (sectors that reached the disk out of order). A flipped bit leaves the trailer
+///   non-zero, so it is never taken for the first case.
+/// - Version 1 (no trailer): any sector's part inside the frame reads as zeros — which a record
+///   whose last bytes after a sector boundary are zeros also matches when a bit flips
+///   elsewhere in it (the reason for the trailer).
+pub fn looks_torn(buf: &[u8], offset: usize, version: u32) -> bool {
     let Some(rest) = buf.get(offset..) else {
         return false;
     };
@@ -99,7 +107,7 @@ pub fn looks_torn(buf: &[u8], offset: usize) -> bool {
         // The header itself is cut short by the end of the file.
         None => return true,
         Some(len) if len <= RECORD_BYTES_LIMIT => {
-            let end = offset + RECORD_HEADER_BYTES + len as usize;
+            let end = offset + RECORD_HEADER_BYTES + len as usize + trailer_bytes(version);
             if end > buf.len() {
                 return true;
             }
@@ -107,14 +115,15 @@ pub fn looks_torn(buf: &[u8], offset: usize) -> bool {
         }
         Some(_) => buf.len(),
     };
+    let zeros = |a: usize, b: usize| buf.get(a..b).is_some_and(|s| s.iter().all(|&x| x == 0));
     let mut start = offset;
     while start < end {
         let sector_end = ((start / TORN_SECTOR_BYTES) + 1) * TORN_SECTOR_BYTES;
         let stop = sector_end.min(end);
-        if buf
-            .get(start..stop)
-            .is_some_and(|s| s.iter().all(|&b| b == 0))
-        {
+        let whole = stop - start == TORN_SECTOR_BYTES;
+        let last = stop == end;
+        let counts = version < 2 || whole || last;
+        if counts && zeros(start, stop) {
             return true;
         }
         start = stop;
@@ -165,35 +174,58 @@ pub(crate) fn save_aside(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::{encode_record, RecordKind};
+    use crate::format::{encode_frame, RecordKind, FORMAT_VERSION};
+
+    fn frame_v(len: usize, version: u32, zero_tail: usize) -> Vec<u8> {
+        let mut out = vec![7u8; 32]; // a stand-in file header
+        let mut payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8 | 1).collect();
+        let n = payload.len();
+        payload[n - zero_tail..].fill(0);
+        encode_frame(&mut out, 9, 1, RecordKind::DATA, &payload, version);
+        out
+    }
 
     fn frame(len: usize) -> Vec<u8> {
-        let mut out = vec![7u8; 32]; // a stand-in file header
-        let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8 | 1).collect();
-        encode_record(&mut out, 9, 1, RecordKind::DATA, &payload);
-        out
+        frame_v(len, FORMAT_VERSION, 0)
     }
 
     #[test]
     fn cut_or_unwritten_sectors_are_torn_flips_are_damage() {
         let f = frame(2000);
         // Cut inside the header, inside the payload: runs past the end.
-        assert!(looks_torn(&f[..40], 32));
-        assert!(looks_torn(&f[..1500], 32));
+        let v = FORMAT_VERSION;
+        assert!(looks_torn(&f[..40], 32, v));
+        assert!(looks_torn(&f[..1500], 32, v));
         // A prefix written up to a sector boundary, zeros after it (a zero-filled file).
         let mut z = f.clone();
         z[1024..].fill(0);
-        assert!(looks_torn(&z, 32));
+        assert!(looks_torn(&z, 32, v));
         // A middle sector never written (out-of-order persistence).
         let mut m = f.clone();
         m[512..1024].fill(0);
-        assert!(looks_torn(&m, 32));
+        assert!(looks_torn(&m, 32, v));
         // One flipped bit with every sector present: damage.
         for at in [33usize, 40, 600, 2000] {
             let mut d = f.clone();
             d[at] ^= 0x10;
-            assert!(!looks_torn(&d, 32), "flip at {at}");
+            assert!(!looks_torn(&d, 32, v), "flip at {at}");
         }
+    }
+
+    #[test]
+    fn the_trailer_tells_a_flip_in_a_zero_ended_record_from_a_tear() {
+        // A record whose last 40 payload bytes are zeros, spanning a sector boundary 20 bytes
+        // before its end: a flip elsewhere is damage in version 2, a tear in version 1.
+        let len = 512 - 32 - 20 + 20 - 1; // frame ends 20 bytes past offset 512
+        for (version, torn) in [(2, false), (1, true)] {
+            let mut f = frame_v(len, version, 40);
+            f[100] ^= 0x04;
+            assert_eq!(looks_torn(&f, 32, version), torn, "version {version}");
+        }
+        // The same record really torn at 512: zeros from there (trailer included).
+        let mut t = frame_v(len, 2, 40);
+        t[512..].fill(0);
+        assert!(looks_torn(&t, 32, 2));
     }
 
     #[test]

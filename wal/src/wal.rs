@@ -81,6 +81,7 @@ fn create_log_file(
         }
     };
     let header = FileHeader {
+        version: crate::format::FORMAT_VERSION,
         crc_seed: nf.crc_seed,
         first_lsn: nf.first_lsn,
     };
@@ -247,9 +248,9 @@ impl Wal {
         let recovered = match files.last() {
             None => None,
             Some(last) => {
-                let (file, end, next, seed, t) = recover_last(&fs, dir, last, &options)?;
+                let (file, end, next, seed, version, t) = recover_last(&fs, dir, last, &options)?;
                 tail = t;
-                Some((file, last.path.clone(), end, next, seed))
+                Some((file, last.path.clone(), end, next, seed, version))
             }
         };
         // A log that ends at or below the checkpoint (lost or cut files) restarts past it:
@@ -259,14 +260,26 @@ impl Wal {
             .as_ref()
             .map_or(checkpoint > 0, |r| r.3 <= checkpoint);
         let (file, path, offset, next_lsn, file_seed) = match recovered {
-            Some(r) if !restarted_after_checkpoint => r,
-            _ => {
+            Some((file, path, end, next, seed, version))
+                if !restarted_after_checkpoint && version == crate::format::FORMAT_VERSION =>
+            {
+                (file, path, end, next, seed)
+            }
+            // A newest file of an older layout is left as it is (read, never appended to)
+            // and a new one starts at the next LSN.
+            r => {
+                let first_lsn = match r {
+                    Some(r) if !restarted_after_checkpoint => r.3,
+                    _ => checkpoint + 1,
+                };
                 let nf = NewFile {
-                    first_lsn: checkpoint + 1,
+                    first_lsn,
                     crc_seed: next_seed(&mut seed_state),
                     spare: None,
                 };
                 let (file, path) = create_log_file(&fs, dir, &nf)?;
+                // An old-layout file with no record has the same name: it was replaced.
+                files.retain(|f| f.first_lsn != nf.first_lsn);
                 files.push(LogFile {
                     first_lsn: nf.first_lsn,
                     path: path.clone(),
@@ -479,7 +492,9 @@ fn remove_temp_files(fs: &SharedFs, dir: &Path) -> Result<usize> {
     Ok(removed)
 }
 
-type Recovered = (Arc<dyn FileHandle>, u64, Lsn, u32, Option<TailReport>);
+/// What recovery of the newest file gives: its handle, the end of valid data, the next LSN,
+/// its CRC seed, its layout version and the report of a bad tail.
+type Recovered = (Arc<dyn FileHandle>, u64, Lsn, u32, u32, Option<TailReport>);
 
 /// How one log file ends: after its last valid record (`end`, `next_lsn`), and what bad
 /// frame (if any) stops the scan there.
@@ -487,6 +502,8 @@ pub(crate) struct FileEnd {
     pub end: usize,
     pub next_lsn: Lsn,
     pub seed: u32,
+    /// The file's frame layout version.
+    pub version: u32,
     pub bad: Option<BadFrame>,
 }
 
@@ -517,7 +534,7 @@ pub(crate) fn scan_file_end(buf: &[u8], file: &LogFile) -> Result<FileEnd> {
             Err(Stop::Tail { offset, reason }) => Some(BadFrame {
                 offset,
                 reason: reason.to_owned(),
-                kind: if looks_torn(buf, offset) {
+                kind: if looks_torn(buf, offset, scan.version) {
                     TailKind::Torn
                 } else {
                     TailKind::Damaged
@@ -529,6 +546,7 @@ pub(crate) fn scan_file_end(buf: &[u8], file: &LogFile) -> Result<FileEnd> {
             end: bad.as_ref().map_or(scan.pos, |b| b.offset),
             next_lsn: scan.next_lsn,
             seed: scan.seed,
+            version: scan.version,
             bad,
         });
     }
@@ -573,7 +591,7 @@ fn recover_last(fs: &SharedFs, dir: &Path, last: &LogFile, options: &Options) ->
         .map_err(|e| Error::io("read", path, e))?;
     let fe = scan_file_end(&buf, last)?;
     let Some(mut report) = tail_report(&buf, last, &fe, options.checkpoint_lsn, None) else {
-        return Ok((file, fe.end as u64, fe.next_lsn, fe.seed, None));
+        return Ok((file, fe.end as u64, fe.next_lsn, fe.seed, fe.version, None));
     };
     let refuse = |report: &TailReport, advice: &str| {
         Err(Error::corruption(
@@ -588,7 +606,14 @@ fn recover_last(fs: &SharedFs, dir: &Path, last: &LogFile, options: &Options) ->
         _ if report.covered => {
             // Everything from the bad frame on is in the caller's checkpoint: leave the file
             // as it is (nothing is appended to it again) and lose nothing.
-            return Ok((file, fe.end as u64, fe.next_lsn, fe.seed, Some(report)));
+            return Ok((
+                file,
+                fe.end as u64,
+                fe.next_lsn,
+                fe.seed,
+                fe.version,
+                Some(report),
+            ));
         }
         (RecoveryMode::TolerateCorruptTail, TailKind::Damaged) => {
             return refuse(
@@ -612,7 +637,14 @@ fn recover_last(fs: &SharedFs, dir: &Path, last: &LogFile, options: &Options) ->
         .map_err(|e| Error::io("truncate bad tail", path, e))?;
     file.sync_data()
         .map_err(|e| Error::io("fdatasync", path, e))?;
-    Ok((file, fe.end as u64, fe.next_lsn, fe.seed, Some(report)))
+    Ok((
+        file,
+        fe.end as u64,
+        fe.next_lsn,
+        fe.seed,
+        fe.version,
+        Some(report),
+    ))
 }
 
 /// The file name of a log file's path (for `lost+found` names).

@@ -23,6 +23,8 @@ use strata_wal::{Error, LogView, Options, RecoveryMode, Wal};
 static CHECKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 const HEADER: usize = 32;
 const FRAME_HEADER: usize = 20;
+/// The trailer byte of a (version 2) frame.
+const TRAILER: usize = 1;
 
 /// (lsn, frame start, frame end) of one record in its file.
 type FrameSpan = (u64, usize, usize);
@@ -80,8 +82,8 @@ fn build_with(n: u64, preallocate: bool) -> Log {
         let mut lsn = f.first_lsn;
         while at < bytes.len() && bytes[at..].iter().any(|&b| b != 0) {
             let len = records[(lsn - 1) as usize].1.len();
-            frames.push((lsn, at, at + FRAME_HEADER + len));
-            at += FRAME_HEADER + len;
+            frames.push((lsn, at, at + FRAME_HEADER + len + TRAILER));
+            at += FRAME_HEADER + len + TRAILER;
             lsn += 1;
         }
         // The rest is zero padding of a preallocated file (or nothing).
@@ -107,8 +109,8 @@ enum Want {
     Either(Vec<(u64, Vec<u8>)>),
 }
 
-/// Model of the torn-write rule on the original frame span `s..e`: the file ends inside it,
-/// or a 512-byte sector of it reads as zeros over its whole part inside the frame.
+/// Model of the torn-write rule (version 2 frames) on the original frame span `s..e`: the file
+/// ends inside it, or its last sector part reads as zeros, or a whole 512-byte sector of it does.
 fn torn(damaged: &[u8], s: usize, e: usize) -> bool {
     if damaged.len() < e {
         return true;
@@ -116,7 +118,8 @@ fn torn(damaged: &[u8], s: usize, e: usize) -> bool {
     let mut at = s;
     while at < e {
         let stop = ((at / 512 + 1) * 512).min(e);
-        if damaged[at..stop].iter().all(|&b| b == 0) {
+        let counts = stop == e || stop - at == 512;
+        if counts && damaged[at..stop].iter().all(|&b| b == 0) {
             return true;
         }
         at = stop;

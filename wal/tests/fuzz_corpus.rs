@@ -23,6 +23,7 @@ fn corpus(target: &str) -> PathBuf {
 
 fn seed_log(records: usize, seed: u32) -> Vec<u8> {
     let mut out = FileHeader {
+        version: strata_wal::format::FORMAT_VERSION,
         crc_seed: seed,
         first_lsn: 1,
     }
