@@ -48,15 +48,18 @@ fn regenerate() {
     std::fs::create_dir_all(&log).unwrap();
     for (i, n) in [0usize, 1, 3, 12].into_iter().enumerate() {
         let bytes = seed_log(n, 0xA5A5_0000 + i as u32);
-        std::fs::write(log.join(format!("valid-{n}")), &bytes).unwrap();
+        // Seeds of the current layout carry its version in their names; those of older
+        // layouts (unprefixed: version 1) stay committed as they are.
+        let v = strata_wal::format::FORMAT_VERSION;
+        std::fs::write(log.join(format!("v{v}-valid-{n}")), &bytes).unwrap();
         if bytes.len() > 40 {
-            std::fs::write(log.join(format!("torn-{n}")), &bytes[..bytes.len() - 7]).unwrap();
+            std::fs::write(log.join(format!("v{v}-torn-{n}")), &bytes[..bytes.len() - 7]).unwrap();
             let mut flipped = bytes.clone();
             flipped[40] ^= 4;
-            std::fs::write(log.join(format!("flipped-{n}")), &flipped).unwrap();
+            std::fs::write(log.join(format!("v{v}-flipped-{n}")), &flipped).unwrap();
             let mut frame = (0xA5A5_0000u32 + i as u32).to_le_bytes().to_vec();
             frame.extend_from_slice(&bytes[32..]);
-            std::fs::write(rec.join(format!("frame-{n}")), frame).unwrap();
+            std::fs::write(rec.join(format!("v{v}-frame-{n}")), frame).unwrap();
         }
     }
     std::fs::write(rec.join("zeros"), [0u8; 40]).unwrap();
