@@ -323,7 +323,10 @@ impl Db {
         };
         let cache = (options.block_cache_bytes > 0)
             .then(|| Arc::new(BlockCache::new(options.block_cache_bytes)));
-        let ann_budget = Arc::new(AnnBudget::new(options.ann.memory_budget_bytes));
+        let ann_budget = Arc::new(AnnBudget::new(
+            options.ann.memory_budget_bytes,
+            options.ann.warm,
+        ));
         let mut segments = Vec::new();
         for m in manifest.segments.iter().rev() {
             let path = seg_dir.join(segment_name(m.id));

@@ -53,7 +53,11 @@ fn regenerate() {
         let v = strata_wal::format::FORMAT_VERSION;
         std::fs::write(log.join(format!("v{v}-valid-{n}")), &bytes).unwrap();
         if bytes.len() > 40 {
-            std::fs::write(log.join(format!("v{v}-torn-{n}")), &bytes[..bytes.len() - 7]).unwrap();
+            std::fs::write(
+                log.join(format!("v{v}-torn-{n}")),
+                &bytes[..bytes.len() - 7],
+            )
+            .unwrap();
             let mut flipped = bytes.clone();
             flipped[40] ^= 4;
             std::fs::write(log.join(format!("v{v}-flipped-{n}")), &flipped).unwrap();

@@ -93,6 +93,17 @@ pub struct AnnOptions {
     /// `None` = about `√n` lists (the default), `Some(0)` = none, `Some(p)` = `p` lists (at
     /// most 65,535 and the segment's vectors).
     pub partitions: Option<usize>,
+    /// Fill the node cache when a segment opens: copy the nodes nearest each entry point into
+    /// memory, within `memory_budget_bytes`. Default true. False opens lazily: the graph is
+    /// mapped and each node is read from the mapping when a query first needs it (its sector
+    /// checksum verified once), so an open costs milliseconds and memory grows with use — a
+    /// one-query `strata query --lazy` on a 65k × 768 database: 0.02–0.03 s and 275 MB
+    /// resident instead of 0.30 s and 908 MB (`docs/benchmarks.md`, "Lazy open"). Not yet the
+    /// default: uncached reads also expand a sector's other nodes, which changes the filtered
+    /// graph search's anti-correlation exit (a forced graph plan on an anti-correlated filter
+    /// measured recall 0.74 in the planner oracle at low dimension); the planner work that
+    /// calibrates those rules makes it the default.
+    pub warm: bool,
 }
 
 impl Default for AnnOptions {
@@ -106,6 +117,7 @@ impl Default for AnnOptions {
             seed: 0x5EED,
             memory_budget_bytes: 256 << 20,
             partitions: None,
+            warm: true,
         }
     }
 }
@@ -359,14 +371,22 @@ impl QueryStats {
 pub(crate) struct AnnBudget {
     limit: u64,
     used: std::sync::atomic::AtomicU64,
+    /// Fill node caches at open (`AnnOptions::warm`).
+    warm: bool,
 }
 
 impl AnnBudget {
-    pub(crate) fn new(limit: u64) -> AnnBudget {
+    pub(crate) fn new(limit: u64, warm: bool) -> AnnBudget {
         AnnBudget {
             limit,
             used: std::sync::atomic::AtomicU64::new(0),
+            warm,
         }
+    }
+
+    /// Whether segments fill their node cache when they open.
+    pub(crate) fn warm(&self) -> bool {
+        self.warm
     }
 
     /// Charge bytes that must be resident whatever the budget (codes).

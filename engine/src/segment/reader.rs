@@ -208,11 +208,20 @@ impl Segment {
             }
         })));
         if let (Some(idx), Some(budget)) = (s.ann.as_mut(), budget) {
-            // Codes are always resident; the node cache gets what the budget has left.
+            // Codes are always resident; with `AnnOptions::warm` the node cache gets what the
+            // budget has left, else nodes are read from the mapping on demand.
             let base = idx.base_bytes();
             budget.charge(base);
-            let want = budget.take_up_to(idx.len().saturating_mul(idx.node_bytes_cached()));
-            let used = idx.fill_cache(&s.bytes, want)?;
+            let want = if budget.warm() {
+                budget.take_up_to(idx.len().saturating_mul(idx.node_bytes_cached()))
+            } else {
+                0
+            };
+            let used = if want > 0 {
+                idx.fill_cache(&s.bytes, want)?
+            } else {
+                0
+            };
             budget.release(want.saturating_sub(used));
             s.ann_charge = Some((budget, base + used));
         }

@@ -235,6 +235,8 @@ fn options(a: &KnnBenchArgs, budget: u64) -> Options {
             degree: a.degree,
             build_list: a.build_list,
             memory_budget_bytes: budget,
+            // The budget is this benchmark's knob (cached nodes vs sector reads, warm and cold).
+            warm: true,
             min_vectors: 1000,
             ..AnnOptions::default()
         },

@@ -27,8 +27,12 @@ fn open(db: &Path) -> CliResult<Db> {
 /// A bad log tail past the checkpoint is printed as a warning: the handle sees the records
 /// before it.
 fn open_read_only(db: &Path) -> CliResult<Db> {
+    open_read_only_with(db, Options::default())
+}
+
+fn open_read_only_with(db: &Path, options: Options) -> CliResult<Db> {
     check_is_db(db)?;
-    let db = Db::open_read_only(db, Options::default())?;
+    let db = Db::open_read_only(db, options)?;
     for t in db.recovery().lost_past_checkpoint() {
         eprintln!("strata: warning: the log ends in a bad frame; records from LSN {} on are not visible: {t}", t.lsn);
     }
@@ -96,6 +100,11 @@ pub struct QueryArgs {
     /// into every query by every plan, so no result lies outside it.
     #[arg(long)]
     restrict: Option<String>,
+    /// Open lazily: map the graph and read nodes on demand instead of copying the nodes
+    /// nearest each entry point into memory first (`AnnOptions::warm = false`): an open of
+    /// milliseconds, memory that grows with use (see `docs/benchmarks.md`, "Lazy open").
+    #[arg(long)]
+    lazy: bool,
     /// Stop a query that runs longer than this many milliseconds (an error, exit 1).
     #[arg(long)]
     timeout_ms: Option<u64>,
@@ -189,7 +198,9 @@ pub fn print_explain(st: &QueryStats, indent: &str) {
 }
 
 pub fn query(a: &QueryArgs) -> CliResult {
-    let db = open_read_only(&a.db)?;
+    let mut options = Options::default();
+    options.ann.warm = !a.lazy;
+    let db = open_read_only_with(&a.db, options)?;
     let metric = db.schema().metric;
     let vectors: Vec<Vec<f32>> = match (&a.vectors, &a.vector) {
         (Some(p), _) => VectorFile::open(p)?.read_all()?,
