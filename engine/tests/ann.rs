@@ -857,3 +857,44 @@ fn mandatory_filter_holds_across_segments_memtable_deletes_and_overwrites() {
     let scanned = snap.scan_prefix(b"doc-").unwrap();
     assert_eq!(scanned.len(), model.values().filter(|m| m.1).count());
 }
+
+/// A lazy open (`AnnOptions::warm = false`) keeps no node cache — memory is the codes alone —
+/// reads every hop from the mapping, and answers with the warm open's recall.
+#[test]
+fn lazy_open_reads_nodes_on_demand_with_the_same_recall() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = Options {
+        ann: AnnOptions {
+            min_vectors: 1000,
+            ..AnnOptions::default()
+        },
+        ..options()
+    };
+    {
+        let db = Db::create_with(
+            tmp.path(),
+            Schema::new(DIM as u32, Metric::L2),
+            opts.clone(),
+        )
+        .unwrap();
+        load(&db, &clustered(8_000, 40, 3));
+    }
+    let open = |warm: bool| {
+        let mut o = opts.clone();
+        o.ann.warm = warm;
+        Db::open_read_only(tmp.path(), o).unwrap()
+    };
+    let (warm, lazy) = (open(true), open(false));
+    assert_eq!(lazy.stats().ann_segments, 1);
+    assert!(
+        lazy.stats().ann_resident_bytes < warm.stats().ann_resident_bytes,
+        "lazy {} >= warm {}",
+        lazy.stats().ann_resident_bytes,
+        warm.stats().ann_resident_bytes
+    );
+    let queries = clustered(100, 40, 4);
+    let (rw, sw) = recall(&warm, &queries, 128, PlanHint::Graph);
+    let (rl, sl) = recall(&lazy, &queries, 128, PlanHint::Graph);
+    assert!(sw.sectors_read == 0 && sl.sectors_read > 0, "{sw:?} {sl:?}");
+    assert!(rw >= 0.95 && rl >= 0.95, "warm {rw}, lazy {rl}");
+}
