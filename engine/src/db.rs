@@ -388,7 +388,7 @@ impl Db {
             let view = strata_wal::LogView::open(fs.clone(), &wal_dir, &wal_options)?;
             replay(view.reader(checkpoint + 1)?)?;
             report.wal_tail = view.tail().cloned();
-            (None, view.next_lsn() - 1)
+            (None, view.next_lsn().saturating_sub(1))
         } else {
             let (wal, recovery) = Wal::open(fs.clone(), &wal_dir, wal_options)?;
             if wal.last_lsn() > checkpoint {

@@ -535,14 +535,17 @@ impl Snapshot {
                     // than of the segment (anti-correlated with the query's neighbourhood:
                     // the true matches lie elsewhere): this segment falls back to the exact
                     // scan, so neither costs recall.
-                    let anti_correlated = match (knn_matches, s.nodes_visited) {
-                        (Some(m), visited) if visited > 0 => {
-                            let global = m as f64 / idx.len().max(1) as f64;
-                            let local = found.len() as f64 / visited as f64;
-                            local < global / 3.0
-                        }
-                        _ => false,
-                    };
+                    // The search gave up (its own anti-correlation exit), or the matches
+                    // among the nodes it visited are far rarer than in the segment.
+                    let anti_correlated = s.anti_correlated_exits > 0
+                        || match (knn_matches, s.nodes_visited) {
+                            (Some(m), visited) if visited > 0 => {
+                                let global = m as f64 / idx.len().max(1) as f64;
+                                let local = found.len() as f64 / visited as f64;
+                                local < global / 3.0
+                            }
+                            _ => false,
+                        };
                     let complete = match q.radius {
                         Some(_) => range_complete,
                         None => found.len() >= q.k,

@@ -1708,15 +1708,22 @@ impl DiskIndex {
         let cap = 2 * l + 64;
         let probe = (l / 4).max(64);
         let mut taken = 0usize;
+        // Sector mates expanded along with an uncached read: they add matches to `out` as
+        // beam nodes do, so the exit below counts them too (uncounted, an anti-correlated
+        // filter looked healthy whenever nodes came from the mapping rather than the node
+        // cache). The caller falls back whenever the exit fires (`anti_correlated_exits`).
+        let mut mates = 0usize;
         loop {
             if taken >= cap {
                 break;
             }
             if min_match_rate > 0.0
                 && taken >= probe
-                && (step.out.len() as f64) < min_match_rate * taken as f64
+                && (step.out.len() as f64) < min_match_rate * (taken + mates) as f64
             {
-                break; // anti-correlated filter: let the caller scan the matches instead
+                // Anti-correlated filter: the caller scans the matches instead.
+                step.stats.anti_correlated_exits += 1;
+                break;
             }
             beam.clear();
             for c in step.list.iter_mut().filter(|c| !c.2).take(w) {
@@ -1775,6 +1782,7 @@ impl DiskIndex {
                         continue;
                     }
                     step.seen.insert(m);
+                    mates += 1;
                     self.expand(m, &rec.0, exact, l, accept, &mut step, false)?;
                 }
             }

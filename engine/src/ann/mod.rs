@@ -352,6 +352,9 @@ pub struct QueryStats {
     pub apply_fanout: u64,
     /// Whether an `(apply …)` hit `Query::apply_fanout_max` and was truncated.
     pub apply_truncated: bool,
+    /// Filtered graph searches that gave up on an anti-correlated filter (too few matches
+    /// among the nodes expanded): their segments fell back to scanning the matches.
+    pub anti_correlated_exits: u64,
 }
 
 impl QueryStats {
@@ -363,6 +366,7 @@ impl QueryStats {
         self.sectors_read += o.sectors_read;
         self.cache_hits += o.cache_hits;
         self.distance_computations += o.distance_computations;
+        self.anti_correlated_exits += o.anti_correlated_exits;
     }
 }
 
