@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""Recall per filter family on a real dataset, measured on whole `strata query` processes.
+
+The held-out evaluation of issue 18 reports recall per *family* of real filters (a query's own
+corpus, a foreign corpus, own corpus AND NOT own label, ...), not per selectivity bucket; this
+script does the same on the datasets in `../shared/` so a planner change can be checked on data
+nobody tuned on. For each family it writes one filter per query, computes the exact top-10 under
+that filter by brute force (NumPy), runs `strata query DB --vectors Q --filters F --json` once
+(1,000 queries in one process: the open is counted, as users see it), and prints mean recall@10,
+the share of queries below 0.85, wall time and the plans the planner chose.
+
+    python3 bench/families.py --data ../shared/data2 [--db DIR] [--strata target/release/strata]
+        [--extra "--plan partition"] [--json OUT]
+
+`--data` is either layout of `../shared/`: `base.fvecs` + `base.tags.txt` (+ `query.*`), or
+`base.fvecs` + `base.jsonl` (+ `query.*`). Without `--db` the database is built with `strata
+build --metric cosine` into `bench-out/families-<name>` (reused when present). Needs numpy.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+
+def fvecs(path):
+    a = np.fromfile(path, dtype=np.int32)
+    d = a[0]
+    return a.reshape(-1, d + 1)[:, 1:].view(np.float32)
+
+
+def load_tags(data, split):
+    """Terms per row, from `<split>.jsonl` or `<split>.tags.txt`."""
+    j = os.path.join(data, split + ".jsonl")
+    if os.path.exists(j):
+        with open(j) as f:
+            return [json.loads(line)["terms"] for line in f]
+    with open(os.path.join(data, split + ".tags.txt")) as f:
+        return [line.split() for line in f]
+
+
+def label_of(terms):
+    """The row's class label: the first intent/emotion/topic/mesh tag."""
+    for prefix in ("intent:", "emotion:", "topic:", "mesh:"):
+        for t in terms:
+            if t.startswith(prefix):
+                return t
+    return None
+
+
+def source_of(terms):
+    for t in terms:
+        if t.startswith("src:"):
+            return t
+    return None
+
+
+def families(base_tags, query_tags):
+    """family -> per query (filter text or None, rows-admitted function of a tag-mask lookup)."""
+    sources = sorted({source_of(t) for t in base_tags if source_of(t)})
+    count = {}
+    for t in base_tags:
+        for x in t:
+            count[x] = count.get(x, 0) + 1
+    out = {k: [] for k in ("own corpus", "foreign corpus", "label", "own corpus AND NOT label",
+                           "label OR a foreign corpus", "rarest own tag")}
+    for t in query_tags:
+        src, lab = source_of(t), label_of(t)
+        foreign = sources[(sources.index(src) + 1) % len(sources)] if src in sources else None
+        own = [x for x in t if x in count]
+        rare = min(own, key=lambda x: (count[x], x)) if own else None
+        out["own corpus"].append((src, lambda m, a=src: m(a)) if src else (None, None))
+        out["foreign corpus"].append(
+            (foreign, lambda m, a=foreign: m(a)) if foreign else (None, None))
+        out["label"].append((lab, lambda m, a=lab: m(a)) if lab and lab in count else (None, None))
+        out["own corpus AND NOT label"].append(
+            (f"(and {src} (not {lab}))", lambda m, a=src, b=lab: m(a) & ~m(b))
+            if src and lab else (None, None))
+        out["label OR a foreign corpus"].append(
+            (f"(or {lab} {foreign})", lambda m, a=lab, b=foreign: m(a) | m(b))
+            if lab and foreign else (None, None))
+        out["rarest own tag"].append((rare, lambda m, a=rare: m(a)) if rare else (None, None))
+    return out
+
+
+def ensure_db(args, name):
+    if args.db:
+        return args.db
+    db = os.path.join("bench-out", f"families-{name}")
+    if os.path.exists(os.path.join(db, "SCHEMA")):
+        return db
+    os.makedirs("bench-out", exist_ok=True)
+    docs = os.path.join(args.data, "base.jsonl")
+    if not os.path.exists(docs):
+        docs = os.path.join(tempfile.mkdtemp(), "base.jsonl")
+        with open(docs, "w") as f:
+            for i, t in enumerate(load_tags(args.data, "base")):
+                f.write(json.dumps({"key": str(i), "terms": t}) + "\n")
+    subprocess.run([args.strata, "build", "--out", db, "--vectors",
+                    os.path.join(args.data, "base.fvecs"), "--docs", docs,
+                    "--metric", "cosine"], check=True)
+    return db
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--db")
+    ap.add_argument("--strata", default="target/release/strata")
+    ap.add_argument("--extra", default="", help="extra `strata query` arguments")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    name = os.path.basename(os.path.normpath(args.data))
+    base, queries = fvecs(os.path.join(args.data, "base.fvecs")), fvecs(
+        os.path.join(args.data, "query.fvecs"))
+    base_tags = [set(t) for t in load_tags(args.data, "base")]
+    query_tags = load_tags(args.data, "query")
+    db = ensure_db(args, name)
+    sims = base @ queries.T  # unit vectors: cosine similarity
+    masks = {}
+
+    def tag_mask(tag):
+        """Rows carrying `tag`, as a boolean array (built once per tag)."""
+        if tag not in masks:
+            masks[tag] = np.fromiter((tag in s for s in base_tags), dtype=bool,
+                                     count=len(base_tags))
+        return masks[tag]
+
+    tmp = tempfile.mkdtemp()
+    rows = []
+    for fam, per_query in families(base_tags, query_tags).items():
+        gts = []
+        for qi, (text, admit) in enumerate(per_query):
+            if text is None:
+                gts.append(None)
+                continue
+            mask = admit(tag_mask)
+            col = np.where(mask, sims[:, qi], -np.inf)
+            top = np.argsort(-col, kind="stable")[:10]
+            gts.append({int(j) for j in top if np.isfinite(col[j])})
+        ffile = os.path.join(tmp, "filters.txt")
+        with open(ffile, "w") as f:
+            f.write("\n".join(t or "" for t, _ in per_query) + "\n")
+        cmd = [args.strata, "query", db, "--vectors", os.path.join(args.data, "query.fvecs"),
+               "--filters", ffile, "--json"] + args.extra.split()
+        t0 = time.time()
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        wall = time.time() - t0
+        hit = tot = low = n = 0
+        plans = {}
+        for line in out.splitlines():
+            r = json.loads(line)
+            g = gts[r["query"]]
+            if not g:
+                continue
+            got = {int(h["key"]) for h in r["hits"]}
+            h = len(got & g)
+            hit, tot, n = hit + h, tot + len(g), n + 1
+            low += h / len(g) < 0.85
+            for e in r["stats"]["explain"]:
+                if e["segment"] is not None:
+                    plans[e["plan"]] = plans.get(e["plan"], 0) + 1
+        row = {"family": fam, "queries": n, "recall": hit / max(tot, 1),
+               "below_085": low / max(n, 1), "seconds": wall, "plans": plans}
+        rows.append(row)
+        print(f"{fam:<28} {n:>5} queries  recall@10 {row['recall']:.4f}  "
+              f"below 0.85 {100 * row['below_085']:5.1f} %  {wall:6.2f} s  {plans}", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"data": args.data, "db": db, "extra": args.extra, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
