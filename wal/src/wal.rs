@@ -583,12 +583,7 @@ fn tail_report(
 /// next LSN, the file's CRC seed and the report.
 fn recover_last(fs: &SharedFs, dir: &Path, last: &LogFile, options: &Options) -> Result<Recovered> {
     let path = &last.path;
-    let file = fs
-        .open(path, true)
-        .map_err(|e| Error::io("open", path, e))?;
-    let buf = file
-        .read_all(FILE_READ_BYTES_MAX)
-        .map_err(|e| Error::io("read", path, e))?;
+    let (file, buf) = read_log_file(fs, last, true)?;
     let fe = scan_file_end(&buf, last)?;
     let Some(mut report) = tail_report(&buf, last, &fe, options.checkpoint_lsn, None) else {
         return Ok((file, fe.end as u64, fe.next_lsn, fe.seed, fe.version, None));
@@ -647,6 +642,21 @@ fn recover_last(fs: &SharedFs, dir: &Path, last: &LogFile, options: &Options) ->
     ))
 }
 
+/// Open a log file (`writable` for recovery's cuts) and read it whole.
+fn read_log_file(
+    fs: &SharedFs,
+    file: &LogFile,
+    writable: bool,
+) -> Result<(Arc<dyn FileHandle>, Vec<u8>)> {
+    let h = fs
+        .open(&file.path, writable)
+        .map_err(|e| Error::io("open", &file.path, e))?;
+    let buf = h
+        .read_all(FILE_READ_BYTES_MAX)
+        .map_err(|e| Error::io("read", &file.path, e))?;
+    Ok((h, buf))
+}
+
 /// The file name of a log file's path (for `lost+found` names).
 fn name_of(path: &Path) -> String {
     path.file_name()
@@ -674,12 +684,7 @@ fn set_aside_older(
         let (Some(f), Some(next)) = (files.get(i), files.get(i + 1)) else {
             break;
         };
-        let h = fs
-            .open(&f.path, true)
-            .map_err(|e| Error::io("open", &f.path, e))?;
-        let buf = h
-            .read_all(FILE_READ_BYTES_MAX)
-            .map_err(|e| Error::io("read", &f.path, e))?;
+        let (h, buf) = read_log_file(fs, f, true)?;
         let fe = scan_file_end(&buf, f)?;
         let gap = fe.next_lsn != next.first_lsn;
         if fe.bad.is_none() && !gap {
@@ -766,12 +771,7 @@ impl LogView {
         let (mut next_lsn, tail) = match files.last() {
             None => (checkpoint + 1, None),
             Some(last) => {
-                let h = fs
-                    .open(&last.path, false)
-                    .map_err(|e| Error::io("open", &last.path, e))?;
-                let buf = h
-                    .read_all(FILE_READ_BYTES_MAX)
-                    .map_err(|e| Error::io("read", &last.path, e))?;
+                let (_, buf) = read_log_file(&fs, last, false)?;
                 let fe = scan_file_end(&buf, last)?;
                 (fe.next_lsn, tail_report(&buf, last, &fe, checkpoint, None))
             }
