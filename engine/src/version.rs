@@ -15,7 +15,7 @@ use crate::ann::disk::PartitionWant;
 use crate::ann::{Plan, PlanHint, QueryStats, SegmentExplain};
 use crate::deadline::Deadline;
 use crate::distance::distance;
-use crate::filter::docs::DocIndex;
+use crate::filter::docs::MemDocs;
 use crate::memtable::{Entry, Memtable};
 use crate::search::{exact, Hit, Query, Scored};
 use crate::segment::bitset::Bitset;
@@ -98,10 +98,10 @@ impl Snapshot {
         let mut stats = QueryStats::default();
         let mem = self.memtable_entries(Bound::Unbounded, Bound::Unbounded);
         let mem_docs: Vec<Arc<Document>> = mem.values().flatten().cloned().collect();
-        let index = DocIndex::new(&mem_docs);
+        let docs = MemDocs::new(&mem_docs);
         let mut ctx = Resolve {
             mem: &mem,
-            index: &index,
+            docs: &docs,
             deadline: &Deadline::at(None),
             fanout_max: usize::MAX,
             done: HashMap::new(),
@@ -240,11 +240,11 @@ impl Snapshot {
         let deadline = Deadline::at(q.ann.deadline);
         let mut stats = QueryStats::default();
         // The memtable as this query sees it, read once: its entries (shadowing segment
-        // copies), its live documents and their term index (filters over the memtable go
-        // through it, `(apply …)` expansions included).
+        // copies) and its live documents, which filters (`(apply …)` expansions included) are
+        // evaluated over by `MemDocs` — large ones through a term index built once per query.
         let mem = self.memtable_entries(Bound::Unbounded, Bound::Unbounded);
         let mem_docs: Vec<Arc<Document>> = mem.values().flatten().cloned().collect();
-        let mem_index = DocIndex::new(&mem_docs);
+        let mem_eval = MemDocs::new(&mem_docs);
         // `(apply …)` becomes plain terms, evaluated against this snapshot.
         // The mandatory filter is AND-ed in here, before any plan is chosen, so no plan can
         // see a document it excludes.
@@ -255,7 +255,7 @@ impl Snapshot {
                 let f = if f.has_apply() {
                     let mut ctx = Resolve {
                         mem: &mem,
-                        index: &mem_index,
+                        docs: &mem_eval,
                         deadline: &deadline,
                         fanout_max: q.apply_fanout_max,
                         done: HashMap::new(),
@@ -284,7 +284,7 @@ impl Snapshot {
         let mem_match = q
             .filter
             .as_ref()
-            .map(|f| mem_index.eval(f, &deadline))
+            .map(|f| mem_eval.eval(f, &deadline))
             .transpose()?;
         let matching_mem = mem_docs
             .iter()
@@ -677,9 +677,9 @@ impl Snapshot {
                     None => inner,
                 };
                 let mut values = std::collections::BTreeSet::new();
-                let in_mem = ctx.index.eval(&inner, ctx.deadline)?;
+                let in_mem = ctx.docs.eval(&inner, ctx.deadline)?;
                 for i in in_mem.iter() {
-                    if let Some(v) = ctx.index.docs().get(i).and_then(|d| d.attrs.get(attr)) {
+                    if let Some(v) = ctx.docs.docs().get(i).and_then(|d| d.attrs.get(attr)) {
                         values.insert(*v);
                     }
                 }
@@ -850,7 +850,7 @@ struct IndexShape {
 /// deadline, the fan-out bound, and the `(apply …)` nodes already expanded.
 struct Resolve<'a> {
     mem: &'a BTreeMap<Vec<u8>, Entry>,
-    index: &'a DocIndex<'a>,
+    docs: &'a MemDocs<'a>,
     deadline: &'a Deadline,
     fanout_max: usize,
     done: HashMap<Filter, Filter>,

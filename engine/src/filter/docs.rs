@@ -1,8 +1,11 @@
 //! Filters over a list of documents held in memory (the memtable's visible documents, as one
-//! query sees them), through an index built once per query: term → positions. Evaluating
-//! `Filter::matches` document by document costs documents × filter size (a 64 KiB OR of 10k
-//! terms over 50k unflushed documents took 5.7 s); through the index an OR is the union of
-//! its terms' position lists, as on a segment.
+//! query sees them). Evaluating `Filter::matches` document by document costs documents × filter
+//! size (a 64 KiB OR of 10k terms over 50k unflushed documents took 5.7 s); a large filter goes
+//! through an index of the terms it names instead (term → positions, one pass over the
+//! documents' terms), where an OR is the union of its terms' position lists, as on a segment.
+//! A small filter is cheaper document by document than building any index, so [`MemDocs`]
+//! picks by the filter's size, and builds the index (of every term) at most once per query —
+//! nested `(apply …)` expansions each evaluate a large OR over the same documents.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,8 +22,60 @@ pub(crate) struct DocIndex<'a> {
     postings: HashMap<&'a str, Vec<u32>>,
 }
 
+/// Filters with at most this many nodes are evaluated document by document: each costs a few
+/// binary searches per document, less than one pass that indexes every document's terms.
+const DIRECT_NODES_MAX: usize = 16;
+
+/// Nodes of `f` (terms, ranges and operators).
+fn nodes(f: &Filter) -> usize {
+    match f {
+        Filter::And(fs) | Filter::Or(fs) => 1 + fs.iter().map(nodes).sum::<usize>(),
+        Filter::Not(x) => 1 + nodes(x),
+        Filter::Apply { expr, .. } => 1 + nodes(expr),
+        Filter::Term(_) | Filter::Range { .. } => 1,
+    }
+}
+
+/// The documents of one query, evaluated directly or through an index built on first need.
+pub(crate) struct MemDocs<'a> {
+    docs: &'a [Arc<Document>],
+    index: std::cell::OnceCell<DocIndex<'a>>,
+}
+
+impl<'a> MemDocs<'a> {
+    pub(crate) fn new(docs: &'a [Arc<Document>]) -> MemDocs<'a> {
+        MemDocs {
+            docs,
+            index: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The documents, in the order positions refer to.
+    pub(crate) fn docs(&self) -> &'a [Arc<Document>] {
+        self.docs
+    }
+
+    /// Positions of the documents matching `f`: document by document for a small filter,
+    /// through the term index (built once) for a large one.
+    pub(crate) fn eval(&self, f: &Filter, deadline: &Deadline) -> Result<Bitset> {
+        if nodes(f) <= DIRECT_NODES_MAX {
+            let mut b = Bitset::new(self.docs.len());
+            for (i, d) in self.docs.iter().enumerate() {
+                deadline.check_every(i, "evaluating a filter over the memtable")?;
+                if f.matches(d) {
+                    b.set(i);
+                }
+            }
+            return Ok(b);
+        }
+        self.index
+            .get_or_init(|| DocIndex::new(self.docs))
+            .eval(f, deadline)
+    }
+}
+
 impl<'a> DocIndex<'a> {
-    /// Index the terms of `docs` (one pass; positions fit `u32`: a memtable holds far fewer
+    /// Index every term of `docs` (one pass; positions fit `u32`: a memtable holds far fewer
     /// documents than that, `Options::flush_threshold_bytes` bounds it).
     pub(crate) fn new(docs: &'a [Arc<Document>]) -> DocIndex<'a> {
         let mut postings: HashMap<&'a str, Vec<u32>> = HashMap::new();
@@ -31,11 +86,6 @@ impl<'a> DocIndex<'a> {
             }
         }
         DocIndex { docs, postings }
-    }
-
-    /// The documents, in the order positions refer to.
-    pub(crate) fn docs(&self) -> &'a [Arc<Document>] {
-        self.docs
     }
 
     /// Positions of the documents matching `f`. An unresolved `(apply …)` matches nothing,
@@ -139,8 +189,10 @@ mod tests {
                 .collect();
             let idx = DocIndex::new(&docs);
             let got = idx.eval(&f, &Deadline::none()).unwrap();
+            let direct = MemDocs::new(&docs).eval(&f, &Deadline::none()).unwrap();
             for (i, d) in docs.iter().enumerate() {
                 prop_assert_eq!(got.get(i), f.matches(d), "doc {}", i);
+                prop_assert_eq!(direct.get(i), f.matches(d), "doc {}", i);
             }
         }
     }
