@@ -150,6 +150,7 @@ pub fn stats_json(s: &QueryStats) -> Value {
         "explain": explain,
         "apply_fanout": s.apply_fanout,
         "apply_truncated": s.apply_truncated,
+        "anti_correlated_exits": s.anti_correlated_exits,
     })
 }
 
@@ -189,6 +190,12 @@ pub fn print_explain(st: &QueryStats, indent: &str) {
             } else {
                 ""
             }
+        );
+    }
+    if st.anti_correlated_exits > 0 {
+        println!(
+            "{indent}  anti-correlated filter: {} graph search(es) gave up and scanned the matches",
+            st.anti_correlated_exits
         );
     }
     println!(
