@@ -138,8 +138,28 @@ pub(crate) fn meaningful_bytes(buf: &[u8], offset: usize) -> &[u8] {
     rest.get(..keep).unwrap_or_default()
 }
 
-/// Save `bytes` durably as `dir/lost+found/<name>@<offset>` before recovery cuts them, so a
-/// repair never destroys evidence. Returns the path, or `None` when there is nothing to save.
+/// A fresh path `dir/lost+found/<name>@<offset>[.n]` (the directory created durably): never
+/// one that exists, so a later repair never replaces the evidence of an earlier one.
+pub(crate) fn lost_found_path(
+    fs: &SharedFs,
+    dir: &Path,
+    name: &str,
+    offset: u64,
+) -> Result<PathBuf> {
+    let lost = dir.join(LOST_FOUND_DIR);
+    crate::io::create_dir_durable(fs.as_ref(), &lost)
+        .map_err(|e| Error::io("create directory", &lost, e))?;
+    let mut path = lost.join(format!("{name}@{offset}"));
+    let mut n = 1;
+    while fs.exists(&path) {
+        path = lost.join(format!("{name}@{offset}.{n}"));
+        n += 1;
+    }
+    Ok(path)
+}
+
+/// Save `bytes` durably under [`lost_found_path`] before recovery cuts them, so a repair never
+/// destroys evidence. Returns the path, or `None` when there is nothing to save.
 pub(crate) fn save_aside(
     fs: &SharedFs,
     dir: &Path,
@@ -150,15 +170,7 @@ pub(crate) fn save_aside(
     if bytes.is_empty() {
         return Ok(None);
     }
-    let lost = dir.join(LOST_FOUND_DIR);
-    crate::io::create_dir_durable(fs.as_ref(), &lost)
-        .map_err(|e| Error::io("create directory", &lost, e))?;
-    let mut path = lost.join(format!("{name}@{offset}"));
-    let mut n = 1;
-    while fs.exists(&path) {
-        path = lost.join(format!("{name}@{offset}.{n}"));
-        n += 1;
-    }
+    let path = lost_found_path(fs, dir, name, offset)?;
     let f = fs
         .create_new(&path)
         .map_err(|e| Error::io("create", &path, e))?;
@@ -166,6 +178,7 @@ pub(crate) fn save_aside(
         .map_err(|e| Error::io("write", &path, e))?;
     f.sync_data()
         .map_err(|e| Error::io("fdatasync", &path, e))?;
+    let lost = dir.join(LOST_FOUND_DIR);
     fs.sync_dir(&lost)
         .map_err(|e| Error::io("fsync directory", &lost, e))?;
     Ok(Some(path))

@@ -24,7 +24,9 @@ use crate::prealloc::Preallocator;
 use crate::reader::{
     file_name, list_files, FileScan, LogFile, Stop, WalReader, FILE_READ_BYTES_MAX,
 };
-use crate::tail::{looks_torn, meaningful_bytes, save_aside, TailKind, TailReport, LOST_FOUND_DIR};
+use crate::tail::{
+    looks_torn, lost_found_path, meaningful_bytes, save_aside, TailKind, TailReport, LOST_FOUND_DIR,
+};
 use crate::{Error, Lsn, Result};
 
 /// What [`Wal::open`] found and repaired.
@@ -248,9 +250,9 @@ impl Wal {
         let recovered = match files.last() {
             None => None,
             Some(last) => {
-                let (file, end, next, seed, version, t) = recover_last(&fs, dir, last, &options)?;
+                let (file, fe, t) = recover_last(&fs, dir, last, &options)?;
                 tail = t;
-                Some((file, last.path.clone(), end, next, seed, version))
+                Some((file, last.path.clone(), fe))
             }
         };
         // A log that ends at or below the checkpoint (lost or cut files) restarts past it:
@@ -258,18 +260,18 @@ impl Wal {
         // LSNs <= checkpoint). The older files hold only covered records.
         let restarted_after_checkpoint = recovered
             .as_ref()
-            .map_or(checkpoint > 0, |r| r.3 <= checkpoint);
+            .map_or(checkpoint > 0, |(_, _, fe)| fe.next_lsn <= checkpoint);
         let (file, path, offset, next_lsn, file_seed) = match recovered {
-            Some((file, path, end, next, seed, version))
-                if !restarted_after_checkpoint && version == crate::format::FORMAT_VERSION =>
+            Some((file, path, fe))
+                if !restarted_after_checkpoint && fe.version == crate::format::FORMAT_VERSION =>
             {
-                (file, path, end, next, seed)
+                (file, path, fe.end as u64, fe.next_lsn, fe.seed)
             }
             // A newest file of an older layout is left as it is (read, never appended to)
             // and a new one starts at the next LSN.
             r => {
                 let first_lsn = match r {
-                    Some(r) if !restarted_after_checkpoint => r.3,
+                    Some((_, _, fe)) if !restarted_after_checkpoint => fe.next_lsn,
                     _ => checkpoint + 1,
                 };
                 let nf = NewFile {
@@ -492,9 +494,9 @@ fn remove_temp_files(fs: &SharedFs, dir: &Path) -> Result<usize> {
     Ok(removed)
 }
 
-/// What recovery of the newest file gives: its handle, the end of valid data, the next LSN,
-/// its CRC seed, its layout version and the report of a bad tail.
-type Recovered = (Arc<dyn FileHandle>, u64, Lsn, u32, u32, Option<TailReport>);
+/// What recovery of the newest file gives: its handle, how it ends (after any cut) and the
+/// report of a bad tail.
+type Recovered = (Arc<dyn FileHandle>, FileEnd, Option<TailReport>);
 
 /// How one log file ends: after its last valid record (`end`, `next_lsn`), and what bad
 /// frame (if any) stops the scan there.
@@ -579,14 +581,13 @@ fn tail_report(
 /// Scan the newest file and act on a bad tail per the mode: a torn write is cut (its bytes
 /// saved to `lost+found` first); damage is an error unless `SetAside` (then cut the same way)
 /// or every record from it on is covered by the checkpoint (then nothing is cut: the caller
-/// starts a new file past the checkpoint). Returns the open handle, the end of valid data, the
-/// next LSN, the file's CRC seed and the report.
+/// starts a new file past the checkpoint).
 fn recover_last(fs: &SharedFs, dir: &Path, last: &LogFile, options: &Options) -> Result<Recovered> {
     let path = &last.path;
     let (file, buf) = read_log_file(fs, last, true)?;
     let fe = scan_file_end(&buf, last)?;
     let Some(mut report) = tail_report(&buf, last, &fe, options.checkpoint_lsn, None) else {
-        return Ok((file, fe.end as u64, fe.next_lsn, fe.seed, fe.version, None));
+        return Ok((file, fe, None));
     };
     let refuse = |report: &TailReport, advice: &str| {
         Err(Error::corruption(
@@ -601,14 +602,7 @@ fn recover_last(fs: &SharedFs, dir: &Path, last: &LogFile, options: &Options) ->
         _ if report.covered => {
             // Everything from the bad frame on is in the caller's checkpoint: leave the file
             // as it is (nothing is appended to it again) and lose nothing.
-            return Ok((
-                file,
-                fe.end as u64,
-                fe.next_lsn,
-                fe.seed,
-                fe.version,
-                Some(report),
-            ));
+            return Ok((file, fe, Some(report)));
         }
         (RecoveryMode::TolerateCorruptTail, TailKind::Damaged) => {
             return refuse(
@@ -620,26 +614,34 @@ fn recover_last(fs: &SharedFs, dir: &Path, last: &LogFile, options: &Options) ->
         }
         (RecoveryMode::TolerateCorruptTail, TailKind::Torn) | (RecoveryMode::SetAside, _) => {}
     }
-    let name = name_of(path);
-    report.saved_to = save_aside(
+    report.saved_to = cut_aside(fs, dir, last, &file, &buf, fe.end)?;
+    Ok((file, fe, Some(report)))
+}
+
+/// Save the bytes of `file` (held in `buf`) from `end` to `lost+found`, then cut the file at
+/// `end` durably. Returns where the bytes went (`None`: only zeros were cut).
+fn cut_aside(
+    fs: &SharedFs,
+    dir: &Path,
+    file: &LogFile,
+    handle: &Arc<dyn FileHandle>,
+    buf: &[u8],
+    end: usize,
+) -> Result<Option<PathBuf>> {
+    let saved = save_aside(
         fs,
         dir,
-        &name,
-        report.offset,
-        meaningful_bytes(&buf, fe.end),
+        &name_of(&file.path),
+        end as u64,
+        meaningful_bytes(buf, end),
     )?;
-    file.set_len(fe.end as u64)
-        .map_err(|e| Error::io("truncate bad tail", path, e))?;
-    file.sync_data()
-        .map_err(|e| Error::io("fdatasync", path, e))?;
-    Ok((
-        file,
-        fe.end as u64,
-        fe.next_lsn,
-        fe.seed,
-        fe.version,
-        Some(report),
-    ))
+    handle
+        .set_len(end as u64)
+        .map_err(|e| Error::io("truncate bad tail", &file.path, e))?;
+    handle
+        .sync_data()
+        .map_err(|e| Error::io("fdatasync", &file.path, e))?;
+    Ok(saved)
 }
 
 /// Open a log file (`writable` for recovery's cuts) and read it whole.
@@ -691,7 +693,6 @@ fn set_aside_older(
             i += 1;
             continue;
         }
-        let name = name_of(&f.path);
         let mut report =
             tail_report(&buf, f, &fe, checkpoint, Some(next.first_lsn)).unwrap_or(TailReport {
                 path: f.path.clone(),
@@ -706,24 +707,10 @@ fn set_aside_older(
                 ),
                 saved_to: None,
             });
-        report.saved_to = save_aside(
-            fs,
-            dir,
-            &name,
-            fe.end as u64,
-            meaningful_bytes(&buf, fe.end),
-        )?;
-        h.set_len(fe.end as u64)
-            .map_err(|e| Error::io("truncate bad tail", &f.path, e))?;
-        h.sync_data()
-            .map_err(|e| Error::io("fdatasync", &f.path, e))?;
+        report.saved_to = cut_aside(fs, dir, f, &h, &buf, fe.end)?;
         reports.push(report);
-        let lost = dir.join(LOST_FOUND_DIR);
-        crate::io::create_dir_durable(fs.as_ref(), &lost)
-            .map_err(|e| Error::io("create directory", &lost, e))?;
         for later in files.drain(i + 1..) {
-            let name = name_of(&later.path);
-            let to = lost.join(format!("{name}@0"));
+            let to = lost_found_path(fs, dir, &name_of(&later.path), 0)?;
             fs.rename(&later.path, &to)
                 .map_err(|e| Error::io("rename", &later.path, e))?;
             reports.push(TailReport {
@@ -737,6 +724,7 @@ fn set_aside_older(
                 saved_to: Some(to),
             });
         }
+        let lost = dir.join(LOST_FOUND_DIR);
         fs.sync_dir(&lost)
             .map_err(|e| Error::io("fsync directory", &lost, e))?;
         fs.sync_dir(dir)

@@ -449,6 +449,49 @@ fn set_aside_moves_later_files_past_damage_in_an_older_one() {
 }
 
 #[test]
+fn set_aside_never_replaces_what_lost_and_found_holds() {
+    let (fs, shared) = fault_fs();
+    let (wal, _) = Wal::open(shared.clone(), &dir(), small()).unwrap();
+    for i in 1..=200u64 {
+        wal.append_data(&payload(i, 100)).unwrap();
+    }
+    let files = wal.files();
+    drop(wal);
+    // An earlier repair left a file under the name this one would move the second log file to.
+    let name = files[1]
+        .path
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let earlier = dir().join("lost+found").join(format!("{name}@0"));
+    strata_wal::io::Fs::create_dir_all(&fs, &dir().join("lost+found")).unwrap();
+    fs.write_file_durable(&earlier, b"evidence of an earlier repair")
+        .unwrap();
+    fs.flip_bit(&files[0].path, 500, 1).unwrap();
+    let repair = Options {
+        recovery: RecoveryMode::SetAside,
+        ..small()
+    };
+    let (_wal, rec) = Wal::open(shared.clone(), &dir(), repair).unwrap();
+    assert_eq!(
+        fs.read_file(&earlier).unwrap(),
+        b"evidence of an earlier repair",
+        "a repair replaced lost+found evidence"
+    );
+    let moved = rec
+        .set_aside
+        .iter()
+        .find(|t| t.path == files[1].path)
+        .and_then(|t| t.saved_to.clone())
+        .unwrap();
+    assert_ne!(moved, earlier);
+    // The moved file is the whole second log file (it starts with the log magic).
+    assert_eq!(&fs.read_file(&moved).unwrap()[..8], b"STRATWAL");
+}
+
+#[test]
 fn damage_with_valid_records_after_it_is_never_taken_as_covered() {
     let (fs, shared) = fault_fs();
     let (wal, _) = Wal::open(shared.clone(), &dir(), small()).unwrap();
