@@ -4,8 +4,9 @@
 //! through an index of the terms it names instead (term → positions, one pass over the
 //! documents' terms), where an OR is the union of its terms' position lists, as on a segment.
 //! A small filter is cheaper document by document than building any index, so [`MemDocs`]
-//! picks by the filter's size, and builds the index (of every term) at most once per query —
-//! nested `(apply …)` expansions each evaluate a large OR over the same documents.
+//! picks by comparing the two costs on the documents at hand, and builds the index (of every
+//! term) at most once per query — nested `(apply …)` expansions each evaluate a large OR over
+//! the same documents.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,10 +22,6 @@ pub(crate) struct DocIndex<'a> {
     /// Term → positions in `docs`, ascending.
     postings: HashMap<&'a str, Vec<u32>>,
 }
-
-/// Filters with at most this many nodes are evaluated document by document: each costs a few
-/// binary searches per document, less than one pass that indexes every document's terms.
-const DIRECT_NODES_MAX: usize = 16;
 
 /// Nodes of `f` (terms, ranges and operators).
 fn nodes(f: &Filter) -> usize {
@@ -55,10 +52,16 @@ impl<'a> MemDocs<'a> {
         self.docs
     }
 
-    /// Positions of the documents matching `f`: document by document for a small filter,
-    /// through the term index (built once) for a large one.
+    /// Positions of the documents matching `f`: through the term index once it exists, or
+    /// when building it costs less than testing `f` on every document — a pass over every
+    /// document's terms against a pass over every document with each of `f`'s nodes, so the
+    /// index wins once `f` has more nodes than a document has terms on average.
     pub(crate) fn eval(&self, f: &Filter, deadline: &Deadline) -> Result<Bitset> {
-        if nodes(f) <= DIRECT_NODES_MAX {
+        let indexed = self.index.get().is_some() || {
+            let terms: usize = self.docs.iter().map(|d| d.terms.len()).sum();
+            nodes(f).saturating_mul(self.docs.len()) > terms
+        };
+        if !indexed {
             let mut b = Bitset::new(self.docs.len());
             for (i, d) in self.docs.iter().enumerate() {
                 deadline.check_every(i, "evaluating a filter over the memtable")?;
