@@ -669,11 +669,10 @@ pub struct RecoverArgs {
 /// files moved there — so the database opens again. Nothing is deleted.
 pub fn recover(a: &RecoverArgs) -> CliResult {
     check_is_db(&a.db)?;
-    let view = Db::open_read_only(&a.db, Options::default())?;
-    let at_risk: Vec<strata::wal::TailReport> =
-        view.recovery().lost_past_checkpoint().cloned().collect();
-    drop(view);
     let (done, report) = if a.dry_run {
+        // What a read-only open cannot see is what the repair would set aside.
+        let view = Db::open_read_only(&a.db, Options::default())?;
+        let at_risk = view.recovery().lost_past_checkpoint().cloned().collect();
         (false, at_risk)
     } else {
         let db = Db::open(
