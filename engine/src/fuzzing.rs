@@ -562,7 +562,7 @@ fn sim_files(
 /// The operator and disk faults of `strata crashsim` (kinds 4..=7), applied to the database
 /// after the power loss, and their oracle (`docs/durability.md`, "Faults and what recovery
 /// does"):
-/// - 4, a bit flipped in the last log record: recovery opens (the record is covered by the
+/// - 4, a bit flipped in one of the 24 bytes before the log's final trailer (the last record): recovery opens (the record is covered by the
 ///   checkpoint, or the damage looks torn and is cut: the state is then exactly the one before
 ///   that record) or refuses with a corruption error and changes nothing; the explicit repair
 ///   (`RecoveryMode::SetAside`) then opens at the state before the first record it set aside,
@@ -649,10 +649,14 @@ fn operator_fault_run(
             let Some(last) = bytes.iter().rposition(|&b| b != 0) else {
                 return;
             };
-            if last < 32 + 20 {
+            if last < 32 + 20 + 24 {
                 return; // no record in the newest file
             }
-            if fs.flip_bit(newest, last as u64, variant & 7).is_err() {
+            // The last non-zero byte is the last frame's trailer: flip a bit in one of the 24
+            // bytes before it — the last record's payload, or its header when the payload is
+            // short (a trailer flip alone could never look like a tear).
+            let at = last - 1 - usize::from(variant) % 24;
+            if fs.flip_bit(newest, at as u64, variant & 7).is_err() {
                 return;
             }
         }
