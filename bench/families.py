@@ -67,13 +67,14 @@ def families(base_tags, query_tags):
     for t in base_tags:
         for x in t:
             count[x] = count.get(x, 0) + 1
-    out = {k: [] for k in ("own corpus", "foreign corpus", "label", "own corpus AND NOT label",
+    out = {k: [] for k in ("unfiltered", "own corpus", "foreign corpus", "label", "own corpus AND NOT label",
                            "label OR a foreign corpus", "rarest own tag")}
     for t in query_tags:
         src, lab = source_of(t), label_of(t)
         foreign = sources[(sources.index(src) + 1) % len(sources)] if src in sources else None
         own = [x for x in t if x in count]
         rare = min(own, key=lambda x: (count[x], x)) if own else None
+        out["unfiltered"].append(("", lambda m: ~m(None)))
         out["own corpus"].append((src, lambda m, a=src: m(a)) if src else (None, None))
         out["foreign corpus"].append(
             (foreign, lambda m, a=foreign: m(a)) if foreign else (None, None))
@@ -114,6 +115,8 @@ def main():
     ap.add_argument("--strata", default="target/release/strata")
     ap.add_argument("--extra", default="", help="extra `strata query` arguments")
     ap.add_argument("--json")
+    ap.add_argument("--keep", help="write each family's filter file into this directory")
+    ap.add_argument("--only", help="run only the families whose name contains this")
     args = ap.parse_args()
     name = os.path.basename(os.path.normpath(args.data))
     base, queries = fvecs(os.path.join(args.data, "base.fvecs")), fvecs(
@@ -127,13 +130,15 @@ def main():
     def tag_mask(tag):
         """Rows carrying `tag`, as a boolean array (built once per tag)."""
         if tag not in masks:
-            masks[tag] = np.fromiter((tag in s for s in base_tags), dtype=bool,
+            masks[tag] = np.fromiter((tag is not None and tag in s for s in base_tags), dtype=bool,
                                      count=len(base_tags))
         return masks[tag]
 
     tmp = tempfile.mkdtemp()
     rows = []
     for fam, per_query in families(base_tags, query_tags).items():
+        if args.only and args.only not in fam:
+            continue
         gts = []
         for qi, (text, admit) in enumerate(per_query):
             if text is None:
@@ -143,7 +148,9 @@ def main():
             col = np.where(mask, sims[:, qi], -np.inf)
             top = np.argsort(-col, kind="stable")[:10]
             gts.append({int(j) for j in top if np.isfinite(col[j])})
-        ffile = os.path.join(tmp, "filters.txt")
+        ffile = os.path.join(args.keep or tmp, fam.replace(" ", "_") + ".txt")
+        if args.keep:
+            os.makedirs(args.keep, exist_ok=True)
         with open(ffile, "w") as f:
             f.write("\n".join(t or "" for t, _ in per_query) + "\n")
         cmd = [args.strata, "query", db, "--vectors", os.path.join(args.data, "query.fvecs"),
@@ -153,6 +160,7 @@ def main():
         wall = time.time() - t0
         hit = tot = low = n = 0
         plans = {}
+        predicted = []
         for line in out.splitlines():
             r = json.loads(line)
             g = gts[r["query"]]
@@ -165,11 +173,16 @@ def main():
             for e in r["stats"]["explain"]:
                 if e["segment"] is not None:
                     plans[e["plan"]] = plans.get(e["plan"], 0) + 1
+                    if e.get("predicted_recall") is not None:
+                        predicted.append(e["predicted_recall"])
         row = {"family": fam, "queries": n, "recall": hit / max(tot, 1),
-               "below_085": low / max(n, 1), "seconds": wall, "plans": plans}
+               "below_085": low / max(n, 1), "seconds": wall, "plans": plans,
+               "predicted": sum(predicted) / len(predicted) if predicted else None}
         rows.append(row)
+        pred = f"{row['predicted']:.3f}" if row["predicted"] is not None else "-"
         print(f"{fam:<28} {n:>5} queries  recall@10 {row['recall']:.4f}  "
-              f"below 0.85 {100 * row['below_085']:5.1f} %  {wall:6.2f} s  {plans}", flush=True)
+              f"below 0.85 {100 * row['below_085']:5.1f} %  {wall:6.2f} s  predicted {pred}  "
+              f"{plans}", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"data": args.data, "db": db, "extra": args.extra, "rows": rows}, f, indent=1)

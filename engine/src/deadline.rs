@@ -14,7 +14,6 @@ pub(crate) struct Deadline {
 
 impl Deadline {
     /// No deadline.
-    #[cfg(test)]
     pub(crate) fn none() -> Deadline {
         Deadline::at(None)
     }

@@ -29,13 +29,14 @@ pub fn filter_parse(data: &[u8]) {
     }
 }
 
-/// First byte picks a decoder (WAL batch, schema, manifest, deletion bitmap); the rest is input.
+/// First byte picks a decoder (WAL batch, schema, manifest, deletion bitmap, calibration
+/// section); the rest is input.
 pub fn small_decoders(data: &[u8]) {
     let Some((which, rest)) = data.split_first() else {
         return;
     };
     let schema = fuzz_schema();
-    match which % 4 {
+    match which % 5 {
         0 => {
             if let Ok(ops) = crate::batch::decode(rest, &schema) {
                 let enc = crate::batch::encode(&ops, &schema, crate::limits::BATCH_BYTES_MAX).ok();
@@ -56,9 +57,15 @@ pub fn small_decoders(data: &[u8]) {
                 assert_eq!(Manifest::decode(&m.encode()).ok(), Some(m));
             }
         }
-        _ => {
+        3 => {
             let n = rest.first().copied().unwrap_or(0) as usize;
             let _ = crate::segment::deletes::decode(rest.get(1..).unwrap_or_default(), n);
+        }
+        _ => {
+            use crate::query::calibrated::Calibration;
+            if let Ok(c) = Calibration::decode(rest) {
+                assert_eq!(Calibration::decode(&c.encode()).ok(), Some(c));
+            }
         }
     }
 }

@@ -39,6 +39,7 @@ pub mod manifest;
 mod memtable;
 pub mod meta;
 mod mmap;
+mod query;
 mod retire;
 mod schema;
 mod search;

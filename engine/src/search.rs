@@ -85,6 +85,12 @@ impl Query {
         self
     }
 
+    /// The recall@k to reach (see [`crate::SearchParams::recall`]).
+    pub fn with_recall(mut self, recall: f64) -> Query {
+        self.ann.recall = recall;
+        self
+    }
+
     /// Sectors read per hop of the graph search.
     /// Force a plan on every indexed segment (benchmarks, tests): see
     /// [`crate::SearchParams::plan`].
@@ -139,6 +145,12 @@ impl Query {
                 "search list {} exceeds the bound {}",
                 self.ann.list,
                 crate::limits::SEARCH_LIST_MAX
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.ann.recall) {
+            return Err(Error::invalid(format!(
+                "recall {} is outside 0..=1",
+                self.ann.recall
             )));
         }
         if let Some(r) = self.radius {

@@ -7,9 +7,9 @@
 //!   and equals brute force when it ran exactly;
 //! - every result matches the filter.
 //!
-//! The plan each filter's queries got — graph, filter-first or partition, the cost model's call,
-//! deterministic given the counts — is compared with `fixtures/planner-plans.txt`, so a change
-//! in the chooser shows as a diff (`STRATA_REGEN_PLANS=1` rewrites it after a deliberate one).
+//! The planner's choices are calibrated (each segment measured its plans' recall and time when
+//! its index was built), so they depend on the machine's timings: the plan each filter's
+//! queries got is printed (`--nocapture`), not pinned; the recall bounds are what must hold.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -233,16 +233,5 @@ fn planner_oracle_over_random_filters() {
     eprintln!(
         "overall recall {:.4}\n{record}",
         hit_all as f64 / total_all as f64
-    );
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/planner-plans.txt");
-    if std::env::var("STRATA_REGEN_PLANS").ok().as_deref() == Some("1") {
-        std::fs::write(&path, &record).unwrap();
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_default();
-    assert_eq!(
-        record, expected,
-        "the planner's choices changed (STRATA_REGEN_PLANS=1 rewrites {} after a deliberate change)",
-        path.display()
     );
 }

@@ -1041,7 +1041,7 @@ impl DiskIndex {
 
     /// The graph node of segment ordinal `ord`, if that document has a vector.
     #[inline]
-    fn node_of(&self, ord: usize) -> Option<u32> {
+    pub(crate) fn node_of(&self, ord: usize) -> Option<u32> {
         if self.ordinals.is_empty() {
             return (ord < self.n).then_some(ord as u32);
         }
@@ -1049,7 +1049,7 @@ impl DiskIndex {
     }
 
     #[inline]
-    fn ordinal(&self, node: u32) -> usize {
+    pub(crate) fn ordinal(&self, node: u32) -> usize {
         if self.ordinals.is_empty() {
             node as usize
         } else {
@@ -1325,6 +1325,51 @@ impl DiskIndex {
             })
             .collect();
         NodeOrder { bits, per_list }
+    }
+
+    /// How concentrated a filter's `matches` (numbered as nodes) are near `q`, at two scales:
+    /// for each divisor `d` of `divs`, their share among the members of the lists nearest `q`
+    /// (by centroid) that together hold at least `nodes / d` members, over their share among
+    /// all nodes, smoothed by one (`(local + 1) / (expected + 1)`) so that a small sample does
+    /// not read as 0 or ∞. `divs` largest first (finest scale first). `None` without
+    /// partitions.
+    pub(crate) fn local_density(
+        &self,
+        q: &[f32],
+        by_node: &NodeOrder,
+        matches: u64,
+        divs: [u32; 2],
+    ) -> Option<[f64; 2]> {
+        let lists = self.partitions();
+        if lists == 0 || self.n == 0 {
+            return None;
+        }
+        let mut qs = Vec::new();
+        to_space(self.metric, q, &mut qs);
+        let mut cdist = vec![0.0f32; lists];
+        super::simd::distances_soa(&qs, &self.centroids, &mut cdist, self.space == Space::Ip);
+        let mut order: Vec<(f32, usize)> = cdist.into_iter().zip(0..lists).collect();
+        order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let mut out = [1.0f64; 2];
+        let (mut members, mut local, mut scale) = (0usize, 0u64, 0usize);
+        for &(_, p) in &order {
+            let lo = self.offsets.get(p).copied().unwrap_or(0) as usize;
+            let hi = (self.offsets.get(p + 1).copied().unwrap_or(0) as usize).max(lo);
+            members += hi - lo;
+            local += u64::from(by_node.per_list.get(p).copied().unwrap_or(0));
+            while let (Some(&d), Some(slot)) = (divs.get(scale), out.get_mut(scale)) {
+                if members < (self.n / d.max(1) as usize).max(1) {
+                    break;
+                }
+                let expected = members as f64 * matches as f64 / self.n as f64;
+                *slot = (local as f64 + 1.0) / (expected + 1.0);
+                scale += 1;
+            }
+            if scale >= divs.len() {
+                break;
+            }
+        }
+        Some(out)
     }
 
     /// The partition plan: walk the lists nearest `q` (by centroid), nearest first, scoring
@@ -1664,7 +1709,8 @@ impl DiskIndex {
         stats: &mut QueryStats,
     ) -> Result<Vec<(f32, usize)>> {
         let bytes: &[u8] = file;
-        let l = params.list.max(k).max(1);
+        // List 0 (a query that left it to the planner): the uncalibrated default.
+        let l = crate::query::plan::effort_list(params.list).max(k).max(1);
         let w = params.beam_width.clamp(1, 64);
         to_space(self.metric, q, &mut sc.qs);
         let table = self

@@ -104,6 +104,11 @@ pub struct AnnOptions {
     /// measured recall 0.74 in the planner oracle at low dimension); the planner work that
     /// calibrates those rules makes it the default.
     pub warm: bool,
+    /// Calibrate each index when it is built (default true): the planner's measurements of
+    /// recall and time per plan and effort on the segment's own vectors and filters, taking
+    /// at most a tenth of the index build's time (`docs/format.md`, "Calibration section").
+    /// Without one, a segment is planned by the uncalibrated cost model.
+    pub calibrate: bool,
 }
 
 impl Default for AnnOptions {
@@ -118,6 +123,7 @@ impl Default for AnnOptions {
             memory_budget_bytes: 256 << 20,
             partitions: None,
             warm: true,
+            calibrate: true,
         }
     }
 }
@@ -146,11 +152,15 @@ impl AnnOptions {
 }
 
 /// Per-query search knobs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SearchParams {
-    /// Candidate list size `L_search` (raised to `k` if smaller): larger = better recall,
-    /// slower. Default 128 (d/4-byte PQ codes on hard, high-intrinsic-dimension data need
-    /// about that for recall@10 >= 0.95; easier data gets there with less).
+    /// The recall@k the query asks for, in `0.0..=1.0` (default 0.95): on every segment with
+    /// a calibration the planner picks the cheapest plan and effort whose measured recall
+    /// reaches it (1.0: exact). `explain` reports the recall predicted for the plan chosen.
+    pub recall: f64,
+    /// Expert override: the candidate list `L_search` of the graph (raised to `k` if
+    /// smaller), which also sets the partition walk's effort; larger = better recall, slower.
+    /// 0 (the default) lets `recall` decide; segments without a calibration then use 128.
     pub list: usize,
     /// Sectors fetched per hop. Default 4.
     pub beam_width: usize,
@@ -182,7 +192,8 @@ pub enum PlanHint {
 impl Default for SearchParams {
     fn default() -> Self {
         SearchParams {
-            list: 128,
+            recall: 0.95,
+            list: 0,
             beam_width: 4,
             exact: false,
             plan: PlanHint::Auto,
@@ -226,7 +237,7 @@ pub enum Plan {
 }
 
 /// What one segment did for a query (`explain`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SegmentExplain {
     /// Segment id; `None` for the memtables.
     pub segment: Option<u64>,
@@ -251,6 +262,13 @@ pub struct SegmentExplain {
     pub members_scanned: u64,
     /// Time spent on this segment.
     pub micros: u64,
+    /// The recall@k the segment's calibration predicted for the plan it chose (`None`: the
+    /// segment has no calibration, or the query set an explicit list or plan).
+    pub predicted_recall: Option<f64>,
+    /// How concentrated the filter's matches are near the query, as the calibrated planner
+    /// measured it (share among the nearest partitions' members over the share overall: 1
+    /// spread like the data, below 1 anti-correlated; `None`: not measured).
+    pub local_density: Option<[f64; 2]>,
 }
 
 /// Matching documents of a filter on one segment, estimated before it is evaluated:
@@ -330,7 +348,7 @@ impl Estimate {
 }
 
 /// What a query cost (summed over segments), and per segment what ran.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct QueryStats {
     /// Segments answered by the graph.
     pub graph_segments: u32,

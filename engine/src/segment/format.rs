@@ -38,10 +38,13 @@ pub enum SectionKind {
     AnnCodes = 7,
     /// ANN graph: 4 KiB sectors of node records, per-sector CRCs (optional, with 7).
     AnnGraph = 8,
+    /// The planner's calibration: recall and time per plan and effort, measured on the
+    /// segment's own vectors and filters (optional, with 7 and 8).
+    Calibration = 9,
 }
 
 impl SectionKind {
-    pub(crate) const ALL: [SectionKind; 8] = [
+    pub(crate) const ALL: [SectionKind; 9] = [
         SectionKind::Keys,
         SectionKind::Docs,
         SectionKind::Vectors,
@@ -50,6 +53,7 @@ impl SectionKind {
         SectionKind::Bloom,
         SectionKind::AnnCodes,
         SectionKind::AnnGraph,
+        SectionKind::Calibration,
     ];
 
     /// File alignment of the section's first byte.

@@ -64,6 +64,9 @@ pub(crate) struct Segment {
     bloom: Option<Bloom>,
     cache: Option<Arc<BlockCache>>,
     ann: Option<DiskIndex>,
+    /// What the planner measured about this segment when its index was built (`None`:
+    /// written before calibration existed, or not indexed).
+    calibration: Option<crate::query::calibrated::Calibration>,
     /// Memory charged to the database's ANN budget (returned on drop).
     ann_charge: Option<(Arc<AnnBudget>, usize)>,
     /// Removes the file when the last holder drops a retired segment (`None` for segments
@@ -268,7 +271,8 @@ impl Segment {
         if crc32fast::hash(table) != table_crc {
             return Err(err("section table checksum mismatch".into()));
         }
-        let mut ranges: [Option<(usize, usize)>; 8] = [None; 8];
+        let mut ranges: [Option<(usize, usize)>; SectionKind::ALL.len()] =
+            [None; SectionKind::ALL.len()];
         for e in table.chunks_exact(TABLE_ENTRY_BYTES) {
             let kind = le_u32(e, 0).unwrap_or(0);
             let crc = le_u32(e, 4).unwrap_or(0);
@@ -477,9 +481,22 @@ impl Segment {
             }
             _ => return Err(err("one ANN section without the other".into())),
         };
+        let calibration = match ranges.get(8).copied().flatten() {
+            None => None,
+            Some(_) if ann.is_none() => {
+                return Err(err("a calibration section without an index".into()))
+            }
+            Some((at, len)) => Some(
+                crate::query::calibrated::Calibration::decode(
+                    b.get(at..at + len).unwrap_or_default(),
+                )
+                .map_err(err)?,
+            ),
+        };
 
         let mut s = Segment {
             ann,
+            calibration,
             ann_charge: None,
             retire: None,
             version,
@@ -535,6 +552,21 @@ impl Segment {
 
     pub(crate) fn ann(&self) -> Option<&DiskIndex> {
         self.ann.as_ref()
+    }
+
+    /// The segment's calibration, if it has one.
+    pub(crate) fn calibration(&self) -> Option<&crate::query::calibrated::Calibration> {
+        self.calibration.as_ref()
+    }
+
+    /// The schema the segment was opened with.
+    pub(crate) fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// The file's bytes back (a segment opened from bytes being written, to append to them).
+    pub(crate) fn take_bytes(mut self) -> FileBytes {
+        std::mem::replace(&mut self.bytes, FileBytes::Owned(Vec::new()))
     }
 
     /// The file's bytes (graph search reads sectors from them).

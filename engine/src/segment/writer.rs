@@ -8,8 +8,10 @@ use strata_wal::io::SharedFs;
 
 use super::bitset::Bitset;
 use super::format::*;
+use super::reader::Segment;
 use crate::ann::disk::ReuseGraph;
 use crate::batch::encode_doc_with;
+use crate::mmap::FileBytes;
 use crate::{AnnOptions, Document, Error, Result, Schema};
 
 fn u32_of(n: usize, what: &str) -> Result<u32> {
@@ -201,6 +203,7 @@ pub(crate) fn encode_segment_with(
             super::bloom::encode(docs.iter().map(|d| d.key.as_slice())),
         ),
     ];
+    let mut calibrate_within = None;
     if let Some(opts) = ann {
         let rows: Vec<(u32, &[f32])> = docs
             .iter()
@@ -217,6 +220,12 @@ pub(crate) fn encode_segment_with(
                 progress,
             )?;
             log::debug!("ANN build of {} vectors: {:?}", rows.len(), built.phases);
+            // Calibration may take a tenth of the index build (the bound on what it
+            // adds to build time), after a minimum number of queries.
+            let build_secs: f64 = built.phases.iter().map(|(_, s)| s).sum();
+            calibrate_within = opts
+                .calibrate
+                .then(|| std::time::Duration::from_secs_f64(build_secs / 10.0));
             sections.push((SectionKind::AnnCodes, built.codes));
             sections.push((SectionKind::AnnGraph, built.graph));
         }
@@ -260,7 +269,68 @@ pub(crate) fn encode_segment_with(
     let crc = crc32fast::hash(&footer);
     footer.extend_from_slice(&crc.to_le_bytes());
     out.extend_from_slice(&footer);
-    Ok(out)
+    let Some(budget) = calibrate_within else {
+        return Ok(out);
+    };
+    // Calibrate on the segment as it will be read (opened from these bytes, fully verified),
+    // then append the section.
+    let path = std::path::Path::new("<segment being written>");
+    let seg = Segment::from_bytes(FileBytes::Owned(out), path, 0, Arc::new(schema.clone()))?;
+    let opts = crate::query::calibrate::CalibrateOptions {
+        budget,
+        ..Default::default()
+    };
+    let cal = crate::query::calibrate::calibrate(&seg, &opts)?;
+    let FileBytes::Owned(out) = seg.take_bytes() else {
+        return Err(crate::Error::invalid("segment bytes were not owned"));
+    };
+    match cal {
+        Some(cal) => append_section(out, SectionKind::Calibration, &cal.encode()),
+        None => Ok(out),
+    }
+}
+
+/// `file` (a whole segment) with one more section: written where the table was, the table
+/// and footer rewritten after it.
+fn append_section(mut file: Vec<u8>, kind: SectionKind, body: &[u8]) -> Result<Vec<u8>> {
+    let bad = |what: &str| crate::Error::invalid(format!("appending a section: {what}"));
+    let fstart = file
+        .len()
+        .checked_sub(FOOTER_BYTES)
+        .ok_or_else(|| bad("no footer"))?;
+    let footer = file.get(fstart..).ok_or_else(|| bad("no footer"))?.to_vec();
+    let count = le_u32(&footer, 12).ok_or_else(|| bad("footer"))? as usize;
+    let table_at = le_u64(&footer, 16).ok_or_else(|| bad("footer"))? as usize;
+    let mut table = file
+        .get(table_at..fstart)
+        .ok_or_else(|| bad("table"))?
+        .to_vec();
+    file.truncate(table_at);
+    pad_to(&mut file, kind.align());
+    let crc_len = crate::ann::disk::table_crc_bytes(kind as u32, body.len());
+    table.extend_from_slice(&(kind as u32).to_le_bytes());
+    table
+        .extend_from_slice(&crc32fast::hash(body.get(..crc_len).unwrap_or_default()).to_le_bytes());
+    table.extend_from_slice(&(file.len() as u64).to_le_bytes());
+    table.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    file.extend_from_slice(body);
+    pad_to(&mut file, 8);
+    let table_offset = file.len() as u64;
+    file.extend_from_slice(&table);
+    let mut new_footer = footer;
+    new_footer.truncate(FOOTER_BYTES - 4);
+    let mut put = |at: usize, v: &[u8]| {
+        if let Some(dst) = new_footer.get_mut(at..at + v.len()) {
+            dst.copy_from_slice(v);
+        }
+    };
+    put(12, &u32_of(count + 1, "section count")?.to_le_bytes());
+    put(16, &table_offset.to_le_bytes());
+    put(24, &crc32fast::hash(&table).to_le_bytes());
+    let crc = crc32fast::hash(&new_footer);
+    new_footer.extend_from_slice(&crc.to_le_bytes());
+    file.extend_from_slice(&new_footer);
+    Ok(file)
 }
 
 /// Write a segment file durably (temp file, fsync, rename, directory fsync), its graph

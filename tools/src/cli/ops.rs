@@ -89,7 +89,12 @@ pub struct QueryArgs {
     /// Only results within this distance (natural units, see --json).
     #[arg(long)]
     radius: Option<f32>,
-    /// Graph candidate list size (L_search).
+    /// The recall@k to reach (0..=1): on every calibrated segment the planner picks the
+    /// cheapest plan whose measured recall reaches it (1: exact).
+    #[arg(long, default_value_t = 0.95)]
+    recall: f64,
+    /// Expert override: the graph's candidate list size (L_search), which also sets the
+    /// partition walk's effort; the planner then uses its uncalibrated cost model.
     #[arg(long)]
     list: Option<usize>,
     /// Force a plan on every indexed segment (a plan a segment cannot run falls back to
@@ -136,6 +141,8 @@ pub fn stats_json(s: &QueryStats) -> Value {
                    "list": e.list,
                    "nodes_visited": e.nodes_visited, "sectors_read": e.sectors_read,
                    "lists_probed": e.lists_probed, "members_scanned": e.members_scanned,
+                   "predicted_recall": e.predicted_recall,
+                   "local_density": e.local_density,
                    "micros": e.micros})
         })
         .collect();
@@ -176,8 +183,15 @@ pub fn print_explain(st: &QueryStats, indent: &str) {
         } else {
             String::new()
         };
+        let predicted = e
+            .predicted_recall
+            .map_or(String::new(), |r| format!(", predicted recall {r:.3}"));
+        let predicted = match e.local_density {
+            Some([f, c]) => format!("{predicted}, local density {f:.2} / {c:.2}"),
+            None => predicted,
+        };
         println!(
-            "{indent}  explain {what}: {:?} ({} docs{matches}), list {}, {} nodes{lists}, {} sectors, {} µs",
+            "{indent}  explain {what}: {:?} ({} docs{matches}), list {}, {} nodes{lists}, {} sectors{predicted}, {} µs",
             e.plan, e.documents, e.list, e.nodes_visited, e.sectors_read, e.micros
         );
     }
@@ -269,6 +283,7 @@ pub fn query(a: &QueryArgs) -> CliResult {
         if let Some(l) = a.list {
             q = q.with_search_list(l);
         }
+        q = q.with_recall(a.recall);
         q = q.with_plan(a.plan.hint());
         if let Some(ms) = a.timeout_ms {
             q = q.with_timeout(std::time::Duration::from_millis(ms));

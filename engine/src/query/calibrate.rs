@@ -1,0 +1,399 @@
+//! Measuring a segment's calibration (see `calibrated.rs` for what it holds and how the
+//! planner uses it): its own vectors as queries, filters from its own terms and attributes
+//! across selectivity and correlation with the query's region, exact ground truth, and every
+//! plan run at growing effort until it finds all `k`, costs more than the exact plan, or has no
+//! effort left to add.
+
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+
+use super::calibrated::{
+    walk_want, Calibration, Curve, Sample, CODES, FULL_BEFORE, GRAPH, PARTITION, PLANS,
+};
+use super::exec::{self, Target};
+use crate::ann::QueryStats;
+use crate::deadline::Deadline;
+use crate::distance::distance;
+use crate::segment::bitset::Bitset;
+use crate::segment::Segment;
+use crate::{Filter, Result, SearchParams};
+
+/// Matches the exact plan is timed on per sample (a prefix in ordinal order, the order it
+/// reads them in).
+const EXACT_PROBE: usize = 1024;
+
+/// How a calibration is measured.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CalibrateOptions {
+    /// The `k` the recall is measured at (the default query's).
+    pub k: usize,
+    /// Effort levels per plan: efforts `k · 2^0 … k · 2^(levels−1)`.
+    pub levels: usize,
+    /// Query vectors sampled at most, and at least (when the segment has them).
+    pub queries_max: usize,
+    pub queries_min: usize,
+    /// Time after which no further round of queries starts (once `queries_min` are done).
+    pub budget: Duration,
+    pub seed: u64,
+    /// `c` counts the nearest lists holding `nodes / local_div` members (fine, coarse): with
+    /// the default √n lists of √n members, at 28k–1M nodes n/256 is 1–4 lists, n/32 5–31.
+    pub local_div: [u32; 2],
+}
+
+impl Default for CalibrateOptions {
+    fn default() -> Self {
+        CalibrateOptions {
+            k: 10,
+            // k · 2^11 = 20,480 at k 10: past it the exact plan is cheaper on every segment
+            // the calibration runs on (it stops a plan's levels there anyway).
+            levels: 12,
+            queries_max: 64,
+            queries_min: 16,
+            budget: Duration::from_secs(3600),
+            seed: 0xCA11,
+            local_div: [256, 32],
+        }
+    }
+}
+
+/// Measure `seg`'s calibration (`None`: no index, or too few vectors to sample).
+pub(crate) fn calibrate(seg: &Segment, opts: &CalibrateOptions) -> Result<Option<Calibration>> {
+    let Some(idx) = seg.ann() else {
+        return Ok(None);
+    };
+    let k = opts.k.max(1);
+    let nodes = idx.len();
+    if nodes <= 2 * k {
+        return Ok(None);
+    }
+    let started = Instant::now();
+    let mut rng = StdRng::seed_from_u64(opts.seed);
+    // Distinct query nodes, in a random order.
+    let want = opts.queries_max.min(nodes / 4).max(1);
+    let mut picked = std::collections::BTreeSet::new();
+    let mut order = Vec::with_capacity(want);
+    while order.len() < want {
+        let node = rng.gen_range(0..nodes as u32);
+        if picked.insert(node) {
+            order.push((idx.ordinal(node), rng.gen::<u64>()));
+        }
+    }
+    let round = rayon::current_num_threads().max(1) * 2;
+    let mut samples = Vec::new();
+    let (mut ns_sum, mut ns_n) = (0.0f64, 0usize);
+    let mut done = 0usize;
+    for chunk in order.chunks(round) {
+        if done >= opts.queries_min && started.elapsed() >= opts.budget {
+            break;
+        }
+        let measured: Vec<Result<(Vec<Sample>, f64)>> = chunk
+            .par_iter()
+            .map(|&(qo, seed)| measure_query(seg, qo, seed, opts))
+            .collect();
+        for m in measured {
+            let (s, ns) = m?;
+            samples.extend(s);
+            ns_sum += ns;
+            ns_n += 1;
+        }
+        done += chunk.len();
+    }
+    log::info!(
+        "calibration: {} samples from {done} queries in {:.2} s (budget {:.2} s)",
+        samples.len(),
+        started.elapsed().as_secs_f64(),
+        opts.budget.as_secs_f64()
+    );
+    Ok(Some(Calibration {
+        k: k as u32,
+        levels: opts.levels,
+        exact_ns: (ns_sum / ns_n.max(1) as f64) as f32,
+        local_div: opts.local_div,
+        samples,
+    }))
+}
+
+/// One query ordinal `qo`: its samples, and the time of one exact distance.
+fn measure_query(
+    seg: &Segment,
+    qo: usize,
+    seed: u64,
+    opts: &CalibrateOptions,
+) -> Result<(Vec<Sample>, f64)> {
+    let Some(idx) = seg.ann() else {
+        return Ok((Vec::new(), 0.0));
+    };
+    let k = opts.k.max(1);
+    let metric = seg.schema().metric;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut q = Vec::new();
+    if !seg.vector_into(qo, &mut q) {
+        return Ok((Vec::new(), 0.0));
+    }
+    // Exact distances to every vector (the ground truth), timed as the exact plan scores.
+    let n = seg.len();
+    let t = Instant::now();
+    let mut dist = vec![f32::INFINITY; n];
+    let mut v = Vec::new();
+    let mut scored = 0usize;
+    for (i, d) in dist.iter_mut().enumerate() {
+        if i != qo && seg.vector_into(i, &mut v) {
+            *d = distance(metric, &q, &v);
+            scored += 1;
+        }
+    }
+    let exact_ns = t.elapsed().as_nanos() as f64 / scored.max(1) as f64;
+    let at = |i: usize| dist.get(i).copied().unwrap_or(f32::INFINITY);
+    let mut by_dist: Vec<usize> = (0..n).filter(|&i| at(i).is_finite()).collect();
+    by_dist.sort_unstable_by(|&a, &b| at(a).total_cmp(&at(b)).then(a.cmp(&b)));
+    let near: Vec<usize> = by_dist.iter().copied().take(50).collect();
+    let far: Vec<usize> = by_dist
+        .get(by_dist.len() / 2..)
+        .unwrap_or_default()
+        .to_vec();
+    let mut filters: Vec<Option<Filter>> = vec![None];
+    filters.extend(
+        draw_filters(seg, &near, &far, &mut rng)?
+            .into_iter()
+            .map(Some),
+    );
+
+    let mut me = Bitset::new(n);
+    me.set(qo);
+    let target = Target {
+        seg,
+        idx,
+        metric,
+        q: &q,
+        k,
+    };
+    let mut out = Vec::new();
+    // Filters that select the same documents (a far corpus drawn twice, `(not own-corpus)`
+    // of a two-corpus set) are one sample: copies would count as independent evidence.
+    let mut seen = std::collections::HashSet::new();
+    for f in &filters {
+        let bits = match f {
+            Some(f) => {
+                let mut b = seg.eval(f);
+                b.and_not_with(&me);
+                if !seen.insert(b.to_le_bytes()) {
+                    continue;
+                }
+                Some(b)
+            }
+            None => None,
+        };
+        let admits = |i: usize| i != qo && bits.as_ref().is_none_or(|b| b.get(i));
+        // The true k nearest matches.
+        let truth: Vec<usize> = by_dist
+            .iter()
+            .copied()
+            .filter(|&i| admits(i))
+            .take(k)
+            .collect();
+        if truth.len() < k {
+            continue; // too few matches: every plan answers such a filter exactly
+        }
+        let matches = match &bits {
+            Some(b) => b.iter().filter(|&i| idx.node_of(i).is_some()).count(),
+            None => idx.len().saturating_sub(1),
+        };
+        let by_node = bits.as_ref().map(|b| idx.to_node_order(b));
+        let c = match &by_node {
+            Some(bn) => idx
+                .local_density(&q, bn, matches as u64, opts.local_div)
+                .unwrap_or([1.0; 2]),
+            None => [1.0; 2],
+        };
+        // The exact plan on (a prefix of) these matches, in their own access pattern.
+        let exact_per = match &bits {
+            None => exact_ns,
+            Some(b) => {
+                let mut prefix = Bitset::new(n);
+                let mut took = 0usize;
+                for i in b.iter().take(EXACT_PROBE) {
+                    prefix.set(i);
+                    took += 1;
+                }
+                let probe = exec::Exact {
+                    seg,
+                    metric,
+                    q: &q,
+                    k,
+                    radius: None,
+                };
+                let t = Instant::now();
+                probe.run(
+                    &prefix,
+                    &|_| false,
+                    &Deadline::none(),
+                    &mut QueryStats::default(),
+                )?;
+                t.elapsed().as_nanos() as f64 / took.max(1) as f64
+            }
+        };
+        let exact_cost = exact_per * matches as f64;
+        let found = |got: &[(f32, usize)]| {
+            got.iter()
+                .take(k)
+                .filter(|(_, i)| truth.contains(i))
+                .count() as u8
+        };
+        let mut curves: [Curve; PLANS] = std::array::from_fn(|_| Curve::not_run(opts.levels));
+        // Each plan, effort k·2^level, until it finds all k, costs more than exact, or has
+        // no effort left to add.
+        let mut run = |plan: usize,
+                       most: usize,
+                       go: &mut dyn FnMut(usize) -> Result<Vec<(f32, usize)>>|
+         -> Result<()> {
+            let Some(curve) = curves.get_mut(plan) else {
+                return Ok(());
+            };
+            for level in 0..opts.levels {
+                let effort = k.saturating_mul(1 << level);
+                let t = Instant::now();
+                let got = go(effort)?;
+                let ns = t.elapsed().as_nanos().min(u128::from(u32::MAX)) as u32;
+                let f = found(&got);
+                if let (Some(cf), Some(cn)) = (curve.found.get_mut(level), curve.ns.get_mut(level))
+                {
+                    *cf = f;
+                    *cn = ns;
+                }
+                if usize::from(f) >= k || effort >= most {
+                    for x in curve.found.iter_mut().skip(level + 1) {
+                        *x = FULL_BEFORE;
+                    }
+                    break;
+                }
+                if f64::from(ns) > 1.5 * exact_cost {
+                    break; // later levels stay NOT_RUN
+                }
+            }
+            Ok(())
+        };
+        let mut stats = QueryStats::default();
+        run(GRAPH, idx.len(), &mut |list| {
+            let params = SearchParams {
+                list,
+                ..SearchParams::default()
+            };
+            exec::graph(target, &params, &admits, 0.0, &mut stats)
+        })?;
+        if idx.partitions() > 0 {
+            run(PARTITION, matches, &mut |effort| {
+                Ok(exec::partition(
+                    target,
+                    walk_want(k, effort),
+                    1,
+                    by_node.as_ref(),
+                    Some(&me),
+                    None,
+                    &mut stats,
+                )
+                .0)
+            })?;
+        }
+        if let Some(b) = &bits {
+            run(CODES, matches, &mut |pool| {
+                Ok(exec::codes(
+                    target,
+                    pool,
+                    &mut b.iter(),
+                    &admits,
+                    &mut stats,
+                ))
+            })?;
+        }
+        out.push(Sample {
+            s: (matches as f64 / idx.len().max(1) as f64).clamp(f64::MIN_POSITIVE, 1.0) as f32,
+            c: c.map(|x| x as f32),
+            matches: u32::try_from(matches).unwrap_or(u32::MAX),
+            filtered: bits.is_some(),
+            exact_ns: exact_per as f32,
+            curves,
+        });
+    }
+    Ok((out, exact_ns))
+}
+
+/// Filters for one calibration query, from the terms of documents `near` it (correlated),
+/// of random documents (spread like the data, drawn by frequency), of documents `far` from it
+/// (anti-correlated), their AND / OR / NOT, and ranges of an attribute between two random
+/// documents' values.
+fn draw_filters(
+    seg: &Segment,
+    near: &[usize],
+    far: &[usize],
+    rng: &mut StdRng,
+) -> Result<Vec<Filter>> {
+    let n = seg.len();
+    let term_of = |from: &[usize], rng: &mut StdRng| -> Result<Option<String>> {
+        for _ in 0..4 {
+            let Some(&i) = from.get(rng.gen_range(0..from.len().max(1))) else {
+                return Ok(None);
+            };
+            let terms = seg.doc(i)?.terms;
+            if !terms.is_empty() {
+                return Ok(terms.get(rng.gen_range(0..terms.len())).cloned());
+            }
+        }
+        Ok(None)
+    };
+    let all: Vec<usize> = (0..16).map(|_| rng.gen_range(0..n.max(1))).collect();
+    let t = |x: Option<String>| x.map(Filter::Term);
+    let near1 = t(term_of(near, rng)?);
+    let near2 = t(term_of(near, rng)?);
+    let rand1 = t(term_of(&all, rng)?);
+    let rand2 = t(term_of(&all, rng)?);
+    let far1 = t(term_of(far, rng)?);
+    let far2 = t(term_of(far, rng)?);
+    let far3 = t(term_of(far, rng)?);
+    let not = |x: &Option<Filter>| x.clone().map(|f| Filter::Not(Box::new(f)));
+    let and =
+        |a: &Option<Filter>, b: &Option<Filter>| Some(Filter::And(vec![a.clone()?, b.clone()?]));
+    let or =
+        |a: &Option<Filter>, b: &Option<Filter>| Some(Filter::Or(vec![a.clone()?, b.clone()?]));
+    let mut out: Vec<Filter> = [
+        near1.clone(),
+        rand1.clone(),
+        far1.clone(),
+        not(&near1),
+        not(&rand1),
+        and(&near1, &near2),
+        and(&near1, &not(&rand1)),
+        and(&far1, &far2),
+        or(&rand1, &rand2),
+        or(&far1, &near2),
+        // Anti-correlated filters are what the uncalibrated model got wrong: a few more.
+        not(&near2),
+        far3.clone(),
+        and(&far3, &not(&near1)),
+        // A broad term of the query's region without a narrow one (its corpus but not its
+        // label): the nearest matches are then not in the nearest lists.
+        and(&near1, &not(&near2)),
+        and(&near2, &not(&near1)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let attrs = seg.schema().attrs.len();
+    if attrs > 0 {
+        let a = rng.gen_range(0..attrs);
+        let x = seg.attr(a, rng.gen_range(0..n.max(1)));
+        let y = seg.attr(a, rng.gen_range(0..n.max(1)));
+        if let (Some(x), Some(y)) = (x, y) {
+            if let Some(name) = seg.schema().attrs.get(a) {
+                out.push(Filter::Range {
+                    attr: name.clone(),
+                    lo: x.min(y),
+                    hi: x.max(y),
+                });
+            }
+        }
+    }
+    Ok(out)
+}

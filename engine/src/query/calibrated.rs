@@ -1,0 +1,563 @@
+//! The calibrated planner: what a segment measured about itself when its index was built
+//! (`calibrate.rs`), stored in its calibration section, and the choice of the cheapest plan
+//! whose measured recall reaches the recall a query asks for.
+//!
+//! A calibration is a set of **samples**: a query (one of the segment's own vectors, excluded
+//! from its own results) with a filter (drawn from the segment's own terms and attributes, or
+//! none), described by three features any query can measure cheaply — the filter's
+//! selectivity `s` (matches / nodes) and its local density `c` at two scales (the share of
+//! matches among the members of the partitions nearest the query over `s`: 1 spread like the
+//! data, above 1 concentrated near the query, below 1 anti-correlated; the fine scale sees
+//! "the query's corpus but not its label", dense around it but empty right at it). For each plan (graph, partition walk, filter-first
+//! by codes) and each effort level `i` (effort `k · 2^i`: the graph's list, the walk's codes
+//! scored, the code scan's re-rank pool) a sample records how many of its true `k` nearest the
+//! plan found and how long it took.
+//!
+//! A query finds the samples nearest to it in (ln s, ln c_fine, ln c_coarse), and for each plan the lowest
+//! effort at which those samples' recall reaches the target: mean recall minus its standard
+//! error at least the target (so a level that crossed by luck on few samples is not trusted),
+//! and at most [`TAIL_SHARE`] of them more than 0.1 below it. The plan whose chosen effort
+//! took least time on those samples runs; filter-first at full precision (recall 1, cost
+//! measured per distance) is always a candidate, so a query the calibration cannot vouch for
+//! is answered exactly, never worse.
+//!
+//! Layout of the section (little-endian; `docs/format.md`, "Calibration section"):
+//!
+//! ```text
+//! 0   magic "STRACALB" | 8 u32 version (1) | 12 u32 k | 16 u32 levels | 20 u32 samples
+//! 24  f32 ns per exact distance | 28 u32 fine, 32 u32 coarse local share divisor (the
+//!     nearest lists holding nodes / divisor members define `c` at each scale)
+//! 36  samples × record: f32 s | f32 c_fine | f32 c_coarse | u32 matches |
+//!                       u32 flags (bit 0: filtered) |
+//!                       f32 ns per match of the exact plan on this sample's matches,
+//!                       then per plan (graph, partition, codes): levels × u8 found,
+//!                       padded to 4, then levels × u32 ns
+//! ```
+//!
+//! `found` is `0..=k`, [`FULL_BEFORE`] (an earlier level already found all `k`: not run), or
+//! [`NOT_RUN`] (not run: costlier than exact, or the plan does not apply).
+
+use crate::ann::disk::{NodeOrder, PartitionWant};
+use crate::query::exec::Target;
+use crate::query::plan::{Choice, Decision};
+
+/// Magic of the calibration section.
+pub(crate) const MAGIC: [u8; 8] = *b"STRACALB";
+/// Version of the calibration section.
+pub(crate) const VERSION: u32 = 1;
+/// Plans a sample measures, in record order.
+pub(crate) const PLANS: usize = 3;
+pub(crate) const GRAPH: usize = 0;
+pub(crate) const PARTITION: usize = 1;
+pub(crate) const CODES: usize = 2;
+/// `found`: an earlier level already found all `k` (this one was not run).
+pub(crate) const FULL_BEFORE: u8 = 254;
+/// `found`: not run (costlier than the exact plan, or the plan does not apply).
+pub(crate) const NOT_RUN: u8 = 255;
+/// Most levels a section may hold (efforts up to `k · 2^31`).
+pub(crate) const LEVELS_MAX: usize = 32;
+/// Starting width (in ln units of s and c) of the kernel that weights samples by nearness to
+/// a query: e^0.25 ≈ 1.3×, features that close are the same situation.
+pub(crate) const BANDWIDTH: f64 = 0.25;
+/// Effective sample size the kernel widens to reach: the standard error of a mean of fewer
+/// samples is too rough to pick a level by.
+pub(crate) const EFFECTIVE_MIN: f64 = 8.0;
+/// Largest share of the neighbour samples that may fall more than 0.1 below the target (the
+/// issue's promise: at most 5 % of queries below 0.85 at a target of 0.95).
+pub(crate) const TAIL_SHARE: f64 = 0.05;
+
+const HEADER: usize = 36;
+/// Bytes of a sample's fixed fields.
+const SAMPLE_FIXED: usize = 24;
+
+/// What one sample measured for one plan at every level.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Curve {
+    pub found: Vec<u8>,
+    pub ns: Vec<u32>,
+}
+
+impl Curve {
+    pub(crate) fn not_run(levels: usize) -> Curve {
+        Curve {
+            found: vec![NOT_RUN; levels],
+            ns: vec![0; levels],
+        }
+    }
+}
+
+/// One calibration query with one filter.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Sample {
+    /// Selectivity: matches with a vector / nodes (1 unfiltered).
+    pub s: f32,
+    /// Local density, fine and coarse scale (1 unfiltered or without partitions).
+    pub c: [f32; 2],
+    pub matches: u32,
+    pub filtered: bool,
+    /// The exact plan's time per match on this sample's matches (their access pattern: a
+    /// sparse filter reads scattered vectors, measured up to twice slower per match than a
+    /// dense one at 768-d).
+    pub exact_ns: f32,
+    pub curves: [Curve; PLANS],
+}
+
+/// A segment's calibration.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Calibration {
+    /// The `k` samples were measured at (efforts are `k · 2^level`).
+    pub k: u32,
+    pub levels: usize,
+    /// Time of one exact distance (vector read + distance), measured.
+    pub exact_ns: f32,
+    /// `c` counts the nearest lists holding at least `nodes / local_div` members (fine,
+    /// coarse).
+    pub local_div: [u32; 2],
+    pub samples: Vec<Sample>,
+}
+
+/// What a query brings to the choice.
+pub(crate) struct Ask<'a> {
+    pub target: Target<'a>,
+    /// Recall@k asked for.
+    pub recall: f64,
+    /// Filter matches with a vector (`None`: no filter).
+    pub matches: Option<u64>,
+    /// The matches numbered as nodes (`None`: no filter).
+    pub by_node: Option<&'a NodeOrder>,
+    pub radius: Option<f32>,
+}
+
+/// Samples weighted by nearness to a query, and their effective number.
+struct Weighted<'a> {
+    samples: Vec<(f64, &'a Sample)>,
+    effective: f64,
+}
+
+/// How a plan fares at one level on the neighbour samples.
+#[derive(Debug, Clone, Copy)]
+struct Level {
+    recall: f64,
+    ns: f64,
+}
+
+impl Calibration {
+    fn effort(&self, k: usize, level: usize) -> usize {
+        k.max(1).saturating_mul(1usize << level.min(40))
+    }
+
+    /// The samples weighted by their nearness to a query with features (s, c): a Gaussian
+    /// kernel in (ln s, ln c) whose width starts at [`BANDWIDTH`] and doubles until the
+    /// weights' effective sample size reaches [`EFFECTIVE_MIN`] — so a few samples right at
+    /// the query's features (an anti-correlated filter is rare among the samples) are not
+    /// outvoted by many easier ones further off, and a query far from every sample is judged
+    /// on the nearest ones with an honest (small) sample size. Samples with the query's
+    /// filtered-ness only, when there are any.
+    fn weighted(&self, s: f64, c: [f64; 2], filtered: bool) -> Weighted<'_> {
+        let ls = s.max(1e-9).ln();
+        let lc = c.map(|x| x.max(1e-6).ln());
+        let same = self.samples.iter().any(|x| x.filtered == filtered);
+        let near: Vec<(f64, &Sample)> = self
+            .samples
+            .iter()
+            .filter(|x| !same || x.filtered == filtered)
+            .map(|x| {
+                let dx = f64::from(x.s).max(1e-9).ln() - ls;
+                let d2: f64 =
+                    x.c.iter()
+                        .zip(lc)
+                        .map(|(&a, b)| (f64::from(a).max(1e-6).ln() - b).powi(2))
+                        .sum();
+                (dx * dx + d2, x)
+            })
+            .collect();
+        let mut h = BANDWIDTH;
+        loop {
+            let w: Vec<(f64, &Sample)> = near
+                .iter()
+                .map(|&(d2, x)| ((-d2 / (2.0 * h * h)).exp(), x))
+                .collect();
+            let (sum, sum2) = w
+                .iter()
+                .fold((0.0, 0.0), |(a, b), &(w, _)| (a + w, b + w * w));
+            let effective = if sum2 > 0.0 { sum * sum / sum2 } else { 0.0 };
+            if effective >= EFFECTIVE_MIN.min(near.len() as f64) || h > 64.0 {
+                return Weighted {
+                    samples: w.into_iter().filter(|&(w, _)| w > 1e-12).collect(),
+                    effective,
+                };
+            }
+            h *= 2.0;
+        }
+    }
+
+    /// Plan `plan` at `level` over the weighted samples: mean recall, share more than 0.1
+    /// below `target`, standard error of the mean (over the effective sample size), and mean
+    /// time (a level not run after a full one costs the last measured time × 2 per level;
+    /// after a run that was stopped as too costly, the plan is not eligible).
+    fn level(&self, near: &Weighted<'_>, plan: usize, level: usize, target: f64) -> Option<Level> {
+        let k = f64::from(self.k.max(1));
+        let (mut wsum, mut sum, mut sum2, mut low, mut ns) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for &(w, x) in &near.samples {
+            let curve = x.curves.get(plan)?;
+            // The last level actually run at or below `level`.
+            let mut last = None;
+            for j in (0..=level).rev() {
+                match curve.found.get(j).copied() {
+                    Some(FULL_BEFORE) | Some(NOT_RUN) => continue,
+                    Some(f) => {
+                        last = Some((j, f));
+                        break;
+                    }
+                    None => return None,
+                }
+            }
+            let (j, f) = last?;
+            // A level this sample never ran because it was too costly: the plan is not
+            // worth it here.
+            if curve.found.get(level) == Some(&NOT_RUN) && u32::from(f) < self.k {
+                return None;
+            }
+            let r = f64::from(f) / k;
+            wsum += w;
+            sum += w * r;
+            sum2 += w * r * r;
+            if r < target - 0.1 {
+                low += w;
+            }
+            let t = f64::from(curve.ns.get(j).copied().unwrap_or(0));
+            ns += w * t * f64::from(1u32 << (level - j).min(30));
+        }
+        if wsum <= 0.0 {
+            return None;
+        }
+        let mean = sum / wsum;
+        let var = (sum2 / wsum - mean * mean).max(0.0);
+        let se = (var / near.effective.max(1.0)).sqrt();
+        let ok = mean - se >= target && low / wsum <= TAIL_SHARE;
+        ok.then_some(Level {
+            recall: mean,
+            ns: ns / wsum,
+        })
+    }
+
+    /// The lowest level of `plan` that reaches `target` on `samples`.
+    fn cheapest(&self, samples: &Weighted<'_>, plan: usize, target: f64) -> Option<(usize, Level)> {
+        (0..self.levels).find_map(|l| Some((l, self.level(samples, plan, l, target)?)))
+    }
+
+    /// The plan for one query on this segment.
+    pub(crate) fn choose(&self, ask: &Ask<'_>) -> Decision {
+        let idx = ask.target.idx;
+        let nodes = idx.len().max(1);
+        let k = ask.target.k;
+        let target = ask.recall.clamp(0.0, 1.0);
+        let m = ask.matches.unwrap_or(nodes as u64);
+        let exact = Decision {
+            choice: Choice::FilterFirst { pool: None },
+            fallback_pool: None,
+            predicted_recall: Some(1.0),
+            local_density: None,
+        };
+        if m == 0 || target >= 1.0 {
+            return exact;
+        }
+        let s = (m as f64 / nodes as f64).min(1.0);
+        let c = match ask.by_node {
+            Some(b) => idx
+                .local_density(ask.target.q, b, m, self.local_div)
+                .unwrap_or([1.0; 2]),
+            None => [1.0; 2],
+        };
+        let near = self.weighted(s, c, ask.matches.is_some());
+        // The exact plan's cost: the neighbours' time per match (their access patterns are
+        // the query's, roughly), times the matches.
+        let wsum: f64 = near.samples.iter().map(|&(w, _)| w).sum();
+        let per_match = if wsum > 0.0 {
+            near.samples
+                .iter()
+                .map(|&(w, x)| w * f64::from(x.exact_ns))
+                .sum::<f64>()
+                / wsum
+        } else {
+            f64::from(self.exact_ns)
+        };
+        let exact_ns = per_match * m as f64;
+        let mut best = (exact_ns, exact);
+        let codes = (ask.matches.is_some() && ask.radius.is_none())
+            .then(|| self.cheapest(&near, CODES, target))
+            .flatten();
+        let fallback_pool = codes.map(|(l, _)| self.effort(k, l));
+        let mut consider = |plan: usize, choice: &dyn Fn(usize) -> Choice| {
+            if let Some((l, at)) = self.cheapest(&near, plan, target) {
+                if at.ns < best.0 {
+                    best = (
+                        at.ns,
+                        Decision {
+                            choice: choice(self.effort(k, l)),
+                            fallback_pool,
+                            predicted_recall: Some(at.recall),
+                            local_density: None,
+                        },
+                    );
+                }
+            }
+        };
+        consider(GRAPH, &|list| Choice::Graph {
+            list,
+            guarded: false,
+        });
+        if ask.radius.is_none() && idx.partitions() > 0 {
+            consider(PARTITION, &|effort| Choice::Partition {
+                want: walk_want(k, effort),
+                retry: 1,
+            });
+        }
+        if let Some((l, at)) = codes {
+            if at.ns < best.0 {
+                best = (
+                    at.ns,
+                    Decision {
+                        choice: Choice::FilterFirst {
+                            pool: Some(self.effort(k, l)),
+                        },
+                        fallback_pool,
+                        predicted_recall: Some(at.recall),
+                        local_density: None,
+                    },
+                );
+            }
+        }
+        let mut d = best.1;
+        if d.choice == (Choice::FilterFirst { pool: None }) {
+            d.fallback_pool = None;
+        }
+        d.local_density = ask.by_node.is_some().then_some(c);
+        d
+    }
+
+    /// The section's bytes.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&self.k.to_le_bytes());
+        out.extend_from_slice(&(self.levels as u32).to_le_bytes());
+        out.extend_from_slice(&(self.samples.len() as u32).to_le_bytes());
+        out.extend_from_slice(&self.exact_ns.to_le_bytes());
+        for d in self.local_div {
+            out.extend_from_slice(&d.to_le_bytes());
+        }
+        for x in &self.samples {
+            out.extend_from_slice(&x.s.to_le_bytes());
+            for c in x.c {
+                out.extend_from_slice(&c.to_le_bytes());
+            }
+            out.extend_from_slice(&x.matches.to_le_bytes());
+            out.extend_from_slice(&u32::from(x.filtered).to_le_bytes());
+            out.extend_from_slice(&x.exact_ns.to_le_bytes());
+            for curve in &x.curves {
+                out.extend_from_slice(&curve.found);
+                out.resize(out.len() + pad4(self.levels), 0);
+                for t in &curve.ns {
+                    out.extend_from_slice(&t.to_le_bytes());
+                }
+            }
+        }
+        out
+    }
+
+    /// Parse and check a calibration section. Errors are the reason, for the caller's
+    /// corruption error.
+    pub(crate) fn decode(b: &[u8]) -> std::result::Result<Calibration, String> {
+        use crate::segment::format_helpers::le_u32;
+        if b.get(..8) != Some(&MAGIC[..]) {
+            return Err("calibration: bad magic".into());
+        }
+        let field = |at: usize| le_u32(b, at).ok_or("calibration: header truncated");
+        let version = field(8)?;
+        if version != VERSION {
+            return Err(format!("calibration: unsupported version {version}"));
+        }
+        let k = field(12)?;
+        let levels = field(16)? as usize;
+        let count = field(20)? as usize;
+        let exact_ns = f32::from_bits(field(24)?);
+        let local_div = [field(28)?, field(32)?];
+        if k == 0 || k > 250 {
+            return Err(format!("calibration: k {k} outside 1..=250"));
+        }
+        if levels == 0 || levels > LEVELS_MAX {
+            return Err(format!(
+                "calibration: {levels} levels outside 1..={LEVELS_MAX}"
+            ));
+        }
+        if !exact_ns.is_finite() || exact_ns < 0.0 || local_div.contains(&0) {
+            return Err("calibration: bad exact cost or local share".into());
+        }
+        let per_curve = levels + pad4(levels) + levels * 4;
+        let record = SAMPLE_FIXED + PLANS * per_curve;
+        if record
+            .checked_mul(count)
+            .and_then(|l| l.checked_add(HEADER))
+            != Some(b.len())
+        {
+            return Err(format!(
+                "calibration: {} bytes do not hold {count} samples of {levels} levels",
+                b.len()
+            ));
+        }
+        let mut samples = Vec::with_capacity(count);
+        for i in 0..count {
+            let at = HEADER + i * record;
+            let s = f32::from_bits(field(at)?);
+            let c = [
+                f32::from_bits(field(at + 4)?),
+                f32::from_bits(field(at + 8)?),
+            ];
+            let matches = field(at + 12)?;
+            let flags = field(at + 16)?;
+            let exact_ns = f32::from_bits(field(at + 20)?);
+            if !(s > 0.0 && s <= 1.0)
+                || c.iter().any(|c| !(c.is_finite() && *c >= 0.0))
+                || flags > 1
+                || !(exact_ns.is_finite() && exact_ns >= 0.0)
+            {
+                return Err(format!("calibration: sample {i} has bad features"));
+            }
+            let mut curves: [Curve; PLANS] = std::array::from_fn(|_| Curve::not_run(levels));
+            for (p, curve) in curves.iter_mut().enumerate() {
+                let cat = at + SAMPLE_FIXED + p * per_curve;
+                let found = b.get(cat..cat + levels).ok_or("calibration: truncated")?;
+                if found
+                    .iter()
+                    .any(|&f| u32::from(f) > k && f != FULL_BEFORE && f != NOT_RUN)
+                {
+                    return Err(format!("calibration: sample {i} finds more than k"));
+                }
+                curve.found = found.to_vec();
+                let nat = cat + levels + pad4(levels);
+                curve.ns = (0..levels)
+                    .map(|j| field(nat + j * 4))
+                    .collect::<std::result::Result<_, _>>()?;
+            }
+            samples.push(Sample {
+                s,
+                c,
+                matches,
+                filtered: flags == 1,
+                exact_ns,
+                curves,
+            });
+        }
+        Ok(Calibration {
+            k,
+            levels,
+            exact_ns,
+            local_div,
+            samples,
+        })
+    }
+}
+
+fn pad4(n: usize) -> usize {
+    (4 - n % 4) % 4
+}
+
+/// The partition walk at effort `effort` (codes scored): stop at the target, no tail
+/// estimate (calibration measured what the effort reaches), a quarter of what was scored
+/// re-ranked adaptively (at least `2k`; the adaptive stop makes a long pool cheap where codes
+/// rank well, and where they do not the calibration picks a higher effort, whose pool grows).
+pub(crate) fn walk_want(k: usize, effort: usize) -> PartitionWant {
+    PartitionWant {
+        target: effort,
+        pool: (effort / 4).max(2 * k).max(1),
+        k: 0,
+        tail_start: 0.0,
+        tail_stop: 0.0,
+        limit: effort,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(s: f32, found: &[u8]) -> Sample {
+        let levels = found.len();
+        let curve = Curve {
+            found: found.to_vec(),
+            ns: (0..levels as u32).map(|l| 1000 << l).collect(),
+        };
+        Sample {
+            s,
+            c: [1.0; 2],
+            matches: 100,
+            filtered: true,
+            exact_ns: 300.0,
+            curves: [curve.clone(), Curve::not_run(levels), curve],
+        }
+    }
+
+    #[test]
+    fn the_section_round_trips_and_damage_is_an_error() {
+        let cal = Calibration {
+            k: 10,
+            levels: 3,
+            exact_ns: 12.5,
+            local_div: [256, 32],
+            samples: vec![sample(0.5, &[7, 10, FULL_BEFORE]), sample(0.01, &[2, 5, 9])],
+        };
+        let b = cal.encode();
+        assert_eq!(Calibration::decode(&b), Ok(cal.clone()));
+        for cut in [0, 7, 31, b.len() - 1] {
+            assert!(
+                Calibration::decode(b.get(..cut).unwrap()).is_err(),
+                "cut {cut}"
+            );
+        }
+        let mut bad = b.clone();
+        bad[HEADER + SAMPLE_FIXED] = 11; // more than k found
+        assert!(Calibration::decode(&bad).is_err());
+        let mut bad = b.clone();
+        bad[HEADER..HEADER + 4].copy_from_slice(&2.0f32.to_le_bytes()); // s > 1
+        assert!(Calibration::decode(&bad).is_err());
+        let mut bad = b;
+        bad[16] = 40; // levels
+        assert!(Calibration::decode(&bad).is_err());
+    }
+
+    #[test]
+    fn a_level_is_trusted_only_when_its_tail_is_short() {
+        let cal = Calibration {
+            k: 10,
+            levels: 3,
+            exact_ns: 1.0,
+            local_div: [256, 32],
+            // 19 samples find everything at level 1, one finds 5 of 10 even at level 2.
+            samples: (0..20)
+                .map(|i| {
+                    if i == 0 {
+                        sample(0.5, &[5, 5, 5])
+                    } else {
+                        sample(0.5, &[8, 10, FULL_BEFORE])
+                    }
+                })
+                .collect(),
+        };
+        let near = cal.weighted(0.5, [1.0; 2], true);
+        assert!((near.effective - 20.0).abs() < 1e-9);
+        // Mean at level 1 is 0.975, but one of 20 (5 %) is more than 0.1 short: allowed.
+        let (l, at) = cal.cheapest(&near, GRAPH, 0.95).unwrap();
+        assert_eq!(l, 1);
+        assert!((at.recall - 0.975).abs() < 1e-9);
+        // Not-run levels after a full one cost twice the last measured time.
+        let at = cal.level(&near, GRAPH, 2, 0.95).unwrap();
+        assert!(at.ns > 3000.0);
+        // Level 0 (mean 0.785) never reaches 0.95; nothing reaches 0.99 (mean 0.975).
+        assert!(cal.level(&near, GRAPH, 0, 0.95).is_none());
+        assert!(cal.cheapest(&near, GRAPH, 0.99).is_none());
+        // A plan never run is never chosen.
+        assert!(cal.cheapest(&near, PARTITION, 0.5).is_none());
+    }
+}
