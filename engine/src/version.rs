@@ -356,13 +356,14 @@ impl Snapshot {
             // The filter's matches numbered as nodes (cached with the filter; the deletions
             // are checked per candidate instead).
             let by_node = cached.as_ref().map(|e| e.by_node(idx));
-            let decision = match (ls.seg.calibration(), q.ann.list, q.ann.plan) {
-                (Some(cal), 0, PlanHint::Auto) => cal.choose(&calibrated::Ask {
+            // The calibrated planner for k-NN; a radius query keeps the graph's own doubling
+            // (its completeness check never cuts a ball short), planned by the fixed model.
+            let decision = match (ls.seg.calibration(), q.ann.list, q.ann.plan, q.radius) {
+                (Some(cal), 0, PlanHint::Auto, None) => cal.choose(&calibrated::Ask {
                     target,
                     recall: q.ann.recall,
                     matches: knn_matches,
                     by_node: by_node.as_deref(),
-                    radius: q.radius,
                 }),
                 _ => {
                     let shape = IndexShape {
@@ -375,6 +376,7 @@ impl Snapshot {
             };
             ex.predicted_recall = decision.predicted_recall;
             ex.local_density = decision.local_density;
+            ex.outside = decision.outside;
             let mut fallback = decision.fallback_pool;
             match decision.choice {
                 Choice::Partition { want, retry } => {
@@ -417,7 +419,7 @@ impl Snapshot {
                         (true, Some(m)) => m as f64 / idx.len().max(1) as f64 / 3.0,
                         _ => 0.0,
                     };
-                    let mut found = exec::graph(target, &params, &accept, min_rate, &mut s)?;
+                    let mut found = exec::graph(target, &params, &accept, min_rate, None, &mut s)?;
                     // A radius query searches the graph and doubles the list while every
                     // node it expanded lies inside the radius (more may lie beyond), until
                     // `k` are inside or the list reached 8× its start; still all inside at
@@ -441,7 +443,7 @@ impl Snapshot {
                             }
                             l = l.saturating_mul(2).min(cap);
                             params.list = l;
-                            found = exec::graph(target, &params, &accept, min_rate, &mut s)?;
+                            found = exec::graph(target, &params, &accept, min_rate, None, &mut s)?;
                         }
                     }
                     stats.add(&s);

@@ -600,6 +600,13 @@ pub(crate) struct NodeOrder {
     pub per_list: Vec<u32>,
 }
 
+/// See [`DiskIndex::query_features`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct QueryFeatures {
+    pub density: [f64; 2],
+    pub outside: f64,
+}
+
 /// How far a partition walk goes (see [`DiskIndex::scan_partitions`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct PartitionWant {
@@ -1327,19 +1334,21 @@ impl DiskIndex {
         NodeOrder { bits, per_list }
     }
 
-    /// How concentrated a filter's `matches` (numbered as nodes) are near `q`, at two scales:
-    /// for each divisor `d` of `divs`, their share among the members of the lists nearest `q`
-    /// (by centroid) that together hold at least `nodes / d` members, over their share among
-    /// all nodes, smoothed by one (`(local + 1) / (expected + 1)`) so that a small sample does
-    /// not read as 0 or ∞. `divs` largest first (finest scale first). `None` without
-    /// partitions.
-    pub(crate) fn local_density(
+    /// What the calibrated planner measures of a query on this index (`None` without
+    /// partitions): where it lies — `outside`, its squared distance to the nearest list's
+    /// centroid over that list's mean squared member distance (about 1 for a query like the
+    /// data, larger between clusters or off the data) — and, given a filter's `matches`
+    /// (numbered as nodes) and their count, how concentrated they are near it at two scales:
+    /// for each divisor `d` of `divs` (finest first), their share among the members of the
+    /// lists nearest the query that together hold at least `nodes / d` members, over their
+    /// share among all nodes, smoothed by one (`(local + 1) / (expected + 1)`) so that a small
+    /// sample does not read as 0 or ∞ (1 without a filter).
+    pub(crate) fn query_features(
         &self,
         q: &[f32],
-        by_node: &NodeOrder,
-        matches: u64,
+        filter: Option<(&NodeOrder, u64)>,
         divs: [u32; 2],
-    ) -> Option<[f64; 2]> {
+    ) -> Option<QueryFeatures> {
         let lists = self.partitions();
         if lists == 0 || self.n == 0 {
             return None;
@@ -1349,27 +1358,49 @@ impl DiskIndex {
         let mut cdist = vec![0.0f32; lists];
         super::simd::distances_soa(&qs, &self.centroids, &mut cdist, self.space == Space::Ip);
         let mut order: Vec<(f32, usize)> = cdist.into_iter().zip(0..lists).collect();
-        order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        let mut out = [1.0f64; 2];
-        let (mut members, mut local, mut scale) = (0usize, 0u64, 0usize);
-        for &(_, p) in &order {
-            let lo = self.offsets.get(p).copied().unwrap_or(0) as usize;
-            let hi = (self.offsets.get(p + 1).copied().unwrap_or(0) as usize).max(lo);
-            members += hi - lo;
-            local += u64::from(by_node.per_list.get(p).copied().unwrap_or(0));
-            while let (Some(&d), Some(slot)) = (divs.get(scale), out.get_mut(scale)) {
-                if members < (self.n / d.max(1) as usize).max(1) {
+        let nearest = order
+            .iter()
+            .copied()
+            .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
+            .map_or(0, |x| x.1);
+        let centroid: Vec<f32> = (0..self.geo.dim)
+            .map(|t| {
+                self.centroids
+                    .get(t * lists + nearest)
+                    .copied()
+                    .unwrap_or(0.0)
+            })
+            .collect();
+        let d2: f64 = qs
+            .iter()
+            .zip(&centroid)
+            .map(|(a, b)| f64::from(a - b).powi(2))
+            .sum();
+        let spread = f64::from(self.spreads().get(nearest).copied().unwrap_or(0.0));
+        let outside = if spread > 0.0 { d2 / spread } else { 1.0 };
+        let mut density = [1.0f64; 2];
+        if let Some((by_node, matches)) = filter {
+            order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            let (mut members, mut local, mut scale) = (0usize, 0u64, 0usize);
+            for &(_, p) in &order {
+                let lo = self.offsets.get(p).copied().unwrap_or(0) as usize;
+                let hi = (self.offsets.get(p + 1).copied().unwrap_or(0) as usize).max(lo);
+                members += hi - lo;
+                local += u64::from(by_node.per_list.get(p).copied().unwrap_or(0));
+                while let (Some(&d), Some(slot)) = (divs.get(scale), density.get_mut(scale)) {
+                    if members < (self.n / d.max(1) as usize).max(1) {
+                        break;
+                    }
+                    let expected = members as f64 * matches as f64 / self.n as f64;
+                    *slot = (local as f64 + 1.0) / (expected + 1.0);
+                    scale += 1;
+                }
+                if scale >= divs.len() {
                     break;
                 }
-                let expected = members as f64 * matches as f64 / self.n as f64;
-                *slot = (local as f64 + 1.0) / (expected + 1.0);
-                scale += 1;
-            }
-            if scale >= divs.len() {
-                break;
             }
         }
-        Some(out)
+        Some(QueryFeatures { density, outside })
     }
 
     /// The partition plan: walk the lists nearest `q` (by centroid), nearest first, scoring
@@ -1661,13 +1692,16 @@ impl DiskIndex {
         accept: &dyn Fn(usize) -> bool,
         stats: &mut QueryStats,
     ) -> Result<Vec<(f32, usize)>> {
-        self.search_filtered(file, q, k, params, accept, 0.0, stats)
+        self.search_filtered(file, q, k, params, accept, 0.0, None, stats)
     }
 
     /// [`DiskIndex::search`] that gives up early when, after a probe of `max(64, L/4)`
     /// expansions, fewer than `min_match_rate` of the expanded nodes were accepted: the filter
     /// is anti-correlated with the query's neighbourhood, and the caller's exact plan is
-    /// cheaper than spending the whole widened list to learn that.
+    /// cheaper than spending the whole widened list to learn that. A `hidden` node is never
+    /// scored nor expanded, as if it were not in the graph (calibration hides the vector it
+    /// uses as a query: its own curated adjacency would lead the search straight to its
+    /// neighbours, which no query from outside the index gets).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn search_filtered(
         &self,
@@ -1677,12 +1711,21 @@ impl DiskIndex {
         params: &SearchParams,
         accept: &dyn Fn(usize) -> bool,
         min_match_rate: f64,
+        hidden: Option<u32>,
         stats: &mut QueryStats,
     ) -> Result<Vec<(f32, usize)>> {
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut sc) => {
-                self.search_in(&mut sc, file, q, k, params, accept, min_match_rate, stats)
-            }
+            Ok(mut sc) => self.search_in(
+                &mut sc,
+                file,
+                q,
+                k,
+                params,
+                accept,
+                min_match_rate,
+                hidden,
+                stats,
+            ),
             Err(_) => self.search_in(
                 &mut Scratch::default(),
                 file,
@@ -1691,6 +1734,7 @@ impl DiskIndex {
                 params,
                 accept,
                 min_match_rate,
+                hidden,
                 stats,
             ),
         })
@@ -1706,6 +1750,7 @@ impl DiskIndex {
         params: &SearchParams,
         accept: &dyn Fn(usize) -> bool,
         min_match_rate: f64,
+        hidden: Option<u32>,
         stats: &mut QueryStats,
     ) -> Result<Vec<(f32, usize)>> {
         let bytes: &[u8] = file;
@@ -1720,6 +1765,12 @@ impl DiskIndex {
         sc.expanded.reset(self.n);
         // Sorted (code distance, node, expanded).
         sc.list.clear();
+        // A hidden node is never scored nor expanded, as if absent from the graph (the entry
+        // cannot be hidden: the search starts there).
+        if let Some(h) = hidden.filter(|&h| h != self.entry && (h as usize) < self.n) {
+            sc.seen.insert(h);
+            sc.expanded.insert(h);
+        }
         sc.seen.insert(self.entry);
         sc.list
             .push((table.distance(self.code(self.entry)), self.entry, false));

@@ -269,6 +269,10 @@ pub struct SegmentExplain {
     /// measured it (share among the nearest partitions' members over the share overall: 1
     /// spread like the data, below 1 anti-correlated; `None`: not measured).
     pub local_density: Option<[f64; 2]>,
+    /// Where the query lies, as the calibrated planner measured it: its squared distance to
+    /// the nearest partition's centroid over that partition's mean squared member distance
+    /// (about 1 for a query like the data; `None`: not measured).
+    pub outside: Option<f64>,
 }
 
 /// Matching documents of a filter on one segment, estimated before it is evaluated:

@@ -4,18 +4,27 @@
 //!
 //! A calibration is a set of **samples**: a query (one of the segment's own vectors, excluded
 //! from its own results) with a filter (drawn from the segment's own terms and attributes, or
-//! none), described by three features any query can measure cheaply — the filter's
-//! selectivity `s` (matches / nodes) and its local density `c` at two scales (the share of
+//! none), described by four features any query can measure cheaply — the filter's
+//! selectivity `s` (matches / nodes), its local density `c` at two scales (the share of
 //! matches among the members of the partitions nearest the query over `s`: 1 spread like the
 //! data, above 1 concentrated near the query, below 1 anti-correlated; the fine scale sees
-//! "the query's corpus but not its label", dense around it but empty right at it). For each plan (graph, partition walk, filter-first
+//! "the query's corpus but not its label", dense around it but empty right at it), and the
+//! query's position `o` (squared distance to the nearest partition's centroid over that
+//! partition's mean squared member distance: about 1 for a query like the data, larger for
+//! one between clusters or off the data). Only a quarter of the sample queries are the
+//! segment's own vectors (hidden from the graph search: their own curated adjacency would
+//! lead it straight to their neighbours); the rest are not in the index — a vector moved a
+//! tenth of the way towards another, a point between two vectors, a vector moved a quarter of
+//! the way — so that the samples carry no advantage from the index that a new query lacks,
+//! and queries unlike the data are calibrated too. For each plan (graph, partition walk, filter-first
 //! by codes) and each effort level `i` (effort `k · 2^i`: the graph's list, the walk's codes
 //! scored, the code scan's re-rank pool) a sample records how many of its true `k` nearest the
 //! plan found and how long it took.
 //!
-//! A query finds the samples nearest to it in (ln s, ln c_fine, ln c_coarse), and for each plan the lowest
-//! effort at which those samples' recall reaches the target: mean recall minus its standard
-//! error at least the target (so a level that crossed by luck on few samples is not trusted),
+//! A query finds the samples nearest to it in (ln s, ln c_fine, ln c_coarse, ln o), and for each plan the lowest
+//! effort at which those samples' recall reaches the target: mean recall minus 1.645 standard
+//! errors (a one-sided 95 % bound) at least the target, so a level that crossed by luck on few
+//! samples is not trusted,
 //! and at most [`TAIL_SHARE`] of them more than 0.1 below it. The plan whose chosen effort
 //! took least time on those samples runs; filter-first at full precision (recall 1, cost
 //! measured per distance) is always a candidate, so a query the calibration cannot vouch for
@@ -27,7 +36,7 @@
 //! 0   magic "STRACALB" | 8 u32 version (1) | 12 u32 k | 16 u32 levels | 20 u32 samples
 //! 24  f32 ns per exact distance | 28 u32 fine, 32 u32 coarse local share divisor (the
 //!     nearest lists holding nodes / divisor members define `c` at each scale)
-//! 36  samples × record: f32 s | f32 c_fine | f32 c_coarse | u32 matches |
+//! 36  samples × record: f32 s | f32 c_fine | f32 c_coarse | f32 o | u32 matches |
 //!                       u32 flags (bit 0: filtered) |
 //!                       f32 ns per match of the exact plan on this sample's matches,
 //!                       then per plan (graph, partition, codes): levels × u8 found,
@@ -56,6 +65,10 @@ pub(crate) const FULL_BEFORE: u8 = 254;
 pub(crate) const NOT_RUN: u8 = 255;
 /// Most levels a section may hold (efforts up to `k · 2^31`).
 pub(crate) const LEVELS_MAX: usize = 32;
+/// A level is trusted when its mean recall minus this many standard errors reaches the
+/// target: the one-sided 95 % bound of a normal approximation, so the first level whose noisy
+/// mean crosses the target by luck is not the one picked.
+pub(crate) const CONFIDENCE_Z: f64 = 1.645;
 /// Starting width (in ln units of s and c) of the kernel that weights samples by nearness to
 /// a query: e^0.25 ≈ 1.3×, features that close are the same situation.
 pub(crate) const BANDWIDTH: f64 = 0.25;
@@ -68,7 +81,7 @@ pub(crate) const TAIL_SHARE: f64 = 0.05;
 
 const HEADER: usize = 36;
 /// Bytes of a sample's fixed fields.
-const SAMPLE_FIXED: usize = 24;
+const SAMPLE_FIXED: usize = 28;
 
 /// What one sample measured for one plan at every level.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,6 +106,8 @@ pub(crate) struct Sample {
     pub s: f32,
     /// Local density, fine and coarse scale (1 unfiltered or without partitions).
     pub c: [f32; 2],
+    /// The query's position (1 without partitions).
+    pub outside: f32,
     pub matches: u32,
     pub filtered: bool,
     /// The exact plan's time per match on this sample's matches (their access pattern: a
@@ -125,7 +140,6 @@ pub(crate) struct Ask<'a> {
     pub matches: Option<u64>,
     /// The matches numbered as nodes (`None`: no filter).
     pub by_node: Option<&'a NodeOrder>,
-    pub radius: Option<f32>,
 }
 
 /// Samples weighted by nearness to a query, and their effective number.
@@ -153,9 +167,10 @@ impl Calibration {
     /// outvoted by many easier ones further off, and a query far from every sample is judged
     /// on the nearest ones with an honest (small) sample size. Samples with the query's
     /// filtered-ness only, when there are any.
-    fn weighted(&self, s: f64, c: [f64; 2], filtered: bool) -> Weighted<'_> {
+    fn weighted(&self, s: f64, c: [f64; 2], outside: f64, filtered: bool) -> Weighted<'_> {
         let ls = s.max(1e-9).ln();
         let lc = c.map(|x| x.max(1e-6).ln());
+        let lo = outside.max(1e-6).ln();
         let same = self.samples.iter().any(|x| x.filtered == filtered);
         let near: Vec<(f64, &Sample)> = self
             .samples
@@ -168,7 +183,11 @@ impl Calibration {
                         .zip(lc)
                         .map(|(&a, b)| (f64::from(a).max(1e-6).ln() - b).powi(2))
                         .sum();
-                (dx * dx + d2, x)
+                // One-sided: a sample lying further out than the query (harder: its
+                // neighbours are less like the index's own) is as good evidence as one at
+                // the query's position; one lying further in counts less.
+                let dox = (lo - f64::from(x.outside).max(1e-6).ln()).max(0.0);
+                (dx * dx + d2 + dox * dox, x)
             })
             .collect();
         let mut h = BANDWIDTH;
@@ -234,7 +253,7 @@ impl Calibration {
         let mean = sum / wsum;
         let var = (sum2 / wsum - mean * mean).max(0.0);
         let se = (var / near.effective.max(1.0)).sqrt();
-        let ok = mean - se >= target && low / wsum <= TAIL_SHARE;
+        let ok = mean - CONFIDENCE_Z * se >= target && low / wsum <= TAIL_SHARE;
         ok.then_some(Level {
             recall: mean,
             ns: ns / wsum,
@@ -258,18 +277,16 @@ impl Calibration {
             fallback_pool: None,
             predicted_recall: Some(1.0),
             local_density: None,
+            outside: None,
         };
         if m == 0 || target >= 1.0 {
             return exact;
         }
         let s = (m as f64 / nodes as f64).min(1.0);
-        let c = match ask.by_node {
-            Some(b) => idx
-                .local_density(ask.target.q, b, m, self.local_div)
-                .unwrap_or([1.0; 2]),
-            None => [1.0; 2],
-        };
-        let near = self.weighted(s, c, ask.matches.is_some());
+        let f = idx.query_features(ask.target.q, ask.by_node.map(|b| (b, m)), self.local_div);
+        let c = f.map_or([1.0; 2], |f| f.density);
+        let outside = f.map_or(1.0, |f| f.outside);
+        let near = self.weighted(s, c, outside, ask.matches.is_some());
         // The exact plan's cost: the neighbours' time per match (their access patterns are
         // the query's, roughly), times the matches.
         let wsum: f64 = near.samples.iter().map(|&(w, _)| w).sum();
@@ -284,7 +301,9 @@ impl Calibration {
         };
         let exact_ns = per_match * m as f64;
         let mut best = (exact_ns, exact);
-        let codes = (ask.matches.is_some() && ask.radius.is_none())
+        let codes = ask
+            .matches
+            .is_some()
             .then(|| self.cheapest(&near, CODES, target))
             .flatten();
         let fallback_pool = codes.map(|(l, _)| self.effort(k, l));
@@ -298,6 +317,7 @@ impl Calibration {
                             fallback_pool,
                             predicted_recall: Some(at.recall),
                             local_density: None,
+                            outside: None,
                         },
                     );
                 }
@@ -307,7 +327,7 @@ impl Calibration {
             list,
             guarded: false,
         });
-        if ask.radius.is_none() && idx.partitions() > 0 {
+        if idx.partitions() > 0 {
             consider(PARTITION, &|effort| Choice::Partition {
                 want: walk_want(k, effort),
                 retry: 1,
@@ -324,6 +344,7 @@ impl Calibration {
                         fallback_pool,
                         predicted_recall: Some(at.recall),
                         local_density: None,
+                        outside: None,
                     },
                 );
             }
@@ -333,6 +354,7 @@ impl Calibration {
             d.fallback_pool = None;
         }
         d.local_density = ask.by_node.is_some().then_some(c);
+        d.outside = f.map(|f| f.outside);
         d
     }
 
@@ -353,6 +375,7 @@ impl Calibration {
             for c in x.c {
                 out.extend_from_slice(&c.to_le_bytes());
             }
+            out.extend_from_slice(&x.outside.to_le_bytes());
             out.extend_from_slice(&x.matches.to_le_bytes());
             out.extend_from_slice(&u32::from(x.filtered).to_le_bytes());
             out.extend_from_slice(&x.exact_ns.to_le_bytes());
@@ -415,11 +438,13 @@ impl Calibration {
                 f32::from_bits(field(at + 4)?),
                 f32::from_bits(field(at + 8)?),
             ];
-            let matches = field(at + 12)?;
-            let flags = field(at + 16)?;
-            let exact_ns = f32::from_bits(field(at + 20)?);
+            let outside = f32::from_bits(field(at + 12)?);
+            let matches = field(at + 16)?;
+            let flags = field(at + 20)?;
+            let exact_ns = f32::from_bits(field(at + 24)?);
             if !(s > 0.0 && s <= 1.0)
                 || c.iter().any(|c| !(c.is_finite() && *c >= 0.0))
+                || !(outside.is_finite() && outside >= 0.0)
                 || flags > 1
                 || !(exact_ns.is_finite() && exact_ns >= 0.0)
             {
@@ -445,6 +470,7 @@ impl Calibration {
                 s,
                 c,
                 matches,
+                outside,
                 filtered: flags == 1,
                 exact_ns,
                 curves,
@@ -492,6 +518,7 @@ mod tests {
         Sample {
             s,
             c: [1.0; 2],
+            outside: 1.0,
             matches: 100,
             filtered: true,
             exact_ns: 300.0,
@@ -534,8 +561,8 @@ mod tests {
             levels: 3,
             exact_ns: 1.0,
             local_div: [256, 32],
-            // 19 samples find everything at level 1, one finds 5 of 10 even at level 2.
-            samples: (0..20)
+            // 39 samples find everything at level 1, one finds 5 of 10 even at level 2.
+            samples: (0..40)
                 .map(|i| {
                     if i == 0 {
                         sample(0.5, &[5, 5, 5])
@@ -545,16 +572,24 @@ mod tests {
                 })
                 .collect(),
         };
-        let near = cal.weighted(0.5, [1.0; 2], true);
-        assert!((near.effective - 20.0).abs() < 1e-9);
-        // Mean at level 1 is 0.975, but one of 20 (5 %) is more than 0.1 short: allowed.
+        let near = cal.weighted(0.5, [1.0; 2], 1.0, true);
+        assert!((near.effective - 40.0).abs() < 1e-9);
+        // Mean at level 1 is 0.9875 (lower bound 0.967), one of 40 (2.5 %) is more than 0.1
+        // short: allowed.
         let (l, at) = cal.cheapest(&near, GRAPH, 0.95).unwrap();
         assert_eq!(l, 1);
-        assert!((at.recall - 0.975).abs() < 1e-9);
+        assert!((at.recall - 0.9875).abs() < 1e-9);
+        // With 20 samples (one of them short), the same mean's bound is below 0.95.
+        let few = Calibration {
+            samples: cal.samples[..20].to_vec(),
+            ..cal.clone()
+        };
+        let near20 = few.weighted(0.5, [1.0; 2], 1.0, true);
+        assert_eq!(few.cheapest(&near20, GRAPH, 0.95).map(|x| x.0), None);
         // Not-run levels after a full one cost twice the last measured time.
         let at = cal.level(&near, GRAPH, 2, 0.95).unwrap();
         assert!(at.ns > 3000.0);
-        // Level 0 (mean 0.785) never reaches 0.95; nothing reaches 0.99 (mean 0.975).
+        // Level 0 (mean 0.79) never reaches 0.95; nothing reaches 0.99 (mean 0.9875).
         assert!(cal.level(&near, GRAPH, 0, 0.95).is_none());
         assert!(cal.cheapest(&near, GRAPH, 0.99).is_none());
         // A plan never run is never chosen.

@@ -143,7 +143,8 @@ pub(crate) fn rerank(
 }
 
 /// Filter-first by codes: every candidate ordinal `accept`ed is scored by its code, the `pool`
-/// nearest are re-ranked with full vectors.
+/// nearest are re-ranked with full vectors, adaptively (in code order, stopping once the next
+/// cannot plausibly beat the k-th: a long pool costs little where codes rank well).
 pub(crate) fn codes(
     t: Target<'_>,
     pool: usize,
@@ -152,7 +153,7 @@ pub(crate) fn codes(
     stats: &mut QueryStats,
 ) -> Vec<(f32, usize)> {
     let cands = t.idx.scan_codes(t.q, pool, candidates, accept, stats);
-    rerank(t, cands, false, stats).0
+    rerank(t, cands, true, stats).0
 }
 
 /// Filter-first at full precision (and the exact plan of segments without a graph).
@@ -259,12 +260,14 @@ pub(crate) fn partition(
 
 /// The (filtered) graph search with list `params.list`: every admitted node it expanded or
 /// scored, (exact distance, ordinal), nearest first. `min_rate` > 0 lets it give up on a filter
-/// anti-correlated with the query's neighbourhood (`stats.anti_correlated_exits`).
+/// anti-correlated with the query's neighbourhood (`stats.anti_correlated_exits`); the node of
+/// ordinal `hidden` is treated as absent from the graph.
 pub(crate) fn graph(
     t: Target<'_>,
     params: &SearchParams,
     accept: &dyn Fn(usize) -> bool,
     min_rate: f64,
+    hidden: Option<usize>,
     stats: &mut QueryStats,
 ) -> Result<Vec<(f32, usize)>> {
     t.idx.search_filtered(
@@ -274,6 +277,7 @@ pub(crate) fn graph(
         params,
         accept,
         min_rate,
+        hidden.and_then(|o| t.idx.node_of(o)),
         stats,
     )
 }

@@ -564,6 +564,20 @@ impl Segment {
         &self.schema
     }
 
+    /// Fill the index's node cache with up to `budget` bytes, as a database open does within
+    /// its memory budget (a segment opened from bytes, not charged to any budget). Returns the
+    /// bytes used.
+    pub(crate) fn fill_node_cache(&mut self, budget: usize) -> Result<usize> {
+        let want = match &self.ann {
+            Some(idx) => budget.min(idx.len().saturating_mul(idx.node_bytes_cached())),
+            None => return Ok(0),
+        };
+        match self.ann.as_mut() {
+            Some(idx) => idx.fill_cache(&self.bytes, want),
+            None => Ok(0),
+        }
+    }
+
     /// The file's bytes back (a segment opened from bytes being written, to append to them).
     pub(crate) fn take_bytes(mut self) -> FileBytes {
         std::mem::replace(&mut self.bytes, FileBytes::Owned(Vec::new()))
