@@ -89,6 +89,69 @@ def families(base_tags, query_tags):
     return out
 
 
+class Peers:
+    """faiss in this process, with the same allowed rows and ground truth: HNSW (M 16,
+    efConstruction 200, inner product on the unit vectors) with efSearch raised until mean
+    recall@10 reaches 0.95 (the first that does is reported, or the last tried), and exact
+    search; both through an IDSelectorBitmap per query, one query per call, one thread."""
+
+    EF = (16, 32, 64, 128, 256, 512, 1024)
+
+    def __init__(self, base):
+        import faiss
+        self.faiss = faiss
+        faiss.omp_set_num_threads(1)
+        self.n = len(base)
+        self.hnsw = faiss.IndexHNSWFlat(base.shape[1], 16, faiss.METRIC_INNER_PRODUCT)
+        self.hnsw.hnsw.efConstruction = 200
+        self.hnsw.add(base)
+        self.flat = faiss.IndexFlatIP(base.shape[1])
+        self.flat.add(base)
+
+    def _one(self, index, params_of, queries, masks, gts):
+        faiss = self.faiss
+        hit = tot = 0
+        t0 = time.time()
+        for qi, mask in enumerate(masks):
+            g = gts[qi]
+            if not g:
+                continue
+            sel = None
+            if mask is not None and not mask.all():
+                bits = np.packbits(mask.astype(np.uint8), bitorder="little")
+                sel = faiss.IDSelectorBitmap(self.n, faiss.swig_ptr(bits))
+            _, ids = index.search(queries[qi:qi + 1], 10, params=params_of(sel))
+            hit += len({int(j) for j in ids[0] if j >= 0} & g)
+            tot += len(g)
+        wall = time.time() - t0
+        n = sum(1 for g in gts if g)
+        return hit / max(tot, 1), n / max(wall, 1e-9)
+
+    def run(self, queries, masks, gts):
+        faiss = self.faiss
+        out = {}
+        for ef in self.EF:
+            def params(sel, ef=ef):
+                p = faiss.SearchParametersHNSW()
+                p.efSearch = ef
+                if sel is not None:
+                    p.sel = sel
+                return p
+            recall, qps = self._one(self.hnsw, params, queries, masks, gts)
+            out["faiss-hnsw"] = {"param": f"ef {ef}", "recall": recall, "qps": qps}
+            if recall >= 0.95:
+                break
+
+        def flat_params(sel):
+            p = faiss.SearchParameters()
+            if sel is not None:
+                p.sel = sel
+            return p
+        recall, qps = self._one(self.flat, flat_params, queries, masks, gts)
+        out["faiss-exact"] = {"param": "-", "recall": recall, "qps": qps}
+        return out
+
+
 def ensure_db(args, name):
     if args.db:
         return args.db
@@ -117,6 +180,10 @@ def main():
     ap.add_argument("--json")
     ap.add_argument("--keep", help="write each family's filter file into this directory")
     ap.add_argument("--only", help="run only the families whose name contains this")
+    ap.add_argument("--peers", action="store_true",
+                    help="also run faiss (HNSW M 16 efConstruction 200 and exact, each with an "
+                         "IDSelectorBitmap per query, one thread) in this process: needs the "
+                         "venv of bench/peers/setup.sh (run this script with its python)")
     args = ap.parse_args()
     name = os.path.basename(os.path.normpath(args.data))
     base, queries = fvecs(os.path.join(args.data, "base.fvecs")), fvecs(
@@ -136,6 +203,7 @@ def main():
 
     tmp = tempfile.mkdtemp()
     rows = []
+    peers = Peers(base) if args.peers else None
     for fam, per_query in families(base_tags, query_tags).items():
         if args.only and args.only not in fam:
             continue
@@ -178,11 +246,19 @@ def main():
         row = {"family": fam, "queries": n, "recall": hit / max(tot, 1),
                "below_085": low / max(n, 1), "seconds": wall, "plans": plans,
                "predicted": sum(predicted) / len(predicted) if predicted else None}
+        if peers:
+            masks_q = [admit(tag_mask) if text is not None else None for text, admit in per_query]
+            row["peers"] = peers.run(queries, masks_q, gts)
+            row["strata_qps"] = n / wall
         rows.append(row)
         pred = f"{row['predicted']:.3f}" if row["predicted"] is not None else "-"
         print(f"{fam:<28} {n:>5} queries  recall@10 {row['recall']:.4f}  "
               f"below 0.85 {100 * row['below_085']:5.1f} %  {wall:6.2f} s  predicted {pred}  "
               f"{plans}", flush=True)
+        for name, r in (row.get("peers") or {}).items():
+            ratio = row["strata_qps"] / r["qps"] if r.get("qps") else float("nan")
+            print(f"    {name:<12} {r['param']:<10} recall@10 {r['recall']:.4f}  QPS {r['qps']:8.0f}"
+                  f"  (Strata {row['strata_qps']:.0f} QPS whole process: {ratio:.2f}x)", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"data": args.data, "db": db, "extra": args.extra, "rows": rows}, f, indent=1)
