@@ -22,6 +22,19 @@ use crate::segment::bitset::Bitset;
 use crate::segment::Segment;
 use crate::{Filter, Result, SearchParams};
 
+/// Largest value a stored feature or time takes (finite in f32).
+const FEATURE_MAX: f64 = 1e30;
+
+/// `x` as a stored feature: within `0..=FEATURE_MAX` (NaN, which no measurement here should
+/// produce, as the neutral 1).
+fn stored(x: f64) -> f32 {
+    if x.is_nan() {
+        1.0
+    } else {
+        x.clamp(0.0, FEATURE_MAX) as f32
+    }
+}
+
 /// Filters measured per calibration query (drawn at random from its candidates): the time
 /// goes to more queries rather than every filter kind of few queries, since the queries'
 /// variety (position, neighbourhood) is what a new query's features are matched against.
@@ -91,7 +104,8 @@ pub(crate) fn calibrate(seg: &Segment, opts: &CalibrateOptions) -> Result<Option
             // random vectors; a vector moved a quarter of the way (queries unlike the data).
             // Own vectors alone were optimistic: on ../shared/data, "own corpus AND NOT
             // label" measured 0.955 with 11 % of queries below 0.85 against a predicted
-            // 0.989; with the mix, 0.981 and 3.6 % (and data2's families all ≥ 0.984).
+            // 0.989; with the mix (and the kernel of calibrated.rs), 0.978 and 4.6 %, and
+            // data2's families all ≥ 0.985 (docs/benchmarks.md).
             let kind = match order.len() % 4 {
                 0 => Kind::Own,
                 1 => Kind::Between(0.9, other),
@@ -355,11 +369,13 @@ fn measure_query(
         }
         out.push(Sample {
             s: (matches as f64 / idx.len().max(1) as f64).clamp(f64::MIN_POSITIVE, 1.0) as f32,
-            c: c.map(|x| x as f32),
-            outside: outside as f32,
+            // Features are stored as finite f32 (a reader refuses anything else): a spread
+            // near zero must not turn the position into infinity.
+            c: c.map(stored),
+            outside: stored(outside),
             matches: u32::try_from(matches).unwrap_or(u32::MAX),
             filtered: bits.is_some(),
-            exact_ns: exact_per as f32,
+            exact_ns: stored(exact_per),
             curves,
         });
     }
