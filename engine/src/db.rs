@@ -595,6 +595,13 @@ impl Db {
                             } else {
                                 Vec::new()
                             },
+                            calibration: seg.calibration().map(|c| CalibrationInfo {
+                                samples: c.samples.len(),
+                                filtered: c.samples.iter().filter(|x| x.filtered).count(),
+                                k: c.k,
+                                levels: c.levels,
+                                exact_ns: c.exact_ns,
+                            }),
                         })
                     }
                 };
@@ -747,6 +754,23 @@ pub struct AnnInfo {
     pub resident_bytes: usize,
     /// Nodes per out-degree (index = degree); empty unless asked for.
     pub degree_histogram: Vec<u64>,
+    /// What the planner measured about this segment (`None`: no calibration section).
+    pub calibration: Option<CalibrationInfo>,
+}
+
+/// A segment's calibration (see `docs/format.md`, "Calibration").
+#[derive(Debug, Clone, PartialEq)]
+pub struct CalibrationInfo {
+    /// Samples (a query with a filter or none).
+    pub samples: usize,
+    /// Of which filtered.
+    pub filtered: usize,
+    /// The `k` recall was measured at.
+    pub k: u32,
+    /// Effort levels per plan (efforts `k · 2^0 … k · 2^(levels−1)`).
+    pub levels: usize,
+    /// Measured time of one exact distance, in nanoseconds.
+    pub exact_ns: f32,
 }
 
 /// Counters of a database.

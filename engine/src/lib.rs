@@ -53,8 +53,8 @@ pub use ann::{
 };
 pub use batch::{decode_document, encode_document, Op, WriteBatch};
 pub use db::{
-    AnnInfo, Db, DbStats, Options, RecoveryReport, SegmentInfo, LOCK_FILE, SEGMENTS_DIR, WAL_DIR,
-    WAL_KIND_BATCH,
+    AnnInfo, CalibrationInfo, Db, DbStats, Options, RecoveryReport, SegmentInfo, LOCK_FILE,
+    SEGMENTS_DIR, WAL_DIR, WAL_KIND_BATCH,
 };
 pub use distance::distance;
 pub use doc::{validate_key, validate_term, Document};

@@ -341,10 +341,47 @@ fn build_verify_query_put_delete_dump_end_to_end() {
         .map(|x| x.as_u64().unwrap())
         .sum();
     assert_eq!(hist, 3000);
+    // The build calibrated the segment (samples with and without a filter, recall@10).
+    let cal = &g["calibration"];
+    assert!(
+        cal["samples"].as_u64().unwrap() > cal["filtered"].as_u64().unwrap(),
+        "{v}"
+    );
+    assert!(cal["filtered"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(cal["k"], 10);
+    // --no-calibrate writes none.
+    let uncal = tmp.path().join("uncal");
+    let (ok, _, err) = build(
+        uncal.to_str().unwrap(),
+        &vecs,
+        Some(&docs),
+        &["--no-calibrate"],
+    );
+    assert!(ok, "{err}");
+    let (ok, out, err) = strata(&["inspect", uncal.to_str().unwrap(), "--json"]);
+    assert!(ok, "{err}");
+    let u: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(u["segments"][0]["ann"]["calibration"].is_null(), "{u}");
 
     // A stored vector finds itself at distance 0; the filter keeps only German posts.
     let first: Vec<f32> = (0..8).map(|j| ((j * 13) % 97) as f32 / 10.0).collect();
     let q = write_query(tmp.path(), &first);
+    // At the default recall the calibrated planner reports its prediction; a recall outside
+    // 0..=1 is refused.
+    let (ok, out, err) = strata(&["query", dbs, "--vectors", q.to_str().unwrap(), "--json"]);
+    assert!(ok, "{err}");
+    let r: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    let seg = &r["stats"]["explain"][1];
+    assert!(seg["predicted_recall"].as_f64().unwrap() >= 0.95, "{r}");
+    let (ok, _, err) = strata(&[
+        "query",
+        dbs,
+        "--vectors",
+        q.to_str().unwrap(),
+        "--recall",
+        "1.5",
+    ]);
+    assert!(!ok && err.contains("recall"), "{err}");
     // The 5 nearest to `q` under a forced plan, as JSON or with `explain`.
     let query_with_plan = |plan: &str, output: &str| {
         strata(&[

@@ -528,6 +528,10 @@ pub fn inspect(a: &DbArgs) -> CliResult {
                     "resident_bytes": g.resident_bytes,
                     "degree_histogram": g.degree_histogram,
                     "degree_mean": mean_degree(&g.degree_histogram),
+                    "calibration": g.calibration.as_ref().map(|c| json!({
+                        "samples": c.samples, "filtered": c.filtered, "k": c.k,
+                        "levels": c.levels, "exact_ns": c.exact_ns,
+                    })),
                 })),
             })
         })
@@ -584,6 +588,13 @@ pub fn inspect(a: &DbArgs) -> CliResult {
                 .map(|(d, c)| format!("{d}:{c}"))
                 .collect();
             println!("    degree histogram (degree:nodes): {}", hist.join(" "));
+            match &g.calibration {
+                Some(c) => println!(
+                    "    calibration: {} samples ({} filtered), recall@{} at {} effort levels, exact distance {:.0} ns",
+                    c.samples, c.filtered, c.k, c.levels, c.exact_ns
+                ),
+                None => println!("    calibration: none (planned by the fixed cost model)"),
+            }
         }
     }
     Ok(())
