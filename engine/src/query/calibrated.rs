@@ -563,6 +563,26 @@ mod tests {
     }
 
     #[test]
+    fn the_committed_fixture_decodes() {
+        // `docs/format.md`, "Calibration": the fuzz seed after its decoder-picking byte.
+        let seed = include_bytes!("../../../fuzz/corpus/small_decoders/calibration-v1");
+        let cal = Calibration::decode(&seed[1..]).unwrap();
+        assert_eq!((cal.k, cal.levels, cal.local_div), (10, 2, [256, 32]));
+        assert_eq!(cal.samples.len(), 1);
+        let x = &cal.samples[0];
+        assert_eq!(
+            (x.s, x.c, x.outside, x.matches),
+            (0.5, [1.0, 1.0], 1.2, 100)
+        );
+        assert!(x.filtered);
+        assert_eq!(x.curves[GRAPH].found, vec![7, 10]);
+        assert_eq!(x.curves[PARTITION].found, vec![NOT_RUN, NOT_RUN]);
+        assert_eq!(x.curves[CODES].found, vec![3, FULL_BEFORE]);
+        assert_eq!(x.curves[CODES].ns, vec![1000, 2000]);
+        assert_eq!(cal.encode(), seed[1..].to_vec());
+    }
+
+    #[test]
     fn a_level_is_trusted_only_when_its_tail_is_short() {
         let cal = Calibration {
             k: 10,
