@@ -1714,29 +1714,22 @@ impl DiskIndex {
         hidden: Option<u32>,
         stats: &mut QueryStats,
     ) -> Result<Vec<(f32, usize)>> {
+        let mut run = |sc: &mut Scratch| {
+            self.search_in(
+                sc,
+                file,
+                q,
+                k,
+                params,
+                accept,
+                min_match_rate,
+                hidden,
+                stats,
+            )
+        };
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut sc) => self.search_in(
-                &mut sc,
-                file,
-                q,
-                k,
-                params,
-                accept,
-                min_match_rate,
-                hidden,
-                stats,
-            ),
-            Err(_) => self.search_in(
-                &mut Scratch::default(),
-                file,
-                q,
-                k,
-                params,
-                accept,
-                min_match_rate,
-                hidden,
-                stats,
-            ),
+            Ok(mut sc) => run(&mut sc),
+            Err(_) => run(&mut Scratch::default()),
         })
     }
 
