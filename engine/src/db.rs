@@ -573,13 +573,17 @@ impl Db {
     }
 
     /// Describe every live segment; with `graphs`, also read every graph node for the degree
-    /// histogram (which checks every sector, like [`Db::verify`]).
+    /// histogram and every vector chunk (which checks every byte an open leaves to first use,
+    /// like [`Db::verify`]).
     pub fn segment_info(&self, graphs: bool) -> Result<Vec<SegmentInfo>> {
         let v = self.inner().version.lock().clone();
         v.segments
             .iter()
             .map(|ls| {
                 let seg = &ls.seg;
+                if graphs {
+                    seg.verify_deferred()?;
+                }
                 let ann = match seg.ann() {
                     None => None,
                     Some(idx) => {
@@ -618,8 +622,9 @@ impl Db {
     }
 
     /// Check what opening does not: every sector of every graph (checksums, degrees, neighbour
-    /// ids in range). Opening already verified every other byte of every file. The first
-    /// problem is returned as an error naming the file.
+    /// ids in range) and every chunk of every vectors section (with its whole-section CRC).
+    /// Opening already verified every other byte of every file. The first problem is returned
+    /// as an error naming the file.
     pub fn verify(&self) -> Result<()> {
         self.segment_info(true).map(|_| ())
     }
@@ -706,7 +711,12 @@ impl Db {
             flushes: inner.flush.state.lock().done,
             checkpoint_lsn: inner.manifest.lock().checkpoint_lsn,
             ann_segments: v.segments.iter().filter(|s| s.seg.ann().is_some()).count(),
-            ann_resident_bytes: inner.ann_budget.used(),
+            ann_resident_bytes: v
+                .segments
+                .iter()
+                .filter_map(|s| s.seg.ann())
+                .map(|a| a.resident_bytes() as u64)
+                .sum(),
             compactions: fs_state.compactions,
             flush_bytes_written: fs_state.flush_bytes,
             compaction_bytes_written: fs_state.compaction_bytes,
@@ -788,7 +798,9 @@ pub struct DbStats {
     pub checkpoint_lsn: u64,
     /// Segments with an ANN graph.
     pub ann_segments: usize,
-    /// Bytes the ANN indexes keep in memory (codes + node caches).
+    /// Bytes the ANN indexes hold in memory of their own (codes, maps, node caches). Graph
+    /// pages a lazy open reads from the mapping are the OS page cache's and not counted here
+    /// (the memory budget reserves room for them).
     pub ann_resident_bytes: u64,
     /// Compactions completed by this handle.
     pub compactions: u64,

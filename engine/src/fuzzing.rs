@@ -158,6 +158,18 @@ fn fix_segment_crcs(b: &mut [u8]) {
     };
     let table_len = (count as usize).saturating_mul(24);
     if table_at.checked_add(table_len) == Some(f) {
+        // Vector chunk checksums first: their section's own CRC is computed below.
+        let range = |kind: crate::segment::SectionKind| {
+            (table_at..f).step_by(24).find_map(|e| {
+                (le32(b, e) == Some(kind as u32))
+                    .then(|| Some((le64(b, e + 8)?, le64(b, e + 16)?)))
+                    .flatten()
+            })
+        };
+        use crate::segment::SectionKind as K;
+        if let (Some(v), Some(c)) = (range(K::Vectors), range(K::VectorChunks)) {
+            crate::segment::chunks::fix(b, c, v);
+        }
         for e in (table_at..f).step_by(24) {
             let (Some(kind), Some(at), Some(len)) = (le32(b, e), le64(b, e + 8), le64(b, e + 16))
             else {

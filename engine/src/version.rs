@@ -389,7 +389,7 @@ impl Snapshot {
                         ls.any_deleted.then_some(&*ls.deleted),
                         shadow,
                         &mut stats,
-                    );
+                    )?;
                     for (dist, i) in best {
                         hits.push(self.hit(ls, i, Some(dist), q.include_docs)?);
                     }
@@ -498,7 +498,7 @@ impl Snapshot {
             if let (Some(pool), None) = (fallback, q.radius) {
                 let accept = |i: usize| mem.is_empty() || !shadowed(i);
                 let mut cands = live.iter();
-                for (dist, i) in exec::codes(target, pool, &mut cands, &accept, &mut stats) {
+                for (dist, i) in exec::codes(target, pool, &mut cands, &accept, &mut stats)? {
                     hits.push(self.hit(ls, i, Some(dist), q.include_docs)?);
                 }
                 ex.plan = if ex.plan == Plan::FilterFirst {

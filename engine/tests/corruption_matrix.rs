@@ -2,8 +2,9 @@
 //! `SCHEMA`, the manifest, a deletion bitmap, a segment: truncation at every tail offset (every
 //! offset for small files), one flipped bit per 4 KiB (and in the last bytes), each 4 KiB sector
 //! (or 512-byte block of a small file) zeroed, and two blocks swapped. Every mutation that
-//! changes the bytes must make `Db::open` fail with a corruption error naming the file — never
-//! a panic, never a database that opens with other content. (The WAL's own matrix, where a torn
+//! changes the bytes must make `Db::open` — or, for the bytes an open checks on first use
+//! instead (vector chunks, graph sectors), `Db::verify` — fail with a corruption error naming
+//! the file: never a panic, never a database that opens and verifies with other content. (The WAL's own matrix, where a torn
 //! tail is truncated instead, lives in `wal/`; ANN graph sectors, checked on first read, in
 //! `engine/src/ann/disk.rs`.)
 #![allow(
@@ -119,9 +120,11 @@ fn matrix(kind: &str, n: u32, pick: impl Fn(&str) -> bool) {
     assert!(cases.len() > 10, "{kind}: only {} mutations", cases.len());
     for (what, bytes) in &cases {
         std::fs::write(&file, bytes).unwrap();
-        match Db::open(&work, options()) {
+        // Bytes an open leaves to first use (vector chunks, graph sectors) must fail
+        // `verify` instead.
+        match Db::open(&work, options()).and_then(|db| db.verify().map(|()| db)) {
             Ok(db) => panic!(
-                "{kind} ({} bytes), {what}: opened ({} documents)",
+                "{kind} ({} bytes), {what}: opened and verified ({} documents)",
                 pristine.len(),
                 db.scan(..).map(|v| v.len()).unwrap_or(0)
             ),
@@ -177,4 +180,68 @@ fn segment_corruption_is_always_detected() {
         .unwrap();
     let name = seg.file_name().unwrap().to_str().unwrap().to_owned();
     matrix("segment", 2000, |n| n == name);
+}
+
+/// A segment's vectors are checked a 64 KiB chunk at a time on first read: a damaged chunk
+/// past the presence bitset lets the database open, but every read of a vector in it (a get, an
+/// exact search) is a corruption error naming the file, `verify` fails, and the vectors of the
+/// other chunks are served.
+#[test]
+fn a_damaged_vector_chunk_fails_its_reads_and_verify_not_the_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let dim = 64usize; // 256 bytes per vector: 256 vectors per chunk
+    let n = 2000u32;
+    {
+        let db = Db::create_with(&dir, Schema::new(dim as u32, Metric::L2), options()).unwrap();
+        let mut b = strata::WriteBatch::new();
+        for i in 0..n {
+            b.put(Document::new(format!("k{i:06}"), "v").with_vector(vec![i as f32; dim]));
+        }
+        db.write(b).unwrap();
+        db.flush().unwrap();
+    }
+    let seg = file_of(&dir, |n| n.ends_with(".seg"));
+    let mut bytes = std::fs::read(&seg).unwrap();
+    // Section 3 from the table (docs/format.md: footer, then 24-byte entries).
+    let f = bytes.len() - 64;
+    let count = u32::from_le_bytes(bytes[f + 12..f + 16].try_into().unwrap()) as usize;
+    let table = u64::from_le_bytes(bytes[f + 16..f + 24].try_into().unwrap()) as usize;
+    let entry = (0..count)
+        .map(|i| table + i * 24)
+        .find(|&e| u32::from_le_bytes(bytes[e..e + 4].try_into().unwrap()) == 3)
+        .unwrap();
+    let at = u64::from_le_bytes(bytes[entry + 8..entry + 16].try_into().unwrap()) as usize;
+    let kinds: Vec<u32> = (0..count)
+        .map(|i| {
+            u32::from_le_bytes(
+                bytes[table + i * 24..table + i * 24 + 4]
+                    .try_into()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    assert!(kinds.contains(&10), "no vector chunk checksums: {kinds:?}");
+    // Byte 2 · 64 KiB + 100 of the section: ordinal (131,172 − 256 bitset bytes) / 256 = 511.
+    let words = (n as usize).div_ceil(64) * 8;
+    let flip = at + 2 * 65_536 + 100;
+    bytes[flip] ^= 0x10;
+    std::fs::write(&seg, &bytes).unwrap();
+    let damaged = (flip - at - words) / (dim * 4);
+    let db = Db::open(&dir, options()).unwrap();
+    let e = db
+        .get(format!("k{damaged:06}").as_bytes())
+        .expect_err("a vector from a damaged chunk was served");
+    assert!(
+        e.is_corruption() && e.to_string().contains("chunk 2"),
+        "{e}"
+    );
+    let e = db.verify().unwrap_err();
+    assert!(e.is_corruption(), "{e}");
+    // Another chunk's vector is served, and is the one written.
+    let ok = db.get(b"k000010").unwrap().unwrap();
+    assert_eq!(ok.vector.as_deref(), Some(&vec![10.0f32; dim][..]));
+    // An exact search scores every vector: it reaches the damaged chunk and fails.
+    let q = strata::Query::knn(vec![0.0; dim], 5).exact();
+    assert!(db.search(&q).unwrap_err().is_corruption());
 }

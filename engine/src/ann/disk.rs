@@ -467,6 +467,12 @@ pub(crate) struct DiskIndex {
     /// nothing is cached. Dense, not hashed: the lookup is on every hop.
     cache_slot: Vec<u32>,
     cache_arena: Resident,
+    /// Whether a node read from the mapping (not the node cache) also scores the other nodes
+    /// of its sector. True for an index that does not fit in its share of the memory budget
+    /// (it is read from disk: sector mates come at no I/O); false for one that fits, whether
+    /// its nodes were copied at open or are read lazily from the mapping, so that a lazy and
+    /// a warm open search alike — and alike to the calibration, which ran the same rule.
+    mates: bool,
 }
 
 fn rd_u32(b: &[u8], at: usize) -> Option<u32> {
@@ -966,6 +972,7 @@ impl DiskIndex {
             verified,
             cache_slot: Vec::new(),
             cache_arena: Resident::default(),
+            mates: true,
         };
         idx.verify_sector(bytes, 0)?;
         Ok(idx)
@@ -1082,11 +1089,25 @@ impl DiskIndex {
         self.resident_bytes() - self.cache_bytes()
     }
 
+    /// Bytes of the whole graph's node records: what a node cache holding every node takes
+    /// (with no slot map: when every node is cached the arena is in node order).
+    pub(crate) fn graph_bytes(&self) -> usize {
+        self.n.saturating_mul(self.geo.node_bytes)
+    }
+
+    /// Declare whether the whole graph is within this index's share of the memory budget
+    /// (read lazily from the mapping, or copied by [`DiskIndex::fill_cache`]): an index that
+    /// fits searches without sector mates, one that does not scores a read sector's mates.
+    pub(crate) fn set_fits(&mut self, fits: bool) {
+        self.mates = !fits;
+    }
+
     /// Cache the nodes nearest the entry point (breadth-first) within `budget` bytes; returns
-    /// the bytes used.
+    /// the bytes used. The index fits (see [`DiskIndex::set_fits`]) when every node was cached.
     pub(crate) fn fill_cache(&mut self, bytes: &[u8], budget: usize) -> Result<usize> {
         self.cache_slot = Vec::new();
         self.cache_arena = Resident::default();
+        self.mates = self.graph_bytes() > budget;
         let per = self.node_bytes_cached();
         let map = self.n * 4;
         let max = (budget.saturating_sub(map) / per.max(1)).min(self.n);
@@ -1845,7 +1866,7 @@ impl DiskIndex {
                 let (rec, from_disk) = self.fetch(bytes, node, step.stats)?;
                 let exact = crate::distance::distance(self.metric, q, self.vector_of(&rec.0, v));
                 self.expand(node, &rec.0, exact, l, accept, &mut step, true)?;
-                if !from_disk || self.geo.nps < 2 {
+                if !from_disk || !self.mates || self.geo.nps < 2 {
                     continue;
                 }
                 // Sector mates came with the read: expand those that would enter the list,

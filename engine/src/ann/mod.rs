@@ -94,15 +94,13 @@ pub struct AnnOptions {
     /// most 65,535 and the segment's vectors).
     pub partitions: Option<usize>,
     /// Fill the node cache when a segment opens: copy the nodes nearest each entry point into
-    /// memory, within `memory_budget_bytes`. Default true. False opens lazily: the graph is
-    /// mapped and each node is read from the mapping when a query first needs it (its sector
-    /// checksum verified once), so an open costs milliseconds and memory grows with use — a
-    /// one-query `strata query --lazy` on a 65k × 768 database: 0.02–0.03 s and 275 MB
-    /// resident instead of 0.30 s and 908 MB (`docs/benchmarks.md`, "Lazy open"). Not yet the
-    /// default: uncached reads also expand a sector's other nodes, which changes the filtered
-    /// graph search's anti-correlation exit (a forced graph plan on an anti-correlated filter
-    /// measured recall 0.74 in the planner oracle at low dimension); the planner work that
-    /// calibrates those rules makes it the default.
+    /// memory, within `memory_budget_bytes`. Default false (a lazy open): the graph is mapped
+    /// and each node is read from the mapping when a query first needs it (its sector
+    /// checksum verified once), so an open costs milliseconds and resident memory grows with
+    /// use up to the budget — 1,000 unfiltered queries on a 65k × 768 database in one
+    /// `strata query` process: 0.87 s lazy, 1.86–2.25 s warm (`docs/benchmarks.md`, "Lazy
+    /// open"). A graph within the budget searches alike either way (no sector mates); warm
+    /// buys steady latency from the first query at the price of the copy.
     pub warm: bool,
     /// Calibrate each index when it is built (default true): the planner's measurements of
     /// recall and time per plan and effort on the segment's own vectors and filters, taking
@@ -122,7 +120,7 @@ impl Default for AnnOptions {
             seed: 0x5EED,
             memory_budget_bytes: 256 << 20,
             partitions: None,
-            warm: true,
+            warm: false,
             calibrate: true,
         }
     }
@@ -442,11 +440,6 @@ impl AnnBudget {
         let _ = self
             .used
             .fetch_update(Relaxed, Relaxed, |u| Some(u.saturating_sub(n as u64)));
-    }
-
-    /// Bytes resident now.
-    pub(crate) fn used(&self) -> u64 {
-        self.used.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -173,14 +173,14 @@ fn measure_query(
     let metric = seg.schema().metric;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut q = Vec::new();
-    if !seg.vector_into(qo, &mut q) {
+    if !seg.vector_into(qo, &mut q)? {
         return Ok((Vec::new(), 0.0));
     }
     let exclude = match kind {
         Kind::Own => Some(qo),
         Kind::Between(t, other) => {
             let mut y = Vec::new();
-            if !seg.vector_into(other, &mut y) {
+            if !seg.vector_into(other, &mut y)? {
                 return Ok((Vec::new(), 0.0));
             }
             for (a, b) in q.iter_mut().zip(&y) {
@@ -196,7 +196,7 @@ fn measure_query(
     let mut v = Vec::new();
     let mut scored = 0usize;
     for (i, d) in dist.iter_mut().enumerate() {
-        if Some(i) != exclude && seg.vector_into(i, &mut v) {
+        if Some(i) != exclude && seg.vector_into(i, &mut v)? {
             *d = distance(metric, &q, &v);
             scored += 1;
         }
@@ -352,19 +352,13 @@ fn measure_query(
                     exclude.is_some().then_some(&me),
                     None,
                     &mut stats,
-                )
+                )?
                 .0)
             })?;
         }
         if let Some(b) = &bits {
             run(CODES, matches, &mut |pool| {
-                Ok(exec::codes(
-                    target,
-                    pool,
-                    &mut b.iter(),
-                    &admits,
-                    &mut stats,
-                ))
+                exec::codes(target, pool, &mut b.iter(), &admits, &mut stats)
             })?;
         }
         out.push(Sample {

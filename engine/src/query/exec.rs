@@ -73,7 +73,7 @@ pub(crate) fn rerank(
     mut cands: Vec<(f32, usize)>,
     adaptive: bool,
     stats: &mut QueryStats,
-) -> (Vec<(f32, usize)>, bool) {
+) -> Result<(Vec<(f32, usize)>, bool)> {
     // Adaptive: candidates in code order, sorted a chunk at a time (a long pool is rarely
     // re-ranked far, so most of it is never sorted).
     let by = |a: &(f32, usize), b: &(f32, usize)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
@@ -120,7 +120,7 @@ pub(crate) fn rerank(
         if let Some(&(_, a)) = cands.get(j + RERANK_AHEAD) {
             t.seg.prefetch_vector(a);
         }
-        if t.seg.vector_into(i, &mut v) {
+        if t.seg.vector_into(i, &mut v)? {
             let d = distance(t.metric, t.q, &v);
             scored.push((d, i));
             if adaptive {
@@ -139,7 +139,7 @@ pub(crate) fn rerank(
             .then_with(|| t.seg.key(a.1).cmp(t.seg.key(b.1)))
     });
     scored.truncate(t.k);
-    (scored, converged)
+    Ok((scored, converged))
 }
 
 /// Filter-first by codes: every candidate ordinal `accept`ed is scored by its code, the `pool`
@@ -151,9 +151,9 @@ pub(crate) fn codes(
     candidates: &mut dyn Iterator<Item = usize>,
     accept: &dyn Fn(usize) -> bool,
     stats: &mut QueryStats,
-) -> Vec<(f32, usize)> {
+) -> Result<Vec<(f32, usize)>> {
     let cands = t.idx.scan_codes(t.q, pool, candidates, accept, stats);
-    rerank(t, cands, true, stats).0
+    Ok(rerank(t, cands, true, stats)?.0)
 }
 
 /// Filter-first at full precision (and the exact plan of segments without a graph).
@@ -190,7 +190,7 @@ impl Exact<'_> {
                 self.seg.prefetch_vector(a);
             }
             deadline.check_every(j, "scoring a segment exactly")?;
-            if !self.seg.vector_into(i, &mut v) || shadowed(i) {
+            if !self.seg.vector_into(i, &mut v)? || shadowed(i) {
                 continue;
             }
             let dist = distance(self.metric, self.q, &v);
@@ -236,12 +236,12 @@ pub(crate) fn partition(
     deleted: Option<&Bitset>,
     shadowed: Option<&dyn Fn(usize) -> bool>,
     stats: &mut QueryStats,
-) -> (Vec<(f32, usize)>, PartitionWalk) {
+) -> Result<(Vec<(f32, usize)>, PartitionWalk)> {
     let (cands, mut walk) = t
         .idx
         .scan_partitions(t.q, want, by_node, deleted, shadowed, stats);
     let dropped = walk.scored as usize >= 2 * want.pool;
-    let (mut best, converged) = rerank(t, cands, true, stats);
+    let (mut best, converged) = rerank(t, cands, true, stats)?;
     if retry > 1 && dropped && !converged {
         let want = PartitionWant {
             pool: want.pool.saturating_mul(retry),
@@ -253,9 +253,9 @@ pub(crate) fn partition(
         walk.lists += again.lists;
         walk.members += again.members;
         walk.scored += again.scored;
-        best = rerank(t, cands, true, stats).0;
+        best = rerank(t, cands, true, stats)?.0;
     }
-    (best, walk)
+    Ok((best, walk))
 }
 
 /// The (filtered) graph search with list `params.list`: every admitted node it expanded or

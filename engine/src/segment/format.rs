@@ -41,10 +41,13 @@ pub enum SectionKind {
     /// The planner's calibration: recall and time per plan and effort, measured on the
     /// segment's own vectors and filters (optional, with 7 and 8).
     Calibration = 9,
+    /// A CRC-32 per 64 KiB chunk of the vectors section, so an open need not read the
+    /// vectors to verify them (optional; without it kind 3 is verified whole at open).
+    VectorChunks = 10,
 }
 
 impl SectionKind {
-    pub(crate) const ALL: [SectionKind; 9] = [
+    pub(crate) const ALL: [SectionKind; 10] = [
         SectionKind::Keys,
         SectionKind::Docs,
         SectionKind::Vectors,
@@ -54,6 +57,7 @@ impl SectionKind {
         SectionKind::AnnCodes,
         SectionKind::AnnGraph,
         SectionKind::Calibration,
+        SectionKind::VectorChunks,
     ];
 
     /// File alignment of the section's first byte.

@@ -2,13 +2,15 @@
 //! order (ordinal = rank of the key), in checksummed sections (`docs/format.md`, "Segment").
 //!
 //! Invariants: a segment file is complete and fsynced before its name exists and before a
-//! manifest names it; a reader verifies the footer, the section table and every section's CRC,
-//! then the structure (counts, monotone offsets, sorted keys and postings) before serving a
-//! single read, so accessors never see out-of-range offsets.
+//! manifest names it; a reader verifies the footer, the section table and every section's CRC
+//! (the graph's sectors and, with kind 10, the vectors' 64 KiB chunks on their first read
+//! instead), then the structure (counts, monotone offsets, sorted keys and postings) before
+//! serving a single read, so accessors never see out-of-range offsets.
 
 pub(crate) mod bitset;
 mod bloom;
 mod cache;
+pub(crate) mod chunks;
 pub(crate) mod deletes;
 mod format;
 /// Little-endian field readers shared with the manifest.
@@ -88,7 +90,7 @@ mod tests {
             for (i, d) in ds.iter().enumerate() {
                 assert_eq!(seg.find(&d.key), Some(i));
                 assert_eq!(&seg.doc(i).unwrap(), d.as_ref());
-                assert_eq!(seg.vector_into(i, &mut v), d.vector.is_some());
+                assert_eq!(seg.vector_into(i, &mut v).unwrap(), d.vector.is_some());
                 if let Some(want) = &d.vector {
                     assert_eq!(&v, want);
                 }

@@ -55,6 +55,11 @@ pub(crate) struct Segment {
     /// `vec_present.count()`, counted once at open.
     vectors: usize,
     vec_at: usize,
+    /// Per-chunk checksums of the vectors section, checked as vectors are read (`None`: the
+    /// segment predates them and its vectors section was verified whole at open).
+    vec_chunks: Option<super::chunks::VectorChunks>,
+    /// The vectors section's table CRC when it was not checked at open (`verify` checks it).
+    vectors_crc: Option<u32>,
     term_count: usize,
     term_offsets_at: usize,
     post_offsets_at: usize,
@@ -211,19 +216,31 @@ impl Segment {
             }
         })));
         if let (Some(idx), Some(budget)) = (s.ann.as_mut(), budget) {
-            // Codes are always resident; with `AnnOptions::warm` the node cache gets what the
-            // budget has left, else nodes are read from the mapping on demand.
+            // Codes are always resident. The graph gets what the budget has left: with
+            // `AnnOptions::warm` its nodes nearest the entry point are copied into the node
+            // cache now; lazily (the default) nothing is copied and a graph that fits is
+            // charged in full, its pages read from the mapping as queries first need them
+            // (each sector's checksum verified once), so an open costs milliseconds and
+            // resident memory grows with use up to that charge. A graph that does not fit is
+            // read from disk either way (sector mates scored with each read).
             let base = idx.base_bytes();
             budget.charge(base);
-            let want = if budget.warm() {
-                budget.take_up_to(idx.len().saturating_mul(idx.node_bytes_cached()))
+            let graph = idx.graph_bytes();
+            let want = budget.take_up_to(graph);
+            let used = if budget.warm() {
+                if want > 0 {
+                    idx.fill_cache(&s.bytes, want)?
+                } else {
+                    idx.set_fits(false);
+                    0
+                }
             } else {
-                0
-            };
-            let used = if want > 0 {
-                idx.fill_cache(&s.bytes, want)?
-            } else {
-                0
+                idx.set_fits(want == graph);
+                if want == graph {
+                    want
+                } else {
+                    0
+                }
             };
             budget.release(want.saturating_sub(used));
             s.ann_charge = Some((budget, base + used));
@@ -273,6 +290,12 @@ impl Segment {
         }
         let mut ranges: [Option<(usize, usize)>; SectionKind::ALL.len()] =
             [None; SectionKind::ALL.len()];
+        // With per-chunk checksums (kind 10) the vectors section is not read at open: its
+        // chunks are checked as vectors are read, and its table CRC by `verify`.
+        let chunked = table
+            .chunks_exact(TABLE_ENTRY_BYTES)
+            .any(|e| le_u32(e, 0) == Some(SectionKind::VectorChunks as u32));
+        let mut vectors_crc = None;
         for e in table.chunks_exact(TABLE_ENTRY_BYTES) {
             let kind = le_u32(e, 0).unwrap_or(0);
             let crc = le_u32(e, 4).unwrap_or(0);
@@ -284,7 +307,9 @@ impl Segment {
                 .and_then(|end| b.get(at..end))
                 .ok_or_else(|| err(format!("section {kind} out of bounds")))?;
             let crc_len = crate::ann::disk::table_crc_bytes(kind, len);
-            if crc32fast::hash(body.get(..crc_len).unwrap_or_default()) != crc {
+            if chunked && kind == SectionKind::Vectors as u32 {
+                vectors_crc = Some(crc);
+            } else if crc32fast::hash(body.get(..crc_len).unwrap_or_default()) != crc {
                 return Err(err(format!("section {kind} checksum mismatch")));
             }
             if let Some(slot) = SectionKind::ALL
@@ -409,6 +434,14 @@ impl Segment {
         if v_len != words + n * dim * 4 {
             return Err(err("vectors section length mismatch".into()));
         }
+        let vec_chunks = match ranges.get(9).copied().flatten() {
+            Some(c) => {
+                let chunks = super::chunks::VectorChunks::parse(b, c, vecs).map_err(err)?;
+                chunks.check(b, v_at, v_at + words).map_err(err)?;
+                Some(chunks)
+            }
+            None => None,
+        };
         let vec_present = Bitset::from_le_bytes(b.get(v_at..v_at + words).unwrap_or_default(), n);
 
         // Terms: sorted UTF-8 terms, sorted in-range postings.
@@ -514,6 +547,8 @@ impl Segment {
             vectors: vec_present.count(),
             vec_present,
             vec_at: v_at + words,
+            vec_chunks,
+            vectors_crc,
             term_count: tc,
             term_offsets_at,
             post_offsets_at,
@@ -564,16 +599,20 @@ impl Segment {
         &self.schema
     }
 
-    /// Fill the index's node cache with up to `budget` bytes, as a database open does within
-    /// its memory budget (a segment opened from bytes, not charged to any budget). Returns the
-    /// bytes used.
-    pub(crate) fn fill_node_cache(&mut self, budget: usize) -> Result<usize> {
-        let want = match &self.ann {
-            Some(idx) => budget.min(idx.len().saturating_mul(idx.node_bytes_cached())),
-            None => return Ok(0),
-        };
+    /// Prepare the index to be read as a database open with an ANN memory budget of `budget`
+    /// bytes would leave it (a segment opened from bytes, not charged to any budget): a graph
+    /// that fits is copied into the node cache (a lazy open reads it from the mapping with the
+    /// same search behaviour; copied, the calibration's timings are those of pages already
+    /// resident), one that does not is left uncached, as a lazy open leaves it. Returns the
+    /// bytes cached.
+    pub(crate) fn prepare_as_opened(&mut self, budget: usize) -> Result<usize> {
+        let bytes = &self.bytes;
         match self.ann.as_mut() {
-            Some(idx) => idx.fill_cache(&self.bytes, want),
+            Some(idx) if idx.graph_bytes() <= budget => idx.fill_cache(bytes, budget),
+            Some(idx) => {
+                idx.set_fits(false);
+                Ok(0)
+            }
             None => Ok(0),
         }
     }
@@ -674,7 +713,7 @@ impl Segment {
             .map_err(|r| bad(&self.path, format!("doc {i}: {r}")))?;
         if external {
             let mut v = Vec::with_capacity(self.dim);
-            if !self.vector_into(i, &mut v) {
+            if !self.vector_into(i, &mut v)? {
                 return Err(bad(
                     &self.path,
                     format!("doc {i}: vector flagged in the vectors section but absent there"),
@@ -718,20 +757,49 @@ impl Segment {
         }
     }
 
-    pub(crate) fn vector_into(&self, i: usize, out: &mut Vec<f32>) -> bool {
+    /// Copy the vector of ordinal `i` into `out`; false if the document has none. The chunk it
+    /// lies in is checked on its first read (a mismatch is a corruption error).
+    pub(crate) fn vector_into(&self, i: usize, out: &mut Vec<f32>) -> Result<bool> {
         if !self.vec_present.get(i) {
-            return false;
+            return Ok(false);
         }
         let at = self.vec_at + i * self.dim * 4;
+        let end = at + self.dim * 4;
+        if let Some(c) = &self.vec_chunks {
+            c.check(&self.bytes, at, end)
+                .map_err(|r| bad(&self.path, r))?;
+        }
+        let raw = self
+            .bytes
+            .get(at..end)
+            .ok_or_else(|| bad(&self.path, format!("vector {i} out of bounds")))?;
         out.clear();
+        // `chunks_exact(4)` yields 4-byte slices only: the conversion cannot fail.
         out.extend(
-            self.bytes
-                .get(at..at + self.dim * 4)
-                .unwrap_or_default()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4]))),
+            raw.chunks_exact(4)
+                .map_while(|c| c.try_into().ok().map(f32::from_le_bytes)),
         );
-        out.len() == self.dim
+        Ok(true)
+    }
+
+    /// Check what an open leaves to first use: every chunk of the vectors section and its
+    /// table CRC (segments with per-chunk checksums; others were verified whole at open).
+    pub(crate) fn verify_deferred(&self) -> Result<()> {
+        if let Some(c) = &self.vec_chunks {
+            c.check_all(&self.bytes).map_err(|r| bad(&self.path, r))?;
+        }
+        if let Some(crc) = self.vectors_crc {
+            let words = self.n.div_ceil(64) * 8;
+            let start = self.vec_at - words;
+            let body = self
+                .bytes
+                .get(start..self.vec_at + self.n * self.dim * 4)
+                .ok_or_else(|| bad(&self.path, "vectors section out of bounds"))?;
+            if crc32fast::hash(body) != crc {
+                return Err(bad(&self.path, "section 3 checksum mismatch"));
+            }
+        }
+        Ok(())
     }
 
     fn term(&self, t: usize) -> &[u8] {

@@ -189,13 +189,13 @@ pub(crate) fn encode_segment_with(
     reuse: Option<ReuseGraph>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Vec<u8>> {
+    let vectors = vectors_section(docs, schema.dim as usize);
+    let chunks = super::chunks::encode(&vectors);
     let mut sections = vec![
         (SectionKind::Keys, keys_section(docs)?),
         (SectionKind::Docs, docs_section(docs, schema)?),
-        (
-            SectionKind::Vectors,
-            vectors_section(docs, schema.dim as usize),
-        ),
+        (SectionKind::Vectors, vectors),
+        (SectionKind::VectorChunks, chunks),
         (SectionKind::Terms, terms_section(docs)?),
         (SectionKind::Attrs, attrs_section(docs, schema)?),
         (
@@ -279,13 +279,14 @@ pub(crate) fn encode_segment_with(
     // then append the section.
     let path = std::path::Path::new("<segment being written>");
     let mut seg = Segment::from_bytes(FileBytes::Owned(out), path, 0, Arc::new(schema.clone()))?;
-    // Graph searches read nodes from the node cache a database open fills within the ANN
-    // memory budget; an uncached read also scores the other nodes of the sector it reads
-    // (17 per sector at 32-d, degree 24), which at the same list buys recall a warm open does
-    // not get: in engine/tests/calibration.rs every unfiltered sample found 10/10 at list 40
-    // uncached while cached queries at list 40 found 6–8/10, and recall asked at 0.99 measured
-    // 0.91; calibrated with the cache filled, 1.00. Calibrate as queries will run.
-    seg.fill_node_cache(cache_budget)?;
+    // Calibrate as queries will run. An uncached read also scores the other nodes of the
+    // sector it reads (17 per sector at 32-d, degree 24), which at the same list buys recall a
+    // cached read does not get: in engine/tests/calibration.rs every unfiltered sample found
+    // 10/10 at list 40 uncached while cached queries at list 40 found 6–8/10, and recall asked
+    // at 0.99 measured 0.91. A graph that fits in the memory budget is searched without sector
+    // mates at run time (lazy or warm open), one that does not with them; calibration does the
+    // same (`Segment::prepare_as_opened`).
+    seg.prepare_as_opened(cache_budget)?;
     let opts = crate::query::calibrate::CalibrateOptions {
         budget,
         ..Default::default()

@@ -105,10 +105,13 @@ pub struct QueryArgs {
     /// into every query by every plan, so no result lies outside it.
     #[arg(long)]
     restrict: Option<String>,
-    /// Open lazily: map the graph and read nodes on demand instead of copying the nodes
-    /// nearest each entry point into memory first (`AnnOptions::warm = false`): an open of
-    /// milliseconds, memory that grows with use (see `docs/benchmarks.md`, "Lazy open").
-    #[arg(long)]
+    /// Copy the nodes nearest each entry point into memory at open (`AnnOptions::warm`):
+    /// steady latency from the first query, for an open that copies the graph. Without it
+    /// the open is lazy (the default): the graph is mapped and read on demand.
+    #[arg(long, conflicts_with = "lazy")]
+    warm: bool,
+    /// Open lazily (the default; kept so scripts that pass it still run).
+    #[arg(long, hide = true)]
     lazy: bool,
     /// Stop a query that runs longer than this many milliseconds (an error, exit 1).
     #[arg(long)]
@@ -225,7 +228,7 @@ pub fn print_explain(st: &QueryStats, indent: &str) {
 
 pub fn query(a: &QueryArgs) -> CliResult {
     let mut options = Options::default();
-    options.ann.warm = !a.lazy;
+    options.ann.warm = a.warm && !a.lazy;
     let db = open_read_only_with(&a.db, options)?;
     let metric = db.schema().metric;
     let vectors: Vec<Vec<f32>> = match (&a.vectors, &a.vector) {
