@@ -110,7 +110,7 @@ class Peers:
 
     def _one(self, index, params_of, queries, masks, gts):
         faiss = self.faiss
-        hit = tot = 0
+        hit = tot = low = 0
         t0 = time.time()
         for qi, mask in enumerate(masks):
             g = gts[qi]
@@ -121,11 +121,11 @@ class Peers:
                 bits = np.packbits(mask.astype(np.uint8), bitorder="little")
                 sel = faiss.IDSelectorBitmap(self.n, faiss.swig_ptr(bits))
             _, ids = index.search(queries[qi:qi + 1], 10, params=params_of(sel))
-            hit += len({int(j) for j in ids[0] if j >= 0} & g)
-            tot += len(g)
+            h = len({int(j) for j in ids[0] if j >= 0} & g)
+            hit, tot, low = hit + h, tot + len(g), low + (h / len(g) < 0.85)
         wall = time.time() - t0
         n = sum(1 for g in gts if g)
-        return hit / max(tot, 1), n / max(wall, 1e-9)
+        return hit / max(tot, 1), n / max(wall, 1e-9), low / max(n, 1)
 
     def run(self, queries, masks, gts):
         faiss = self.faiss
@@ -137,9 +137,13 @@ class Peers:
                 if sel is not None:
                     p.sel = sel
                 return p
-            recall, qps = self._one(self.hnsw, params, queries, masks, gts)
-            out["faiss-hnsw"] = {"param": f"ef {ef}", "recall": recall, "qps": qps}
-            if recall >= 0.95:
+            recall, qps, below = self._one(self.hnsw, params, queries, masks, gts)
+            r = {"param": f"ef {ef}", "recall": recall, "qps": qps, "below_085": below}
+            if "faiss-hnsw" not in out or out["faiss-hnsw"]["recall"] < 0.95:
+                out["faiss-hnsw"] = r
+            # The same promise as Strata's: mean >= 0.95 and at most 5 % of queries below 0.85.
+            out["faiss-hnsw-tail"] = r
+            if recall >= 0.95 and below <= 0.05:
                 break
 
         def flat_params(sel):
@@ -147,8 +151,8 @@ class Peers:
             if sel is not None:
                 p.sel = sel
             return p
-        recall, qps = self._one(self.flat, flat_params, queries, masks, gts)
-        out["faiss-exact"] = {"param": "-", "recall": recall, "qps": qps}
+        recall, qps, below = self._one(self.flat, flat_params, queries, masks, gts)
+        out["faiss-exact"] = {"param": "-", "recall": recall, "qps": qps, "below_085": below}
         return out
 
 
@@ -228,6 +232,7 @@ def main():
         wall = time.time() - t0
         hit = tot = low = n = 0
         plans = {}
+        by_plan = {}  # plan of the (first) segment -> [hits, truth, queries below 0.85, queries]
         predicted = []
         for line in out.splitlines():
             r = json.loads(line)
@@ -238,6 +243,10 @@ def main():
             h = len(got & g)
             hit, tot, n = hit + h, tot + len(g), n + 1
             low += h / len(g) < 0.85
+            segs = [e for e in r["stats"]["explain"] if e["segment"] is not None]
+            if segs:
+                b = by_plan.setdefault(segs[0]["plan"], [0, 0, 0, 0])
+                b[0], b[1], b[2], b[3] = b[0] + h, b[1] + len(g), b[2] + (h / len(g) < 0.85), b[3] + 1
             for e in r["stats"]["explain"]:
                 if e["segment"] is not None:
                     plans[e["plan"]] = plans.get(e["plan"], 0) + 1
@@ -245,7 +254,9 @@ def main():
                         predicted.append(e["predicted_recall"])
         row = {"family": fam, "queries": n, "recall": hit / max(tot, 1),
                "below_085": low / max(n, 1), "seconds": wall, "plans": plans,
-               "predicted": sum(predicted) / len(predicted) if predicted else None}
+               "predicted": sum(predicted) / len(predicted) if predicted else None,
+               "by_plan": {p: {"queries": b[3], "recall": b[0] / max(b[1], 1),
+                               "below_085": b[2] / max(b[3], 1)} for p, b in by_plan.items()}}
         if peers:
             masks_q = [admit(tag_mask) if text is not None else None for text, admit in per_query]
             row["peers"] = peers.run(queries, masks_q, gts)
@@ -255,10 +266,14 @@ def main():
         print(f"{fam:<28} {n:>5} queries  recall@10 {row['recall']:.4f}  "
               f"below 0.85 {100 * row['below_085']:5.1f} %  {wall:6.2f} s  predicted {pred}  "
               f"{plans}", flush=True)
+        for p, b in sorted(row["by_plan"].items(), key=lambda x: -x[1]["queries"]):
+            print(f"    plan {p:<18} {b['queries']:>5} queries  recall@10 {b['recall']:.4f}  "
+                  f"below 0.85 {100 * b['below_085']:5.1f} %", flush=True)
         for name, r in (row.get("peers") or {}).items():
             ratio = row["strata_qps"] / r["qps"] if r.get("qps") else float("nan")
-            print(f"    {name:<12} {r['param']:<10} recall@10 {r['recall']:.4f}  QPS {r['qps']:8.0f}"
-                  f"  (Strata {row['strata_qps']:.0f} QPS whole process: {ratio:.2f}x)", flush=True)
+            print(f"    {name:<15} {r['param']:<10} recall@10 {r['recall']:.4f}  below 0.85 "
+                  f"{100 * r['below_085']:5.1f} %  QPS {r['qps']:8.0f}  (Strata "
+                  f"{row['strata_qps']:.0f} QPS whole process: {ratio:.2f}x)", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"data": args.data, "db": db, "extra": args.extra, "rows": rows}, f, indent=1)

@@ -355,13 +355,23 @@ fn build_verify_query_put_delete_dump_end_to_end() {
         uncal.to_str().unwrap(),
         &vecs,
         Some(&docs),
-        &["--no-calibrate"],
+        &["--no-calibrate", "--codes", "sq8"],
     );
     assert!(ok, "{err}");
     let (ok, out, err) = strata(&["inspect", uncal.to_str().unwrap(), "--json"]);
     assert!(ok, "{err}");
     let u: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert!(u["segments"][0]["ann"]["calibration"].is_null(), "{u}");
+    // --codes chose one byte per dimension (8 bytes per code); a malformed kind is refused.
+    assert_eq!(u["segments"][0]["ann"]["code_bytes"], 8, "{u}");
+    let bad = tmp.path().join("bad-codes");
+    let (ok, _, err) = build(
+        bad.to_str().unwrap(),
+        &vecs,
+        Some(&docs),
+        &["--codes", "pq:0"],
+    );
+    assert!(!ok && err.contains("pq:M"), "{err}");
 
     // A stored vector finds itself at distance 0; the filter keeps only German posts.
     let first: Vec<f32> = (0..8).map(|j| ((j * 13) % 97) as f32 / 10.0).collect();
@@ -373,6 +383,30 @@ fn build_verify_query_put_delete_dump_end_to_end() {
     let r: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     let seg = &r["stats"]["explain"][1];
     assert!(seg["predicted_recall"].as_f64().unwrap() >= 0.95, "{r}");
+    // The open is lazy by default; --warm copies the graph first and answers alike; --lazy
+    // (the old opt-in) is still accepted, but not with --warm.
+    for flag in ["--warm", "--lazy"] {
+        let (ok, o, err) = strata(&[
+            "query",
+            dbs,
+            "--vectors",
+            q.to_str().unwrap(),
+            "--json",
+            flag,
+        ]);
+        assert!(ok, "{flag}: {err}");
+        let w: serde_json::Value = serde_json::from_str(o.lines().next().unwrap()).unwrap();
+        assert_eq!(w["hits"], r["hits"], "{flag}");
+    }
+    let (ok, _, _) = strata(&[
+        "query",
+        dbs,
+        "--vectors",
+        q.to_str().unwrap(),
+        "--warm",
+        "--lazy",
+    ]);
+    assert!(!ok, "--warm with --lazy accepted");
     let (ok, _, err) = strata(&[
         "query",
         dbs,

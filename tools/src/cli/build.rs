@@ -42,6 +42,11 @@ pub struct BuildArgs {
     /// Graph degree R.
     #[arg(long, default_value_t = AnnOptions::default().degree)]
     degree: usize,
+    /// Compressed codes the graph search and the scans rank with: `pq` (product quantisation
+    /// with dim/4 one-byte sub-spaces, the default), `pq:M` (M sub-spaces, 1..=dim: fewer is
+    /// a cheaper distance that ranks less well) or `sq8` (one byte per dimension).
+    #[arg(long, default_value = "pq", value_parser = parse_codes)]
+    codes: strata::CodeKind,
     /// Skip the planner's calibration of each segment (measured recall and time per plan,
     /// at most a tenth of the index build); uncalibrated segments use the fixed cost model.
     #[arg(long)]
@@ -49,6 +54,20 @@ pub struct BuildArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// Parse `pq`, `pq:M` or `sq8`.
+pub fn parse_codes(s: &str) -> Result<strata::CodeKind, String> {
+    match s.trim() {
+        "pq" => Ok(strata::CodeKind::Pq(0)),
+        "sq8" => Ok(strata::CodeKind::Sq8),
+        t => match t.strip_prefix("pq:").map(str::parse::<u32>) {
+            Some(Ok(m)) if m > 0 => Ok(strata::CodeKind::Pq(m)),
+            _ => Err(format!(
+                "{s:?}: expected pq, pq:M (M ≥ 1 sub-spaces) or sq8"
+            )),
+        },
+    }
 }
 
 /// Parse `4GiB`, `512MiB`, `100KiB`, `123` (bytes).
@@ -193,6 +212,7 @@ pub fn run(a: &BuildArgs) -> CliResult {
     // peak; this estimate says 5.3 GB (it errs on the safe side).
     let ann = AnnOptions {
         degree: a.degree,
+        codes: a.codes,
         min_vectors: 1000,
         calibrate: !a.no_calibrate,
         ..AnnOptions::default()
