@@ -220,8 +220,9 @@ pub(crate) fn encode_segment_with(
                 progress,
             )?;
             log::debug!("ANN build of {} vectors: {:?}", rows.len(), built.phases);
-            // Calibration may take a tenth of the index build (the bound on what it
-            // adds to build time), after a minimum number of queries.
+            // Calibration starts no new round of queries past a tenth of the index build (the
+            // issue's bound on what it adds to build time) once it has its minimum of queries
+            // (which the recall tail needs; see `CalibrateOptions::default`).
             let build_secs: f64 = built.phases.iter().map(|(_, s)| s).sum();
             calibrate_within = opts.calibrate.then(|| {
                 (
