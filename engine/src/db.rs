@@ -852,8 +852,7 @@ impl Inner {
         self.flush.cond.notify_all();
     }
 
-    /// Back-pressure: wait while too many frozen memtables await their flush.
-    /// Back-pressure in two stages: with one frozen memtable short of the limit, each write
+    /// Back-pressure while too many frozen memtables await their flush, in two stages: with one frozen memtable short of the limit, each write
     /// is delayed 1 ms (the flusher and compactions catch up while writers keep moving); at
     /// the limit, writers wait. Both are counted, and the first of each stage per episode is
     /// logged.

@@ -1,4 +1,6 @@
-//! Durable whole-file writes and the names of the files in a database directory.
+//! Durable whole-file writes (temp file, fsync, rename, directory fsync). The names of the
+//! files in a database directory live with their owners: `manifest.rs` (MANIFEST-*, segment
+//! and deletion-bitmap names), `meta.rs` (SCHEMA), `db.rs` (LOCK, the segments directory).
 
 use std::path::Path;
 

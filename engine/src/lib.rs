@@ -20,8 +20,9 @@
 //! ```
 //!
 //! Bounds on input (each violation is [`Error::InvalidInput`] and writes nothing) are the
-//! constants of [`limits`]. Status: documents, batches, WAL durability, snapshots and exact
-//! search work; the memtable is not yet flushed to segments (see `docs/architecture.md`).
+//! constants of [`limits`]. The memtable is flushed to immutable segments, compacted in the
+//! background, and each indexed segment answers k-NN through the planner's
+//! calibrated plans (`engine/src/query/`; see `docs/architecture.md`).
 
 pub mod ann;
 mod batch;

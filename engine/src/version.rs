@@ -527,7 +527,10 @@ impl Snapshot {
 
     /// Score a segment exactly: the `k` nearest live matches of `live` not shadowed by the
     /// memtable (boolean queries: the first `k` by key).
-    #[allow(clippy::too_many_arguments)] // the read path's state, passed down unchanged
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the read path's state, passed down unchanged"
+    )]
     fn exact_segment(
         &self,
         q: &Query,

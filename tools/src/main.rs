@@ -24,7 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Write built-in sample records through the WAL from many threads, tear the tail, recover.
+    /// The embedded store end to end on built-in sample posts: ingest through the WAL, reopen,
+    /// hybrid queries checked against brute force.
     Demo(demo::DemoArgs),
     /// Build a database offline from vector files and JSONL documents.
     Build(cli::build::BuildArgs),

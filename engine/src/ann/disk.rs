@@ -780,7 +780,10 @@ impl DiskIndex {
 
     /// Parse and verify the codes section and the graph header. `seg_n` is the segment's
     /// document count and `has_vector` says which ordinals carry a vector.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the section ranges and the segment facts the index is checked against, each one value"
+    )]
     pub(crate) fn open(
         path: &Path,
         bytes: &[u8],
@@ -988,13 +991,13 @@ impl DiskIndex {
         self.geo.r
     }
 
-    /// The whole adjacency (reads, and checks, every sector) with each node's segment
-    /// ordinal, and the entry node: what a compaction reuses.
     /// The quantiser and every node's code (node order), for a merge that keeps them.
     pub(crate) fn quantizer_and_codes(&self) -> (Quantizer, Vec<u8>) {
         (self.quant.clone(), self.codes.to_vec())
     }
 
+    /// The whole adjacency (reads, and checks, every sector) with each node's segment
+    /// ordinal, and the entry node: what a compaction reuses.
     pub(crate) fn adjacency(&self, bytes: &[u8]) -> Result<(Vec<Vec<u32>>, Vec<usize>, u32)> {
         let mut adj = Vec::with_capacity(self.n);
         let mut ords = Vec::with_capacity(self.n);
@@ -1442,7 +1445,10 @@ impl DiskIndex {
     /// their codes are read in order: the walk costs the lists' bitmap words plus the codes
     /// scored, however sparse the filter. A candidate is then dropped if its ordinal is in
     /// `deleted` or `shadowed` (a newer version in the memtable) claims it.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the walk's inputs: query, stop rule, match order, deletions, shadowing, counters"
+    )]
     pub(crate) fn scan_partitions(
         &self,
         q: &[f32],
@@ -1463,7 +1469,10 @@ impl DiskIndex {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "scan_partitions' inputs plus its reused scratch"
+    )]
     fn scan_partitions_in(
         &self,
         sc: &mut PartScratch,
@@ -1652,7 +1661,10 @@ impl DiskIndex {
     /// sector mates stay out of the list so they do not crowd out candidates), and queue its
     /// unseen neighbours with their codes prefetched (random accesses into a large array:
     /// every load of the beam starts before the first code distance).
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one hop's state, borrowed from the search loop so the hot path allocates nothing"
+    )]
     fn expand(
         &self,
         node: u32,
@@ -1723,7 +1735,10 @@ impl DiskIndex {
     /// scored nor expanded, as if it were not in the graph (calibration hides the vector it
     /// uses as a query: its own curated adjacency would lead the search straight to its
     /// neighbours, which no query from outside the index gets).
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the search's inputs: file, query, k, knobs, filter, exit rate, hidden node, counters"
+    )]
     pub(crate) fn search_filtered(
         &self,
         file: &FileBytes,
@@ -1754,7 +1769,10 @@ impl DiskIndex {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "search_filtered's inputs plus its reused scratch"
+    )]
     fn search_in(
         &self,
         sc: &mut Scratch,

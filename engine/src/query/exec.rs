@@ -227,7 +227,10 @@ impl Exact<'_> {
 /// its stop firing walks again with a pool that many times longer — only when the walk scored
 /// at least twice the pool (at a small effort the pool holds nearly every candidate, a second
 /// walk would add little).
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the walk's inputs (target, stop rule, retry, match order, deletions, shadowing) and counters"
+)]
 pub(crate) fn partition(
     t: Target<'_>,
     want: PartitionWant,

@@ -579,12 +579,12 @@ impl Segment {
         self.fence_keys.get(start..end).unwrap_or_default()
     }
 
-    /// The segment's ANN index, if it has one.
     /// Documents with a vector.
     pub(crate) fn vector_count(&self) -> usize {
         self.vectors
     }
 
+    /// The segment's ANN index, if it has one.
     pub(crate) fn ann(&self) -> Option<&DiskIndex> {
         self.ann.as_ref()
     }
@@ -746,7 +746,6 @@ impl Segment {
         Ok(raw)
     }
 
-    /// Copy the vector of ordinal `i` into `out`; false if the document has none.
     /// Hint the CPU to load document `i`'s vector (a re-rank about to read it).
     pub(crate) fn prefetch_vector(&self, i: usize) {
         let at = self.vec_at + i * self.dim * 4;
@@ -809,7 +808,6 @@ impl Segment {
             .unwrap_or_default()
     }
 
-    /// Ordinals carrying `term`, as a bitset.
     /// Range of `term`'s posting list in the postings array (empty if the term is absent).
     fn posting_range(&self, term: &str) -> std::ops::Range<usize> {
         let t = term.as_bytes();
@@ -831,6 +829,7 @@ impl Segment {
         }
     }
 
+    /// Ordinals carrying `term`, as a bitset.
     fn postings(&self, term: &str) -> Bitset {
         let mut out = Bitset::new(self.n);
         for k in self.posting_range(term) {
