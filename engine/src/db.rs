@@ -672,6 +672,37 @@ impl Db {
         r
     }
 
+    /// Recalibrate every indexed segment from a query log: the planner's measurements (recall
+    /// and time per plan and effort, `docs/format.md`, "Calibration") taken on `queries` —
+    /// the vectors users actually search with, which need not look like the documents — each
+    /// unfiltered and with its filter from `filters` (one per query; `None` = unfiltered
+    /// only), or, without `filters`, with filters drawn from the segment's own terms as a
+    /// build does. Each segment's calibration is replaced by the new one (at most 4,096
+    /// queries, the first ones): the segment is rewritten under a new
+    /// id with the same documents, graph and deletions, and installed as a compaction
+    /// installs its output. Returns the segments recalibrated.
+    pub fn recalibrate(
+        &self,
+        queries: &[Vec<f32>],
+        filters: Option<&[Option<crate::Filter>]>,
+    ) -> Result<usize> {
+        if self.is_read_only() {
+            return Err(Error::ReadOnly(self.path().to_owned()));
+        }
+        if queries.is_empty() {
+            return Err(Error::invalid("recalibration needs at least one query"));
+        }
+        let inner = self.inner();
+        inner.check_poison()?;
+        let r = inner.recalibrate(queries, filters);
+        if let Err(e) = &r {
+            if !matches!(e, Error::InvalidInput(_)) {
+                inner.set_poison(format!("recalibration failed: {e}"));
+            }
+        }
+        r
+    }
+
     /// Flush, then run the compaction policy until it has nothing left to merge (what the
     /// background worker would reach once writes pause). Used by tools and benchmarks.
     pub fn settle(&self) -> Result<()> {
@@ -1197,6 +1228,86 @@ impl Inner {
         st.compactions += 1;
         st.compaction_seconds += started.elapsed().as_secs_f64();
         Ok(true)
+    }
+}
+
+impl Inner {
+    /// See [`Db::recalibrate`]. Under the maintenance lock: the segment list changes only
+    /// here, in flushes and in compactions.
+    fn recalibrate(
+        &self,
+        queries: &[Vec<f32>],
+        filters: Option<&[Option<crate::Filter>]>,
+    ) -> Result<usize> {
+        let _maintenance = self.maintenance.lock();
+        let v = self.version.lock().clone();
+        let mut m = self.manifest.lock().clone();
+        let seg_dir = self.dir.join(SEGMENTS_DIR);
+        let opts = crate::query::calibrate::CalibrateOptions::default();
+        let mut segments = Vec::with_capacity(v.segments.len());
+        let mut replaced = Vec::new();
+        for ls in &v.segments {
+            let cal = match &self.pool {
+                Some(pool) => pool.install(|| {
+                    crate::query::calibrate::calibrate_from_queries(
+                        &ls.seg, queries, filters, &opts,
+                    )
+                })?,
+                None => crate::query::calibrate::calibrate_from_queries(
+                    &ls.seg, queries, filters, &opts,
+                )?,
+            };
+            let Some(cal) = cal else {
+                segments.push(ls.clone());
+                continue;
+            };
+            let bytes =
+                crate::segment::with_calibration(ls.seg.file_bytes().to_vec(), &cal.encode())?;
+            let id = m.next_segment_id;
+            m.next_segment_id = id + 1;
+            let path = seg_dir.join(segment_name(id));
+            crate::files::write_durably(&self.fs, &path, &bytes)?;
+            let seg = Arc::new(Segment::open(
+                &self.fs,
+                &path,
+                id,
+                self.schema.clone(),
+                self.cache.clone(),
+                Some(self.ann_budget.clone()),
+                Some(bytes.len() as u64),
+            )?);
+            // The same documents in the same order: the deletions carry over, under the new id.
+            let gen = if ls.deleted.count() > 0 {
+                deletes::write(&self.fs, &seg_dir.join(deletes_name(id, 1)), &ls.deleted)?;
+                1
+            } else {
+                0
+            };
+            segments.push(LiveSegment::new(seg, ls.deleted.clone(), gen));
+            replaced.push(ls.seg.id);
+        }
+        if replaced.is_empty() {
+            return Ok(0);
+        }
+        // A version lists segments newest (highest id) first, a manifest in increasing ids;
+        // the rewritten ones took new ids. (Reads do not depend on the order: a key is live in
+        // at most one segment.)
+        segments.sort_by_key(|ls| std::cmp::Reverse(ls.seg.id));
+        m.number += 1;
+        m.segments = manifest_segments(&segments);
+        manifest::write(&self.fs, &self.dir, &m)?;
+        {
+            let mut cur = self.version.lock();
+            let mut next = Version::clone(&cur);
+            next.segments = segments;
+            *cur = Arc::new(next);
+        }
+        *self.manifest.lock() = m.clone();
+        for ls in v.segments.iter().filter(|ls| replaced.contains(&ls.seg.id)) {
+            ls.seg.retire();
+        }
+        remove_orphans(&self.fs, &self.dir, &m, Sweep::NotSegments)?;
+        Ok(replaced.len())
     }
 }
 

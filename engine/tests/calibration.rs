@@ -238,3 +238,120 @@ fn a_recall_outside_zero_to_one_is_an_error() {
         );
     }
 }
+
+/// `Db::recalibrate` from a query log: every indexed segment gets a calibration measured on
+/// the log (its sample count says so), is rewritten under a new id with the same documents,
+/// deletions and answers (exact search before and after agrees), verifies, survives a reopen,
+/// and meets the recall target on other queries of the log's distribution. Bad input is
+/// refused without changing anything; a read-only handle refuses.
+#[test]
+fn recalibration_from_a_query_log_replaces_the_calibration_and_keeps_the_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let schema = Schema::new(DIM as u32, Metric::L2).with_attr("ts");
+    let options = Options {
+        sync: SyncMode::Never,
+        flush_threshold_bytes: 1 << 30,
+        ann_at_flush: true,
+        maintenance_threads: 1,
+        compaction: false,
+        ann: AnnOptions {
+            degree: 24,
+            min_vectors: 1_000,
+            ..AnnOptions::default()
+        },
+        ..Options::default()
+    };
+    let d = data();
+    let deleted: Vec<usize> = (0..N).step_by(97).collect();
+    {
+        let db = Db::create_with(tmp.path(), schema, options.clone()).unwrap();
+        let mut b = WriteBatch::new();
+        for doc in &d.docs {
+            b.put(doc.clone());
+        }
+        db.write(b).unwrap();
+        db.flush().unwrap();
+        for &i in &deleted {
+            db.delete(format!("doc-{i:06}").as_bytes()).unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let db = Db::open(tmp.path(), options.clone()).unwrap();
+    let before = db.segment_info(false).unwrap();
+    let indexed = before.iter().filter(|s| s.ann.is_some()).count();
+    assert_eq!(indexed, 1);
+    let mut rng = StdRng::seed_from_u64(11);
+    let log: Vec<(Vec<f32>, usize)> = queries(&d, &mut rng);
+    let held_out = queries(&d, &mut rng);
+    let vectors: Vec<Vec<f32>> = log.iter().map(|(q, _)| q.clone()).collect();
+    let filters: Vec<Option<Filter>> = log
+        .iter()
+        .enumerate()
+        .map(|(i, (_, c))| (i % 3 != 0).then(|| Filter::parse(&format!("g:{}", c / 6)).unwrap()))
+        .collect();
+    let exact = |db: &Db, q: &[f32]| -> Vec<Vec<u8>> {
+        db.search(&Query::knn(q.to_vec(), 10).exact())
+            .unwrap()
+            .into_iter()
+            .map(|h| h.key)
+            .collect()
+    };
+    let answers: Vec<Vec<Vec<u8>>> = held_out.iter().map(|(q, _)| exact(&db, q)).collect();
+
+    // Bad input: nothing changes.
+    let invalid = |r: strata::Result<usize>| matches!(r, Err(strata::Error::InvalidInput(_)));
+    assert!(invalid(db.recalibrate(&[], None)));
+    assert!(invalid(db.recalibrate(&vectors, Some(&filters[..3]))));
+    assert!(invalid(db.recalibrate(&[vec![1.0; DIM + 1]], None)));
+    assert_eq!(db.segment_info(false).unwrap().len(), before.len());
+
+    assert_eq!(db.recalibrate(&vectors, Some(&filters)).unwrap(), 1);
+    let after = db.segment_info(false).unwrap();
+    assert_eq!(after.len(), before.len());
+    let seg = after.iter().find(|s| s.ann.is_some()).unwrap();
+    assert!(
+        before.iter().all(|b| b.id != seg.id),
+        "not rewritten under a new id"
+    );
+    // One unfiltered sample per query, plus one per non-empty filter (a query whose filter
+    // has fewer than k matches gives none).
+    let cal = seg.ann.as_ref().unwrap().calibration.as_ref().unwrap();
+    let want = QUERIES + filters.iter().flatten().count();
+    assert!(
+        cal.samples <= want && cal.samples >= QUERIES,
+        "{} samples",
+        cal.samples
+    );
+    assert_eq!(seg.deleted, deleted.len());
+    db.verify().unwrap();
+    for &i in deleted.iter().take(5) {
+        assert!(db.get(format!("doc-{i:06}").as_bytes()).unwrap().is_none());
+    }
+    assert!(db.get(b"doc-000001").unwrap().is_some());
+    for ((q, _), a) in held_out.iter().zip(&answers) {
+        assert_eq!(&exact(&db, q), a);
+    }
+    drop(db);
+
+    // Reopened: the new calibration is the one in use, and the target holds on queries of
+    // the log's distribution it did not see.
+    let db = Db::open(tmp.path(), options.clone()).unwrap();
+    let seg = db.segment_info(false).unwrap();
+    let cal = seg[0].ann.as_ref().unwrap().calibration.as_ref().unwrap();
+    assert!(cal.samples <= want, "{} samples after reopen", cal.samples);
+    let (mut hit, mut total) = (0usize, 0usize);
+    for ((q, _), a) in held_out.iter().zip(&answers) {
+        let got = db.search(&Query::knn(q.clone(), 10)).unwrap();
+        let set: HashSet<&Vec<u8>> = a.iter().collect();
+        hit += got.iter().filter(|h| set.contains(&h.key)).count();
+        total += a.len();
+    }
+    let recall = hit as f64 / total as f64;
+    assert!(recall >= 0.95, "recall {recall:.3} after recalibration");
+    drop(db);
+    let ro = Db::open_read_only(tmp.path(), options).unwrap();
+    assert!(matches!(
+        ro.recalibrate(&vectors, None),
+        Err(strata::Error::ReadOnly(_))
+    ));
+}

@@ -45,6 +45,9 @@ enum Command {
     Verify(cli::ops::DbArgs),
     /// Merge every segment into one, dropping deleted and overwritten documents.
     Compact(cli::ops::DbArgs),
+    /// Recalibrate the planner of every indexed segment from a query log (queries that do
+    /// not look like the documents, e.g. two-tower retrieval, need it).
+    Calibrate(cli::ops::CalibrateArgs),
     /// Repair a damaged log: set the damage and every record after it aside (into
     /// `wal/lost+found`, nothing deleted) so the database opens again. `--dry-run` only says.
     Recover(cli::ops::RecoverArgs),
@@ -79,6 +82,7 @@ fn main() {
         Command::Inspect(a) => cli::ops::inspect(&a),
         Command::Verify(a) => cli::ops::verify(&a),
         Command::Compact(a) => cli::ops::compact(&a),
+        Command::Calibrate(a) => cli::ops::calibrate(&a),
         Command::Recover(a) => cli::ops::recover(&a),
         Command::Crash(a) => crash::run(&a),
         Command::Crashsim(a) => crashsim::run(&a),

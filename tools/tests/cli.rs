@@ -407,6 +407,41 @@ fn build_verify_query_put_delete_dump_end_to_end() {
         "--lazy",
     ]);
     assert!(!ok, "--warm with --lazy accepted");
+    // Recalibration from a query log (one query, one filter): the segment's calibration now
+    // has that query's samples only, the database verifies and answers the same.
+    let fl = tmp.path().join("log-filters.txt");
+    std::fs::write(&fl, "lang:de\n").unwrap();
+    let (ok, out, err) = strata(&[
+        "calibrate",
+        dbs,
+        "--queries",
+        q.to_str().unwrap(),
+        "--filters",
+        fl.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let c: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(c["segments"], 1, "{c}");
+    let samples = c["samples_per_segment"][0].as_u64().unwrap();
+    assert!((1..=2).contains(&samples), "{c}");
+    let (ok, out, err) = strata(&["verify", dbs]);
+    assert!(ok && out.starts_with("ok"), "{out}{err}");
+    let (ok, o, err) = strata(&["query", dbs, "--vectors", q.to_str().unwrap(), "--json"]);
+    assert!(ok, "{err}");
+    let w: serde_json::Value = serde_json::from_str(o.lines().next().unwrap()).unwrap();
+    assert_eq!(w["hits"], r["hits"]);
+    // A filters file with the wrong number of lines is refused.
+    std::fs::write(&fl, "lang:de\nlang:en\n").unwrap();
+    let (ok, _, err) = strata(&[
+        "calibrate",
+        dbs,
+        "--queries",
+        q.to_str().unwrap(),
+        "--filters",
+        fl.to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("lines"), "{err}");
     let (ok, _, err) = strata(&[
         "query",
         dbs,

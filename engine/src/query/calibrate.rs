@@ -158,6 +158,61 @@ pub(crate) fn calibrate(seg: &Segment, opts: &CalibrateOptions) -> Result<Option
     }))
 }
 
+/// Queries a calibration from a user's query log measures at most: their exact ground truth
+/// and plans cost about what 8 sample queries of the build cost each (more filters per query
+/// when none are given).
+pub(crate) const LOG_QUERIES_MAX: usize = 4096;
+
+/// `seg`'s calibration measured on `queries` — a user's own query vectors, which need not
+/// look like the documents (two-tower retrieval) — each unfiltered and with its filter from
+/// `filters` (one per query, `None` = unfiltered only), or, without `filters`, with filters
+/// drawn from the segment's terms near and far from it as the build does. Nothing is hidden:
+/// the queries are not in the index. At most [`LOG_QUERIES_MAX`] queries (the first ones).
+pub(crate) fn calibrate_from_queries(
+    seg: &Segment,
+    queries: &[Vec<f32>],
+    filters: Option<&[Option<Filter>]>,
+    opts: &CalibrateOptions,
+) -> Result<Option<Calibration>> {
+    if seg.ann().is_none() {
+        return Ok(None);
+    }
+    if let Some(f) = filters {
+        if f.len() != queries.len() {
+            return Err(crate::Error::invalid(format!(
+                "{} filters for {} calibration queries",
+                f.len(),
+                queries.len()
+            )));
+        }
+    }
+    let take = queries.len().min(LOG_QUERIES_MAX);
+    let measured: Vec<Result<(Vec<Sample>, f64)>> = (0..take)
+        .into_par_iter()
+        .map(|i| {
+            let q = queries.get(i).cloned().unwrap_or_default();
+            let mut rng = StdRng::seed_from_u64(opts.seed ^ (i as u64).wrapping_mul(0x9E37_79B9));
+            let given =
+                filters.map(|f| f.get(i).cloned().flatten().into_iter().collect::<Vec<_>>());
+            measure_vector(seg, q, None, given.as_deref(), &mut rng, opts)
+        })
+        .collect();
+    let (mut samples, mut ns_sum, mut ns_n) = (Vec::new(), 0.0f64, 0usize);
+    for m in measured {
+        let (s, ns) = m?;
+        samples.extend(s);
+        ns_sum += ns;
+        ns_n += 1;
+    }
+    Ok(Some(Calibration {
+        k: opts.k.max(1) as u32,
+        levels: opts.levels,
+        exact_ns: (ns_sum / ns_n.max(1) as f64) as f32,
+        local_div: opts.local_div,
+        samples,
+    }))
+}
+
 /// A calibration query: a vector `x` of the segment, or `t · x + (1 − t) · y` for it and
 /// another `y`; `x` is hidden from the graph search and excluded from the results either way.
 #[derive(Debug, Clone, Copy)]
@@ -174,11 +229,6 @@ fn measure_query(
     seed: u64,
     opts: &CalibrateOptions,
 ) -> Result<(Vec<Sample>, f64)> {
-    let Some(idx) = seg.ann() else {
-        return Ok((Vec::new(), 0.0));
-    };
-    let k = opts.k.max(1);
-    let metric = seg.schema().metric;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut q = Vec::new();
     if !seg.vector_into(qo, &mut q)? {
@@ -203,6 +253,32 @@ fn measure_query(
             Some(qo)
         }
     };
+    measure_vector(seg, q, exclude, None, &mut rng, opts)
+}
+
+/// The samples of query vector `q` (with ordinal `exclude` hidden from the graph and excluded
+/// from the results): unfiltered, and with each of `given` filters, or, without them, with
+/// filters drawn from the terms near and far from `q`.
+fn measure_vector(
+    seg: &Segment,
+    q: Vec<f32>,
+    exclude: Option<usize>,
+    given: Option<&[Filter]>,
+    rng: &mut StdRng,
+    opts: &CalibrateOptions,
+) -> Result<(Vec<Sample>, f64)> {
+    let Some(idx) = seg.ann() else {
+        return Ok((Vec::new(), 0.0));
+    };
+    let k = opts.k.max(1);
+    let metric = seg.schema().metric;
+    if q.len() != seg.schema().dim as usize {
+        return Err(crate::Error::invalid(format!(
+            "a calibration query has {} dimensions, the schema {}",
+            q.len(),
+            seg.schema().dim
+        )));
+    }
     // Exact distances to every vector (the ground truth), timed as the exact plan scores.
     let n = seg.len();
     let t = Instant::now();
@@ -225,11 +301,10 @@ fn measure_query(
         .unwrap_or_default()
         .to_vec();
     let mut filters: Vec<Option<Filter>> = vec![None];
-    filters.extend(
-        draw_filters(seg, &near, &far, &mut rng)?
-            .into_iter()
-            .map(Some),
-    );
+    match given {
+        Some(g) => filters.extend(g.iter().cloned().map(Some)),
+        None => filters.extend(draw_filters(seg, &near, &far, rng)?.into_iter().map(Some)),
+    }
 
     let mut me = Bitset::new(n);
     if let Some(x) = exclude {

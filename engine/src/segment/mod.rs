@@ -23,7 +23,7 @@ mod writer;
 pub(crate) use cache::BlockCache;
 pub use format::{SectionKind, SEGMENT_FORMAT_VERSION, SEGMENT_MAGIC};
 pub(crate) use reader::Segment;
-pub(crate) use writer::write_segment_with;
+pub(crate) use writer::{with_calibration, write_segment_with};
 
 /// Encode a segment in memory (fuzz seeds); errors give an empty buffer.
 pub(crate) fn encode_for_fuzz(

@@ -304,6 +304,64 @@ pub(crate) fn encode_segment_with(
 
 /// `file` (a whole segment) with one more section: written where the table was, the table
 /// and footer rewritten after it.
+/// `file` (a whole, verified segment) with its calibration section replaced by `body` (or
+/// added): the calibration is the last section a writer appends, so the file is cut where it
+/// starts, its table entry dropped, and the new one appended. A calibration that is not the
+/// last section (no writer produces one) is refused.
+pub(crate) fn with_calibration(mut file: Vec<u8>, body: &[u8]) -> Result<Vec<u8>> {
+    let bad = |what: &str| crate::Error::invalid(format!("replacing the calibration: {what}"));
+    let fstart = file
+        .len()
+        .checked_sub(FOOTER_BYTES)
+        .ok_or_else(|| bad("no footer"))?;
+    let footer = file.get(fstart..).ok_or_else(|| bad("no footer"))?.to_vec();
+    let count = le_u32(&footer, 12).ok_or_else(|| bad("footer"))? as usize;
+    let table_at = le_u64(&footer, 16).ok_or_else(|| bad("footer"))? as usize;
+    let table = file
+        .get(table_at..fstart)
+        .ok_or_else(|| bad("table"))?
+        .to_vec();
+    let entries: Vec<&[u8]> = table.chunks_exact(TABLE_ENTRY_BYTES).collect();
+    let kind = SectionKind::Calibration as u32;
+    let Some(pos) = entries.iter().position(|e| le_u32(e, 0) == Some(kind)) else {
+        return append_section(file, SectionKind::Calibration, body);
+    };
+    let entry = entries.get(pos).ok_or_else(|| bad("table"))?;
+    let at = le_u64(entry, 8).ok_or_else(|| bad("table"))? as usize;
+    let end = at + le_u64(entry, 16).ok_or_else(|| bad("table"))? as usize;
+    let last = entries
+        .iter()
+        .filter_map(|e| Some(le_u64(e, 8)? as usize + le_u64(e, 16)? as usize))
+        .max();
+    if last != Some(end) || end > table_at {
+        return Err(bad("the calibration is not the last section"));
+    }
+    let rest: Vec<u8> = entries
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != pos)
+        .flat_map(|(_, e)| e.iter().copied())
+        .collect();
+    file.truncate(at);
+    pad_to(&mut file, 8);
+    let table_offset = file.len() as u64;
+    file.extend_from_slice(&rest);
+    let mut new_footer = footer;
+    new_footer.truncate(FOOTER_BYTES - 4);
+    let mut put = |at: usize, v: &[u8]| {
+        if let Some(dst) = new_footer.get_mut(at..at + v.len()) {
+            dst.copy_from_slice(v);
+        }
+    };
+    put(12, &u32_of(count - 1, "section count")?.to_le_bytes());
+    put(16, &table_offset.to_le_bytes());
+    put(24, &crc32fast::hash(&rest).to_le_bytes());
+    let crc = crc32fast::hash(&new_footer);
+    new_footer.extend_from_slice(&crc.to_le_bytes());
+    file.extend_from_slice(&new_footer);
+    append_section(file, SectionKind::Calibration, body)
+}
+
 fn append_section(mut file: Vec<u8>, kind: SectionKind, body: &[u8]) -> Result<Vec<u8>> {
     let bad = |what: &str| crate::Error::invalid(format!("appending a section: {what}"));
     let fstart = file

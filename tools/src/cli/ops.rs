@@ -238,32 +238,7 @@ pub fn query(a: &QueryArgs) -> CliResult {
     };
     let filters: Vec<Option<Filter>> = match (&a.filter, &a.filters) {
         (Some(f), _) => vec![Some(Filter::parse(f)?); vectors.len()],
-        (None, Some(p)) => {
-            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            let lines: Vec<&str> = text.lines().collect();
-            if lines.len() != vectors.len() {
-                return Err(format!(
-                    "{} has {} lines for {} queries",
-                    p.display(),
-                    lines.len(),
-                    vectors.len()
-                )
-                .into());
-            }
-            lines
-                .iter()
-                .enumerate()
-                .map(|(i, l)| {
-                    if l.trim().is_empty() {
-                        Ok(None)
-                    } else {
-                        Filter::parse(l)
-                            .map(Some)
-                            .map_err(|e| format!("{}: line {}: {e}", p.display(), i + 1))
-                    }
-                })
-                .collect::<Result<_, String>>()?
-        }
+        (None, Some(p)) => read_filters(p, vectors.len())?,
         (None, None) => vec![None; vectors.len()],
     };
     // The radius comes in natural units; the engine's L2 distance is not squared.
@@ -746,6 +721,78 @@ pub fn recover(a: &RecoverArgs) -> CliResult {
     }
     if a.dry_run {
         println!("(dry run: nothing changed; run without --dry-run to set these aside)");
+    }
+    Ok(())
+}
+
+/// One filter per line of `p` (blank = none), `n` lines.
+fn read_filters(p: &Path, n: usize) -> CliResult<Vec<Option<Filter>>> {
+    let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.len() != n {
+        return Err(format!("{} has {} lines for {n} queries", p.display(), lines.len()).into());
+    }
+    Ok(lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            if l.trim().is_empty() {
+                Ok(None)
+            } else {
+                Filter::parse(l)
+                    .map(Some)
+                    .map_err(|e| format!("{}: line {}: {e}", p.display(), i + 1))
+            }
+        })
+        .collect::<Result<_, String>>()?)
+}
+
+#[derive(Args)]
+pub struct CalibrateArgs {
+    /// Database directory.
+    pub db: PathBuf,
+    /// The query log: vectors users search with (`.fvecs`, `.bvecs` or `.npy`); at most the
+    /// first 4,096 are measured.
+    #[arg(long)]
+    queries: PathBuf,
+    /// One filter per query, one per line (blank = unfiltered): each query is measured
+    /// unfiltered and with its filter. Without it, filters are drawn from each segment's own
+    /// terms near and far from the query, as a build does.
+    #[arg(long)]
+    filters: Option<PathBuf>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Replace each indexed segment's calibration with one measured on a query log.
+pub fn calibrate(a: &CalibrateArgs) -> CliResult {
+    let queries = VectorFile::open(&a.queries)?.read_all()?;
+    let filters = a
+        .filters
+        .as_deref()
+        .map(|p| read_filters(p, queries.len()))
+        .transpose()?;
+    let db = open(&a.db)?;
+    let started = std::time::Instant::now();
+    let n = db.recalibrate(&queries, filters.as_deref())?;
+    let secs = started.elapsed().as_secs_f64();
+    let samples: Vec<usize> = db
+        .segment_info(false)?
+        .iter()
+        .filter_map(|s| s.ann.as_ref()?.calibration.as_ref().map(|c| c.samples))
+        .collect();
+    if a.json {
+        println!(
+            "{}",
+            json!({"segments": n, "queries": queries.len().min(4096),
+                   "samples_per_segment": samples, "seconds": secs})
+        );
+    } else {
+        println!(
+            "recalibrated {n} segment(s) from {} queries in {secs:.1} s; samples per segment: {samples:?}",
+            queries.len().min(4096)
+        );
     }
     Ok(())
 }
