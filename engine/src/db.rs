@@ -979,16 +979,21 @@ impl Inner {
             Some(pool) => pool.install(write)?,
             None => write()?,
         };
-        let seg = Segment::open(
+        Ok((Some(self.open_segment(&path, id, bytes)?), bytes))
+    }
+
+    /// Open segment `id` just written at `path` (`bytes` long) with the database's cache and
+    /// ANN budget.
+    fn open_segment(&self, path: &Path, id: u64, bytes: u64) -> Result<Arc<Segment>> {
+        Ok(Arc::new(Segment::open(
             &self.fs,
-            &path,
+            path,
             id,
             self.schema.clone(),
             self.cache.clone(),
             Some(self.ann_budget.clone()),
             Some(bytes),
-        )?;
-        Ok((Some(Arc::new(seg)), bytes))
+        )?))
     }
 
     /// Flush the oldest frozen memtable, if any. Returns whether one was flushed.
@@ -1205,25 +1210,8 @@ impl Inner {
                 LiveSegment::new(seg.clone(), Arc::new(Bitset::new(seg.len())), 0),
             );
         }
-        m.number += 1;
         m.next_segment_id = id + 1;
-        m.segments = manifest_segments(&segments);
-        manifest::write(&self.fs, &self.dir, &m)?;
-        {
-            // Only flushes and compactions change the segment list, and both hold the
-            // maintenance lock: the list is still `v`'s.
-            let mut cur = self.version.lock();
-            let mut next = Version::clone(&cur);
-            next.segments = segments;
-            *cur = Arc::new(next);
-        }
-        *self.manifest.lock() = m.clone();
-        // The inputs' files go when the last snapshot holding them does (`v` still holds them
-        // here, so the mark always precedes the last drop).
-        for ls in v.segments.iter().filter(|ls| ids.contains(&ls.seg.id)) {
-            ls.seg.retire();
-        }
-        remove_orphans(&self.fs, &self.dir, &m, Sweep::NotSegments)?;
+        self.install(&v, m, segments, ids)?;
         let mut st = self.flush.state.lock();
         st.compactions += 1;
         st.compaction_seconds += started.elapsed().as_secs_f64();
@@ -1267,15 +1255,7 @@ impl Inner {
             m.next_segment_id = id + 1;
             let path = seg_dir.join(segment_name(id));
             crate::files::write_durably(&self.fs, &path, &bytes)?;
-            let seg = Arc::new(Segment::open(
-                &self.fs,
-                &path,
-                id,
-                self.schema.clone(),
-                self.cache.clone(),
-                Some(self.ann_budget.clone()),
-                Some(bytes.len() as u64),
-            )?);
+            let seg = self.open_segment(&path, id, bytes.len() as u64)?;
             // The same documents in the same order: the deletions carry over, under the new id.
             let gen = if ls.deleted.count() > 0 {
                 deletes::write(&self.fs, &seg_dir.join(deletes_name(id, 1)), &ls.deleted)?;
@@ -1293,6 +1273,23 @@ impl Inner {
         // the rewritten ones took new ids. (Reads do not depend on the order: a key is live in
         // at most one segment.)
         segments.sort_by_key(|ls| std::cmp::Reverse(ls.seg.id));
+        self.install(&v, m, segments, &replaced)?;
+        Ok(replaced.len())
+    }
+
+    /// Publish `segments` (newest first) as the segment list replacing `v`'s, with manifest
+    /// `m` (its next segment id already advanced): the manifest is written first, then the
+    /// version swapped; the `retired` segments' files go when the last snapshot holding them
+    /// does (`v` still holds them here, so the mark always precedes the last drop). Callers
+    /// hold the maintenance lock — only flushes, compactions and recalibrations change the
+    /// segment list, and all hold it — so the current list is still `v`'s.
+    fn install(
+        &self,
+        v: &Version,
+        mut m: Manifest,
+        segments: Vec<LiveSegment>,
+        retired: &[u64],
+    ) -> Result<()> {
         m.number += 1;
         m.segments = manifest_segments(&segments);
         manifest::write(&self.fs, &self.dir, &m)?;
@@ -1303,11 +1300,11 @@ impl Inner {
             *cur = Arc::new(next);
         }
         *self.manifest.lock() = m.clone();
-        for ls in v.segments.iter().filter(|ls| replaced.contains(&ls.seg.id)) {
+        for ls in v.segments.iter().filter(|ls| retired.contains(&ls.seg.id)) {
             ls.seg.retire();
         }
         remove_orphans(&self.fs, &self.dir, &m, Sweep::NotSegments)?;
-        Ok(replaced.len())
+        Ok(())
     }
 }
 

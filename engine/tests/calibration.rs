@@ -111,11 +111,9 @@ fn family(name: &str, c: usize, rng: &mut StdRng) -> Option<Filter> {
     Some(Filter::parse(&text).unwrap())
 }
 
-#[test]
-fn calibrated_on_one_distribution_meets_the_target_on_another() {
-    let tmp = tempfile::tempdir().unwrap();
-    let schema = Schema::new(DIM as u32, Metric::L2).with_attr("ts");
-    let options = Options {
+/// One segment indexed at its flush, built single-threaded.
+fn options() -> Options {
+    Options {
         sync: SyncMode::Never,
         flush_threshold_bytes: 1 << 30,
         ann_at_flush: true,
@@ -126,8 +124,14 @@ fn calibrated_on_one_distribution_meets_the_target_on_another() {
             ..AnnOptions::default()
         },
         ..Options::default()
-    };
-    let db = Db::create_with(tmp.path(), schema, options).unwrap();
+    }
+}
+
+#[test]
+fn calibrated_on_one_distribution_meets_the_target_on_another() {
+    let tmp = tempfile::tempdir().unwrap();
+    let schema = Schema::new(DIM as u32, Metric::L2).with_attr("ts");
+    let db = Db::create_with(tmp.path(), schema, options()).unwrap();
     let d = data();
     let mut b = WriteBatch::new();
     for doc in &d.docs {
@@ -249,17 +253,8 @@ fn recalibration_from_a_query_log_replaces_the_calibration_and_keeps_the_data() 
     let tmp = tempfile::tempdir().unwrap();
     let schema = Schema::new(DIM as u32, Metric::L2).with_attr("ts");
     let options = Options {
-        sync: SyncMode::Never,
-        flush_threshold_bytes: 1 << 30,
-        ann_at_flush: true,
-        maintenance_threads: 1,
         compaction: false,
-        ann: AnnOptions {
-            degree: 24,
-            min_vectors: 1_000,
-            ..AnnOptions::default()
-        },
-        ..Options::default()
+        ..options()
     };
     let d = data();
     let deleted: Vec<usize> = (0..N).step_by(97).collect();

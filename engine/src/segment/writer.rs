@@ -302,25 +302,18 @@ pub(crate) fn encode_segment_with(
     }
 }
 
-/// `file` (a whole segment) with one more section: written where the table was, the table
-/// and footer rewritten after it.
 /// `file` (a whole, verified segment) with its calibration section replaced by `body` (or
 /// added): the calibration is the last section a writer appends, so the file is cut where it
 /// starts, its table entry dropped, and the new one appended. A calibration that is not the
 /// last section (no writer produces one) is refused.
 pub(crate) fn with_calibration(mut file: Vec<u8>, body: &[u8]) -> Result<Vec<u8>> {
     let bad = |what: &str| crate::Error::invalid(format!("replacing the calibration: {what}"));
-    let fstart = file
-        .len()
-        .checked_sub(FOOTER_BYTES)
-        .ok_or_else(|| bad("no footer"))?;
-    let footer = file.get(fstart..).ok_or_else(|| bad("no footer"))?.to_vec();
-    let count = le_u32(&footer, 12).ok_or_else(|| bad("footer"))? as usize;
-    let table_at = le_u64(&footer, 16).ok_or_else(|| bad("footer"))? as usize;
-    let table = file
-        .get(table_at..fstart)
-        .ok_or_else(|| bad("table"))?
-        .to_vec();
+    let Tail {
+        footer,
+        count,
+        table_at,
+        table,
+    } = tail(&file, "replacing the calibration")?;
     let entries: Vec<&[u8]> = table.chunks_exact(TABLE_ENTRY_BYTES).collect();
     let kind = SectionKind::Calibration as u32;
     let Some(pos) = entries.iter().position(|e| le_u32(e, 0) == Some(kind)) else {
@@ -343,27 +336,20 @@ pub(crate) fn with_calibration(mut file: Vec<u8>, body: &[u8]) -> Result<Vec<u8>
         .flat_map(|(_, e)| e.iter().copied())
         .collect();
     file.truncate(at);
-    pad_to(&mut file, 8);
-    let table_offset = file.len() as u64;
-    file.extend_from_slice(&rest);
-    let mut new_footer = footer;
-    new_footer.truncate(FOOTER_BYTES - 4);
-    let mut put = |at: usize, v: &[u8]| {
-        if let Some(dst) = new_footer.get_mut(at..at + v.len()) {
-            dst.copy_from_slice(v);
-        }
-    };
-    put(12, &u32_of(count - 1, "section count")?.to_le_bytes());
-    put(16, &table_offset.to_le_bytes());
-    put(24, &crc32fast::hash(&rest).to_le_bytes());
-    let crc = crc32fast::hash(&new_footer);
-    new_footer.extend_from_slice(&crc.to_le_bytes());
-    file.extend_from_slice(&new_footer);
+    let file = finish_with_table(file, &rest, footer, count - 1)?;
     append_section(file, SectionKind::Calibration, body)
 }
 
-fn append_section(mut file: Vec<u8>, kind: SectionKind, body: &[u8]) -> Result<Vec<u8>> {
-    let bad = |what: &str| crate::Error::invalid(format!("appending a section: {what}"));
+/// A segment's footer, section count, table offset and table.
+struct Tail {
+    footer: Vec<u8>,
+    count: usize,
+    table_at: usize,
+    table: Vec<u8>,
+}
+
+fn tail(file: &[u8], doing: &str) -> Result<Tail> {
+    let bad = |what: &str| crate::Error::invalid(format!("{doing}: {what}"));
     let fstart = file
         .len()
         .checked_sub(FOOTER_BYTES)
@@ -371,10 +357,53 @@ fn append_section(mut file: Vec<u8>, kind: SectionKind, body: &[u8]) -> Result<V
     let footer = file.get(fstart..).ok_or_else(|| bad("no footer"))?.to_vec();
     let count = le_u32(&footer, 12).ok_or_else(|| bad("footer"))? as usize;
     let table_at = le_u64(&footer, 16).ok_or_else(|| bad("footer"))? as usize;
-    let mut table = file
+    let table = file
         .get(table_at..fstart)
         .ok_or_else(|| bad("table"))?
         .to_vec();
+    Ok(Tail {
+        footer,
+        count,
+        table_at,
+        table,
+    })
+}
+
+/// `file` (its sections) followed by `table` (`count` entries) and `footer` with the count,
+/// table offset and CRCs brought up to date.
+fn finish_with_table(
+    mut file: Vec<u8>,
+    table: &[u8],
+    mut footer: Vec<u8>,
+    count: usize,
+) -> Result<Vec<u8>> {
+    pad_to(&mut file, 8);
+    let table_offset = file.len() as u64;
+    file.extend_from_slice(table);
+    footer.truncate(FOOTER_BYTES - 4);
+    let mut put = |at: usize, v: &[u8]| {
+        if let Some(dst) = footer.get_mut(at..at + v.len()) {
+            dst.copy_from_slice(v);
+        }
+    };
+    put(12, &u32_of(count, "section count")?.to_le_bytes());
+    put(16, &table_offset.to_le_bytes());
+    put(24, &crc32fast::hash(table).to_le_bytes());
+    let crc = crc32fast::hash(&footer);
+    footer.extend_from_slice(&crc.to_le_bytes());
+    file.extend_from_slice(&footer);
+    Ok(file)
+}
+
+/// `file` (a whole segment) with one more section: written where the table was, the table
+/// and footer rewritten after it.
+fn append_section(mut file: Vec<u8>, kind: SectionKind, body: &[u8]) -> Result<Vec<u8>> {
+    let Tail {
+        footer,
+        count,
+        table_at,
+        mut table,
+    } = tail(&file, "appending a section")?;
     file.truncate(table_at);
     pad_to(&mut file, kind.align());
     let crc_len = crate::ann::disk::table_crc_bytes(kind as u32, body.len());
@@ -384,23 +413,7 @@ fn append_section(mut file: Vec<u8>, kind: SectionKind, body: &[u8]) -> Result<V
     table.extend_from_slice(&(file.len() as u64).to_le_bytes());
     table.extend_from_slice(&(body.len() as u64).to_le_bytes());
     file.extend_from_slice(body);
-    pad_to(&mut file, 8);
-    let table_offset = file.len() as u64;
-    file.extend_from_slice(&table);
-    let mut new_footer = footer;
-    new_footer.truncate(FOOTER_BYTES - 4);
-    let mut put = |at: usize, v: &[u8]| {
-        if let Some(dst) = new_footer.get_mut(at..at + v.len()) {
-            dst.copy_from_slice(v);
-        }
-    };
-    put(12, &u32_of(count + 1, "section count")?.to_le_bytes());
-    put(16, &table_offset.to_le_bytes());
-    put(24, &crc32fast::hash(&table).to_le_bytes());
-    let crc = crc32fast::hash(&new_footer);
-    new_footer.extend_from_slice(&crc.to_le_bytes());
-    file.extend_from_slice(&new_footer);
-    Ok(file)
+    finish_with_table(file, &table, footer, count + 1)
 }
 
 /// Write a segment file durably (temp file, fsync, rename, directory fsync), its graph
