@@ -680,7 +680,10 @@ impl Db {
     /// build does. Each segment's calibration is replaced by the new one (at most 4,096
     /// queries, the first ones): the segment is rewritten under a new
     /// id with the same documents, graph and deletions, and installed as a compaction
-    /// installs its output. Returns the segments recalibrated.
+    /// installs its output. Returns the segments recalibrated. It holds the maintenance lock
+    /// while it measures (about 0.2 s per query on a 65k × 768 segment, on the maintenance
+    /// threads): flushes wait, so writes stall once the frozen memtables reach their limit;
+    /// readers are never blocked.
     pub fn recalibrate(
         &self,
         queries: &[Vec<f32>],
