@@ -22,6 +22,8 @@ use strata::{
     AnnOptions, Db, Document, Filter, Metric, Options, Query, Schema, SyncMode, WriteBatch,
 };
 
+mod common;
+
 const DIM: usize = 32;
 const N: usize = 8_000;
 const CLUSTERS: usize = 24;
@@ -157,16 +159,13 @@ fn calibrated_on_one_distribution_meets_the_target_on_another() {
         let hit99_before = hit99;
         for (q, c) in &qs {
             let f = family(name, *c, &mut rng);
-            let mut want: Vec<(f32, usize)> = (0..N)
-                .filter(|&i| f.as_ref().is_none_or(|f| f.matches(&d.docs[i])))
-                .map(|i| (strata::distance(Metric::L2, q, &d.vecs[i]), i))
-                .collect();
-            want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            let want: Vec<Vec<u8>> = want
-                .iter()
-                .take(10)
-                .map(|x| format!("doc-{:06}", x.1).into_bytes())
-                .collect();
+            let want = common::nearest_keys(
+                (0..N)
+                    .filter(|&i| f.as_ref().is_none_or(|f| f.matches(&d.docs[i])))
+                    .map(|i| (strata::distance(Metric::L2, q, &d.vecs[i]), i))
+                    .collect(),
+                10,
+            );
             let mut query = Query::knn(q.clone(), 10);
             query.filter = f.clone();
             let (got, st) = db.search_with_stats(&query).unwrap();

@@ -28,6 +28,8 @@ use strata::{
     WriteBatch,
 };
 
+mod common;
+
 const DIM: usize = 32;
 /// Plans run forced on every query besides the planner's choice.
 const FORCED: [PlanHint; 3] = [PlanHint::Graph, PlanHint::FilterFirst, PlanHint::Partition];
@@ -152,16 +154,13 @@ fn planner_oracle_over_random_filters() {
         let mut forced_hit = [0usize; FORCED.len()];
         let mut chosen: BTreeMap<&str, usize> = BTreeMap::new();
         for q in &queries {
-            let mut want: Vec<(f32, usize)> = matching
-                .iter()
-                .map(|&i| (strata::distance(Metric::L2, q, &vecs[i]), i))
-                .collect();
-            want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-            let want: Vec<Vec<u8>> = want
-                .iter()
-                .take(10)
-                .map(|x| format!("doc-{:06}", x.1).into_bytes())
-                .collect();
+            let want = common::nearest_keys(
+                matching
+                    .iter()
+                    .map(|&i| (strata::distance(Metric::L2, q, &vecs[i]), i))
+                    .collect(),
+                10,
+            );
             let query = Query::knn(q.clone(), 10).with_filter(f.clone());
             let exact: Vec<Vec<u8>> = db
                 .search(&query.clone().exact())

@@ -410,16 +410,12 @@ fn build_verify_query_put_delete_dump_end_to_end() {
     // Recalibration from a query log (one query, one filter): the segment's calibration now
     // has that query's samples only, the database verifies and answers the same.
     let fl = tmp.path().join("log-filters.txt");
-    std::fs::write(&fl, "lang:de\n").unwrap();
-    let (ok, out, err) = strata(&[
-        "calibrate",
-        dbs,
-        "--queries",
-        q.to_str().unwrap(),
-        "--filters",
-        fl.to_str().unwrap(),
-        "--json",
-    ]);
+    let calibrate = |filters: &str| {
+        std::fs::write(&fl, filters).unwrap();
+        let (q, f) = (q.to_str().unwrap(), fl.to_str().unwrap());
+        strata(&["calibrate", dbs, "--queries", q, "--filters", f, "--json"])
+    };
+    let (ok, out, err) = calibrate("lang:de\n");
     assert!(ok, "{err}");
     let c: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(c["segments"], 1, "{c}");
@@ -432,15 +428,7 @@ fn build_verify_query_put_delete_dump_end_to_end() {
     let w: serde_json::Value = serde_json::from_str(o.lines().next().unwrap()).unwrap();
     assert_eq!(w["hits"], r["hits"]);
     // A filters file with the wrong number of lines is refused.
-    std::fs::write(&fl, "lang:de\nlang:en\n").unwrap();
-    let (ok, _, err) = strata(&[
-        "calibrate",
-        dbs,
-        "--queries",
-        q.to_str().unwrap(),
-        "--filters",
-        fl.to_str().unwrap(),
-    ]);
+    let (ok, _, err) = calibrate("lang:de\nlang:en\n");
     assert!(!ok && err.contains("lines"), "{err}");
     let (ok, _, err) = strata(&[
         "query",

@@ -106,7 +106,7 @@ pub struct AnnOptions {
     /// recall and time per plan and effort on the segment's own vectors and filters: 64
     /// sample queries at least, more while it has taken less than a tenth of the index
     /// build's time (`docs/format.md`, "Calibration section"). On small segments the 64
-    /// dominate: +32–44 % on a 28.7k × 384 build, +20 % on 65k × 768.
+    /// dominate: +14–44 % on a 28.7k × 384 build (four builds), +21–35 % on 65k × 768 (two).
     /// Without one, a segment is planned by the uncalibrated cost model.
     pub calibrate: bool,
 }

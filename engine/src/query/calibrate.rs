@@ -75,7 +75,7 @@ impl Default for CalibrateOptions {
             // two builds; with 64 (~500) every family stayed at or under 2.0 % in three builds,
             // and data2's at or under 4.4 %; 128 (~1,000) gave ≤ 2.3 % for 1.6× the 64-query
             // calibration time. It costs build time on small segments (data, 28.7k × 384:
-            // 10.2–11.1 s against 7.7 s uncalibrated and 8.4–9.0 s at 32), more than the
+            // 8.8–11.1 s against 7.7 s uncalibrated and 8.4–9.0 s at 32), more than the
             // tenth of the build the time budget allows; the promise comes first.
             queries_min: 64,
             budget: Duration::from_secs(3600),
@@ -186,11 +186,11 @@ pub(crate) fn calibrate_from_queries(
             )));
         }
     }
-    let take = queries.len().min(LOG_QUERIES_MAX);
-    let measured: Vec<Result<(Vec<Sample>, f64)>> = (0..take)
-        .into_par_iter()
-        .map(|i| {
-            let q = queries.get(i).cloned().unwrap_or_default();
+    let log = queries.get(..LOG_QUERIES_MAX).unwrap_or(queries);
+    let measured: Vec<Result<(Vec<Sample>, f64)>> = log
+        .par_iter()
+        .enumerate()
+        .map(|(i, q)| {
             let mut rng = StdRng::seed_from_u64(opts.seed ^ (i as u64).wrapping_mul(0x9E37_79B9));
             let given =
                 filters.map(|f| f.get(i).cloned().flatten().into_iter().collect::<Vec<_>>());
@@ -253,7 +253,7 @@ fn measure_query(
             Some(qo)
         }
     };
-    measure_vector(seg, q, exclude, None, &mut rng, opts)
+    measure_vector(seg, &q, exclude, None, &mut rng, opts)
 }
 
 /// The samples of query vector `q` (with ordinal `exclude` hidden from the graph and excluded
@@ -261,7 +261,7 @@ fn measure_query(
 /// filters drawn from the terms near and far from `q`.
 fn measure_vector(
     seg: &Segment,
-    q: Vec<f32>,
+    q: &[f32],
     exclude: Option<usize>,
     given: Option<&[Filter]>,
     rng: &mut StdRng,
@@ -287,7 +287,7 @@ fn measure_vector(
     let mut scored = 0usize;
     for (i, d) in dist.iter_mut().enumerate() {
         if Some(i) != exclude && seg.vector_into(i, &mut v)? {
-            *d = distance(metric, &q, &v);
+            *d = distance(metric, q, &v);
             scored += 1;
         }
     }
@@ -314,7 +314,7 @@ fn measure_vector(
         seg,
         idx,
         metric,
-        q: &q,
+        q,
         k,
     };
     let mut out = Vec::new();
@@ -350,7 +350,7 @@ fn measure_vector(
         };
         let by_node = bits.as_ref().map(|b| idx.to_node_order(b));
         let features = idx.query_features(
-            &q,
+            q,
             by_node.as_ref().map(|b| (b, matches as u64)),
             opts.local_div,
         );
@@ -369,7 +369,7 @@ fn measure_vector(
                 let probe = exec::Exact {
                     seg,
                     metric,
-                    q: &q,
+                    q,
                     k,
                     radius: None,
                 };

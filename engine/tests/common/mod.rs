@@ -82,3 +82,14 @@ pub fn same(
         .collect();
     assert!(diff.is_empty(), "{what} changed {diff:?}");
 }
+
+/// The keys `doc-NNNNNN` of the `k` nearest of `scored` (distance, ordinal), nearest first,
+/// ties by ordinal: the brute-force answer the planner tests compare with.
+pub fn nearest_keys(mut scored: Vec<(f32, usize)>, k: usize) -> Vec<Vec<u8>> {
+    scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    scored
+        .iter()
+        .take(k)
+        .map(|x| format!("doc-{:06}", x.1).into_bytes())
+        .collect()
+}

@@ -48,7 +48,7 @@ pub struct BuildArgs {
     #[arg(long, default_value = "pq", value_parser = parse_codes)]
     codes: strata::CodeKind,
     /// Skip the planner's calibration of each segment (measured recall and time per plan on
-    /// 64–128 sample queries: +20–44 % of the build on the shared real sets); uncalibrated
+    /// 64–128 sample queries: +14–44 % of the build on the shared real sets); uncalibrated
     /// segments use the fixed cost model.
     #[arg(long)]
     no_calibrate: bool,
