@@ -111,6 +111,7 @@ class Peers:
     def _one(self, index, params_of, queries, masks, gts):
         faiss = self.faiss
         hit = tot = low = 0
+        lat = []
         t0 = time.time()
         for qi, mask in enumerate(masks):
             g = gts[qi]
@@ -120,12 +121,15 @@ class Peers:
             if mask is not None and not mask.all():
                 bits = np.packbits(mask.astype(np.uint8), bitorder="little")
                 sel = faiss.IDSelectorBitmap(self.n, faiss.swig_ptr(bits))
+            t1 = time.perf_counter()
             _, ids = index.search(queries[qi:qi + 1], 10, params=params_of(sel))
+            lat.append(time.perf_counter() - t1)
             h = len({int(j) for j in ids[0] if j >= 0} & g)
             hit, tot, low = hit + h, tot + len(g), low + (h / len(g) < 0.85)
         wall = time.time() - t0
         n = sum(1 for g in gts if g)
-        return hit / max(tot, 1), n / max(wall, 1e-9), low / max(n, 1)
+        p99 = float(np.percentile(lat, 99)) * 1e3 if lat else None
+        return hit / max(tot, 1), n / max(wall, 1e-9), low / max(n, 1), p99
 
     def run(self, queries, masks, gts):
         faiss = self.faiss
@@ -137,8 +141,9 @@ class Peers:
                 if sel is not None:
                     p.sel = sel
                 return p
-            recall, qps, below = self._one(self.hnsw, params, queries, masks, gts)
-            r = {"param": f"ef {ef}", "recall": recall, "qps": qps, "below_085": below}
+            recall, qps, below, p99 = self._one(self.hnsw, params, queries, masks, gts)
+            r = {"param": f"ef {ef}", "recall": recall, "qps": qps, "below_085": below,
+                 "p99_ms": p99}
             if "faiss-hnsw" not in out or out["faiss-hnsw"]["recall"] < 0.95:
                 out["faiss-hnsw"] = r
             # The same promise as Strata's: mean >= 0.95 and at most 5 % of queries below 0.85.
@@ -151,8 +156,9 @@ class Peers:
             if sel is not None:
                 p.sel = sel
             return p
-        recall, qps, below = self._one(self.flat, flat_params, queries, masks, gts)
-        out["faiss-exact"] = {"param": "-", "recall": recall, "qps": qps, "below_085": below}
+        recall, qps, below, p99 = self._one(self.flat, flat_params, queries, masks, gts)
+        out["faiss-exact"] = {"param": "-", "recall": recall, "qps": qps, "below_085": below,
+                              "p99_ms": p99}
         return out
 
 
@@ -234,6 +240,7 @@ def main():
         plans = {}
         by_plan = {}  # plan of the (first) segment -> [hits, truth, queries below 0.85, queries]
         predicted = []
+        micros = []  # per query: the sum of its explain entries' times (the engine's latency)
         for line in out.splitlines():
             r = json.loads(line)
             g = gts[r["query"]]
@@ -243,6 +250,7 @@ def main():
             h = len(got & g)
             hit, tot, n = hit + h, tot + len(g), n + 1
             low += h / len(g) < 0.85
+            micros.append(sum(e.get("micros") or 0 for e in r["stats"]["explain"]))
             segs = [e for e in r["stats"]["explain"] if e["segment"] is not None]
             if segs:
                 b = by_plan.setdefault(segs[0]["plan"], [0, 0, 0, 0])
@@ -255,6 +263,8 @@ def main():
         row = {"family": fam, "queries": n, "recall": hit / max(tot, 1),
                "below_085": low / max(n, 1), "seconds": wall, "plans": plans,
                "predicted": sum(predicted) / len(predicted) if predicted else None,
+               "p50_ms": float(np.percentile(micros, 50)) / 1e3 if micros else None,
+               "p99_ms": float(np.percentile(micros, 99)) / 1e3 if micros else None,
                "by_plan": {p: {"queries": b[3], "recall": b[0] / max(b[1], 1),
                                "below_085": b[2] / max(b[3], 1)} for p, b in by_plan.items()}}
         if peers:
@@ -264,7 +274,8 @@ def main():
         rows.append(row)
         pred = f"{row['predicted']:.3f}" if row["predicted"] is not None else "-"
         print(f"{fam:<28} {n:>5} queries  recall@10 {row['recall']:.4f}  "
-              f"below 0.85 {100 * row['below_085']:5.1f} %  {wall:6.2f} s  predicted {pred}  "
+              f"below 0.85 {100 * row['below_085']:5.1f} %  {wall:6.2f} s  p50/p99 "
+              f"{row['p50_ms'] or 0:.2f}/{row['p99_ms'] or 0:.2f} ms  predicted {pred}  "
               f"{plans}", flush=True)
         for p, b in sorted(row["by_plan"].items(), key=lambda x: -x[1]["queries"]):
             print(f"    plan {p:<18} {b['queries']:>5} queries  recall@10 {b['recall']:.4f}  "
@@ -272,7 +283,8 @@ def main():
         for name, r in (row.get("peers") or {}).items():
             ratio = row["strata_qps"] / r["qps"] if r.get("qps") else float("nan")
             print(f"    {name:<15} {r['param']:<10} recall@10 {r['recall']:.4f}  below 0.85 "
-                  f"{100 * r['below_085']:5.1f} %  QPS {r['qps']:8.0f}  (Strata "
+                  f"{100 * r['below_085']:5.1f} %  QPS {r['qps']:8.0f}  p99 "
+                  f"{r['p99_ms'] or 0:.2f} ms  (Strata "
                   f"{row['strata_qps']:.0f} QPS whole process: {ratio:.2f}x)", flush=True)
     if args.json:
         with open(args.json, "w") as f:

@@ -90,14 +90,6 @@ pub(crate) const EFFECTIVE_MIN: f64 = 8.0;
 /// issue's promise: at most 5 % of queries below 0.85 at a target of 0.95).
 pub(crate) const TAIL_SHARE: f64 = 0.05;
 
-/// Effort positions per measured level: the chooser may stop between two levels (efforts
-/// `k · 2^(i + j/STEPS)`), judging each sample there by the chord of its measured recalls in
-/// log effort and of its times in effort. Recall rises concavely in log effort on average (each
-/// doubling buys less), so the chord lies under the curve and a step is predicted no better
-/// than it is; doubling levels alone made a query pay up to twice the effort its promise needs.
-/// Quarters: efforts 1.19, 1.41, 1.68 × a level, for at most three more evaluations per plan.
-pub(crate) const STEPS: usize = 4;
-
 const HEADER: usize = 36;
 /// Bytes of a sample's fixed fields.
 const SAMPLE_FIXED: usize = 28;
@@ -175,16 +167,8 @@ struct Level {
 }
 
 impl Calibration {
-    /// The effort at position `pos` ([`STEPS`] positions per measured level).
-    fn effort(&self, k: usize, pos: usize) -> usize {
-        let (level, step) = (pos / STEPS, pos % STEPS);
-        let whole = k.max(1).saturating_mul(1usize << level.min(40));
-        if step == 0 {
-            return whole;
-        }
-        let f = (step as f64 / STEPS as f64).exp2();
-        // At most twice `whole`, so the product is finite; `as` saturates anyway.
-        (whole as f64 * f).round() as usize
+    fn effort(&self, k: usize, level: usize) -> usize {
+        k.max(1).saturating_mul(1usize << level.min(40))
     }
 
     /// The samples weighted by their nearness to a query with features (s, c): a Gaussian
@@ -249,36 +233,43 @@ impl Calibration {
         }
     }
 
-    /// Plan `plan` at position `pos` (level `pos / STEPS`, and `pos % STEPS` steps of
-    /// [`STEPS`] towards the next) over the weighted samples: mean recall, share more than 0.1
+    /// Plan `plan` at `level` over the weighted samples: mean recall, share more than 0.1
     /// below `target`, standard error of the mean (over the effective sample size), and mean
     /// time (a level a sample did not run counts with its last run's recall and that run's
-    /// time × 2 per level). Between two measured levels each sample's recall is the chord in
-    /// log effort and its time the chord in effort (see [`STEPS`]).
-    fn level(&self, near: &Weighted<'_>, plan: usize, pos: usize, target: f64) -> Option<Level> {
+    /// time × 2 per level).
+    fn level(&self, near: &Weighted<'_>, plan: usize, level: usize, target: f64) -> Option<Level> {
         let k = f64::from(self.k.max(1));
-        let (level, step) = (pos / STEPS, pos % STEPS);
-        if level >= self.levels || (step > 0 && level + 1 >= self.levels) {
-            return None;
-        }
-        let frac = step as f64 / STEPS as f64;
         let (mut wsum, mut sum, mut sum2, mut low, mut ns) = (0.0, 0.0, 0.0, 0.0, 0.0);
         for &(w, x) in &near.samples {
             let curve = x.curves.get(plan)?;
-            let (r0, t0) = at_level(curve, level, k)?;
-            let (r, t) = if step == 0 {
-                (r0, t0)
-            } else {
-                let (r1, t1) = at_level(curve, level + 1, k)?;
-                (r0 + frac * (r1 - r0), t0 + (t1 - t0) * (frac.exp2() - 1.0))
-            };
+            // The last level actually run at or below `level`.
+            let mut last = None;
+            for j in (0..=level).rev() {
+                match curve.found.get(j).copied() {
+                    Some(FULL_BEFORE) | Some(NOT_RUN) => continue,
+                    Some(f) => {
+                        last = Some((j, f));
+                        break;
+                    }
+                    None => return None,
+                }
+            }
+            let (j, f) = last?;
+            // A level this sample never ran because it was too costly counts with the recall
+            // of its last run (short of `k`) and that run's time extrapolated: the mean bound,
+            // the tail share and the cost all see it in proportion to its weight. (It used to
+            // veto the level outright, so one distant sample with a tiny weight could push a
+            // query to the exact plan; without the veto ../shared/data's families kept the
+            // same recall and tails, 0.12–0.34 s per family against 0.14–0.42 s.)
+            let r = f64::from(f) / k;
             wsum += w;
             sum += w * r;
             sum2 += w * r * r;
             if r < target - 0.1 {
                 low += w;
             }
-            ns += w * t;
+            let t = f64::from(curve.ns.get(j).copied().unwrap_or(0));
+            ns += w * t * f64::from(1u32 << (level - j).min(30));
         }
         if wsum <= 0.0 {
             return None;
@@ -293,20 +284,9 @@ impl Calibration {
         })
     }
 
-    /// The lowest position of `plan` that reaches `target` on `samples`: the first measured
-    /// level that does, or a step between it and the level below.
+    /// The lowest level of `plan` that reaches `target` on `samples`.
     fn cheapest(&self, samples: &Weighted<'_>, plan: usize, target: f64) -> Option<(usize, Level)> {
-        let whole = (0..self.levels)
-            .find_map(|l| Some((l, self.level(samples, plan, l * STEPS, target)?)))?;
-        let below = whole.0.checked_sub(1);
-        below
-            .and_then(|b| {
-                (1..STEPS).find_map(|st| {
-                    let pos = b * STEPS + st;
-                    Some((pos, self.level(samples, plan, pos, target)?))
-                })
-            })
-            .or(Some((whole.0 * STEPS, whole.1)))
+        (0..self.levels).find_map(|l| Some((l, self.level(samples, plan, l, target)?)))
     }
 
     /// The plan for one query on this segment.
@@ -534,26 +514,6 @@ fn pad4(n: usize) -> usize {
     (4 - n % 4) % 4
 }
 
-/// A sample's recall and time for one plan at measured `level`: the last level actually run at
-/// or below it — one never run because it was too costly counts with the recall of its last run
-/// (short of `k`) and that run's time doubled per level, so the mean bound, the tail share and
-/// the cost all see it in proportion to its weight. (It used to veto the level outright, so one
-/// distant sample with a tiny weight could push a query to the exact plan; without the veto
-/// ../shared/data's families kept the same recall and tails, 0.12–0.34 s per family against
-/// 0.14–0.42 s.) `None`: the plan never ran on this sample (or `level` is out of range).
-fn at_level(curve: &Curve, level: usize, k: f64) -> Option<(f64, f64)> {
-    for j in (0..=level).rev() {
-        match curve.found.get(j).copied()? {
-            FULL_BEFORE | NOT_RUN => continue,
-            f => {
-                let t = f64::from(curve.ns.get(j).copied()?);
-                return Some((f64::from(f) / k, t * f64::from(1u32 << (level - j).min(30))));
-            }
-        }
-    }
-    None
-}
-
 /// The partition walk at effort `effort` (codes scored): stop at the target, no tail
 /// estimate (calibration measured what the effort reaches), a quarter of what was scored
 /// re-ranked adaptively (at least `2k`; the adaptive stop makes a long pool cheap where codes
@@ -660,10 +620,8 @@ mod tests {
         assert!((near.effective - 40.0).abs() < 1e-9);
         // Mean at level 1 is 0.9875 (lower bound 0.967), one of 40 (2.5 %) is more than 0.1
         // short: allowed.
-        // No step between levels 0 and 1 reaches it (at three quarters the chord gives 39
-        // samples 0.95 and one 0.5: mean 0.939).
         let (l, at) = cal.cheapest(&near, GRAPH, 0.95).unwrap();
-        assert_eq!(l, STEPS);
+        assert_eq!(l, 1);
         assert!((at.recall - 0.9875).abs() < 1e-9);
         // With 20 samples (one of them short), the same mean's bound is below 0.95.
         let few = Calibration {
@@ -673,42 +631,12 @@ mod tests {
         let near20 = few.weighted(0.5, [1.0; 2], 1.0, true);
         assert_eq!(few.cheapest(&near20, GRAPH, 0.95).map(|x| x.0), None);
         // Not-run levels after a full one cost twice the last measured time.
-        let at = cal.level(&near, GRAPH, 2 * STEPS, 0.95).unwrap();
+        let at = cal.level(&near, GRAPH, 2, 0.95).unwrap();
         assert!(at.ns > 3000.0);
         // Level 0 (mean 0.79) never reaches 0.95; nothing reaches 0.99 (mean 0.9875).
         assert!(cal.level(&near, GRAPH, 0, 0.95).is_none());
-        // A step needs the level above it: none past the last.
-        assert!(cal.level(&near, GRAPH, 2 * STEPS + 1, 0.5).is_none());
         assert!(cal.cheapest(&near, GRAPH, 0.99).is_none());
         // A plan never run is never chosen.
         assert!(cal.cheapest(&near, PARTITION, 0.5).is_none());
-    }
-
-    #[test]
-    fn a_step_between_levels_is_judged_by_the_chord() {
-        let cal = Calibration {
-            k: 10,
-            levels: 3,
-            exact_ns: 1.0,
-            local_div: [256, 32],
-            // Every sample finds 8 at level 0 (1,000 ns) and all 10 at level 1 (2,000 ns).
-            samples: (0..40)
-                .map(|_| sample(0.5, &[8, 10, FULL_BEFORE]))
-                .collect(),
-        };
-        let near = cal.weighted(0.5, [1.0; 2], 1.0, true);
-        // The chord reaches 0.85, 0.9, 0.95 at a quarter, a half, three quarters (targets a
-        // hair below, for the rounding of the chord).
-        let (pos, at) = cal.cheapest(&near, GRAPH, 0.949).unwrap();
-        assert_eq!(pos, 3);
-        assert!((at.recall - 0.95).abs() < 1e-9);
-        // Time on the chord in effort: 1,000 + 1,000 × (2^0.75 − 1).
-        assert!((at.ns - 1000.0 * 0.75f64.exp2()).abs() < 1e-6);
-        assert_eq!(cal.effort(10, pos), 17);
-        assert_eq!(cal.effort(10, STEPS), 20);
-        assert_eq!(cal.effort(10, 2 * STEPS + 2), 57);
-        // 0.9 is reached half-way; 0.99 only at the level itself.
-        assert_eq!(cal.cheapest(&near, GRAPH, 0.899).map(|x| x.0), Some(2));
-        assert_eq!(cal.cheapest(&near, GRAPH, 0.99).map(|x| x.0), Some(STEPS));
     }
 }
