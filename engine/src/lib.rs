@@ -34,6 +34,9 @@ mod doc;
 mod error;
 mod files;
 mod filter;
+/// Entry points of the fuzz targets and the crash simulator (`fuzz/`, `strata crashsim`):
+/// behind the `fuzzing` feature, out of the default library.
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod limits;
 pub mod manifest;

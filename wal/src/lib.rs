@@ -25,6 +25,8 @@
 
 mod error;
 pub mod format;
+/// Entry points of the WAL's fuzz targets (`fuzz/`): behind the `fuzzing` feature.
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod group_commit;
 pub mod io;

@@ -1714,6 +1714,7 @@ impl DiskIndex {
         self.codes.get(at..at + self.code_bytes).unwrap_or_default()
     }
 
+    #[cfg(any(test, feature = "fuzzing"))]
     /// Beam search for `q`. Returns (exact distance, segment ordinal) of every expanded node
     /// that `accept`s, closest first. Traversal goes through non-accepted nodes too.
     pub(crate) fn search(
@@ -1991,6 +1992,7 @@ impl DiskIndex {
     }
 }
 
+#[cfg(feature = "fuzzing")]
 /// Recompute every sector CRC of a graph section at `at..at + len` of `b` (fuzzing: lets
 /// mutations reach the structural checks).
 pub(crate) fn fix_sector_crcs(b: &mut [u8], at: usize, len: usize) {

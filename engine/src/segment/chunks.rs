@@ -30,6 +30,7 @@ pub(crate) fn encode(vectors: &[u8]) -> Vec<u8> {
     out
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
 /// Rewrite the checksums of `b[checks]` from `b[vectors]` (fuzzing: lets mutations of the
 /// vectors reach the checks behind the checksums). Best effort on malformed input.
 pub(crate) fn fix(b: &mut [u8], checks: (usize, usize), vectors: (usize, usize)) {

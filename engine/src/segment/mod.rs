@@ -25,6 +25,7 @@ pub use format::{SectionKind, SEGMENT_FORMAT_VERSION, SEGMENT_MAGIC};
 pub(crate) use reader::Segment;
 pub(crate) use writer::{with_calibration, write_segment_with};
 
+#[cfg(feature = "fuzzing")]
 /// Encode a segment in memory (fuzz seeds); errors give an empty buffer.
 pub(crate) fn encode_for_fuzz(
     docs: &[std::sync::Arc<crate::Document>],

@@ -171,6 +171,7 @@ fn attrs_section(docs: &[Arc<Document>], schema: &Schema) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+#[cfg(any(test, feature = "fuzzing"))]
 /// Encode a whole segment file for `docs` (sorted by key, unique, validated). With `ann`, a
 /// segment holding at least `ann.min_vectors` vectors also gets its ANN sections.
 pub(crate) fn encode_segment(
