@@ -1,0 +1,547 @@
+//! `strata._strata`: the Python face of the engine (the package `strata` re-exports it).
+//!
+//! A thin layer: every call converts its Python arguments into the engine's types, releases
+//! the GIL while the engine works, and maps the engine's error kinds onto Python exceptions
+//! (`StrataError` and its subclasses). Vectors come in as NumPy arrays (read in place when they
+//! are C-contiguous float32; other dtypes and layouts are converted first) and results go out
+//! as NumPy arrays.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use numpy::{PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+use slot::Slot;
+
+create_exception!(
+    _strata,
+    StrataError,
+    PyException,
+    "Any error of the Strata engine."
+);
+create_exception!(
+    _strata,
+    InvalidInputError,
+    StrataError,
+    "Bad input: a key, vector, term, attribute, filter or parameter the engine refuses."
+);
+create_exception!(
+    _strata,
+    CorruptionError,
+    StrataError,
+    "A file of the database failed its checks (checksum, format, or a missing file)."
+);
+create_exception!(
+    _strata,
+    LockedError,
+    StrataError,
+    "The database is open in another handle or process."
+);
+create_exception!(
+    _strata,
+    NotFoundError,
+    StrataError,
+    "No database at the path (create one with strata.create)."
+);
+create_exception!(
+    _strata,
+    AlreadyExistsError,
+    StrataError,
+    "strata.create on a path that already holds a database."
+);
+create_exception!(
+    _strata,
+    ReadOnlyError,
+    StrataError,
+    "A write on a database opened with read_only=True."
+);
+create_exception!(
+    _strata,
+    TimeoutError,
+    StrataError,
+    "A query ran past its timeout."
+);
+create_exception!(
+    _strata,
+    ClosedError,
+    StrataError,
+    "The database was closed."
+);
+
+/// The engine's error as the Python exception of its kind.
+fn to_py(e: strata::Error) -> PyErr {
+    use strata::Error as E;
+    let msg = e.to_string();
+    match e {
+        E::InvalidInput(_) | E::FilterSyntax { .. } => InvalidInputError::new_err(msg),
+        E::Corruption { .. } | E::MissingManifest { .. } => CorruptionError::new_err(msg),
+        E::Locked(_) => LockedError::new_err(msg),
+        E::NotFound(_) => NotFoundError::new_err(msg),
+        E::AlreadyExists(_) => AlreadyExistsError::new_err(msg),
+        E::ReadOnly(_) => ReadOnlyError::new_err(msg),
+        E::Timeout { .. } => TimeoutError::new_err(msg),
+        _ => StrataError::new_err(msg),
+    }
+}
+
+fn metric_of(name: &str) -> PyResult<strata::Metric> {
+    match name.to_ascii_lowercase().as_str() {
+        "l2" | "euclidean" => Ok(strata::Metric::L2),
+        "cosine" | "cos" => Ok(strata::Metric::Cosine),
+        "ip" | "dot" | "inner_product" => Ok(strata::Metric::InnerProduct),
+        other => Err(InvalidInputError::new_err(format!(
+            "unknown metric {other:?} (expected \"l2\", \"cosine\" or \"ip\")"
+        ))),
+    }
+}
+
+fn metric_name(m: strata::Metric) -> &'static str {
+    match m {
+        strata::Metric::L2 => "l2",
+        strata::Metric::Cosine => "cosine",
+        strata::Metric::InnerProduct => "ip",
+    }
+}
+
+/// A key given as `bytes` or `str` (UTF-8).
+fn key_of(key: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    if let Ok(b) = key.downcast::<PyBytes>() {
+        return Ok(b.as_bytes().to_vec());
+    }
+    if let Ok(s) = key.extract::<String>() {
+        return Ok(s.into_bytes());
+    }
+    Err(InvalidInputError::new_err(
+        "a key is bytes or str".to_string(),
+    ))
+}
+
+/// A vector given as anything NumPy turns into a 1-D float32 array.
+fn vector_of(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<Vec<f32>> {
+    let arr = as_f32(py, v)?;
+    let arr: PyReadonlyArray1<'_, f32> = arr
+        .extract()
+        .map_err(|_| InvalidInputError::new_err("a vector is one-dimensional".to_string()))?;
+    Ok(arr.as_array().iter().copied().collect())
+}
+
+/// `numpy.ascontiguousarray(v, dtype=float32)`: in place when it already is one.
+fn as_f32<'py>(py: Python<'py>, v: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let np = py.import("numpy")?;
+    let kw = PyDict::new(py);
+    kw.set_item("dtype", np.getattr("float32")?)?;
+    np.call_method("ascontiguousarray", (v,), Some(&kw))
+}
+
+/// A document as a dict: key, value, vector (NumPy float32 or None), terms, attrs.
+fn doc_dict<'py>(py: Python<'py>, d: &strata::Document) -> PyResult<Bound<'py, PyDict>> {
+    let out = PyDict::new(py);
+    out.set_item("key", PyBytes::new(py, &d.key))?;
+    out.set_item("value", PyBytes::new(py, &d.value))?;
+    match &d.vector {
+        Some(v) => out.set_item("vector", PyArray1::from_slice(py, v))?,
+        None => out.set_item("vector", py.None())?,
+    }
+    out.set_item("terms", PyList::new(py, &d.terms)?)?;
+    let attrs = PyDict::new(py);
+    for (k, v) in &d.attrs {
+        attrs.set_item(k, v)?;
+    }
+    out.set_item("attrs", attrs)?;
+    Ok(out)
+}
+
+/// An open database. Use `strata.create` / `strata.open`; as a context manager it closes on
+/// exit. Every method releases the GIL while the engine works.
+#[pyclass(module = "strata._strata")]
+struct Db {
+    inner: Slot,
+}
+
+mod slot {
+    //! The handle's slot: `None` once closed (a `Mutex<Option<Arc<Db>>>` from std — a call
+    //! clones the `Arc` out and releases the lock before the engine runs).
+    use std::sync::{Arc, Mutex};
+
+    pub struct Slot(Mutex<Option<Arc<strata::Db>>>);
+
+    impl Slot {
+        pub fn new(db: strata::Db) -> Slot {
+            Slot(Mutex::new(Some(Arc::new(db))))
+        }
+
+        pub fn get(&self) -> Option<Arc<strata::Db>> {
+            match self.0.lock() {
+                Ok(g) => g.clone(),
+                Err(p) => p.into_inner().clone(),
+            }
+        }
+
+        pub fn take(&self) -> Option<Arc<strata::Db>> {
+            match self.0.lock() {
+                Ok(mut g) => g.take(),
+                Err(p) => p.into_inner().take(),
+            }
+        }
+    }
+}
+
+impl Db {
+    fn db(&self) -> PyResult<Arc<strata::Db>> {
+        self.inner
+            .get()
+            .ok_or_else(|| ClosedError::new_err("the database is closed".to_string()))
+    }
+}
+
+/// Build a document from the Python arguments of `put`.
+fn document(
+    py: Python<'_>,
+    key: &Bound<'_, PyAny>,
+    vector: Option<&Bound<'_, PyAny>>,
+    terms: Option<Vec<String>>,
+    attrs: Option<BTreeMap<String, i64>>,
+    value: Option<&Bound<'_, PyAny>>,
+) -> PyResult<strata::Document> {
+    let value = match value {
+        None => Vec::new(),
+        Some(v) if v.is_none() => Vec::new(),
+        Some(v) => key_of(v)
+            .map_err(|_| InvalidInputError::new_err("a value is bytes or str".to_string()))?,
+    };
+    Ok(strata::Document {
+        key: key_of(key)?,
+        value,
+        vector: match vector {
+            Some(v) if !v.is_none() => Some(vector_of(py, v)?),
+            _ => None,
+        },
+        terms: terms.unwrap_or_default(),
+        attrs: attrs.unwrap_or_default(),
+    })
+}
+
+#[pymethods]
+impl Db {
+    /// Store `key` (bytes or str) with an optional vector, terms, integer attributes and value;
+    /// replaces what was stored under the key.
+    #[pyo3(signature = (key, vector=None, terms=None, attrs=None, value=None))]
+    fn put(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        vector: Option<&Bound<'_, PyAny>>,
+        terms: Option<Vec<String>>,
+        attrs: Option<BTreeMap<String, i64>>,
+        value: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let doc = document(py, key, vector, terms, attrs, value)?;
+        let db = self.db()?;
+        py.allow_threads(|| db.put(doc)).map_err(to_py)
+    }
+
+    /// Store many documents in one atomic batch: `keys` (n), `vectors` an (n, dim) array (or
+    /// None), `terms` a list of n lists, `attrs` {name: n integers}, `values` n bytes.
+    #[pyo3(signature = (keys, vectors=None, terms=None, attrs=None, values=None))]
+    fn put_many(
+        &self,
+        py: Python<'_>,
+        keys: Vec<Bound<'_, PyAny>>,
+        vectors: Option<&Bound<'_, PyAny>>,
+        terms: Option<Vec<Vec<String>>>,
+        attrs: Option<BTreeMap<String, Vec<i64>>>,
+        values: Option<Vec<Bound<'_, PyAny>>>,
+    ) -> PyResult<()> {
+        let n = keys.len();
+        let count = |what: &str, len: usize| -> PyResult<()> {
+            if len == n {
+                Ok(())
+            } else {
+                Err(InvalidInputError::new_err(format!(
+                    "{what} has {len} entries for {n} keys"
+                )))
+            }
+        };
+        let vecs = match vectors {
+            Some(v) if !v.is_none() => {
+                let arr = as_f32(py, v)?;
+                let arr: PyReadonlyArray2<'_, f32> = arr.extract().map_err(|_| {
+                    InvalidInputError::new_err("vectors is a two-dimensional array".to_string())
+                })?;
+                count("vectors", arr.shape().first().copied().unwrap_or(0))?;
+                Some(
+                    arr.as_array()
+                        .rows()
+                        .into_iter()
+                        .map(|r| r.iter().copied().collect::<Vec<f32>>())
+                        .collect::<Vec<_>>(),
+                )
+            }
+            _ => None,
+        };
+        if let Some(t) = &terms {
+            count("terms", t.len())?;
+        }
+        if let Some(a) = &attrs {
+            for (name, col) in a {
+                count(&format!("attrs[{name:?}]"), col.len())?;
+            }
+        }
+        if let Some(v) = &values {
+            count("values", v.len())?;
+        }
+        let mut batch = strata::WriteBatch::new();
+        for (i, key) in keys.iter().enumerate() {
+            let value = match values.as_ref().and_then(|v| v.get(i)) {
+                Some(v) => key_of(v).map_err(|_| {
+                    InvalidInputError::new_err("a value is bytes or str".to_string())
+                })?,
+                None => Vec::new(),
+            };
+            batch.put(strata::Document {
+                key: key_of(key)?,
+                value,
+                vector: vecs.as_ref().and_then(|v| v.get(i)).cloned(),
+                terms: terms
+                    .as_ref()
+                    .and_then(|t| t.get(i))
+                    .cloned()
+                    .unwrap_or_default(),
+                attrs: attrs
+                    .as_ref()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|(name, col)| Some((name.clone(), *col.get(i)?)))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            });
+        }
+        let db = self.db()?;
+        py.allow_threads(|| db.write(batch)).map_err(to_py)
+    }
+
+    /// Delete `key` (deleting an absent key is not an error).
+    fn delete(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<()> {
+        let key = key_of(key)?;
+        let db = self.db()?;
+        py.allow_threads(|| db.delete(&key)).map_err(to_py)
+    }
+
+    /// The document stored under `key` as a dict (key, value, vector, terms, attrs), or None.
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        key: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let key = key_of(key)?;
+        let db = self.db()?;
+        match py.allow_threads(|| db.get(&key)).map_err(to_py)? {
+            Some(d) => Ok(Some(doc_dict(py, &d)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The `k` nearest documents to `q` that match `filter` (an S-expression such as
+    /// `(and lang:en (not spam))`), at the asked `recall` (the planner's promise). `q` 1-D:
+    /// returns (keys: list of bytes, distances: float32 array). `q` 2-D (a batch): a list of
+    /// such pairs, one per row. `exact=True` scores every match.
+    #[pyo3(signature = (q, k=10, filter=None, recall=0.95, exact=false))]
+    fn search<'py>(
+        &self,
+        py: Python<'py>,
+        q: &Bound<'py, PyAny>,
+        k: usize,
+        filter: Option<&str>,
+        recall: f64,
+        exact: bool,
+    ) -> PyResult<PyObject> {
+        if !(recall > 0.0 && recall <= 1.0) {
+            return Err(InvalidInputError::new_err(format!(
+                "recall {recall} is outside (0, 1]"
+            )));
+        }
+        let arr = as_f32(py, q)?;
+        let ndim: usize = arr.getattr("ndim")?.extract()?;
+        let rows: Vec<Vec<f32>> = match ndim {
+            1 => vec![vector_of(py, &arr)?],
+            2 => {
+                let a: PyReadonlyArray2<'_, f32> = arr.extract()?;
+                a.as_array()
+                    .rows()
+                    .into_iter()
+                    .map(|r| r.iter().copied().collect())
+                    .collect()
+            }
+            d => {
+                return Err(InvalidInputError::new_err(format!(
+                    "a query is a 1-D vector or a 2-D batch, not {d}-D"
+                )))
+            }
+        };
+        let mut queries = Vec::with_capacity(rows.len());
+        for v in rows {
+            let mut query = strata::Query::knn(v, k).with_recall(recall);
+            if let Some(f) = filter {
+                query = query.with_filter_str(f).map_err(to_py)?;
+            }
+            if exact {
+                query = query.exact();
+            }
+            queries.push(query);
+        }
+        let db = self.db()?;
+        let results = py
+            .allow_threads(|| {
+                queries
+                    .iter()
+                    .map(|q| db.search(q))
+                    .collect::<strata::Result<Vec<_>>>()
+            })
+            .map_err(to_py)?;
+        let mut pairs = Vec::with_capacity(results.len());
+        for hits in &results {
+            let keys = PyList::new(py, hits.iter().map(|h| PyBytes::new(py, &h.key)))?;
+            let dist: Vec<f32> = hits
+                .iter()
+                .map(|h| h.distance.unwrap_or(f32::NAN))
+                .collect();
+            pairs.push(
+                (keys, PyArray1::from_vec(py, dist))
+                    .into_pyobject(py)?
+                    .into_any(),
+            );
+        }
+        if ndim == 1 {
+            match pairs.into_iter().next() {
+                Some(p) => Ok(p.unbind()),
+                None => Err(StrataError::new_err("no result for the query".to_string())),
+            }
+        } else {
+            Ok(PyList::new(py, pairs)?.into_any().unbind())
+        }
+    }
+
+    /// Write the memtable out as a segment (with its index when large enough).
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        let db = self.db()?;
+        py.allow_threads(|| db.flush()).map_err(to_py)
+    }
+
+    /// Merge segments; True when a compaction ran.
+    fn compact(&self, py: Python<'_>) -> PyResult<bool> {
+        let db = self.db()?;
+        py.allow_threads(|| db.compact()).map_err(to_py)
+    }
+
+    /// Check every checksum of every file; raises CorruptionError on damage.
+    fn verify(&self, py: Python<'_>) -> PyResult<()> {
+        let db = self.db()?;
+        py.allow_threads(|| db.verify()).map_err(to_py)
+    }
+
+    /// The schema: {"dim": int, "metric": "l2" | "cosine" | "ip", "attrs": [names]}.
+    fn schema<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let db = self.db()?;
+        let s = db.schema();
+        let out = PyDict::new(py);
+        out.set_item("dim", s.dim)?;
+        out.set_item("metric", metric_name(s.metric))?;
+        out.set_item("attrs", PyList::new(py, &s.attrs)?)?;
+        Ok(out)
+    }
+
+    /// Whether the handle was opened read-only.
+    #[getter]
+    fn read_only(&self) -> PyResult<bool> {
+        Ok(self.db()?.is_read_only())
+    }
+
+    /// Close the handle (flushes nothing that the log does not already hold: acknowledged
+    /// writes are durable). Later calls raise ClosedError; closing twice is allowed.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        if let Some(db) = self.inner.take() {
+            // The last handle drops the engine, which joins its background threads.
+            py.allow_threads(move || drop(db));
+        }
+        Ok(())
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
+    }
+}
+
+/// Create an empty database at `path` for vectors of `dim` with `metric` ("l2", "cosine",
+/// "ip") and the integer attributes `attrs`.
+#[pyfunction]
+#[pyo3(signature = (path, dim, metric="l2", attrs=None))]
+fn create(
+    py: Python<'_>,
+    path: std::path::PathBuf,
+    dim: u32,
+    metric: &str,
+    attrs: Option<Vec<String>>,
+) -> PyResult<Db> {
+    let schema = strata::Schema {
+        dim,
+        metric: metric_of(metric)?,
+        attrs: attrs.unwrap_or_default(),
+    };
+    let db = py
+        .allow_threads(|| strata::Db::create(&path, schema))
+        .map_err(to_py)?;
+    Ok(Db {
+        inner: Slot::new(db),
+    })
+}
+
+/// Open the database at `path`; `read_only=True` changes nothing on disk and refuses writes.
+#[pyfunction]
+#[pyo3(signature = (path, read_only=false))]
+fn open(py: Python<'_>, path: std::path::PathBuf, read_only: bool) -> PyResult<Db> {
+    let db = py
+        .allow_threads(|| {
+            let options = strata::Options::default();
+            if read_only {
+                strata::Db::open_read_only(&path, options)
+            } else {
+                strata::Db::open(&path, options)
+            }
+        })
+        .map_err(to_py)?;
+    Ok(Db {
+        inner: Slot::new(db),
+    })
+}
+
+#[pymodule]
+fn _strata(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<Db>()?;
+    m.add_function(wrap_pyfunction!(create, m)?)?;
+    m.add_function(wrap_pyfunction!(open, m)?)?;
+    for (name, ty) in [
+        ("StrataError", py.get_type::<StrataError>()),
+        ("InvalidInputError", py.get_type::<InvalidInputError>()),
+        ("CorruptionError", py.get_type::<CorruptionError>()),
+        ("LockedError", py.get_type::<LockedError>()),
+        ("NotFoundError", py.get_type::<NotFoundError>()),
+        ("AlreadyExistsError", py.get_type::<AlreadyExistsError>()),
+        ("ReadOnlyError", py.get_type::<ReadOnlyError>()),
+        ("TimeoutError", py.get_type::<TimeoutError>()),
+        ("ClosedError", py.get_type::<ClosedError>()),
+    ] {
+        m.add(name, ty)?;
+    }
+    Ok(())
+}

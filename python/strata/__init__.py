@@ -1,0 +1,36 @@
+"""Strata: an embedded, disk-native store for hybrid retrieval (a boolean filter over an
+inverted index combined with approximate nearest-neighbour search, in one query planner).
+
+    import numpy as np, strata
+
+    with strata.create("/tmp/db", dim=4, metric="l2", attrs=["ts"]) as db:
+        db.put_many([b"a", b"b"], vectors=np.eye(2, 4, dtype=np.float32),
+                    terms=[["lang:en"], ["lang:de"]], attrs={"ts": [1, 2]})
+        keys, dists = db.search(np.array([1, 0, 0, 0], np.float32), k=1, filter="lang:en")
+
+Distances are the engine's: L2 is the Euclidean distance, cosine is 1 - cos, ip is -dot.
+Errors are `StrataError` or one of its subclasses (`InvalidInputError`, `CorruptionError`,
+`LockedError`, `NotFoundError`, `AlreadyExistsError`, `ReadOnlyError`, `TimeoutError`,
+`ClosedError`).
+"""
+
+from ._strata import (  # noqa: F401
+    AlreadyExistsError,
+    ClosedError,
+    CorruptionError,
+    Db,
+    InvalidInputError,
+    LockedError,
+    NotFoundError,
+    ReadOnlyError,
+    StrataError,
+    TimeoutError,
+    create,
+    open,
+)
+
+__all__ = [
+    "AlreadyExistsError", "ClosedError", "CorruptionError", "Db", "InvalidInputError",
+    "LockedError", "NotFoundError", "ReadOnlyError", "StrataError", "TimeoutError",
+    "create", "open",
+]

@@ -1,0 +1,169 @@
+"""The Python API against NumPy brute force, across reopen, read-only and error kinds."""
+
+import os
+
+import numpy as np
+import pytest
+
+import strata
+
+DIM = 16
+
+
+def data(n, seed=7):
+    """n clustered float32 vectors with tags: lang (3 values), a 5 % `rare` tag, ts = row."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(20, DIM)).astype(np.float32) * 4
+    x = centres[rng.integers(0, 20, n)] + rng.normal(size=(n, DIM)).astype(np.float32)
+    langs = rng.integers(0, 3, n)
+    rare = rng.random(n) < 0.05
+    terms = [[f"lang:{'en de fr'.split()[l]}"] + (["rare"] if r else []) for l, r in zip(langs, rare)]
+    keys = [f"doc{i:06d}".encode() for i in range(n)]
+    return keys, x.astype(np.float32), terms, langs, rare
+
+
+def brute(x, q, allowed, k):
+    d = np.sqrt(((x - q) ** 2).sum(axis=1))
+    d = np.where(allowed, d, np.inf)
+    order = np.argsort(d, kind="stable")[:k]
+    return [int(i) for i in order if np.isfinite(d[i])], d
+
+
+def test_put_get_delete_and_reopen(tmp_path):
+    path = tmp_path / "db"
+    with strata.create(path, dim=3, metric="l2", attrs=["ts"]) as db:
+        db.put("k1", vector=[1, 2, 3], terms=["lang:en"], attrs={"ts": 5}, value=b"v1")
+        db.put(b"k2", value="text")
+        db.delete("k2")
+        db.delete("absent")  # not an error
+        got = db.get("k1")
+        assert got["key"] == b"k1" and got["value"] == b"v1"
+        assert got["terms"] == ["lang:en"] and got["attrs"] == {"ts": 5}
+        np.testing.assert_array_equal(got["vector"], np.array([1, 2, 3], np.float32))
+        assert db.get("k2") is None
+    with strata.open(path) as db:
+        assert db.get("k1")["value"] == b"v1"
+        assert db.get("k2") is None
+        assert db.schema() == {"dim": 3, "metric": "l2", "attrs": ["ts"]}
+
+
+@pytest.mark.parametrize("flush", [False, True])
+def test_search_matches_brute_force(tmp_path, flush):
+    keys, x, terms, langs, rare = data(6000)
+    with strata.create(tmp_path / "db", dim=DIM) as db:
+        db.put_many(keys, vectors=x, terms=terms, attrs=None)
+        if flush:
+            db.flush()  # 6,000 vectors (≥ the 5,000 default): a segment with its graph
+        rng = np.random.default_rng(1)
+        qs = x[rng.integers(0, len(x), 40)] + rng.normal(size=(40, DIM)).astype(np.float32) * 0.5
+        filters = [
+            (None, np.ones(len(x), bool)),
+            ("lang:en", langs == 0),
+            ("(not lang:en)", langs != 0),
+            ("(and rare (not lang:de))", rare & (langs != 1)),
+        ]
+        for text, allowed in filters:
+            hit = total = 0
+            for q in qs:
+                want, d = brute(x, q, allowed, 10)
+                got_keys, got_d = db.search(q, k=10, filter=text)
+                got = [int(k[3:]) for k in got_keys]
+                # No filter violation, distances are the true ones, nearest first.
+                assert all(allowed[i] for i in got)
+                np.testing.assert_allclose(got_d, d[got], rtol=1e-4, atol=1e-4)
+                assert list(got_d) == sorted(got_d)
+                hit += len(set(got) & set(want))
+                total += len(want)
+                # The exact plan is brute force.
+                ex_keys, _ = db.search(q, k=10, filter=text, exact=True)
+                ex = [int(k[3:]) for k in ex_keys]
+                assert [d[i] for i in ex] == pytest.approx([d[i] for i in want], abs=1e-4)
+            assert hit / total >= 0.9, (text, flush, hit / total)
+
+
+def test_batch_search_equals_single(tmp_path):
+    keys, x, terms, _, _ = data(500)
+    with strata.create(tmp_path / "db", dim=DIM) as db:
+        db.put_many(keys, vectors=x.astype(np.float64), terms=terms)  # float64 converted
+        qs = x[:5]
+        batch = db.search(qs, k=3, exact=True)
+        assert len(batch) == 5
+        for q, (bk, bd) in zip(qs, batch):
+            sk, sd = db.search(q, k=3, exact=True)
+            assert bk == sk
+            np.testing.assert_array_equal(bd, sd)
+
+
+def test_read_only_refuses_writes_and_changes_nothing(tmp_path):
+    path = tmp_path / "db"
+    with strata.create(path, dim=2) as db:
+        db.put("a", vector=[0, 1])
+    before = sorted((p, os.path.getsize(os.path.join(r, p)))
+                    for r, _, fs in os.walk(path) for p in fs)
+    with strata.open(path, read_only=True) as db:
+        assert db.read_only
+        assert db.get("a") is not None
+        with pytest.raises(strata.ReadOnlyError):
+            db.put("b", vector=[1, 0])
+    after = sorted((p, os.path.getsize(os.path.join(r, p)))
+                   for r, _, fs in os.walk(path) for p in fs)
+    assert before == after
+
+
+def test_error_kinds(tmp_path):
+    path = tmp_path / "db"
+    with pytest.raises(strata.NotFoundError):
+        strata.open(path)
+    strata.create(path, dim=2).close()
+    with pytest.raises(strata.AlreadyExistsError):
+        strata.create(path, dim=2)
+    db = strata.open(path)
+    with pytest.raises(strata.LockedError):
+        strata.open(path)
+    with pytest.raises(strata.InvalidInputError):
+        db.put("a", vector=[1, 2, 3])  # wrong dimension
+    with pytest.raises(strata.InvalidInputError):
+        db.put("a", vector=[float("nan"), 0])
+    with pytest.raises(strata.InvalidInputError):
+        db.search([0, 0], filter="(and lang:en")
+    with pytest.raises(strata.InvalidInputError):
+        db.search([0, 0], recall=1.5)
+    with pytest.raises(strata.InvalidInputError):
+        db.put_many(["a", "b"], vectors=np.zeros((3, 2), np.float32))
+    with pytest.raises(strata.InvalidInputError):
+        strata.create(tmp_path / "other", dim=2, metric="hamming")
+    assert issubclass(strata.CorruptionError, strata.StrataError)
+    db.close()
+    db.close()  # twice is fine
+    with pytest.raises(strata.ClosedError):
+        db.get("a")
+    strata.open(path).close()  # the lock went with the close
+
+
+def test_damaged_segment_is_a_corruption_error(tmp_path):
+    path = tmp_path / "db"
+    keys, x, terms, _, _ = data(300)
+    with strata.create(path, dim=DIM) as db:
+        db.put_many(keys, vectors=x, terms=terms)
+        db.flush()
+    seg = next(os.path.join(r, f) for r, _, fs in os.walk(path) for f in fs if f.endswith(".seg"))
+    with open(seg, "r+b") as f:
+        f.seek(os.path.getsize(seg) // 2)
+        b = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([b[0] ^ 0xFF]))
+    with pytest.raises(strata.CorruptionError):
+        with strata.open(path) as db:
+            db.verify()
+
+
+def test_readme_quickstart_runs(tmp_path, monkeypatch):
+    """The Python block of README.md's "Python" section, as a newcomer would run it."""
+    readme = os.path.join(os.path.dirname(__file__), "..", "..", "README.md")
+    with open(readme) as f:
+        text = f.read()
+    section = text.split("\n## Python\n", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md (Python)", "exec"), {})
+    assert (tmp_path / "quickstart-db").is_dir()
