@@ -17,59 +17,54 @@ use pyo3::types::{PyBytes, PyDict, PyList};
 use slot::Slot;
 
 create_exception!(
-    _strata,
+    strata,
     StrataError,
     PyException,
     "Any error of the Strata engine."
 );
 create_exception!(
-    _strata,
+    strata,
     InvalidInputError,
     StrataError,
     "Bad input: a key, vector, term, attribute, filter or parameter the engine refuses."
 );
 create_exception!(
-    _strata,
+    strata,
     CorruptionError,
     StrataError,
     "A file of the database failed its checks (checksum, format, or a missing file)."
 );
 create_exception!(
-    _strata,
+    strata,
     LockedError,
     StrataError,
     "The database is open in another handle or process."
 );
 create_exception!(
-    _strata,
+    strata,
     NotFoundError,
     StrataError,
     "No database at the path (create one with strata.create)."
 );
 create_exception!(
-    _strata,
+    strata,
     AlreadyExistsError,
     StrataError,
     "strata.create on a path that already holds a database."
 );
 create_exception!(
-    _strata,
+    strata,
     ReadOnlyError,
     StrataError,
     "A write on a database opened with read_only=True."
 );
 create_exception!(
-    _strata,
+    strata,
     TimeoutError,
     StrataError,
     "A query ran past its timeout."
 );
-create_exception!(
-    _strata,
-    ClosedError,
-    StrataError,
-    "The database was closed."
-);
+create_exception!(strata, ClosedError, StrataError, "The database was closed.");
 
 /// The engine's error as the Python exception of its kind.
 fn to_py(e: strata::Error) -> PyErr {
@@ -405,10 +400,15 @@ impl Db {
         let mut pairs = Vec::with_capacity(results.len());
         for hits in &results {
             let keys = PyList::new(py, hits.iter().map(|h| PyBytes::new(py, &h.key)))?;
-            let dist: Vec<f32> = hits
+            // Every hit of a k-NN query carries its distance (only boolean queries have none).
+            let dist = hits
                 .iter()
-                .map(|h| h.distance.unwrap_or(f32::NAN))
-                .collect();
+                .map(|h| {
+                    h.distance.ok_or_else(|| {
+                        StrataError::new_err("a k-NN hit without a distance".to_string())
+                    })
+                })
+                .collect::<PyResult<Vec<f32>>>()?;
             pairs.push(
                 (keys, PyArray1::from_vec(py, dist))
                     .into_pyobject(py)?
