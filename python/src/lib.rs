@@ -219,6 +219,82 @@ fn document(
     })
 }
 
+/// Documents from columns: `keys` (n), `vectors` an (n, dim) array or None, `terms` n lists,
+/// `attrs` {name: n integers}, `values` n bytes/str; every column's length is checked.
+fn documents(
+    py: Python<'_>,
+    keys: &[Bound<'_, PyAny>],
+    vectors: Option<&Bound<'_, PyAny>>,
+    terms: Option<Vec<Vec<String>>>,
+    attrs: Option<BTreeMap<String, Vec<i64>>>,
+    values: Option<Vec<Bound<'_, PyAny>>>,
+) -> PyResult<Vec<strata::Document>> {
+    let n = keys.len();
+    let count = |what: &str, len: usize| -> PyResult<()> {
+        if len == n {
+            Ok(())
+        } else {
+            Err(InvalidInputError::new_err(format!(
+                "{what} has {len} entries for {n} keys"
+            )))
+        }
+    };
+    let vecs = match vectors {
+        Some(v) if !v.is_none() => {
+            let arr = as_f32(py, v)?;
+            let arr: PyReadonlyArray2<'_, f32> = arr.extract().map_err(|_| {
+                InvalidInputError::new_err("vectors is a two-dimensional array".to_string())
+            })?;
+            count("vectors", arr.shape().first().copied().unwrap_or(0))?;
+            Some(
+                arr.as_array()
+                    .rows()
+                    .into_iter()
+                    .map(|r| r.iter().copied().collect::<Vec<f32>>())
+                    .collect::<Vec<_>>(),
+            )
+        }
+        _ => None,
+    };
+    if let Some(t) = &terms {
+        count("terms", t.len())?;
+    }
+    if let Some(a) = &attrs {
+        for (name, col) in a {
+            count(&format!("attrs[{name:?}]"), col.len())?;
+        }
+    }
+    if let Some(v) = &values {
+        count("values", v.len())?;
+    }
+    // Columns are moved into the documents row by row (lengths checked above).
+    let mut vecs = vecs.map(Vec::into_iter);
+    let mut terms = terms.map(Vec::into_iter);
+    let mut docs = Vec::with_capacity(n);
+    for (i, key) in keys.iter().enumerate() {
+        let value = match values.as_ref().and_then(|v| v.get(i)) {
+            Some(v) => key_of(v)
+                .map_err(|_| InvalidInputError::new_err("a value is bytes or str".to_string()))?,
+            None => Vec::new(),
+        };
+        docs.push(strata::Document {
+            key: key_of(key)?,
+            value,
+            vector: vecs.as_mut().and_then(Iterator::next),
+            terms: terms.as_mut().and_then(Iterator::next).unwrap_or_default(),
+            attrs: attrs
+                .as_ref()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|(name, col)| Some((name.clone(), *col.get(i)?)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        });
+    }
+    Ok(docs)
+}
+
 #[pymethods]
 impl Db {
     /// Store `key` (bytes or str) with an optional vector, terms, integer attributes and value;
@@ -250,70 +326,10 @@ impl Db {
         attrs: Option<BTreeMap<String, Vec<i64>>>,
         values: Option<Vec<Bound<'_, PyAny>>>,
     ) -> PyResult<()> {
-        let n = keys.len();
-        let count = |what: &str, len: usize| -> PyResult<()> {
-            if len == n {
-                Ok(())
-            } else {
-                Err(InvalidInputError::new_err(format!(
-                    "{what} has {len} entries for {n} keys"
-                )))
-            }
-        };
-        let vecs = match vectors {
-            Some(v) if !v.is_none() => {
-                let arr = as_f32(py, v)?;
-                let arr: PyReadonlyArray2<'_, f32> = arr.extract().map_err(|_| {
-                    InvalidInputError::new_err("vectors is a two-dimensional array".to_string())
-                })?;
-                count("vectors", arr.shape().first().copied().unwrap_or(0))?;
-                Some(
-                    arr.as_array()
-                        .rows()
-                        .into_iter()
-                        .map(|r| r.iter().copied().collect::<Vec<f32>>())
-                        .collect::<Vec<_>>(),
-                )
-            }
-            _ => None,
-        };
-        if let Some(t) = &terms {
-            count("terms", t.len())?;
-        }
-        if let Some(a) = &attrs {
-            for (name, col) in a {
-                count(&format!("attrs[{name:?}]"), col.len())?;
-            }
-        }
-        if let Some(v) = &values {
-            count("values", v.len())?;
-        }
+        let docs = documents(py, &keys, vectors, terms, attrs, values)?;
         let mut batch = strata::WriteBatch::new();
-        for (i, key) in keys.iter().enumerate() {
-            let value = match values.as_ref().and_then(|v| v.get(i)) {
-                Some(v) => key_of(v).map_err(|_| {
-                    InvalidInputError::new_err("a value is bytes or str".to_string())
-                })?,
-                None => Vec::new(),
-            };
-            batch.put(strata::Document {
-                key: key_of(key)?,
-                value,
-                vector: vecs.as_ref().and_then(|v| v.get(i)).cloned(),
-                terms: terms
-                    .as_ref()
-                    .and_then(|t| t.get(i))
-                    .cloned()
-                    .unwrap_or_default(),
-                attrs: attrs
-                    .as_ref()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|(name, col)| Some((name.clone(), *col.get(i)?)))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            });
+        for doc in docs {
+            batch.put(doc);
         }
         let db = self.db()?;
         py.allow_threads(|| db.write(batch)).map_err(to_py)
@@ -524,12 +540,109 @@ fn open(py: Python<'_>, path: std::path::PathBuf, read_only: bool) -> PyResult<D
     })
 }
 
+/// Build a database at `path` (must not exist, or be empty) from columns, offline: segments
+/// with their postings, codes, graph and calibration written directly (no log), as `strata
+/// build` does. `vectors` is an (n, dim) array (dim and `metric` make the schema, the names of
+/// `attrs` its attributes); `keys` default to the row numbers as decimal strings. `progress`,
+/// if given, is called as `progress(kind, done, total)` with kind "segment" (segments started
+/// of all) or "graph" (insertions done in the current segment of its documents). Returns the
+/// build's report: documents, segments, bytes, phases [(name, seconds)].
+#[pyfunction]
+#[pyo3(signature = (path, vectors, keys=None, terms=None, attrs=None, values=None, metric="l2",
+                    segment_docs_max=None, progress=None))]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the Python signature: one argument per column and option"
+)]
+fn build<'py>(
+    py: Python<'py>,
+    path: std::path::PathBuf,
+    vectors: &Bound<'py, PyAny>,
+    keys: Option<Vec<Bound<'py, PyAny>>>,
+    terms: Option<Vec<Vec<String>>>,
+    attrs: Option<BTreeMap<String, Vec<i64>>>,
+    values: Option<Vec<Bound<'py, PyAny>>>,
+    metric: &str,
+    segment_docs_max: Option<usize>,
+    progress: Option<PyObject>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let arr = as_f32(py, vectors)?;
+    let shape: Vec<usize> = arr.getattr("shape")?.extract()?;
+    let [n, dim] = shape[..] else {
+        return Err(InvalidInputError::new_err(format!(
+            "vectors is a two-dimensional array, not {}-D",
+            shape.len()
+        )));
+    };
+    let dim = u32::try_from(dim)
+        .map_err(|_| InvalidInputError::new_err(format!("dimension {dim} is too large")))?;
+    let keys = match keys {
+        Some(k) => k,
+        None => (0..n)
+            .map(|i| Ok(i.to_string().into_pyobject(py)?.into_any()))
+            .collect::<PyResult<Vec<_>>>()?,
+    };
+    let schema = strata::Schema {
+        dim,
+        metric: metric_of(metric)?,
+        attrs: attrs
+            .as_ref()
+            .map(|a| a.keys().cloned().collect())
+            .unwrap_or_default(),
+    };
+    let docs = documents(py, &keys, Some(&arr), terms, attrs, values)?;
+    let mut opts = strata::build::BuildOptions::default();
+    if let Some(m) = segment_docs_max {
+        opts.segment_docs_max = m;
+    }
+    // The callback runs with the GIL re-taken; its first exception is raised after the build.
+    let failed: std::sync::Mutex<Option<PyErr>> = std::sync::Mutex::new(None);
+    let segment_docs = std::sync::atomic::AtomicUsize::new(0);
+    let report = py
+        .allow_threads(|| {
+            let call = |kind: &str, done: u64, total: u64| {
+                let Some(cb) = &progress else {
+                    return;
+                };
+                Python::with_gil(|py| {
+                    if let Err(e) = cb.call1(py, (kind, done, total)) {
+                        if let Ok(mut f) = failed.lock() {
+                            f.get_or_insert(e);
+                        }
+                    }
+                });
+            };
+            let on_event = |e: strata::build::BuildEvent| match e {
+                strata::build::BuildEvent::Segment { index, count, docs } => {
+                    segment_docs.store(docs, std::sync::atomic::Ordering::Relaxed);
+                    call("segment", index as u64 + 1, count as u64);
+                }
+                strata::build::BuildEvent::GraphProgress(done) => {
+                    let total = segment_docs.load(std::sync::atomic::Ordering::Relaxed);
+                    call("graph", done, total as u64);
+                }
+            };
+            strata::build::build_database(&path, schema, docs, &opts, &on_event)
+        })
+        .map_err(to_py)?;
+    if let Some(e) = failed.into_inner().ok().flatten() {
+        return Err(e);
+    }
+    let out = PyDict::new(py);
+    out.set_item("documents", report.documents)?;
+    out.set_item("segments", report.segments)?;
+    out.set_item("bytes", report.bytes)?;
+    out.set_item("phases", PyList::new(py, report.phases)?)?;
+    Ok(out)
+}
+
 #[pymodule]
 fn _strata(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<Db>()?;
     m.add_function(wrap_pyfunction!(create, m)?)?;
     m.add_function(wrap_pyfunction!(open, m)?)?;
+    m.add_function(wrap_pyfunction!(build, m)?)?;
     for (name, ty) in [
         ("StrataError", py.get_type::<StrataError>()),
         ("InvalidInputError", py.get_type::<InvalidInputError>()),

@@ -25,6 +25,7 @@ from ._strata import (  # noqa: F401
     ReadOnlyError,
     StrataError,
     TimeoutError,
+    build,
     create,
     open,
 )
@@ -32,5 +33,5 @@ from ._strata import (  # noqa: F401
 __all__ = [
     "AlreadyExistsError", "ClosedError", "CorruptionError", "Db", "InvalidInputError",
     "LockedError", "NotFoundError", "ReadOnlyError", "StrataError", "TimeoutError",
-    "create", "open",
+    "build", "create", "open",
 ]

@@ -2,7 +2,7 @@
 
 from os import PathLike
 from types import TracebackType
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -70,3 +70,14 @@ def create(
     attrs: Optional[Sequence[str]] = None,
 ) -> Db: ...
 def open(path: Union[str, PathLike[str]], read_only: bool = False) -> Db: ...
+def build(
+    path: Union[str, PathLike[str]],
+    vectors: npt.ArrayLike,
+    keys: Optional[Sequence[Key]] = None,
+    terms: Optional[Sequence[Sequence[str]]] = None,
+    attrs: Optional[Mapping[str, Sequence[int]]] = None,
+    values: Optional[Sequence[Key]] = None,
+    metric: str = "l2",
+    segment_docs_max: Optional[int] = None,
+    progress: Optional[Callable[[str, int, int], Any]] = None,
+) -> Dict[str, Any]: ...

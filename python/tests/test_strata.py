@@ -167,3 +167,49 @@ def test_readme_quickstart_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.md (Python)", "exec"), {})
     assert (tmp_path / "quickstart-db").is_dir()
+
+
+def test_build_from_arrays(tmp_path):
+    keys, x, terms, langs, _ = data(12000)
+    events = []
+    report = strata.build(tmp_path / "db", x, terms=terms,
+                          attrs={"ts": list(range(len(x)))}, metric="l2",
+                          segment_docs_max=6000, progress=lambda *e: events.append(e))
+    # Two segments of 6,000 (each over the 5,000 vectors that get a graph by default).
+    assert report["documents"] == 12000 and report["segments"] == 2
+    assert ("segment", 1, 2) in events and ("segment", 2, 2) in events
+    assert any(kind == "graph" for kind, _, _ in events)
+    with strata.open(tmp_path / "db", read_only=True) as db:
+        assert db.schema() == {"dim": DIM, "metric": "l2", "attrs": ["ts"]}
+        # Keys default to row numbers; documents as given.
+        got = db.get("17")
+        np.testing.assert_array_equal(got["vector"], x[17])
+        assert got["terms"] == sorted(terms[17]) and got["attrs"] == {"ts": 17}
+        hit = total = 0
+        for qi in range(0, 12000, 600):
+            want, d = brute(x, x[qi], langs == 0, 10)
+            got_keys, got_d = db.search(x[qi], k=10, filter="lang:en")
+            got = [int(k) for k in got_keys]
+            assert all(langs[i] == 0 for i in got)
+            hit += len(set(got) & set(want))
+            total += len(want)
+        assert hit / total >= 0.9
+
+
+def test_build_errors(tmp_path):
+    x = np.zeros((10, 4), np.float32)
+    with pytest.raises(strata.InvalidInputError):
+        strata.build(tmp_path / "a", x[0])  # 1-D
+    with pytest.raises(strata.InvalidInputError):
+        strata.build(tmp_path / "b", x, keys=["same"] * 10)  # duplicate keys
+    with pytest.raises(strata.InvalidInputError):
+        strata.build(tmp_path / "c", x, terms=[["t"]] * 9)  # a column too short
+    strata.build(tmp_path / "d", x)
+    with pytest.raises(strata.AlreadyExistsError):
+        strata.build(tmp_path / "d", x)
+
+    def boom(*_):
+        raise RuntimeError("from the callback")
+
+    with pytest.raises(RuntimeError, match="from the callback"):
+        strata.build(tmp_path / "e", x, progress=boom)
