@@ -192,33 +192,6 @@ impl Db {
     }
 }
 
-/// Build a document from the Python arguments of `put`.
-fn document(
-    py: Python<'_>,
-    key: &Bound<'_, PyAny>,
-    vector: Option<&Bound<'_, PyAny>>,
-    terms: Option<Vec<String>>,
-    attrs: Option<BTreeMap<String, i64>>,
-    value: Option<&Bound<'_, PyAny>>,
-) -> PyResult<strata::Document> {
-    let value = match value {
-        None => Vec::new(),
-        Some(v) if v.is_none() => Vec::new(),
-        Some(v) => key_of(v)
-            .map_err(|_| InvalidInputError::new_err("a value is bytes or str".to_string()))?,
-    };
-    Ok(strata::Document {
-        key: key_of(key)?,
-        value,
-        vector: match vector {
-            Some(v) if !v.is_none() => Some(vector_of(py, v)?),
-            _ => None,
-        },
-        terms: terms.unwrap_or_default(),
-        attrs: attrs.unwrap_or_default(),
-    })
-}
-
 /// Documents from columns: `keys` (n), `vectors` an (n, dim) array or None, `terms` n lists,
 /// `attrs` {name: n integers}, `values` n bytes/str; every column's length is checked.
 fn documents(
@@ -309,7 +282,22 @@ impl Db {
         attrs: Option<BTreeMap<String, i64>>,
         value: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let doc = document(py, key, vector, terms, attrs, value)?;
+        let value = match value {
+            None => Vec::new(),
+            Some(v) if v.is_none() => Vec::new(),
+            Some(v) => key_of(v)
+                .map_err(|_| InvalidInputError::new_err("a value is bytes or str".to_string()))?,
+        };
+        let doc = strata::Document {
+            key: key_of(key)?,
+            value,
+            vector: match vector {
+                Some(v) if !v.is_none() => Some(vector_of(py, v)?),
+                _ => None,
+            },
+            terms: terms.unwrap_or_default(),
+            attrs: attrs.unwrap_or_default(),
+        };
         let db = self.db()?;
         py.allow_threads(|| db.put(doc)).map_err(to_py)
     }
