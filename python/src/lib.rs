@@ -2,9 +2,9 @@
 //!
 //! A thin layer: every call converts its Python arguments into the engine's types, releases
 //! the GIL while the engine works, and maps the engine's error kinds onto Python exceptions
-//! (`StrataError` and its subclasses). Vectors come in as NumPy arrays (read in place when they
-//! are C-contiguous float32; other dtypes and layouts are converted first) and results go out
-//! as NumPy arrays.
+//! (`StrataError` and its subclasses). Vectors come in as NumPy arrays (converted by NumPy only
+//! when not already C-contiguous float32, then copied once into the engine's documents or
+//! queries) and results go out as NumPy arrays.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -82,17 +82,6 @@ fn to_py(e: strata::Error) -> PyErr {
     }
 }
 
-fn metric_of(name: &str) -> PyResult<strata::Metric> {
-    match name.to_ascii_lowercase().as_str() {
-        "l2" | "euclidean" => Ok(strata::Metric::L2),
-        "cosine" | "cos" => Ok(strata::Metric::Cosine),
-        "ip" | "dot" | "inner_product" => Ok(strata::Metric::InnerProduct),
-        other => Err(InvalidInputError::new_err(format!(
-            "unknown metric {other:?} (expected \"l2\", \"cosine\" or \"ip\")"
-        ))),
-    }
-}
-
 fn metric_name(m: strata::Metric) -> &'static str {
     match m {
         strata::Metric::L2 => "l2",
@@ -103,20 +92,29 @@ fn metric_name(m: strata::Metric) -> &'static str {
 
 /// A key given as `bytes` or `str` (UTF-8).
 fn key_of(key: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
-    if let Ok(b) = key.downcast::<PyBytes>() {
+    bytes_of(key, "a key")
+}
+
+/// `what` (a key or a value) given as `bytes` or `str` (UTF-8).
+fn bytes_of(v: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
+    if let Ok(b) = v.downcast::<PyBytes>() {
         return Ok(b.as_bytes().to_vec());
     }
-    if let Ok(s) = key.extract::<String>() {
+    if let Ok(s) = v.extract::<String>() {
         return Ok(s.into_bytes());
     }
-    Err(InvalidInputError::new_err(
-        "a key is bytes or str".to_string(),
-    ))
+    Err(InvalidInputError::new_err(format!(
+        "{what} is bytes or str"
+    )))
 }
 
 /// A vector given as anything NumPy turns into a 1-D float32 array.
 fn vector_of(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<Vec<f32>> {
-    let arr = as_f32(py, v)?;
+    row_of(&as_f32(py, v)?)
+}
+
+/// The elements of an array already converted by [`as_f32`], which must be 1-D.
+fn row_of(arr: &Bound<'_, PyAny>) -> PyResult<Vec<f32>> {
     let arr: PyReadonlyArray1<'_, f32> = arr
         .extract()
         .map_err(|_| InvalidInputError::new_err("a vector is one-dimensional".to_string()))?;
@@ -246,8 +244,7 @@ fn documents(
     let mut docs = Vec::with_capacity(n);
     for (i, key) in keys.iter().enumerate() {
         let value = match values.as_ref().and_then(|v| v.get(i)) {
-            Some(v) => key_of(v)
-                .map_err(|_| InvalidInputError::new_err("a value is bytes or str".to_string()))?,
+            Some(v) => bytes_of(v, "a value")?,
             None => Vec::new(),
         };
         docs.push(strata::Document {
@@ -285,8 +282,7 @@ impl Db {
         let value = match value {
             None => Vec::new(),
             Some(v) if v.is_none() => Vec::new(),
-            Some(v) => key_of(v)
-                .map_err(|_| InvalidInputError::new_err("a value is bytes or str".to_string()))?,
+            Some(v) => bytes_of(v, "a value")?,
         };
         let doc = strata::Document {
             key: key_of(key)?,
@@ -358,15 +354,10 @@ impl Db {
         recall: f64,
         exact: bool,
     ) -> PyResult<PyObject> {
-        if !(recall > 0.0 && recall <= 1.0) {
-            return Err(InvalidInputError::new_err(format!(
-                "recall {recall} is outside (0, 1]"
-            )));
-        }
         let arr = as_f32(py, q)?;
         let ndim: usize = arr.getattr("ndim")?.extract()?;
         let rows: Vec<Vec<f32>> = match ndim {
-            1 => vec![vector_of(py, &arr)?],
+            1 => vec![row_of(&arr)?],
             2 => {
                 let a: PyReadonlyArray2<'_, f32> = arr.extract()?;
                 a.as_array()
@@ -381,11 +372,16 @@ impl Db {
                 )))
             }
         };
+        // The filter is parsed once for the whole batch.
+        let filter = filter
+            .map(strata::Filter::parse)
+            .transpose()
+            .map_err(to_py)?;
         let mut queries = Vec::with_capacity(rows.len());
         for v in rows {
             let mut query = strata::Query::knn(v, k).with_recall(recall);
-            if let Some(f) = filter {
-                query = query.with_filter_str(f).map_err(to_py)?;
+            if let Some(f) = &filter {
+                query = query.with_filter(f.clone());
             }
             if exact {
                 query = query.exact();
@@ -498,7 +494,7 @@ fn create(
 ) -> PyResult<Db> {
     let schema = strata::Schema {
         dim,
-        metric: metric_of(metric)?,
+        metric: strata::Metric::parse(metric).map_err(to_py)?,
         attrs: attrs.unwrap_or_default(),
     };
     let db = py
@@ -572,7 +568,7 @@ fn build<'py>(
     };
     let schema = strata::Schema {
         dim,
-        metric: metric_of(metric)?,
+        metric: strata::Metric::parse(metric).map_err(to_py)?,
         attrs: attrs
             .as_ref()
             .map(|a| a.keys().cloned().collect())
