@@ -557,12 +557,23 @@ impl Db {
         self.snapshot().get(key)
     }
 
-    /// Documents with keys in `range`, in key order.
+    /// A lazy read of the documents with keys in `range`, in key order, over a fresh
+    /// snapshot (see [`crate::Scan`]: `.reverse()`, `.keys()`).
+    pub fn range<R: RangeBounds<Vec<u8>>>(&self, range: R) -> crate::Scan {
+        self.snapshot().range(range)
+    }
+
+    /// A lazy read of the documents whose key starts with `prefix`, over a fresh snapshot.
+    pub fn prefix(&self, prefix: &[u8]) -> crate::Scan {
+        self.snapshot().prefix(prefix)
+    }
+
+    /// Documents with keys in `range`, in key order, read into memory.
     pub fn scan<R: RangeBounds<Vec<u8>>>(&self, range: R) -> Result<Vec<Arc<Document>>> {
         self.snapshot().scan(range)
     }
 
-    /// Documents whose key starts with `prefix`, in key order.
+    /// Documents whose key starts with `prefix`, in key order, read into memory.
     pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Arc<Document>>> {
         self.snapshot().scan_prefix(prefix)
     }

@@ -111,6 +111,67 @@ impl Memtable {
             }
         }
     }
+    /// Up to `max` newest visible versions (sequence <= `seq`) of the keys within the bounds,
+    /// in key order, or in reverse key order when `reverse` — one step of a lazy scan, which
+    /// narrows its bounds past the last key it was given and asks again.
+    pub(crate) fn visible_chunk(
+        &self,
+        seq: u64,
+        lo: Bound<&[u8]>,
+        hi: Bound<&[u8]>,
+        reverse: bool,
+        max: usize,
+    ) -> Vec<(Vec<u8>, Entry)> {
+        let mut out = Vec::new();
+        if max == 0 {
+            return out;
+        }
+        if !reverse {
+            self.for_each_visible(seq, lo, hi, |k, e| {
+                out.push((k.to_vec(), e.clone()));
+                out.len() < max
+            });
+            return out;
+        }
+        // Entries are ordered (key ascending, sequence descending): backwards, each key's
+        // versions arrive oldest first, so the last one at or below `seq` is the visible one.
+        let mk = |k: &[u8], s: u64| MemKey {
+            key: k.to_vec(),
+            seq: Reverse(s),
+        };
+        let start = match lo {
+            Bound::Included(k) => Bound::Included(mk(k, u64::MAX)),
+            Bound::Excluded(k) => Bound::Excluded(mk(k, 0)),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let end = match hi {
+            Bound::Included(k) => Bound::Included(mk(k, 0)),
+            Bound::Excluded(k) => Bound::Excluded(mk(k, u64::MAX)),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let mut cur: Option<(Vec<u8>, Option<Entry>)> = None;
+        for e in self.map.range((start, end)).rev() {
+            let k = &e.key().key;
+            if cur.as_ref().is_none_or(|(ck, _)| ck != k) {
+                if let Some((ck, Some(v))) = cur.take() {
+                    out.push((ck, v));
+                    if out.len() >= max {
+                        return out;
+                    }
+                }
+                cur = Some((k.clone(), None));
+            }
+            if e.key().seq.0 <= seq {
+                if let Some(c) = cur.as_mut() {
+                    c.1 = Some(e.value().clone());
+                }
+            }
+        }
+        if let Some((ck, Some(v))) = cur {
+            out.push((ck, v));
+        }
+        out
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use crate::{Error, Result};
 /// How vector distance is measured. Smaller distance = closer for every metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Metric {
-    /// Euclidean distance `sqrt(Σ (a-b)²)`.
+    /// Euclidean distance, reported (and given as a radius) squared: `Σ (a-b)²`.
     L2,
     /// Negated inner product `-Σ a·b` (so smaller is closer).
     InnerProduct,

@@ -6,7 +6,7 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use crate::ann::SearchParams;
-use crate::distance::distance;
+use crate::distance::search_distance as distance;
 use crate::{Document, Error, Filter, Result, Schema};
 
 /// A hybrid query: optional vector + `k`, optional radius, optional filter.
@@ -16,7 +16,8 @@ pub struct Query {
     pub vector: Option<Vec<f32>>,
     /// At most this many results (default 10).
     pub k: usize,
-    /// With a vector: only documents within this distance (inclusive).
+    /// With a vector: only documents within this distance (inclusive), in the convention
+    /// [`crate::distance`] reports (squared for L2).
     pub radius: Option<f32>,
     /// Boolean filter; `None` matches every document.
     pub filter: Option<Filter>,
@@ -155,10 +156,15 @@ impl Query {
         }
         if let Some(r) = self.radius {
             if !r.is_finite() {
-                return Err(Error::invalid("radius must be finite"));
+                return Err(Error::invalid(format!("radius {r} is not a finite number")));
             }
             if self.vector.is_none() {
                 return Err(Error::invalid("a radius needs a query vector"));
+            }
+            if schema.metric == crate::Metric::L2 && r < 0.0 {
+                return Err(Error::invalid(format!(
+                    "radius {r}: an L2 radius is a squared distance, >= 0"
+                )));
             }
         }
         if let Some(f) = &self.filter {
@@ -173,7 +179,8 @@ impl Query {
 pub struct Hit {
     /// Document key.
     pub key: Vec<u8>,
-    /// Distance to the query vector (`None` for boolean queries).
+    /// Distance to the query vector (`None` for boolean queries): squared Euclidean for L2,
+    /// `1 − cos` for cosine, `−a·b` for inner product ([`crate::distance`]).
     pub distance: Option<f32>,
     /// The document, if the query asked for it.
     pub doc: Option<Arc<Document>>,

@@ -18,6 +18,7 @@ use crate::memtable::{Entry, Memtable};
 use crate::query::calibrated;
 use crate::query::exec::{self, Target};
 use crate::query::plan::{self, Choice, IndexShape};
+use crate::scan::Scan;
 use crate::search::{exact, Hit, Query};
 use crate::segment::bitset::Bitset;
 use crate::segment::Segment;
@@ -123,7 +124,7 @@ impl Snapshot {
         self.mandatory.as_deref()
     }
 
-    fn admits(&self, d: &Document) -> bool {
+    pub(crate) fn admits(&self, d: &Document) -> bool {
         self.mandatory.as_ref().is_none_or(|m| m.matches(d))
     }
     /// The sequence (last visible WAL LSN) this view reads at.
@@ -162,71 +163,27 @@ impl Snapshot {
         out
     }
 
-    /// Live documents with keys in the bounds, in key order; `stop_after` caps the count.
-    fn collect(
-        &self,
-        lo: Bound<&[u8]>,
-        hi: Bound<&[u8]>,
-        keep: impl Fn(&[u8]) -> bool,
-    ) -> Result<Vec<Arc<Document>>> {
-        let mem = self.memtable_entries(lo, hi);
-        let mut out: BTreeMap<Vec<u8>, Arc<Document>> = BTreeMap::new();
-        for (k, e) in &mem {
-            if let Some(d) = e {
-                if keep(k) {
-                    out.insert(k.clone(), d.clone());
-                }
-            }
-        }
-        for ls in &self.version.segments {
-            let start = match lo {
-                Bound::Included(k) => ls.seg.lower_bound(k),
-                Bound::Excluded(k) => {
-                    let i = ls.seg.lower_bound(k);
-                    if i < ls.seg.len() && ls.seg.key(i) == k {
-                        i + 1
-                    } else {
-                        i
-                    }
-                }
-                Bound::Unbounded => 0,
-            };
-            for i in start..ls.seg.len() {
-                let k = ls.seg.key(i);
-                let past = match hi {
-                    Bound::Included(h) => k > h,
-                    Bound::Excluded(h) => k >= h,
-                    Bound::Unbounded => false,
-                };
-                if past {
-                    break;
-                }
-                if ls.deleted.get(i) || mem.contains_key(k) || !keep(k) {
-                    continue;
-                }
-                out.insert(k.to_vec(), Arc::new(ls.seg.doc(i)?));
-            }
-        }
-        Ok(out.into_values().filter(|d| self.admits(d)).collect())
+    /// A lazy read of the documents with keys in `range`, in key order (see [`Scan`]).
+    pub fn range<R: RangeBounds<Vec<u8>>>(&self, range: R) -> Scan {
+        Scan::new(self.clone(), range)
     }
 
-    /// Documents with keys in `range`, in key order.
+    /// A lazy read of the documents whose key starts with `prefix`, in key order; it stops
+    /// at the first key past the prefix.
+    pub fn prefix(&self, prefix: &[u8]) -> Scan {
+        Scan::with_prefix(self.clone(), prefix)
+    }
+
+    /// Documents with keys in `range`, in key order, read into memory ([`Snapshot::range`]
+    /// reads them lazily).
     pub fn scan<R: RangeBounds<Vec<u8>>>(&self, range: R) -> Result<Vec<Arc<Document>>> {
-        let lo = range.start_bound().map(Vec::as_slice);
-        let hi = range.end_bound().map(Vec::as_slice);
-        self.collect(lo, hi, |_| true)
+        self.range(range).collect()
     }
 
-    /// Documents whose key starts with `prefix`, in key order.
+    /// Documents whose key starts with `prefix`, in key order, read into memory
+    /// ([`Snapshot::prefix`] reads them lazily).
     pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Arc<Document>>> {
-        self.collect(Bound::Included(prefix), Bound::Unbounded, |k| {
-            k.starts_with(prefix)
-        })
-        .map(|v| {
-            v.into_iter()
-                .take_while(|d| d.key.starts_with(prefix))
-                .collect()
-        })
+        self.prefix(prefix).collect()
     }
 
     /// Run a query. Boolean, filtered, radius and `exact()` queries equal brute force over
@@ -238,6 +195,20 @@ impl Snapshot {
     /// [`Snapshot::search`], also reporting what the query cost.
     pub fn search_with_stats(&self, q: &Query) -> Result<(Vec<Hit>, QueryStats)> {
         q.validate(&self.schema)?;
+        // Distances are reported (and radii given) in `crate::distance`'s convention; the
+        // search itself ranks by `search_distance` (Euclidean, not squared, for L2).
+        let metric = self.schema.metric;
+        let user_radius = q.radius;
+        let in_search_units;
+        let q = match q.radius {
+            Some(r) if metric == crate::Metric::L2 => {
+                let mut c = q.clone();
+                c.radius = Some(crate::distance::search_radius(metric, r));
+                in_search_units = c;
+                &in_search_units
+            }
+            _ => q,
+        };
         let deadline = Deadline::at(q.ann.deadline);
         let mut stats = QueryStats::default();
         // The memtable as this query sees it, read once: its entries (shadowing segment
@@ -520,6 +491,14 @@ impl Snapshot {
                 let (x, y) = (a.distance.unwrap_or(0.0), b.distance.unwrap_or(0.0));
                 x.total_cmp(&y).then_with(|| a.key.cmp(&b.key))
             }),
+        }
+        for h in &mut hits {
+            if let Some(d) = h.distance.as_mut() {
+                *d = crate::distance::reported(metric, *d);
+            }
+        }
+        if let Some(r) = user_radius {
+            hits.retain(|h| h.distance.is_none_or(|d| d <= r));
         }
         hits.truncate(q.k);
         Ok((hits, stats))

@@ -142,7 +142,8 @@ fn check_fixture(version: u32) {
     let got: Vec<(Vec<u8>, Option<f32>)> = hits.into_iter().map(|h| (h.key, h.distance)).collect();
     assert_eq!(
         got,
-        vec![(b"a".to_vec(), Some(0.0)), (b"d".to_vec(), Some(3.0))]
+        // Squared L2 (the reported convention): d lies 3 away.
+        vec![(b"a".to_vec(), Some(0.0)), (b"d".to_vec(), Some(9.0))]
     );
     let q = Query::boolean(Filter::range("ts", 100, 300), 10);
     assert_eq!(db.search(&q).unwrap().len(), 3);

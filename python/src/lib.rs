@@ -340,11 +340,57 @@ impl Db {
         }
     }
 
+    /// A lazy iterator over the documents in key order: those whose key starts with `prefix`,
+    /// or lies in `[start, end)` (either end open when None); `reverse=True` reads from the last
+    /// key, `keys_only=True` yields keys (bytes) instead of dicts without decoding documents.
+    /// The iterator reads the snapshot taken when it was made: writes after that are not seen.
+    #[pyo3(signature = (prefix=None, start=None, end=None, reverse=false, keys_only=false))]
+    fn scan(
+        &self,
+        prefix: Option<&Bound<'_, PyAny>>,
+        start: Option<&Bound<'_, PyAny>>,
+        end: Option<&Bound<'_, PyAny>>,
+        reverse: bool,
+        keys_only: bool,
+    ) -> PyResult<ScanIter> {
+        use std::ops::Bound as B;
+        let db = self.db()?;
+        let mut scan = match (prefix, start, end) {
+            (Some(p), None, None) => db.prefix(&key_of(p)?),
+            (Some(_), _, _) => {
+                return Err(InvalidInputError::new_err(
+                    "give prefix= or start=/end=, not both",
+                ))
+            }
+            (None, s, e) => {
+                let lo = s.map(key_of).transpose()?.map_or(B::Unbounded, B::Included);
+                let hi = e.map(key_of).transpose()?.map_or(B::Unbounded, B::Excluded);
+                db.range((lo, hi))
+            }
+        };
+        if reverse {
+            scan = scan.reverse();
+        }
+        let inner = if keys_only {
+            Walk::Keys(scan.keys())
+        } else {
+            Walk::Docs(scan)
+        };
+        Ok(ScanIter {
+            inner: std::sync::Mutex::new(Some(inner)),
+        })
+    }
+
     /// The `k` nearest documents to `q` that match `filter` (an S-expression such as
     /// `(and lang:en (not spam))`), at the asked `recall` (the planner's promise). `q` 1-D:
     /// returns (keys: list of bytes, distances: float32 array). `q` 2-D (a batch): a list of
-    /// such pairs, one per row. `exact=True` scores every match.
-    #[pyo3(signature = (q, k=10, filter=None, recall=0.95, exact=false))]
+    /// such pairs, one per row. `exact=True` scores every match; `radius` keeps only hits
+    /// within that distance. Distances are squared L2, `1 - cos` or `-dot` by the metric.
+    #[pyo3(signature = (q, k=10, filter=None, recall=0.95, exact=false, radius=None))]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the Python keyword arguments of search, one parameter each"
+    )]
     fn search<'py>(
         &self,
         py: Python<'py>,
@@ -353,6 +399,7 @@ impl Db {
         filter: Option<&str>,
         recall: f64,
         exact: bool,
+        radius: Option<f32>,
     ) -> PyResult<PyObject> {
         let arr = as_f32(py, q)?;
         let ndim: usize = arr.getattr("ndim")?.extract()?;
@@ -386,6 +433,7 @@ impl Db {
             if exact {
                 query = query.exact();
             }
+            query.radius = radius;
             queries.push(query);
         }
         let db = self.db()?;
@@ -620,10 +668,61 @@ fn build<'py>(
     Ok(out)
 }
 
+/// A lazy scan over a snapshot (`Db.scan`); yields dicts, or keys with `keys_only=True`.
+#[pyclass(module = "strata._strata")]
+struct ScanIter {
+    /// `None` once exhausted or failed. (A mutex: a Python object may be shared by threads.)
+    inner: std::sync::Mutex<Option<Walk>>,
+}
+
+enum Walk {
+    Docs(strata::Scan),
+    Keys(strata::Keys),
+}
+
+enum Step {
+    Doc(Arc<strata::Document>),
+    Key(Vec<u8>),
+}
+
+#[pymethods]
+impl ScanIter {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<PyObject>> {
+        let mut guard = self
+            .inner
+            .lock()
+            .map_err(|_| StrataError::new_err("a scan failed in another thread".to_string()))?;
+        let Some(walk) = guard.as_mut() else {
+            return Ok(None);
+        };
+        let step = py.allow_threads(|| match walk {
+            Walk::Docs(s) => s.next().map(|r| r.map(Step::Doc)),
+            Walk::Keys(k) => k.next().map(|r| r.map(Step::Key)),
+        });
+        match step {
+            None => {
+                *guard = None;
+                Ok(None)
+            }
+            Some(Err(e)) => {
+                *guard = None;
+                Err(to_py(e))
+            }
+            Some(Ok(Step::Doc(d))) => Ok(Some(doc_dict(py, &d)?.into_any().unbind())),
+            Some(Ok(Step::Key(k))) => Ok(Some(PyBytes::new(py, &k).into_any().unbind())),
+        }
+    }
+}
+
 #[pymodule]
 fn _strata(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<Db>()?;
+    m.add_class::<ScanIter>()?;
     m.add_function(wrap_pyfunction!(create, m)?)?;
     m.add_function(wrap_pyfunction!(open, m)?)?;
     m.add_function(wrap_pyfunction!(build, m)?)?;

@@ -2,7 +2,7 @@
 
 from os import PathLike
 from types import TracebackType
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
+from typing import Any, Callable, Iterator, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +18,12 @@ class AlreadyExistsError(StrataError): ...
 class ReadOnlyError(StrataError): ...
 class TimeoutError(StrataError): ...
 class ClosedError(StrataError): ...
+
+class ScanIter(Iterator[Any]):
+    """Dicts in key order (or keys as bytes with keys_only=True), read lazily."""
+
+    def __iter__(self) -> "ScanIter": ...
+    def __next__(self) -> Any: ...
 
 class Db:
     @property
@@ -40,6 +46,14 @@ class Db:
     ) -> None: ...
     def delete(self, key: Key) -> None: ...
     def get(self, key: Key) -> Optional[Dict[str, Any]]: ...
+    def scan(
+        self,
+        prefix: Optional[Key] = None,
+        start: Optional[Key] = None,
+        end: Optional[Key] = None,
+        reverse: bool = False,
+        keys_only: bool = False,
+    ) -> "ScanIter": ...
     def search(
         self,
         q: npt.ArrayLike,
@@ -47,6 +61,7 @@ class Db:
         filter: Optional[str] = None,
         recall: float = 0.95,
         exact: bool = False,
+        radius: Optional[float] = None,
     ) -> Union[
         Tuple[List[bytes], np.ndarray], List[Tuple[List[bytes], np.ndarray]]
     ]: ...

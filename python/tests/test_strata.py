@@ -23,7 +23,8 @@ def data(n, seed=7):
 
 
 def brute(x, q, allowed, k):
-    d = np.sqrt(((x - q) ** 2).sum(axis=1))
+    # Squared L2: the engine's reported convention (faiss's too).
+    d = ((x - q) ** 2).sum(axis=1)
     d = np.where(allowed, d, np.inf)
     order = np.argsort(d, kind="stable")[:k]
     return [int(i) for i in order if np.isfinite(d[i])], d
@@ -213,3 +214,55 @@ def test_build_errors(tmp_path):
 
     with pytest.raises(RuntimeError, match="from the callback"):
         strata.build(tmp_path / "e", x, progress=boom)
+
+
+def test_scan_is_lazy_ordered_and_equals_a_dict_model(tmp_path):
+    rng = np.random.default_rng(7)
+    model = {}
+    with strata.create(tmp_path / "db", dim=2) as db:
+        for step in range(1500):
+            k = f"k{int(rng.integers(0, 400)):03d}".encode()
+            if rng.random() < 0.25:
+                db.delete(k)
+                model.pop(k, None)
+            else:
+                v = str(step).encode()
+                db.put(k, vector=[step, 0], value=v)
+                model[k] = v
+            if step % 500 == 499:
+                db.flush()  # versions spread over segments and the memtable
+        keys = sorted(model)
+        it = db.scan()
+        assert next(it)["key"] == keys[0]  # lazy: one document at a time
+        assert [d["key"] for d in db.scan()] == keys
+        assert [d["value"] for d in db.scan()] == [model[k] for k in keys]
+        assert list(db.scan(keys_only=True, reverse=True)) == keys[::-1]
+        assert list(db.scan(prefix="k1", keys_only=True)) == [k for k in keys if k.startswith(b"k1")]
+        assert list(db.scan(start=b"k100", end="k200", keys_only=True)) == [
+            k for k in keys if b"k100" <= k < b"k200"
+        ]
+        assert list(db.scan(start="k390", keys_only=True, reverse=True)) == [
+            k for k in keys if k >= b"k390"
+        ][::-1]
+        # A scan reads its snapshot: a write after it starts is not seen.
+        it = db.scan(keys_only=True)
+        db.put("k000a", value="late")
+        assert b"k000a" not in list(it)
+        assert b"k000a" in list(db.scan(keys_only=True))
+        with pytest.raises(strata.InvalidInputError):
+            db.scan(prefix="k", start="k1")
+
+
+def test_radius_and_distances_are_squared_l2(tmp_path):
+    keys, x, terms, langs, rare = data(500, seed=3)
+    with strata.create(tmp_path / "db", dim=DIM) as db:
+        db.put_many(keys, vectors=x)
+        q = x[5] + 0.1
+        d = ((x - q) ** 2).sum(axis=1)
+        r = float(np.sort(d)[20])
+        got, got_d = db.search(q, k=100, radius=r, exact=True)
+        want = [keys[i] for i in np.argsort(d, kind="stable") if d[i] <= r]
+        assert got == want
+        np.testing.assert_allclose(got_d, np.sort(d)[: len(want)], rtol=1e-4)
+        with pytest.raises(strata.InvalidInputError):
+            db.search(q, radius=-1.0)

@@ -82,8 +82,8 @@ fn sample_workload(n: usize) -> CliResult<Workload> {
             ),
         ),
         q(
-            "all posts within distance 2.5 of post-000007",
-            Query::knn(probe, 1000).with_radius(2.5),
+            "all posts within distance 2.5 of post-000007 (squared: 6.25)",
+            Query::knn(probe, 1000).with_radius(6.25),
         ),
     ];
     Ok(Workload {

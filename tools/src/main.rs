@@ -37,8 +37,9 @@ enum Command {
     Put(cli::ops::PutArgs),
     /// Delete the keys listed in a file (one per line).
     Delete(cli::ops::DeleteArgs),
-    /// Every live document as a JSONL line.
-    Dump(cli::ops::DbArgs),
+    /// Every live document as a JSONL line, in key order, read lazily (`--prefix`,
+    /// `--start`/`--end`, `--reverse`, `--keys-only`).
+    Dump(cli::ops::DumpArgs),
     /// Schema, segments, sizes, terms, graph degrees, memory.
     Inspect(cli::ops::DbArgs),
     /// Re-read every file and check every checksum and invariant.

@@ -526,6 +526,31 @@ fn build_verify_query_put_delete_dump_end_to_end() {
     assert_eq!(lines.len(), 3000 - 2 + 1);
     let last: serde_json::Value = serde_json::from_str(lines.last().unwrap()).unwrap();
     assert_eq!(last["key"], "new-1");
+    // Ranges, prefixes, reverse order and keys only (the put sits in the log, the rest in
+    // segments: both are merged).
+    let (ok, out, err) = strata(&[
+        "dump",
+        dbs,
+        "--prefix",
+        "doc-0299",
+        "--reverse",
+        "--keys-only",
+    ]);
+    assert!(ok, "{err}");
+    let want: Vec<String> = (2990..3000)
+        .rev()
+        .map(|i| format!("\"doc-{i:05}\""))
+        .collect();
+    assert_eq!(out.lines().collect::<Vec<_>>(), want);
+    let (ok, out, err) = strata(&["dump", dbs, "--start", "doc-00001", "--end", "doc-00004"]);
+    assert!(ok, "{err}");
+    let keys: Vec<String> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["key"].to_string())
+        .collect();
+    assert_eq!(keys, ["\"doc-00002\"", "\"doc-00003\""]);
+    let (ok, out, err) = strata(&["dump", dbs, "--start", "n", "--keys-only"]);
+    assert!(ok && out.trim() == "\"new-1\"", "{out}{err}");
     // compact: the put and the deletes fold into one segment; verify again.
     let (ok, out, err) = strata(&["compact", dbs, "--json"]);
     assert!(ok, "{err}");

@@ -273,6 +273,7 @@ fn huge_or_meaningless_query_parameters_are_errors_not_aborts() {
         (vec!["--k", "100000000"], "exceeds the bound"),
         (vec!["--k", "18446744073709551615"], "exceeds the bound"),
         (vec!["--radius", "NaN"], "not a finite number"),
+        (vec!["--radius=-1"], "squared distance, >= 0"),
         (vec!["--list", "18446744073709551615"], "exceeds the bound"),
     ] {
         let mut a = vec!["query", d, "--vector", "1,2,3,4"];

@@ -1896,7 +1896,8 @@ impl DiskIndex {
             step.fresh.clear();
             for &node in beam.iter() {
                 let (rec, from_disk) = self.fetch(bytes, node, step.stats)?;
-                let exact = crate::distance::distance(self.metric, q, self.vector_of(&rec.0, v));
+                let exact =
+                    crate::distance::search_distance(self.metric, q, self.vector_of(&rec.0, v));
                 self.expand(node, &rec.0, exact, l, accept, &mut step, true)?;
                 if !from_disk || !self.mates || self.geo.nps < 2 {
                     continue;
@@ -1912,7 +1913,7 @@ impl DiskIndex {
                     }
                     let rec = self.read_node(bytes, m)?;
                     let exact =
-                        crate::distance::distance(self.metric, q, self.vector_of(&rec.0, v));
+                        crate::distance::search_distance(self.metric, q, self.vector_of(&rec.0, v));
                     step.stats.distance_computations += 1;
                     let refined = self.to_code_space(exact);
                     // Only mates that would rank in the better half of the list: admitting every
@@ -1969,7 +1970,8 @@ impl DiskIndex {
             }
             for &(_, nb) in side.iter() {
                 let (rec, _) = self.fetch(bytes, nb, stats)?;
-                let exact = crate::distance::distance(self.metric, q, self.vector_of(&rec.0, v));
+                let exact =
+                    crate::distance::search_distance(self.metric, q, self.vector_of(&rec.0, v));
                 stats.distance_computations += 1;
                 out.push((exact, self.ordinal(nb)));
             }
@@ -2225,7 +2227,7 @@ mod tests {
                 let mut want: Vec<(f32, usize)> = data
                     .chunks_exact(dim)
                     .enumerate()
-                    .map(|(i, v)| (crate::distance(metric, q, v), i))
+                    .map(|(i, v)| (crate::distance::search_distance(metric, q, v), i))
                     .collect();
                 want.sort_by(|a, b| a.0.total_cmp(&b.0));
                 let want: Vec<usize> = want.iter().take(10).map(|x| x.1).collect();

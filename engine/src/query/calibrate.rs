@@ -17,7 +17,7 @@ use super::calibrated::{
 use super::exec::{self, Target};
 use crate::ann::QueryStats;
 use crate::deadline::Deadline;
-use crate::distance::distance;
+use crate::distance::search_distance as distance;
 use crate::segment::bitset::Bitset;
 use crate::segment::Segment;
 use crate::{Filter, Result, SearchParams};

@@ -5,7 +5,7 @@
 
 use crate::ann::disk::{DiskIndex, NodeOrder, PartitionWalk, PartitionWant};
 use crate::ann::QueryStats;
-use crate::distance::distance;
+use crate::distance::search_distance as distance;
 use crate::segment::bitset::Bitset;
 use crate::segment::Segment;
 use crate::{Metric, Result, SearchParams};

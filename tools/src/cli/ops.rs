@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
-use strata::{Db, Filter, Metric, Options, Query, QueryStats, WriteBatch};
+use strata::{Db, Filter, Options, Query, QueryStats, WriteBatch};
 
 use super::docs::{parse_line, read_jsonl, to_json};
 use crate::dataset::VectorFile;
@@ -86,7 +86,8 @@ pub struct QueryArgs {
     /// Line i is the filter of query i (an empty line: no filter).
     #[arg(long)]
     filters: Option<PathBuf>,
-    /// Only results within this distance (natural units, see --json).
+    /// Only results within this distance (squared for l2, 1 - cos, -dot: the units the
+    /// output reports).
     #[arg(long)]
     radius: Option<f32>,
     /// The recall@k to reach (0..=1): on every calibrated segment the planner picks the
@@ -123,14 +124,6 @@ pub struct QueryArgs {
     /// One JSON object per query: {"query": i, "hits": [{"key", "distance"}], "stats": {...}}.
     #[arg(long)]
     json: bool,
-}
-
-/// Distances in the contract's natural units: squared L2, -dot, 1 - cosine.
-fn natural(metric: Metric, d: f32) -> f32 {
-    match metric {
-        Metric::L2 => d * d,
-        Metric::InnerProduct | Metric::Cosine => d,
-    }
 }
 
 pub fn stats_json(s: &QueryStats) -> Value {
@@ -230,7 +223,6 @@ pub fn query(a: &QueryArgs) -> CliResult {
     let mut options = Options::default();
     options.ann.warm = a.warm && !a.lazy;
     let db = open_read_only_with(&a.db, options)?;
-    let metric = db.schema().metric;
     let vectors: Vec<Vec<f32>> = match (&a.vectors, &a.vector) {
         (Some(p), _) => VectorFile::open(p)?.read_all()?,
         (None, Some(v)) => vec![v.clone()],
@@ -241,19 +233,8 @@ pub fn query(a: &QueryArgs) -> CliResult {
         (None, Some(p)) => read_filters(p, vectors.len())?,
         (None, None) => vec![None; vectors.len()],
     };
-    // The radius comes in natural units; the engine's L2 distance is not squared.
-    if let Some(r) = a.radius {
-        if !r.is_finite() {
-            return Err(format!("--radius {r} is not a finite number").into());
-        }
-        if metric == Metric::L2 && r < 0.0 {
-            return Err(format!("--radius {r}: an l2 radius is a squared distance, >= 0").into());
-        }
-    }
-    let radius = a.radius.map(|r| match metric {
-        Metric::L2 => r.max(0.0).sqrt(),
-        _ => r,
-    });
+    // The radius is in the reported convention (squared for L2), as the engine takes it.
+    let radius = a.radius;
     // One snapshot for every query of the run, restricted when asked.
     let snap = match &a.restrict {
         Some(r) => db.restricted_snapshot(Filter::parse(r)?)?,
@@ -277,7 +258,7 @@ pub fn query(a: &QueryArgs) -> CliResult {
                 .iter()
                 .map(|h| {
                     json!({"key": key_str(&h.key),
-                           "distance": h.distance.map(|d| natural(metric, d))})
+                           "distance": h.distance})
                 })
                 .collect();
             println!(
@@ -287,7 +268,7 @@ pub fn query(a: &QueryArgs) -> CliResult {
         } else {
             println!("query {i}: {} hit(s)", hits.len());
             for h in &hits {
-                let d = h.distance.map(|d| natural(metric, d)).unwrap_or(0.0);
+                let d = h.distance.unwrap_or(0.0);
                 println!("  {:<24} {d:.6}", key_str(&h.key));
             }
             if a.explain {
@@ -481,12 +462,78 @@ pub struct DbArgs {
     json: bool,
 }
 
-pub fn dump(a: &DbArgs) -> CliResult {
+#[derive(clap::Args, Debug)]
+pub struct DumpArgs {
+    /// The database.
+    db: PathBuf,
+    /// Only keys that start with this prefix.
+    #[arg(long, conflicts_with_all = ["start", "end"])]
+    prefix: Option<String>,
+    /// Only keys >= this one.
+    #[arg(long)]
+    start: Option<String>,
+    /// Only keys < this one.
+    #[arg(long)]
+    end: Option<String>,
+    /// Last key first.
+    #[arg(long)]
+    reverse: bool,
+    /// Print keys only, one per line (documents are not decoded).
+    #[arg(long)]
+    keys_only: bool,
+    /// Accepted for symmetry with the other commands: the output is always JSON lines
+    /// (keys only: one JSON string per line).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Every live document (or key) in key order as a JSON line, read lazily from one snapshot:
+/// memory stays flat however large the database, and output ends quietly when the reader
+/// closes the pipe (`strata dump DB | head`).
+pub fn dump(a: &DumpArgs) -> CliResult {
+    use std::io::Write;
     let db = open_read_only(&a.db)?;
-    for d in db.scan(..)? {
-        println!("{}", to_json(&d));
+    let bound = |k: &Option<String>, lo: bool| match k {
+        Some(k) if lo => std::ops::Bound::Included(k.as_bytes().to_vec()),
+        Some(k) => std::ops::Bound::Excluded(k.as_bytes().to_vec()),
+        None => std::ops::Bound::Unbounded,
+    };
+    let mut scan = match &a.prefix {
+        Some(p) => db.prefix(p.as_bytes()),
+        None => db.range((bound(&a.start, true), bound(&a.end, false))),
+    };
+    if a.reverse {
+        scan = scan.reverse();
     }
-    Ok(())
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let written = (|| -> CliResult {
+        if a.keys_only {
+            for k in scan.keys() {
+                let k = k?;
+                writeln!(
+                    out,
+                    "{}",
+                    Value::String(String::from_utf8_lossy(&k).into_owned())
+                )?;
+            }
+        } else {
+            for d in scan {
+                writeln!(out, "{}", to_json(&*d?))?;
+            }
+        }
+        out.flush()?;
+        Ok(())
+    })();
+    match written {
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        r => r,
+    }
 }
 
 pub fn inspect(a: &DbArgs) -> CliResult {
