@@ -8,7 +8,9 @@ inverted index combined with approximate nearest-neighbour search, in one query 
                     terms=[["lang:en"], ["lang:de"]], attrs={"ts": [1, 2]})
         keys, dists = db.search(np.array([1, 0, 0, 0], np.float32), k=1, filter="lang:en")
 
-Distances are the engine's: L2 is the Euclidean distance, cosine is 1 - cos, ip is -dot.
+Distances (and `radius`) follow one convention across the library, the CLI and Python:
+squared Euclidean for l2, 1 - cos for cosine, -dot for ip (as faiss and hnswlib report).
+`Db.scan(...)` reads documents lazily in key order.
 Errors are `StrataError` or one of its subclasses (`InvalidInputError`, `CorruptionError`,
 `LockedError`, `NotFoundError`, `AlreadyExistsError`, `ReadOnlyError`, `TimeoutError`,
 `ClosedError`).
