@@ -81,6 +81,17 @@ pub enum Error {
     /// A write failed earlier; the handle is read-only until reopened.
     #[error("database is read-only after an earlier write failure ({0}); reopen it to recover")]
     Poisoned(String),
+    /// One shard of a shard set (`crate::shards`) failed; `source` says how.
+    #[error("shard {shard} ({}): {source}", path.display())]
+    ShardFailed {
+        /// The shard's index in its set.
+        shard: usize,
+        /// The shard's database directory.
+        path: PathBuf,
+        /// What went wrong in it.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 impl Error {
@@ -101,6 +112,7 @@ impl Error {
         match self {
             Error::Corruption { .. } | Error::MissingManifest { .. } => true,
             Error::Wal(w) => w.is_corruption(),
+            Error::ShardFailed { source, .. } => source.is_corruption(),
             _ => false,
         }
     }

@@ -49,6 +49,7 @@ mod scan;
 mod schema;
 mod search;
 pub mod segment;
+pub mod shards;
 mod sync;
 mod version;
 mod write_path;

@@ -33,6 +33,15 @@ impl Metric {
         }
     }
 
+    /// The metric's name as [`Metric::parse`] reads it: `l2`, `ip` or `cosine`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::L2 => "l2",
+            Metric::InnerProduct => "ip",
+            Metric::Cosine => "cosine",
+        }
+    }
+
     /// Parse `l2`, `ip`/`inner_product`, `cosine`.
     pub fn parse(s: &str) -> Result<Metric> {
         match s.to_ascii_lowercase().as_str() {

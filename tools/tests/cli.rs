@@ -640,3 +640,82 @@ fn verify_names_a_corrupt_graph_sector() {
     assert!(!ok, "verify passed a corrupt sector");
     assert!(err.contains("sector") && err.contains(".seg"), "{err}");
 }
+
+/// `strata build --shards N` writes N databases and the set file; `--shard I/N` builds shard I
+/// alone with the same keys; `inspect` and `verify` read the set, and `verify` names a shard
+/// holding a key that is not its own, and refuses a damaged set file.
+#[test]
+fn shard_sets_build_inspect_and_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (vecs, docs) = sample_files(tmp.path(), 1200);
+    let set = tmp.path().join("set");
+    let sets = set.to_str().unwrap();
+    let (ok, out, err) = build(sets, &vecs, Some(&docs), &["--shards", "3", "--json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["documents"], 1200);
+    let sizes: Vec<u64> = v["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["documents"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes.iter().sum::<u64>(), 1200);
+    assert!(sizes.iter().all(|&s| s > 300), "{sizes:?}");
+    let (ok, out, err) = strata(&["verify", sets]);
+    assert!(ok && out.starts_with("ok: shard set of 3"), "{out}{err}");
+    let (ok, out, err) = strata(&["inspect", sets, "--json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["shard_set"]["n"], 3);
+    assert_eq!(v["schema"]["attrs"], serde_json::json!(["ts"]));
+    assert_eq!(v["shards"][1]["segment_documents"], sizes[1]);
+
+    // One shard alone: the same keys as the set's shard 1.
+    let one = tmp.path().join("one");
+    let (ok, _, err) = build(
+        one.to_str().unwrap(),
+        &vecs,
+        Some(&docs),
+        &["--shard", "1/3"],
+    );
+    assert!(ok, "{err}");
+    let keys = |dir: &std::path::Path| {
+        let (ok, out, err) = strata(&["dump", dir.to_str().unwrap(), "--keys-only"]);
+        assert!(ok, "{err}");
+        out
+    };
+    assert_eq!(keys(&one), keys(&set.join("shard-0001")));
+    let (ok, _, err) = build("x", &vecs, Some(&docs), &["--shard", "3/3"]);
+    assert!(!ok && err.contains("expected I/N"), "{err}");
+
+    // A document put into the wrong shard: verify names the shard.
+    let wrong_key = (0..)
+        .map(|i| format!("stray-{i}"))
+        .find(|k| strata::shards::shard_of(k.as_bytes(), 3).unwrap() != 2)
+        .unwrap();
+    let shard2 = set.join("shard-0002");
+    let (ok, _, err) = strata(&[
+        "put",
+        shard2.to_str().unwrap(),
+        "--doc",
+        &format!(r#"{{"key": "{wrong_key}", "value": "misrouted"}}"#),
+    ]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = strata(&["verify", sets]);
+    assert!(
+        !ok && err.contains("shard 2") && err.contains("belongs to shard"),
+        "{out}{err}"
+    );
+    let (ok, _, err) = strata(&["delete", shard2.to_str().unwrap(), "--key", &wrong_key]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = strata(&["verify", sets]);
+    assert!(ok, "{out}{err}");
+
+    // A damaged set file is refused, by its checksum.
+    let file = set.join("SHARDS.json");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("shard-0002", "shard-0001")).unwrap();
+    let (ok, _, err) = strata(&["verify", sets]);
+    assert!(!ok && err.contains("checksum mismatch"), "{err}");
+}

@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use strata::build::{build_database, BuildEvent, BuildOptions};
+use strata::build::{build_database, BuildEvent, BuildOptions, BuildReport};
+use strata::shards::{Shard, ShardSet};
 use strata::{AnnOptions, Metric, Schema};
 
 use super::docs::{read_jsonl, DocLine};
@@ -52,9 +53,31 @@ pub struct BuildArgs {
     /// segments use the fixed cost model.
     #[arg(long)]
     no_calibrate: bool,
+    /// Build only shard I of N (`--shard 2/8`): the documents whose key routes to it by the
+    /// shard set's stable hash (`strata::shards::shard_of`), as one ordinary database.
+    #[arg(long, value_parser = parse_shard, conflicts_with = "shards")]
+    shard: Option<(u32, u32)>,
+    /// Build a shard set of N databases (`OUT/shard-0000` ...) and its `SHARDS.json`, written
+    /// last; `strata inspect`/`verify` read the set, the Python package serves it.
+    #[arg(long)]
+    shards: Option<u32>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// Parse `I/N` (0 <= I < N).
+pub fn parse_shard(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("{s:?}: expected I/N with 0 <= I < N, e.g. 0/4");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n): (u32, u32) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if i >= n || n > strata::shards::SHARDS_MAX {
+        return Err(bad());
+    }
+    Ok((i, n))
 }
 
 /// Parse `pq`, `pq:M` or `sq8`.
@@ -172,8 +195,17 @@ pub fn run(a: &BuildArgs) -> CliResult {
     let mut docs = Vec::with_capacity(n);
     let mut lines = lines.into_iter();
     let mut v = Vec::new();
+    let mut skipped = 0usize;
     for i in 0..n {
         let line = lines.next().unwrap_or_default();
+        if let Some((want, of)) = a.shard {
+            let key = line.key.clone().unwrap_or_else(|| i.to_string());
+            if strata::shards::shard_of(key.as_bytes(), of)? != want {
+                skipped += 1;
+                read.inc(1);
+                continue;
+            }
+        }
         let vector = match &file {
             Some(f) => {
                 f.read(i, &mut v)?;
@@ -249,21 +281,16 @@ pub fn run(a: &BuildArgs) -> CliResult {
         .to_string_lossy()
         .into_owned();
     let tmp = parent.join(format!(".{name}.building-{}", std::process::id()));
-    let graph = bar(0, "graph");
     let t1 = Instant::now();
-    let result = build_database(&tmp, schema, docs, &opts, &|e| match e {
-        BuildEvent::Segment { docs, .. } => {
-            graph.set_length(docs as u64);
-            graph.set_position(0);
-        }
-        BuildEvent::GraphProgress(done) => graph.set_position(done),
-    });
-    graph.finish_and_clear();
-    let report = match result {
+    let built = match a.shards {
+        None => build_one(&tmp, schema, docs, &opts).map(|r| (r, None)),
+        Some(n) => build_set(&tmp, schema, docs, &opts, n).map(|(r, set)| (r, Some(set))),
+    };
+    let (report, set) = match built {
         Ok(r) => r,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&tmp);
-            return Err(e.into());
+            return Err(e);
         }
     };
     if let Err(e) = std::fs::rename(&tmp, &a.out) {
@@ -287,6 +314,10 @@ pub fn run(a: &BuildArgs) -> CliResult {
                 "seconds": t0.elapsed().as_secs_f64(),
                 "phases": phases,
                 "peak_rss_bytes": peak,
+                "skipped_other_shards": skipped,
+                "shards": set.as_ref().map(|s| s.shards.iter().map(|sh| serde_json::json!({
+                    "path": sh.path, "build_id": sh.build_id, "documents": sh.documents,
+                })).collect::<Vec<_>>()),
             })
         );
     } else {
@@ -298,6 +329,17 @@ pub fn run(a: &BuildArgs) -> CliResult {
             report.bytes as f64 / f64::from(1u32 << 20),
             a.metric
         );
+        if let Some((i, n)) = a.shard {
+            println!("  shard {i}/{n}: {skipped} documents of other shards skipped");
+        }
+        if let Some(set) = &set {
+            for sh in &set.shards {
+                println!(
+                    "  {} ({} documents, build {})",
+                    sh.path, sh.documents, sh.build_id
+                );
+            }
+        }
         println!("  read {read_s:.1} s");
         for (k, v) in &report.phases {
             println!("  {k} {v:.1} s");
@@ -309,4 +351,67 @@ pub fn run(a: &BuildArgs) -> CliResult {
         );
     }
     Ok(())
+}
+
+/// Build one database in `dir` with progress bars.
+fn build_one(
+    dir: &Path,
+    schema: Schema,
+    docs: Vec<strata::Document>,
+    opts: &BuildOptions,
+) -> CliResult<BuildReport> {
+    let graph = bar(0, "graph");
+    let result = build_database(dir, schema, docs, opts, &|e| match e {
+        BuildEvent::Segment { docs, .. } => {
+            graph.set_length(docs as u64);
+            graph.set_position(0);
+        }
+        BuildEvent::GraphProgress(done) => graph.set_position(done),
+    });
+    graph.finish_and_clear();
+    Ok(result?)
+}
+
+/// Build a shard set of `n` databases in `dir` (`shard-0000` ...), the set file last.
+fn build_set(
+    dir: &Path,
+    schema: Schema,
+    docs: Vec<strata::Document>,
+    opts: &BuildOptions,
+    n: u32,
+) -> CliResult<(BuildReport, ShardSet)> {
+    if n == 0 || n > strata::shards::SHARDS_MAX {
+        return Err(format!("--shards {n}: expected 1..={}", strata::shards::SHARDS_MAX).into());
+    }
+    let mut parts: Vec<Vec<strata::Document>> = (0..n).map(|_| Vec::new()).collect();
+    for d in docs {
+        let s = strata::shards::shard_of(&d.key, n)? as usize;
+        if let Some(p) = parts.get_mut(s) {
+            p.push(d);
+        }
+    }
+    std::fs::create_dir(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let mut total = BuildReport::default();
+    let mut shards = Vec::with_capacity(parts.len());
+    for (i, part) in parts.into_iter().enumerate() {
+        let path = format!("shard-{i:04}");
+        let r = build_one(&dir.join(&path), schema.clone(), part, opts)?;
+        shards.push(Shard {
+            build_id: Shard::new_build_id(&path),
+            path,
+            documents: r.documents as u64,
+        });
+        total.documents += r.documents;
+        total.segments += r.segments;
+        total.bytes += r.bytes;
+        for (k, v) in r.phases {
+            match total.phases.iter_mut().find(|(name, _)| *name == k) {
+                Some(p) => p.1 += v,
+                None => total.phases.push((k, v)),
+            }
+        }
+    }
+    let set = ShardSet { schema, shards };
+    set.write(dir)?;
+    Ok((total, set))
 }

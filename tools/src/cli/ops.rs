@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
+use strata::shards::ShardSet;
 use strata::{Db, Filter, Options, Query, QueryStats, WriteBatch};
 
 use super::docs::{parse_line, read_jsonl, to_json};
@@ -536,7 +537,82 @@ pub fn dump(a: &DumpArgs) -> CliResult {
     }
 }
 
+/// `inspect` of a shard set directory: the set file and each shard's size, opened read-only.
+fn inspect_set(a: &DbArgs) -> CliResult {
+    let set = ShardSet::read(&a.db)?;
+    let mut rows = Vec::with_capacity(set.shards.len());
+    for (i, sh) in set.shards.iter().enumerate() {
+        let dir = a.db.join(&sh.path);
+        let db = open_read_only(&dir).map_err(|e| format!("shard {i} ({}): {e}", dir.display()))?;
+        let segs = db.segment_info(false)?;
+        let live: usize = segs
+            .iter()
+            .map(|s| s.documents.saturating_sub(s.deleted))
+            .sum();
+        let bytes: u64 = segs.iter().map(|s| s.file_bytes).sum();
+        rows.push((sh, segs.len(), live, bytes, db.stats().memtable_bytes));
+    }
+    if a.json {
+        println!(
+            "{}",
+            json!({
+                "shard_set": {"n": set.n(), "hash": strata::shards::SHARD_HASH,
+                              "version": strata::shards::SHARDS_VERSION},
+                "schema": {"dim": set.schema.dim, "metric": set.schema.metric.name(),
+                           "attrs": set.schema.attrs},
+                "shards": rows.iter().enumerate().map(|(i, (sh, segs, live, bytes, mem))| json!({
+                    "index": i, "path": sh.path, "build_id": sh.build_id,
+                    "documents_at_build": sh.documents, "segments": segs,
+                    "segment_documents": live, "segment_bytes": bytes, "memtable_bytes": mem,
+                })).collect::<Vec<_>>(),
+            })
+        );
+    } else {
+        println!(
+            "shard set of {} (hash {}): dim {}, metric {}, attrs {:?}",
+            set.n(),
+            strata::shards::SHARD_HASH,
+            set.schema.dim,
+            set.schema.metric.name(),
+            set.schema.attrs
+        );
+        for (i, (sh, segs, live, bytes, _)) in rows.iter().enumerate() {
+            println!(
+                "  shard {i}: {} — {live} documents in {segs} segment(s), {:.1} MiB (build {}, {} documents at build)",
+                sh.path,
+                *bytes as f64 / f64::from(1u32 << 20),
+                sh.build_id,
+                sh.documents
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `verify` of a shard set directory: the set file's checksum and fields, then every shard
+/// (its checksums, its schema against the set's, every key routed to it).
+fn verify_set(a: &DbArgs) -> CliResult {
+    let set = ShardSet::read(&a.db)?;
+    let report = set.verify(&a.db)?;
+    if a.json {
+        println!(
+            "{}",
+            json!({"ok": true, "shards": set.n(), "documents": report.documents})
+        );
+    } else {
+        println!(
+            "ok: shard set of {}, every shard's checksums hold and every key is in its shard ({} documents)",
+            set.n(),
+            report.documents.iter().sum::<u64>()
+        );
+    }
+    Ok(())
+}
+
 pub fn inspect(a: &DbArgs) -> CliResult {
+    if ShardSet::exists(&a.db) {
+        return inspect_set(a);
+    }
     let db = open_read_only(&a.db)?;
     let schema = db.schema();
     let segs = db.segment_info(true)?;
@@ -646,6 +722,9 @@ pub fn verify(a: &DbArgs) -> CliResult {
     // A read-only open verifies every byte of every segment file but the graph sectors and
     // every log record past the checkpoint; `Db::verify` reads the graph sectors. Nothing is
     // repaired: a bad log tail is a problem to report (`strata recover` sets it aside).
+    if ShardSet::exists(&a.db) {
+        return verify_set(a);
+    }
     check_is_db(&a.db)?;
     let db = Db::open_read_only(&a.db, Options::default())?;
     db.verify()?;
