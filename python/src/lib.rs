@@ -66,28 +66,24 @@ create_exception!(
 );
 create_exception!(strata, ClosedError, StrataError, "The database was closed.");
 
-/// The engine's error as the Python exception of its kind.
+/// The engine's error as the Python exception of its kind (a shard's error as the kind of
+/// what went wrong in the shard, its message naming the shard).
 fn to_py(e: strata::Error) -> PyErr {
-    use strata::Error as E;
-    let msg = e.to_string();
-    match e {
-        E::InvalidInput(_) | E::FilterSyntax { .. } => InvalidInputError::new_err(msg),
-        E::Corruption { .. } | E::MissingManifest { .. } => CorruptionError::new_err(msg),
-        E::Locked(_) => LockedError::new_err(msg),
-        E::NotFound(_) => NotFoundError::new_err(msg),
-        E::AlreadyExists(_) => AlreadyExistsError::new_err(msg),
-        E::ReadOnly(_) => ReadOnlyError::new_err(msg),
-        E::Timeout { .. } => TimeoutError::new_err(msg),
-        _ => StrataError::new_err(msg),
+    fn kind(e: &strata::Error, msg: String) -> PyErr {
+        use strata::Error as E;
+        match e {
+            E::InvalidInput(_) | E::FilterSyntax { .. } => InvalidInputError::new_err(msg),
+            E::Corruption { .. } | E::MissingManifest { .. } => CorruptionError::new_err(msg),
+            E::Locked(_) => LockedError::new_err(msg),
+            E::NotFound(_) => NotFoundError::new_err(msg),
+            E::AlreadyExists(_) => AlreadyExistsError::new_err(msg),
+            E::ReadOnly(_) => ReadOnlyError::new_err(msg),
+            E::Timeout { .. } => TimeoutError::new_err(msg),
+            E::ShardFailed { source, .. } => kind(source, msg),
+            _ => StrataError::new_err(msg),
+        }
     }
-}
-
-fn metric_name(m: strata::Metric) -> &'static str {
-    match m {
-        strata::Metric::L2 => "l2",
-        strata::Metric::Cosine => "cosine",
-        strata::Metric::InnerProduct => "ip",
-    }
+    kind(&e, e.to_string())
 }
 
 /// A key given as `bytes` or `str` (UTF-8).
@@ -497,7 +493,7 @@ impl Db {
         let s = db.schema();
         let out = PyDict::new(py);
         out.set_item("dim", s.dim)?;
-        out.set_item("metric", metric_name(s.metric))?;
+        out.set_item("metric", strata::Metric::name(s.metric))?;
         out.set_item("attrs", PyList::new(py, &s.attrs)?)?;
         Ok(out)
     }
@@ -581,7 +577,7 @@ fn open(py: Python<'_>, path: std::path::PathBuf, read_only: bool) -> PyResult<D
 /// build's report: documents, segments, bytes, phases [(name, seconds)].
 #[pyfunction]
 #[pyo3(signature = (path, vectors, keys=None, terms=None, attrs=None, values=None, metric="l2",
-                    segment_docs_max=None, progress=None))]
+                    segment_docs_max=None, progress=None, memory_budget=None))]
 #[allow(
     clippy::too_many_arguments,
     reason = "the Python signature: one argument per column and option"
@@ -597,6 +593,7 @@ fn build<'py>(
     metric: &str,
     segment_docs_max: Option<usize>,
     progress: Option<PyObject>,
+    memory_budget: Option<u64>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let arr = as_f32(py, vectors)?;
     let shape: Vec<usize> = arr.getattr("shape")?.extract()?;
@@ -624,8 +621,18 @@ fn build<'py>(
     };
     let docs = documents(py, &keys, Some(&arr), terms, attrs, values)?;
     let mut opts = strata::build::BuildOptions::default();
-    if let Some(m) = segment_docs_max {
-        opts.segment_docs_max = m;
+    match (segment_docs_max, memory_budget) {
+        (Some(_), Some(_)) => {
+            return Err(InvalidInputError::new_err(
+                "give segment_docs_max or memory_budget, not both",
+            ))
+        }
+        (Some(m), None) => opts.segment_docs_max = m,
+        (None, Some(b)) => {
+            opts.segment_docs_max =
+                strata::build::segment_docs_for_budget(n, dim as usize, &opts.ann, b).0;
+        }
+        (None, None) => {}
     }
     // The callback runs with the GIL re-taken; its first exception is raised after the build.
     let failed: std::sync::Mutex<Option<PyErr>> = std::sync::Mutex::new(None);
@@ -666,6 +673,111 @@ fn build<'py>(
     out.set_item("bytes", report.bytes)?;
     out.set_item("phases", PyList::new(py, report.phases)?)?;
     Ok(out)
+}
+
+/// The shard (0..n) that owns `key` in a shard set of `n` (the set file's stable hash).
+#[pyfunction]
+fn shard_of(key: &Bound<'_, PyAny>, n: u32) -> PyResult<u32> {
+    strata::shards::shard_of(&key_of(key)?, n).map_err(to_py)
+}
+
+/// `shard_of` of every key, as a uint32 array.
+#[pyfunction]
+fn shards_of<'py>(
+    py: Python<'py>,
+    keys: Vec<Bound<'py, PyAny>>,
+    n: u32,
+) -> PyResult<Bound<'py, PyArray1<u32>>> {
+    let out = keys
+        .iter()
+        .map(|k| strata::shards::shard_of(&key_of(k)?, n).map_err(to_py))
+        .collect::<PyResult<Vec<u32>>>()?;
+    Ok(PyArray1::from_vec(py, out))
+}
+
+/// A fresh build id (16 hex digits) for a shard.
+#[pyfunction]
+#[pyo3(signature = (salt=""))]
+fn new_build_id(salt: &str) -> String {
+    strata::shards::Shard::new_build_id(salt)
+}
+
+/// Read and check `path/SHARDS.json`: {"n", "hash", "schema": {"dim", "metric", "attrs"},
+/// "shards": [{"path", "build_id", "documents"}]} (shard paths relative to `path`).
+#[pyfunction]
+fn read_shard_set<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<Bound<'py, PyDict>> {
+    let set = py
+        .allow_threads(|| strata::shards::ShardSet::read(&path))
+        .map_err(to_py)?;
+    let out = PyDict::new(py);
+    out.set_item("n", set.n())?;
+    out.set_item("hash", strata::shards::SHARD_HASH)?;
+    let schema = PyDict::new(py);
+    schema.set_item("dim", set.schema.dim)?;
+    schema.set_item("metric", set.schema.metric.name())?;
+    schema.set_item("attrs", set.schema.attrs.clone())?;
+    out.set_item("schema", schema)?;
+    let shards = PyList::empty(py);
+    for s in &set.shards {
+        let d = PyDict::new(py);
+        d.set_item("path", &s.path)?;
+        d.set_item("build_id", &s.build_id)?;
+        d.set_item("documents", s.documents)?;
+        shards.append(d)?;
+    }
+    out.set_item("shards", shards)?;
+    Ok(out)
+}
+
+/// Write `path/SHARDS.json` atomically (after every shard is complete): `shards` lists
+/// {"path", "documents", "build_id" (optional: a fresh one)} in shard order.
+#[pyfunction]
+#[pyo3(signature = (path, dim, metric, shards, attrs=None))]
+fn write_shard_set(
+    py: Python<'_>,
+    path: std::path::PathBuf,
+    dim: u32,
+    metric: &str,
+    shards: Vec<BTreeMap<String, Bound<'_, PyAny>>>,
+    attrs: Option<Vec<String>>,
+) -> PyResult<()> {
+    let mut list = Vec::with_capacity(shards.len());
+    for (i, s) in shards.iter().enumerate() {
+        let get = |k: &str| {
+            s.get(k)
+                .ok_or_else(|| InvalidInputError::new_err(format!("shard {i}: no {k:?}")))
+        };
+        let shard_path: String = get("path")?.extract()?;
+        let build_id = match s.get("build_id") {
+            Some(b) => b.extract()?,
+            None => strata::shards::Shard::new_build_id(&shard_path),
+        };
+        list.push(strata::shards::Shard {
+            documents: get("documents")?.extract()?,
+            build_id,
+            path: shard_path,
+        });
+    }
+    let set = strata::shards::ShardSet {
+        schema: strata::Schema {
+            dim,
+            metric: strata::Metric::parse(metric).map_err(to_py)?,
+            attrs: attrs.unwrap_or_default(),
+        },
+        shards: list,
+    };
+    py.allow_threads(|| set.write(&path)).map_err(to_py)
+}
+
+/// Check the shard set at `path`: its file, then every shard read-only (checksums, schema,
+/// every key in its shard). Returns the documents per shard; raises naming a failing shard.
+#[pyfunction]
+fn verify_shard_set(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Vec<u64>> {
+    py.allow_threads(|| {
+        let set = strata::shards::ShardSet::read(&path)?;
+        set.verify(&path).map(|r| r.documents)
+    })
+    .map_err(to_py)
 }
 
 /// A lazy scan over a snapshot (`Db.scan`); yields dicts, or keys with `keys_only=True`.
@@ -726,6 +838,12 @@ fn _strata(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(create, m)?)?;
     m.add_function(wrap_pyfunction!(open, m)?)?;
     m.add_function(wrap_pyfunction!(build, m)?)?;
+    m.add_function(wrap_pyfunction!(shard_of, m)?)?;
+    m.add_function(wrap_pyfunction!(shards_of, m)?)?;
+    m.add_function(wrap_pyfunction!(new_build_id, m)?)?;
+    m.add_function(wrap_pyfunction!(read_shard_set, m)?)?;
+    m.add_function(wrap_pyfunction!(write_shard_set, m)?)?;
+    m.add_function(wrap_pyfunction!(verify_shard_set, m)?)?;
     for (name, ty) in [
         ("StrataError", py.get_type::<StrataError>()),
         ("InvalidInputError", py.get_type::<InvalidInputError>()),

@@ -11,6 +11,9 @@ inverted index combined with approximate nearest-neighbour search, in one query 
 Distances (and `radius`) follow one convention across the library, the CLI and Python:
 squared Euclidean for l2, 1 - cos for cosine, -dot for ip (as faiss and hnswlib report).
 `Db.scan(...)` reads documents lazily in key order.
+
+A collection can be split into a shard set (`shard_of`, `read_shard_set`, ...; built and served
+on Ray by `strata.distributed`, which needs `pip install ray`).
 Errors are `StrataError` or one of its subclasses (`InvalidInputError`, `CorruptionError`,
 `LockedError`, `NotFoundError`, `AlreadyExistsError`, `ReadOnlyError`, `TimeoutError`,
 `ClosedError`).
@@ -29,11 +32,18 @@ from ._strata import (  # noqa: F401
     TimeoutError,
     build,
     create,
+    new_build_id,
     open,
+    read_shard_set,
+    shard_of,
+    shards_of,
+    verify_shard_set,
+    write_shard_set,
 )
 
 __all__ = [
     "AlreadyExistsError", "ClosedError", "CorruptionError", "Db", "InvalidInputError",
     "LockedError", "NotFoundError", "ReadOnlyError", "StrataError", "TimeoutError",
     "build", "create", "open",
+    "shard_of", "shards_of", "new_build_id", "read_shard_set", "write_shard_set", "verify_shard_set",
 ]

@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use strata::build::{build_database, BuildEvent, BuildOptions, BuildReport};
+use strata::build::{
+    build_database, segment_docs_for_budget, BuildEvent, BuildOptions, BuildReport,
+};
 use strata::shards::{Shard, ShardSet};
 use strata::{AnnOptions, Metric, Schema};
 
@@ -237,12 +239,6 @@ pub fn run(a: &BuildArgs) -> CliResult {
     drop(file);
     let read_s = t0.elapsed().as_secs_f64();
 
-    // Segment size from the budget. Every document stays in memory for the whole build
-    // (~4·dim + 256 bytes each); building one segment holds, per document, its encoded
-    // sections and the file they are copied into (vectors in document blocks, the vectors
-    // section and a graph sector share: ~2 × (12·dim + sector share + 64)), the index-space
-    // copy of its vector and its adjacency. Measured on 1 M × 128 in one segment: 4.3 GB
-    // peak; this estimate says 5.3 GB (it errs on the safe side).
     let ann = AnnOptions {
         degree: a.degree,
         codes: a.codes,
@@ -250,19 +246,14 @@ pub fn run(a: &BuildArgs) -> CliResult {
         calibrate: !a.no_calibrate,
         ..AnnOptions::default()
     };
-    let node_bytes = 4 * dim + 4 + 4 * ann.degree;
-    let sector_share = 4096 / (4092 / node_bytes.max(1)).max(1);
-    let held = (n * (4 * dim + 256)) as u64;
-    let per_doc = (2 * (12 * dim + sector_share + 64) + 4 * dim + 8 * ann.degree) as u64;
-    if held >= budget {
+    // Segment size from the budget (the estimate is `segment_docs_for_budget`'s).
+    let (segment_docs_max, over) = segment_docs_for_budget(docs.len(), dim, &ann, budget);
+    if over {
         eprintln!(
-            "strata build: warning: the documents alone take about {:.1} GiB, more than \
-             --memory-budget; building with the smallest segments",
-            held as f64 / f64::from(1u32 << 30)
+            "strata build: warning: the documents alone take more than --memory-budget; \
+             building with the smallest segments"
         );
     }
-    let segment_docs_max =
-        (budget.saturating_sub(held) / per_doc.max(1)).clamp(1000, u64::from(u32::MAX)) as usize;
     let opts = BuildOptions {
         segment_docs_max,
         ann,
