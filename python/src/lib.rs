@@ -378,7 +378,8 @@ impl Db {
     }
 
     /// The `k` nearest documents to `q` that match `filter` (an S-expression such as
-    /// `(and lang:en (not spam))`), at the asked `recall` (the planner's promise). `q` 1-D:
+    /// `(and lang:en (not spam))`, or the JSON form as a string or dict:
+    /// `{"and": [{"term": "lang:en"}, {"not": {"term": "spam"}}]}`), at the asked `recall` (the planner's promise). `q` 1-D:
     /// returns (keys: list of bytes, distances: float32 array). `q` 2-D (a batch): a list of
     /// such pairs, one per row. `exact=True` scores every match; `radius` keeps only hits
     /// within that distance. Distances are squared L2, `1 - cos` or `-dot` by the metric.
@@ -392,7 +393,7 @@ impl Db {
         py: Python<'py>,
         q: &Bound<'py, PyAny>,
         k: usize,
-        filter: Option<&str>,
+        filter: Option<&Bound<'py, PyAny>>,
         recall: f64,
         exact: bool,
         radius: Option<f32>,
@@ -416,10 +417,20 @@ impl Db {
             }
         };
         // The filter is parsed once for the whole batch.
-        let filter = filter
-            .map(strata::Filter::parse)
-            .transpose()
-            .map_err(to_py)?;
+        // A filter is an S-expression or JSON string, or a dict of the JSON form.
+        let filter = match filter {
+            None => None,
+            Some(f) => {
+                let text: String = if f.is_instance_of::<PyDict>() {
+                    py.import("json")?.call_method1("dumps", (f,))?.extract()?
+                } else {
+                    f.extract().map_err(|_| {
+                        InvalidInputError::new_err("filter is a string or a dict (its JSON form)")
+                    })?
+                };
+                Some(strata::Filter::parse(&text).map_err(to_py)?)
+            }
+        };
         let mut queries = Vec::with_capacity(rows.len());
         for v in rows {
             let mut query = strata::Query::knn(v, k).with_recall(recall);

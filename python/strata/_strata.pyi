@@ -58,7 +58,7 @@ class Db:
         self,
         q: npt.ArrayLike,
         k: int = 10,
-        filter: Optional[str] = None,
+        filter: Optional[Union[str, Mapping[str, Any]]] = None,
         recall: float = 0.95,
         exact: bool = False,
         radius: Optional[float] = None,

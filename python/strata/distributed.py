@@ -275,12 +275,13 @@ class ShardedDb:
 
     def search(self, q: Any, k: int = 10, filter: Optional[str] = None, recall: float = 0.95,
                exact: bool = False, radius: Optional[float] = None, partial: bool = False,
-               timeout: Optional[float] = None) -> Any:
+               timeout: Optional[float] = None, shard_recall: Optional[float] = None) -> Any:
         """As ``Db.search`` over the whole set. With ``partial=True`` the result is
         ``(answer, missing)``: the merged answer of the shards that answered and the indices
-        of those that failed (or passed ``timeout`` seconds)."""
+        of those that failed (or passed ``timeout`` seconds). ``shard_recall`` (expert)
+        replaces the derived per-shard target, and with it the guarantee."""
         q = np.ascontiguousarray(q, dtype=np.float32)
-        r = self.shard_recall(recall)
+        r = self.shard_recall(recall) if shard_recall is None else shard_recall
         refs = [a.search.remote(q, k, filter, r, exact, radius) for a in self.actors]
         parts, missing = self._gather(refs, partial, timeout)
         ok = [p for p in parts if p is not None]

@@ -266,3 +266,16 @@ def test_radius_and_distances_are_squared_l2(tmp_path):
         np.testing.assert_allclose(got_d, np.sort(d)[: len(want)], rtol=1e-4)
         with pytest.raises(strata.InvalidInputError):
             db.search(q, radius=-1.0)
+
+
+def test_json_filters_equal_s_expressions(tmp_path):
+    keys, x, terms, langs, rare = data(400, seed=4)
+    with strata.create(tmp_path / "db", dim=DIM, attrs=["ts"]) as db:
+        db.put_many(keys, vectors=x, terms=terms, attrs={"ts": list(range(400))})
+        q = x[3]
+        s = db.search(q, k=20, filter="(and (not lang:en) (range ts 100 *))", exact=True)
+        j = db.search(q, k=20, exact=True, filter={"and": [{"not": {"term": "lang:en"}},
+                                                          {"range": {"ts": [100, None]}}]})
+        assert s[0] == j[0] and len(s[0]) == 20
+        with pytest.raises(strata.InvalidInputError, match="range"):
+            db.search(q, filter={"range": {"ts": [5, 1]}})

@@ -1,4 +1,4 @@
-//! `strata`: the command-line tool of Strata: `demo`, `build` (offline builder), `query`,
+//! `strata`: the command-line tool of Strata: `demo`, `create`, `build` (offline builder), `query`,
 //! `get`, `put`, `delete`, `dump`, `inspect`, `verify`, `compact`, `recover` and `bench`. Human-readable output by
 //! default, `--json` for machines; errors go to stderr with a non-zero exit code.
 
@@ -15,7 +15,11 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "strata",
     version,
-    about = "Strata: embedded hybrid-retrieval storage engine"
+    about = "Strata: embedded hybrid-retrieval storage engine",
+    after_help = "Exit codes: 0 success; 1 any other error; 2 usage: bad arguments or invalid \
+                  input (a filter, a document, a parameter); 3 not found (no database or shard \
+                  set at the path, no such key); 4 corruption (a checksum or format check failed: \
+                  nothing was repaired)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -27,6 +31,8 @@ enum Command {
     /// The embedded store end to end on built-in sample posts: ingest through the WAL, reopen,
     /// hybrid queries checked against brute force.
     Demo(demo::DemoArgs),
+    /// Create an empty database (`--dim`, `--metric`, `--attr`), ready for `put`.
+    Create(cli::ops::CreateArgs),
     /// Build a database offline from vector files and JSONL documents.
     Build(cli::build::BuildArgs),
     /// k-NN / filtered / radius queries.
@@ -74,6 +80,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
+        Command::Create(a) => cli::ops::create(&a),
         Command::Build(a) => cli::build::run(&a),
         Command::Query(a) => cli::ops::query(&a),
         Command::Get(a) => cli::ops::get(&a),
@@ -96,8 +103,32 @@ fn main() {
             eprintln!("  caused by: {s}");
             source = s.source();
         }
-        std::process::exit(1);
+        std::process::exit(exit_code(&*e));
     }
+}
+
+/// The exit code of a failed command (documented in `strata --help`): the first error in the
+/// chain with a known kind decides.
+fn exit_code(e: &(dyn std::error::Error + 'static)) -> i32 {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.downcast_ref::<cli::ops::NotFound>().is_some() {
+            return 3;
+        }
+        if let Some(se) = err.downcast_ref::<strata::Error>() {
+            if se.is_corruption() {
+                return 4;
+            }
+            return match se {
+                strata::Error::NotFound(_) => 3,
+                strata::Error::InvalidInput(_) | strata::Error::FilterSyntax { .. } => 2,
+                strata::Error::ShardFailed { source, .. } => exit_code(&**source),
+                _ => 1,
+            };
+        }
+        cur = err.source();
+    }
+    1
 }
 
 /// Error type of the tool's commands.

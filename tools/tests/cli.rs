@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::strata;
+use common::{strata, strata_code};
 
 /// `strata build --out DB --vectors V [--docs D] --metric l2 EXTRA…`.
 fn build(
@@ -718,4 +718,84 @@ fn shard_sets_build_inspect_and_verify() {
     std::fs::write(&file, text.replace("shard-0002", "shard-0001")).unwrap();
     let (ok, _, err) = strata(&["verify", sets]);
     assert!(!ok && err.contains("checksum mismatch"), "{err}");
+}
+
+/// `strata create` makes an empty database that `put` fills; a query with only `--filter` is
+/// boolean (keys in order, no distances), in S-expression or JSON form; failures exit with the
+/// documented codes (2 usage or invalid input, 3 not found, 4 corruption).
+#[test]
+fn create_boolean_queries_and_exit_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let dbs = db.to_str().unwrap();
+    let (ok, out, err) = strata(&[
+        "create", dbs, "--dim", "2", "--metric", "l2", "--attr", "ts", "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["attrs"], serde_json::json!(["ts"]));
+    let docs = tmp.path().join("d.jsonl");
+    std::fs::write(
+        &docs,
+        (0..20)
+            .map(|i| {
+                format!(
+                    "{{\"key\": \"k{i:02}\", \"terms\": [\"{}\"], \"attrs\": {{\"ts\": {i}}}, \"vector\": [{i}, 0]}}\n",
+                    if i % 2 == 0 { "even" } else { "odd" }
+                )
+            })
+            .collect::<String>(),
+    )
+    .unwrap();
+    let (ok, _, err) = strata(&["put", dbs, "--docs", docs.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let keys = |filter: &str| {
+        let (ok, out, err) = strata(&["query", dbs, "--filter", filter, "--k", "100", "--json"]);
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        v["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                assert!(h["distance"].is_null(), "{h}");
+                h["key"].as_str().unwrap().to_owned()
+            })
+            .collect::<Vec<_>>()
+    };
+    let want: Vec<String> = [12, 14, 16, 18].iter().map(|i| format!("k{i}")).collect();
+    assert_eq!(keys("(and even (range ts 11 *))"), want);
+    assert_eq!(
+        keys(r#"{"and": [{"term": "even"}, {"range": {"ts": [11, null]}}]}"#),
+        want
+    );
+    // Exit codes.
+    assert_eq!(strata_code(&["get", dbs, "k00"]).0, Some(0));
+    assert_eq!(strata_code(&["get", dbs, "absent"]).0, Some(3));
+    let nowhere = tmp.path().join("nowhere");
+    assert_eq!(
+        strata_code(&["get", nowhere.to_str().unwrap(), "k"]).0,
+        Some(3)
+    );
+    assert_eq!(strata_code(&["query", dbs, "--filter", "(and"]).0, Some(2));
+    assert_eq!(strata_code(&["query", dbs, "--nonsense"]).0, Some(2));
+    assert_eq!(
+        strata_code(&["create", dbs, "--dim", "2", "--metric", "l2"]).0,
+        Some(1)
+    );
+    let (ok, _, err) = strata(&["compact", dbs]);
+    assert!(ok, "{err}");
+    let seg_dir = db.join("segments");
+    let seg = std::fs::read_dir(&seg_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "seg"))
+        .unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&seg, bytes).unwrap();
+    let (code, err) = strata_code(&["verify", dbs]);
+    assert_eq!(code, Some(4), "{err}");
+    let (ok, out, _) = strata(&["--help"]);
+    assert!(ok && out.contains("Exit codes"), "{out}");
 }

@@ -11,6 +11,7 @@
 //! canonical text, which parses back to an equal filter.
 
 pub(crate) mod docs;
+mod json;
 mod parse;
 
 use std::fmt;
@@ -102,9 +103,26 @@ impl Filter {
         }
     }
 
-    /// Parse the S-expression syntax.
+    /// Parse a filter: the S-expression syntax (`(and lang:en (not spam) (range ts 0 *))`), or
+    /// its JSON form when the text starts with `{` (see [`Filter::to_json`]).
     pub fn parse(text: &str) -> Result<Filter> {
         parse(text)
+    }
+
+    /// The JSON form: `{"term": "lang:en"}`, `{"and": [..]}`, `{"or": [..]}`, `{"not": ..}`,
+    /// `{"range": {"ts": [lo, hi]}}` (inclusive; `null` for an open end) and `{"apply":
+    /// {"prefix": "friend-of", "attr": "uid", "filter": ..}}`. [`Filter::parse`] reads it.
+    ///
+    /// ```
+    /// use strata::Filter;
+    /// let f = Filter::parse(r#"{"and": [{"term": "lang:en"}, {"not": {"term": "spam"}},
+    ///                                  {"range": {"ts": [1700000000, null]}}]}"#)?;
+    /// assert_eq!(f, Filter::parse("(and lang:en (not spam) (range ts 1700000000 *))")?);
+    /// assert_eq!(Filter::parse(&f.to_json())?, f);
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn to_json(&self) -> String {
+        json::to_value(self).to_string()
     }
 
     /// Check terms, attribute names against the schema, bounds and arity.
@@ -177,7 +195,21 @@ impl fmt::Display for Filter {
             Filter::And(fs) => list(f, "and", fs),
             Filter::Or(fs) => list(f, "or", fs),
             Filter::Not(x) => write!(f, "(not {x})"),
-            Filter::Range { attr, lo, hi } => write!(f, "(range {attr} {lo} {hi})"),
+            Filter::Range { attr, lo, hi } => {
+                let end = |v: i64, open: i64| {
+                    if v == open {
+                        "*".to_owned()
+                    } else {
+                        v.to_string()
+                    }
+                };
+                write!(
+                    f,
+                    "(range {attr} {} {})",
+                    end(*lo, i64::MIN),
+                    end(*hi, i64::MAX)
+                )
+            }
             Filter::Apply { prefix, attr, expr } => write!(f, "(apply {prefix} {attr} {expr})"),
         }
     }

@@ -79,6 +79,9 @@ pub fn parse(text: &str) -> Result<Filter> {
             text.len()
         )));
     }
+    if text.trim_start().starts_with('{') {
+        return super::json::parse(text);
+    }
     let mut lx = Lexer { text, pos: 0 };
     let f = expr(&mut lx, 0)?;
     match lx.peek() {
@@ -114,8 +117,8 @@ fn form(lx: &mut Lexer<'_>, depth: usize) -> Result<Filter> {
                 (Tok::Atom(a), _) => a.to_owned(),
                 (t, at) => return Err(syntax(at, "an attribute name", t)),
             };
-            let lo = int(lx)?;
-            let (hi_at, hi) = (lx.peek().1, int(lx)?);
+            let lo = int(lx, i64::MIN)?;
+            let (hi_at, hi) = (lx.peek().1, int(lx, i64::MAX)?);
             if lo > hi {
                 return Err(Error::FilterSyntax {
                     position: hi_at,
@@ -161,12 +164,14 @@ fn list(lx: &mut Lexer<'_>, depth: usize) -> Result<Vec<Filter>> {
     }
 }
 
-fn int(lx: &mut Lexer<'_>) -> Result<i64> {
+/// A range bound: a 64-bit integer, or `*` for an open end (`open`: i64::MIN or MAX).
+fn int(lx: &mut Lexer<'_>, open: i64) -> Result<i64> {
     match lx.bump() {
+        (Tok::Atom("*"), _) => Ok(open),
         (Tok::Atom(a), at) => a
             .parse::<i64>()
-            .map_err(|_| syntax(at, "a 64-bit integer", Tok::Atom(a))),
-        (t, at) => Err(syntax(at, "a 64-bit integer", t)),
+            .map_err(|_| syntax(at, "a 64-bit integer or *", Tok::Atom(a))),
+        (t, at) => Err(syntax(at, "a 64-bit integer or *", t)),
     }
 }
 
@@ -209,7 +214,15 @@ mod tests {
         );
         assert_eq!(err("(and)"), (4, "at least one sub-expression".into()));
         assert_eq!(err("(not a b)"), (7, "')'".into()));
-        assert_eq!(err("(range ts 1 x)"), (12, "a 64-bit integer".into()));
+        assert_eq!(err("(range ts 1 x)"), (12, "a 64-bit integer or *".into()));
+        assert_eq!(
+            parse("(range ts * 5)").unwrap(),
+            Filter::range("ts", i64::MIN, 5)
+        );
+        assert_eq!(
+            parse("(range ts 5 *)").unwrap(),
+            Filter::range("ts", 5, i64::MAX)
+        );
         assert_eq!(err("(range ts 5 1)").0, 12);
         assert_eq!(err("a b"), (2, "end of input".into()));
         assert_eq!(err(")"), (0, "a term or '('".into()));

@@ -11,9 +11,70 @@ use super::docs::{parse_line, read_jsonl, to_json};
 use crate::dataset::VectorFile;
 use crate::CliResult;
 
+/// Something the command was asked about does not exist (a database, a key): exit code 3.
+#[derive(Debug)]
+pub struct NotFound(pub String);
+
+impl std::fmt::Display for NotFound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotFound {}
+
 fn check_is_db(db: &Path) -> CliResult {
     if !db.join(strata::meta::SCHEMA_FILE).exists() {
-        return Err(format!("{} is not a Strata database (no SCHEMA file)", db.display()).into());
+        return Err(NotFound(format!(
+            "{} is not a Strata database (no SCHEMA file)",
+            db.display()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    /// The database directory to create (must not exist, or be empty).
+    db: PathBuf,
+    /// Vector dimension.
+    #[arg(long)]
+    dim: u32,
+    /// Distance metric.
+    #[arg(long, value_parser = ["l2", "ip", "cosine"])]
+    metric: String,
+    /// A declared integer attribute (repeat for several): `--attr ts --attr likes`.
+    #[arg(long = "attr")]
+    attrs: Vec<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `strata create`: an empty database with a schema, ready for `put`.
+pub fn create(a: &CreateArgs) -> CliResult {
+    let schema = strata::Schema {
+        dim: a.dim,
+        metric: strata::Metric::parse(&a.metric)?,
+        attrs: a.attrs.clone(),
+    };
+    let db = Db::create(&a.db, schema)?;
+    drop(db);
+    if a.json {
+        println!(
+            "{}",
+            json!({"created": a.db.display().to_string(), "dim": a.dim, "metric": a.metric,
+                   "attrs": a.attrs})
+        );
+    } else {
+        println!(
+            "created {}: dim {}, metric {}, attrs {:?}",
+            a.db.display(),
+            a.dim,
+            a.metric,
+            a.attrs
+        );
     }
     Ok(())
 }
@@ -224,10 +285,21 @@ pub fn query(a: &QueryArgs) -> CliResult {
     let mut options = Options::default();
     options.ann.warm = a.warm && !a.lazy;
     let db = open_read_only_with(&a.db, options)?;
-    let vectors: Vec<Vec<f32>> = match (&a.vectors, &a.vector) {
-        (Some(p), _) => VectorFile::open(p)?.read_all()?,
-        (None, Some(v)) => vec![v.clone()],
-        (None, None) => return Err("give --vectors FILE or --vector x,y,...".into()),
+    // Without a vector, one boolean query: the filter's matches in key order.
+    let vectors: Vec<Option<Vec<f32>>> = match (&a.vectors, &a.vector, &a.filter) {
+        (Some(p), _, _) => VectorFile::open(p)?
+            .read_all()?
+            .into_iter()
+            .map(Some)
+            .collect(),
+        (None, Some(v), _) => vec![Some(v.clone())],
+        (None, None, Some(_)) => vec![None],
+        (None, None, None) => {
+            return Err(
+                "give --vectors FILE or --vector x,y,... (or only --filter: a boolean query)"
+                    .into(),
+            )
+        }
     };
     let filters: Vec<Option<Filter>> = match (&a.filter, &a.filters) {
         (Some(f), _) => vec![Some(Filter::parse(f)?); vectors.len()],
@@ -242,7 +314,13 @@ pub fn query(a: &QueryArgs) -> CliResult {
         None => db.snapshot(),
     };
     for (i, (v, f)) in vectors.into_iter().zip(filters).enumerate() {
-        let mut q = Query::knn(v, a.k);
+        let mut q = match v {
+            Some(v) => Query::knn(v, a.k),
+            None => Query {
+                k: a.k,
+                ..Query::default()
+            },
+        };
         q.filter = f;
         q.radius = radius;
         if let Some(l) = a.list {
@@ -269,8 +347,10 @@ pub fn query(a: &QueryArgs) -> CliResult {
         } else {
             println!("query {i}: {} hit(s)", hits.len());
             for h in &hits {
-                let d = h.distance.unwrap_or(0.0);
-                println!("  {:<24} {d:.6}", key_str(&h.key));
+                match h.distance {
+                    Some(d) => println!("  {:<24} {d:.6}", key_str(&h.key)),
+                    None => println!("  {}", key_str(&h.key)),
+                }
             }
             if a.explain {
                 print_explain(&st, "");
@@ -295,7 +375,7 @@ pub fn get(a: &GetArgs) -> CliResult {
             println!("{}", to_json(&d));
             Ok(())
         }
-        None => Err(format!("key {:?} not found", a.key).into()),
+        None => Err(NotFound(format!("key {:?} not found", a.key)).into()),
     }
 }
 

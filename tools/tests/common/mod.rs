@@ -22,6 +22,18 @@ pub fn strata(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// Run the `strata` binary: its exit code (`None`: killed by a signal) and stderr.
+pub fn strata_code(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Every file under `dir` with its bytes (directories as `<dir>`): the listing and contents.
 pub fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();
