@@ -381,9 +381,11 @@ impl Db {
     /// `(and lang:en (not spam))`, or the JSON form as a string or dict:
     /// `{"and": [{"term": "lang:en"}, {"not": {"term": "spam"}}]}`), at the asked `recall` (the planner's promise). `q` 1-D:
     /// returns (keys: list of bytes, distances: float32 array). `q` 2-D (a batch): a list of
-    /// such pairs, one per row. `exact=True` scores every match; `radius` keeps only hits
-    /// within that distance. Distances are squared L2, `1 - cos` or `-dot` by the metric.
-    #[pyo3(signature = (q, k=10, filter=None, recall=0.95, exact=false, radius=None))]
+    /// such pairs, one per row, run in parallel on the engine's threads over one snapshot.
+    /// `exact=True` scores every match; `radius` keeps only hits within that distance;
+    /// `explain=True` adds a third element: the query's plan per segment (list of dicts). Distances are squared L2, `1 - cos` or `-dot` by the metric.
+    #[pyo3(signature = (q, k=10, filter=None, recall=0.95, exact=false, radius=None,
+                        explain=false))]
     #[allow(
         clippy::too_many_arguments,
         reason = "the Python keyword arguments of search, one parameter each"
@@ -397,6 +399,7 @@ impl Db {
         recall: f64,
         exact: bool,
         radius: Option<f32>,
+        explain: bool,
     ) -> PyResult<PyObject> {
         let arr = as_f32(py, q)?;
         let ndim: usize = arr.getattr("ndim")?.extract()?;
@@ -444,16 +447,19 @@ impl Db {
             queries.push(query);
         }
         let db = self.db()?;
+        // A batch runs on the engine's threads (rayon), one query per task, over one snapshot.
         let results = py
             .allow_threads(|| {
+                use rayon::prelude::*;
+                let snap = db.snapshot();
                 queries
-                    .iter()
-                    .map(|q| db.search(q))
+                    .par_iter()
+                    .map(|q| snap.search_with_stats(q))
                     .collect::<strata::Result<Vec<_>>>()
             })
             .map_err(to_py)?;
         let mut pairs = Vec::with_capacity(results.len());
-        for hits in &results {
+        for (hits, stats) in &results {
             let keys = PyList::new(py, hits.iter().map(|h| PyBytes::new(py, &h.key)))?;
             // Every hit of a k-NN query carries its distance (only boolean queries have none).
             let dist = hits
@@ -464,11 +470,16 @@ impl Db {
                     })
                 })
                 .collect::<PyResult<Vec<f32>>>()?;
-            pairs.push(
+            let pair = if explain {
+                (keys, PyArray1::from_vec(py, dist), explain_list(py, stats)?)
+                    .into_pyobject(py)?
+                    .into_any()
+            } else {
                 (keys, PyArray1::from_vec(py, dist))
                     .into_pyobject(py)?
-                    .into_any(),
-            );
+                    .into_any()
+            };
+            pairs.push(pair);
         }
         if ndim == 1 {
             match pairs.into_iter().next() {
@@ -683,6 +694,28 @@ fn build<'py>(
     out.set_item("segments", report.segments)?;
     out.set_item("bytes", report.bytes)?;
     out.set_item("phases", PyList::new(py, report.phases)?)?;
+    Ok(out)
+}
+
+/// What a query did on each segment (`explain=True`), as dicts.
+fn explain_list<'py>(py: Python<'py>, st: &strata::QueryStats) -> PyResult<Bound<'py, PyList>> {
+    let out = PyList::empty(py);
+    for e in &st.explain {
+        let d = PyDict::new(py);
+        d.set_item("segment", e.segment)?;
+        d.set_item("plan", format!("{:?}", e.plan))?;
+        d.set_item("documents", e.documents)?;
+        d.set_item("matches", e.matches)?;
+        d.set_item("estimate", e.estimate.map(|x| (x.min, x.expected, x.max)))?;
+        d.set_item("list", e.list)?;
+        d.set_item("nodes_visited", e.nodes_visited)?;
+        d.set_item("sectors_read", e.sectors_read)?;
+        d.set_item("lists_probed", e.lists_probed)?;
+        d.set_item("members_scanned", e.members_scanned)?;
+        d.set_item("micros", e.micros)?;
+        d.set_item("predicted_recall", e.predicted_recall)?;
+        out.append(d)?;
+    }
     Ok(out)
 }
 

@@ -62,6 +62,7 @@ class Db:
         recall: float = 0.95,
         exact: bool = False,
         radius: Optional[float] = None,
+        explain: bool = False,
     ) -> Union[
         Tuple[List[bytes], np.ndarray], List[Tuple[List[bytes], np.ndarray]]
     ]: ...

@@ -279,3 +279,19 @@ def test_json_filters_equal_s_expressions(tmp_path):
         assert s[0] == j[0] and len(s[0]) == 20
         with pytest.raises(strata.InvalidInputError, match="range"):
             db.search(q, filter={"range": {"ts": [5, 1]}})
+
+
+def test_batches_run_in_parallel_and_explain_reports_plans(tmp_path):
+    keys, x, terms, langs, rare = data(3000, seed=6)
+    strata.build(tmp_path / "db", x, keys=keys, terms=terms)
+    with strata.open(tmp_path / "db", read_only=True) as db:
+        qs = x[:64] + 0.01
+        batch = db.search(qs, k=5, filter="lang:en")
+        one_by_one = [db.search(q, k=5, filter="lang:en") for q in qs]
+        for (bk, bd), (ok_, od) in zip(batch, one_by_one):
+            assert bk == ok_
+            np.testing.assert_array_equal(bd, od)
+        k, d, explain = db.search(qs[0], k=5, filter="lang:en", explain=True)
+        assert k == batch[0][0]
+        assert explain and all({"plan", "micros", "matches"} <= set(e) for e in explain)
+        assert sum(e["documents"] for e in explain) == 3000
