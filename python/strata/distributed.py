@@ -71,10 +71,42 @@ def _read_vectors(path: str) -> np.ndarray:
     raise _strata.InvalidInputError(f"{path}: expected a .npy or .fvecs file")
 
 
+def _read_parquet(path: str) -> Dict[str, Any]:
+    """A Parquet file as columns (needs pyarrow): ``vector`` (a fixed-size or equal-length list
+    of floats, required), ``key`` (strings or bytes), ``terms`` (a list of strings),
+    ``value``, and every integer column as an attribute."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as e:
+        raise _strata.InvalidInputError(f"{path}: reading Parquet needs pyarrow") from e
+    table = pq.read_table(path)
+    names = table.column_names
+    if "vector" not in names:
+        raise _strata.InvalidInputError(f"{path}: no 'vector' column (columns: {names})")
+    vec = table.column("vector").combine_chunks()
+    n = len(vec)
+    flat = vec.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    if n and flat.size % n:
+        raise _strata.InvalidInputError(f"{path}: 'vector' rows of different lengths")
+    cols: Dict[str, Any] = {"vectors": flat.reshape(n, flat.size // n if n else 0)}
+    if "key" in names:
+        cols["keys"] = table.column("key").to_pylist()
+    if "terms" in names:
+        cols["terms"] = table.column("terms").to_pylist()
+    if "value" in names:
+        cols["values"] = table.column("value").to_pylist()
+    cols["attrs"] = {c: table.column(c).to_numpy().astype(np.int64) for c in names
+                     if c not in ("vector", "key", "terms", "value")
+                     and pa.types.is_integer(table.schema.field(c).type)} or None
+    return cols
+
+
 def _columns(dataset: Union[str, os.PathLike, Dict[str, Any]]) -> Dict[str, Any]:
     """The dataset as columns: vectors (an array or a mapped file), keys, terms, attrs, values."""
     if isinstance(dataset, (str, os.PathLike)):
-        dataset = {"vectors": os.fspath(dataset)}
+        path = os.fspath(dataset)
+        dataset = _read_parquet(path) if path.endswith(".parquet") else {"vectors": path}
     if not isinstance(dataset, dict) or "vectors" not in dataset:
         raise _strata.InvalidInputError(
             "dataset is a .npy/.fvecs path or a dict with 'vectors' (and optional 'keys', "
@@ -134,7 +166,9 @@ def build(dataset: Union[str, os.PathLike, Dict[str, Any]], out: Union[str, os.P
           segment_docs_max: Optional[int] = None) -> Dict[str, Any]:
     """Build ``out`` as a shard set of ``shards`` databases, one Ray task per shard.
 
-    ``dataset``: a ``.npy``/``.fvecs`` path (keys are row numbers), or a dict with ``vectors``
+    ``dataset``: a ``.npy``/``.fvecs`` path (keys are row numbers), a ``.parquet`` path (columns
+    ``vector``, optional ``key``, ``terms``, ``value``, integer columns as attributes; needs
+    pyarrow; each task reads the file and keeps its rows), or a dict with ``vectors``
     (an (n, dim) array or such a path) and optional ``keys``, ``terms``, ``attrs`` ({name:
     ints}) and ``values`` columns. A path is memory-mapped by each task, which copies only its
     own rows; arrays are shared through Ray's object store. ``memory_budget`` (bytes) sizes
@@ -150,6 +184,8 @@ def build(dataset: Union[str, os.PathLike, Dict[str, Any]], out: Union[str, os.P
         raise _strata.InvalidInputError(f"shards {shards} outside 1..=65536")
     if isinstance(dataset, dict) and not isinstance(dataset.get("vectors"), (str, os.PathLike)):
         _columns(dataset)  # check the columns here, before any task runs
+    if isinstance(dataset, (str, os.PathLike)) and not os.path.exists(dataset):
+        raise _strata.NotFoundError(f"{os.fspath(dataset)}: no such file")
     ref = ray.put(dataset)
     os.makedirs(out)
     opts = {"memory": memory_budget} if memory_budget else {}

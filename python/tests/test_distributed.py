@@ -178,3 +178,34 @@ def test_a_damaged_set_or_shard_is_refused(built, tmp_path):
         fh.write(bytes([b[0] ^ 0xFF]))
     with pytest.raises(strata.CorruptionError, match="shard 1"):
         strata.verify_shard_set(set_dir)
+
+
+def test_build_from_files_npy_fvecs_and_parquet(cluster, tmp_path):
+    data, _ = dataset(1200, seed=2)
+    x = data["vectors"]
+    np.save(tmp_path / "v.npy", x)
+    with open(tmp_path / "v.fvecs", "wb") as f:
+        for row in x:
+            f.write(np.int32(DIM).tobytes() + row.tobytes())
+    sizes = {}
+    for name in ("v.npy", "v.fvecs"):
+        info = sd.build(tmp_path / name, tmp_path / f"set-{name}", shards=2)
+        sizes[name] = [s["documents"] for s in info["shards"]]
+    assert sizes["v.npy"] == sizes["v.fvecs"] and sum(sizes["v.npy"]) == 1200
+    with sd.ShardedDb(tmp_path / "set-v.npy") as a, sd.ShardedDb(tmp_path / "set-v.fvecs") as b:
+        assert a.search(x[:5], k=3, exact=True)[0][0] == b.search(x[:5], k=3, exact=True)[0][0]
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    table = pa.table({
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), DIM),
+        "key": data["keys"], "terms": data["terms"], "ts": np.arange(1200, dtype=np.int64),
+    })
+    pq.write_table(table, tmp_path / "d.parquet")
+    info = sd.build(tmp_path / "d.parquet", tmp_path / "set-pq", shards=3)
+    assert info["schema"]["attrs"] == ["ts"] and sum(s["documents"] for s in info["shards"]) == 1200
+    with sd.ShardedDb(tmp_path / "set-pq") as db:
+        keys, _ = db.search(x[10], k=1, filter="(range ts 10 10)")
+        assert keys == [data["keys"][10].encode()]
+    with pytest.raises(strata.NotFoundError):
+        sd.build(tmp_path / "missing.npy", tmp_path / "never", shards=2)
