@@ -354,6 +354,146 @@ impl ShardSet {
     }
 }
 
+/// A shard set opened in this process: every shard's [`Db`], writes routed to the owning
+/// shard by [`shard_of`], searches fanned out over every shard (on rayon) and merged exactly.
+///
+/// Each shard is asked for recall `1 − (1 − R)/N` for a set-level target `R`: every global
+/// top-k item a shard misses is one of its own top-k it misses, so the expected set recall is
+/// at least `1 − N (1 − r)` = `R` (`docs/scaling.md`). Exact queries equal one database's.
+/// A [`WriteBatch`] is split per shard: atomic within each shard, not across shards.
+#[derive(Debug)]
+pub struct ShardedDb {
+    set: ShardSet,
+    dir: PathBuf,
+    dbs: Vec<Db>,
+}
+
+impl ShardedDb {
+    /// Open every shard of the set in `dir` (read-only: nothing on disk changes, writes are
+    /// refused; else each shard takes its lock).
+    pub fn open(dir: impl AsRef<Path>, read_only: bool) -> Result<ShardedDb> {
+        let dir = dir.as_ref().to_path_buf();
+        let set = ShardSet::read(&dir)?;
+        let mut dbs = Vec::with_capacity(set.shards.len());
+        for (i, s) in set.shards.iter().enumerate() {
+            let sdir = dir.join(&s.path);
+            let db = if read_only {
+                Db::open_read_only(&sdir, Options::default())
+            } else {
+                Db::open(&sdir, Options::default())
+            };
+            dbs.push(db.map_err(|e| Error::ShardFailed {
+                shard: i,
+                path: sdir,
+                source: Box::new(e),
+            })?);
+        }
+        Ok(ShardedDb { set, dir, dbs })
+    }
+
+    /// The set as its file describes it.
+    pub fn set(&self) -> &ShardSet {
+        &self.set
+    }
+
+    /// The open database of shard `i`.
+    pub fn shard(&self, i: usize) -> Option<&Db> {
+        self.dbs.get(i)
+    }
+
+    fn named<T>(&self, i: usize, r: Result<T>) -> Result<T> {
+        r.map_err(|e| Error::ShardFailed {
+            shard: i,
+            path: self
+                .dir
+                .join(self.set.shards.get(i).map_or("", |s| s.path.as_str())),
+            source: Box::new(e),
+        })
+    }
+
+    fn owner(&self, key: &[u8]) -> Result<usize> {
+        Ok(shard_of(key, self.set.n())? as usize)
+    }
+
+    fn db(&self, i: usize) -> Result<&Db> {
+        self.dbs
+            .get(i)
+            .ok_or_else(|| Error::invalid(format!("no shard {i}")))
+    }
+
+    /// Write `doc` through its shard.
+    pub fn put(&self, doc: crate::Document) -> Result<()> {
+        let i = self.owner(&doc.key)?;
+        self.named(i, self.db(i)?.put(doc))
+    }
+
+    /// Delete `key` from its shard.
+    pub fn delete(&self, key: &[u8]) -> Result<()> {
+        let i = self.owner(key)?;
+        self.named(i, self.db(i)?.delete(key))
+    }
+
+    /// Apply a batch, split per shard (atomic within each shard, not across them).
+    pub fn write(&self, batch: crate::WriteBatch) -> Result<()> {
+        let mut parts: Vec<crate::WriteBatch> = (0..self.dbs.len())
+            .map(|_| crate::WriteBatch::new())
+            .collect();
+        for op in batch.ops() {
+            let part = parts
+                .get_mut(self.owner(op.key())?)
+                .ok_or_else(|| Error::invalid("shard index out of range"))?;
+            match op {
+                crate::Op::Put(d) => part.put(d.clone()),
+                crate::Op::Delete(k) => part.delete(k.clone()),
+            };
+        }
+        for (i, part) in parts.into_iter().enumerate() {
+            if !part.is_empty() {
+                self.named(i, self.db(i)?.write(part))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Read `key` from its shard.
+    pub fn get(&self, key: &[u8]) -> Result<Option<std::sync::Arc<crate::Document>>> {
+        let i = self.owner(key)?;
+        self.named(i, self.db(i)?.get(key))
+    }
+
+    /// The per-shard recall target that keeps the set's expected recall at least `recall`.
+    pub fn shard_recall(&self, recall: f64) -> f64 {
+        1.0 - (1.0 - recall) / f64::from(self.set.n())
+    }
+
+    /// Run `q` on every shard (in parallel) at the derived per-shard recall and merge the
+    /// answers by (distance, key) — key order for boolean queries — keeping `q.k`.
+    pub fn search(&self, q: &crate::Query) -> Result<Vec<crate::Hit>> {
+        use rayon::prelude::*;
+        let mut per = q.clone();
+        per.ann.recall = self.shard_recall(q.ann.recall);
+        let parts: Vec<Result<Vec<crate::Hit>>> = self
+            .dbs
+            .par_iter()
+            .enumerate()
+            .map(|(i, db)| self.named(i, db.search(&per)))
+            .collect();
+        let mut hits = Vec::new();
+        for p in parts {
+            hits.extend(p?);
+        }
+        match q.vector {
+            None => hits.sort_by(|a, b| a.key.cmp(&b.key)),
+            Some(_) => hits.sort_by(|a, b| {
+                let (x, y) = (a.distance.unwrap_or(0.0), b.distance.unwrap_or(0.0));
+                x.total_cmp(&y).then_with(|| a.key.cmp(&b.key))
+            }),
+        }
+        hits.truncate(q.k);
+        Ok(hits)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
