@@ -21,7 +21,11 @@ fn schema() -> Schema {
 fn doc(rng: &mut StdRng, i: u32) -> Document {
     Document::new(format!("d{i:05}"), format!("v{i}"))
         .with_vector((0..4).map(|_| rng.gen_range(-3..=3) as f32).collect())
-        .with_term(if i % 3 == 0 { "three" } else { "other" })
+        .with_term(if i.is_multiple_of(3) {
+            "three"
+        } else {
+            "other"
+        })
         .with_attr("ts", i64::from(i))
 }
 
