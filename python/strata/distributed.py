@@ -18,7 +18,10 @@ key, as the engine breaks them). With approximate shards, every global top-k ite
 is one of the items of its own top-k it misses, so the expected number of global misses is at
 most the sum over the N shards of theirs: at a per-shard recall target r, the expected recall is
 at least 1 - N (1 - r). ``search`` therefore asks every shard for r = 1 - (1 - R) / N, which makes
-the bound equal the target R the caller asked for (R = 1 stays exact).
+the bound equal the target R the caller asked for (R = 1 stays exact). The bound is pessimistic
+(a shard's misses fall mostly on its far ranks, rarely on its share of the global top-k):
+``ShardedDb.calibrate(sample_queries)`` measures the set's recall at lower per-shard targets and
+keeps the cheapest that reaches R with a margin (docs/scaling.md has both, measured).
 """
 
 from __future__ import annotations
@@ -280,6 +283,7 @@ class ShardedDb:
         self.set = _strata.read_shard_set(self.path)
         self.n = self.set["n"]
         self.writable = writable
+        self._calibrated: Dict[Tuple[int, float, Optional[str]], float] = {}
         opts = {"num_cpus": 0, "max_restarts": 0, **(actor_options or {})}
         self.dirs = [os.path.join(self.path, s["path"]) for s in self.set["shards"]]
         self.actors = [
@@ -303,11 +307,44 @@ class ShardedDb:
                 missing.append(i)
         return out, missing
 
-    def shard_recall(self, recall: float) -> float:
-        """The per-shard recall target that keeps the set's expected recall >= ``recall``."""
+    def shard_recall(self, recall: float, k: int = 10, filter: Optional[str] = None) -> float:
+        """The per-shard recall target for a set-level ``recall``: the one ``calibrate``
+        measured for (k, recall, filter), else the bound ``1 - (1 - recall) / N``."""
         if not 0.0 <= recall <= 1.0:
             raise _strata.InvalidInputError(f"recall {recall} is outside 0..=1")
-        return 1.0 - (1.0 - recall) / self.n
+        key = (k, recall, filter if isinstance(filter, (str, type(None))) else repr(filter))
+        return self._calibrated.get(key, 1.0 - (1.0 - recall) / self.n)
+
+    def calibrate(self, queries: Any, k: int = 10, recall: float = 0.95,
+                  filter: Optional[str] = None, z: float = 1.645) -> Dict[str, Any]:
+        """Measure, on sample ``queries`` (a 2-D array, e.g. a query log), the set's recall@k
+        at per-shard targets from 0.5 up to the bound, against the exact fan-out, and keep the
+        lowest whose recall minus ``z`` standard errors reaches ``recall`` (the bound if none
+        does). Later searches with the same (k, recall, filter) use it. The bound assumes a
+        shard's misses may all fall on its share of the global top-k; measured, they fall
+        mostly on its far ranks, so the bound overshoots (docs/scaling.md)."""
+        qs = np.ascontiguousarray(queries, dtype=np.float32)
+        if qs.ndim != 2 or len(qs) < 2:
+            raise _strata.InvalidInputError("calibrate needs a 2-D batch of at least 2 queries")
+        bound = 1.0 - (1.0 - recall) / self.n
+        truth = self.search(qs, k=k, filter=filter, exact=True)
+        levels = []
+        chosen = bound
+        for c in sorted({0.5, 0.6, 0.7, 0.8, 0.85, 0.9, recall, bound}):
+            if c > bound:
+                continue
+            got = self.search(qs, k=k, filter=filter, shard_recall=c)
+            per = np.array([len(set(g[0]) & set(t[0])) / max(1, len(t[0]))
+                            for g, t in zip(got, truth)])
+            mean = float(per.mean())
+            lower = mean - z * float(per.std(ddof=1)) / np.sqrt(len(per))
+            levels.append({"shard_recall": c, "recall": mean, "lower": lower})
+            if lower >= recall:
+                chosen = c
+                break
+        key = (k, recall, filter if isinstance(filter, (str, type(None))) else repr(filter))
+        self._calibrated[key] = chosen
+        return {"shard_recall": chosen, "bound": bound, "levels": levels}
 
     def search(self, q: Any, k: int = 10, filter: Optional[str] = None, recall: float = 0.95,
                exact: bool = False, radius: Optional[float] = None, partial: bool = False,
@@ -317,7 +354,7 @@ class ShardedDb:
         of those that failed (or passed ``timeout`` seconds). ``shard_recall`` (expert)
         replaces the derived per-shard target, and with it the guarantee."""
         q = np.ascontiguousarray(q, dtype=np.float32)
-        r = self.shard_recall(recall) if shard_recall is None else shard_recall
+        r = self.shard_recall(recall, k, filter) if shard_recall is None else shard_recall
         refs = [a.search.remote(q, k, filter, r, exact, radius) for a in self.actors]
         parts, missing = self._gather(refs, partial, timeout)
         ok = [p for p in parts if p is not None]

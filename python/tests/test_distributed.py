@@ -95,6 +95,12 @@ def test_approximate_fan_out_keeps_the_recall_target(built):
             # The bound of the module doc: per shard 1 - (1 - R) / N.
             assert sharded.shard_recall(target) == pytest.approx(1 - (1 - target) / 4)
             assert r_sharded >= target and r_sharded >= r_single - 0.005, (target, r_sharded, r_single)
+        # Calibrated on one half of the queries, held on the other.
+        cal = sharded.calibrate(qs[:100], k=10, recall=0.95)
+        assert cal["shard_recall"] <= cal["bound"] and cal["levels"]
+        assert sharded.shard_recall(0.95) == cal["shard_recall"]
+        r_cal = recall(sharded.search(qs[100:], k=10, recall=0.95), truth[100:])
+        assert r_cal >= 0.95 - 0.02, (cal, r_cal)
 
 
 def test_writes_are_routed_to_the_owning_shard(built, tmp_path):
