@@ -116,6 +116,50 @@ impl Default for Options {
     }
 }
 
+/// Builder-style setters (each documented on its field).
+impl Options {
+    /// Set [`Options::sync`].
+    pub fn with_sync(mut self, sync: SyncMode) -> Options {
+        self.sync = sync;
+        self
+    }
+    /// Set [`Options::flush_threshold_bytes`].
+    pub fn with_flush_threshold_bytes(mut self, bytes: usize) -> Options {
+        self.flush_threshold_bytes = bytes;
+        self
+    }
+    /// Set [`Options::block_cache_bytes`].
+    pub fn with_block_cache_bytes(mut self, bytes: usize) -> Options {
+        self.block_cache_bytes = bytes;
+        self
+    }
+    /// Set [`Options::ann`].
+    pub fn with_ann(mut self, ann: AnnOptions) -> Options {
+        self.ann = ann;
+        self
+    }
+    /// Set [`Options::compaction`].
+    pub fn with_compaction(mut self, on: bool) -> Options {
+        self.compaction = on;
+        self
+    }
+    /// Set [`Options::maintenance_threads`].
+    pub fn with_maintenance_threads(mut self, threads: usize) -> Options {
+        self.maintenance_threads = threads;
+        self
+    }
+    /// Set [`Options::recovery`].
+    pub fn with_recovery(mut self, mode: strata_wal::RecoveryMode) -> Options {
+        self.recovery = mode;
+        self
+    }
+    /// Set [`Options::fs`] (tests pass a fault-injecting file system).
+    pub fn with_fs(mut self, fs: SharedFs) -> Options {
+        self.fs = fs;
+        self
+    }
+}
+
 impl Options {
     fn validate(&self) -> Result<()> {
         self.ann.validate()?;
@@ -247,6 +291,41 @@ impl Db {
         // one, even when a crash interrupts the first flush (a segment file, no manifest).
         manifest::write(fs, dir, &Manifest::empty())?;
         Db::open_locked(dir, options, lock)
+    }
+
+    /// Open the database in `dir`, creating it with `schema` if `dir` holds none. An
+    /// existing database must have exactly this schema ([`Error::InvalidInput`] otherwise,
+    /// nothing changed).
+    ///
+    /// ```
+    /// use strata::{Db, Metric, Options, Schema, SyncMode};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let schema = Schema::new(3, Metric::Cosine).with_attr("ts");
+    /// let options = Options::default().with_sync(SyncMode::Never).with_flush_threshold_bytes(8 << 20);
+    /// let db = Db::open_or_create(dir.path(), schema.clone(), options.clone())?;
+    /// drop(db);
+    /// let again = Db::open_or_create(dir.path(), schema, options)?; // opens it
+    /// assert_eq!(again.schema().dim, 3);
+    /// # Ok::<(), strata::Error>(())
+    /// ```
+    pub fn open_or_create(dir: impl AsRef<Path>, schema: Schema, options: Options) -> Result<Db> {
+        let dir = dir.as_ref();
+        if options.fs.exists(&dir.join(SCHEMA_FILE)) {
+            let db = Db::open(dir, options)?;
+            if *db.schema() != schema {
+                return Err(Error::invalid(format!(
+                    "{} holds a database with schema {:?}, not {schema:?}",
+                    dir.display(),
+                    db.schema()
+                )));
+            }
+            return Ok(db);
+        }
+        match Db::create_with(dir, schema.clone(), options.clone()) {
+            // Another process created it in between: open that one.
+            Err(Error::AlreadyExists(_)) => Db::open_or_create(dir, schema, options),
+            r => r,
+        }
     }
 
     /// Open an existing database: schema → manifest → segments → WAL replay.

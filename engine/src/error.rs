@@ -5,8 +5,10 @@ use std::path::PathBuf;
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything that can go wrong in a database.
+/// Everything that can go wrong in a database. Match on [`Error::kind`] for the handful of
+/// cases a program acts on; variants may be added.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The write-ahead log failed (I/O, corruption, poisoning).
     #[error(transparent)]
@@ -94,7 +96,57 @@ pub enum Error {
     },
 }
 
+/// What kind of failure an [`Error`] is: the cases a program acts on differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// No database (or shard set) at the path.
+    NotFound,
+    /// `Db::create` on a path that already holds a database.
+    AlreadyExists,
+    /// Another handle or process has the database open for writing.
+    Locked,
+    /// Bytes on disk failed a checksum or format check (or a manifest is missing).
+    Corruption,
+    /// A key, document, filter, query or option the engine refuses; nothing was written.
+    InvalidInput,
+    /// A write on a read-only handle.
+    ReadOnly,
+    /// A query passed its deadline.
+    Timeout,
+    /// The handle refuses writes after an earlier write failure; reopen it.
+    Poisoned,
+    /// The operating system failed a call (disk full, permissions, ...).
+    Io,
+}
+
 impl Error {
+    /// The kind of this error (for a shard's error, the kind of what went wrong in the shard).
+    ///
+    /// ```
+    /// let e = strata::Db::open("/nonexistent/db", strata::Options::default()).unwrap_err();
+    /// assert_eq!(e.kind(), strata::ErrorKind::NotFound);
+    /// ```
+    pub fn kind(&self) -> ErrorKind {
+        use strata_wal::Error as W;
+        match self {
+            Error::Wal(w) if w.is_corruption() => ErrorKind::Corruption,
+            Error::Wal(W::Poisoned { .. }) => ErrorKind::Poisoned,
+            Error::Wal(W::Io { .. }) => ErrorKind::Io,
+            Error::Wal(_) => ErrorKind::InvalidInput,
+            Error::Io { .. } => ErrorKind::Io,
+            Error::Corruption { .. } | Error::MissingManifest { .. } => ErrorKind::Corruption,
+            Error::InvalidInput(_) | Error::FilterSyntax { .. } => ErrorKind::InvalidInput,
+            Error::AlreadyExists(_) => ErrorKind::AlreadyExists,
+            Error::NotFound(_) => ErrorKind::NotFound,
+            Error::Locked(_) => ErrorKind::Locked,
+            Error::ReadOnly(_) => ErrorKind::ReadOnly,
+            Error::Timeout { .. } => ErrorKind::Timeout,
+            Error::Poisoned(_) => ErrorKind::Poisoned,
+            Error::ShardFailed { source, .. } => source.kind(),
+        }
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             op,

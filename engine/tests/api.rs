@@ -475,3 +475,35 @@ fn filter_estimates_bracket_the_actual_match_count() {
         }
     }
 }
+
+/// `open_or_create` creates once, opens after, refuses another schema; every failure has the
+/// kind a program matches on.
+#[test]
+fn open_or_create_and_error_kinds() {
+    use strata::ErrorKind;
+    let dir = tempfile::tempdir().unwrap();
+    let schema = Schema::new(2, Metric::L2).with_attr("ts");
+    let opts = Options::default().with_sync(SyncMode::Never);
+    let db = Db::open_or_create(dir.path(), schema.clone(), opts.clone()).unwrap();
+    db.put(Document::new("a", "1")).unwrap();
+    // A second writable handle: locked.
+    let locked = Db::open_or_create(dir.path(), schema.clone(), opts.clone()).unwrap_err();
+    assert_eq!(locked.kind(), ErrorKind::Locked, "{locked}");
+    drop(db);
+    let db = Db::open_or_create(dir.path(), schema.clone(), opts.clone()).unwrap();
+    assert_eq!(db.get(b"a").unwrap().unwrap().value, b"1");
+    drop(db);
+    let other = Db::open_or_create(dir.path(), Schema::new(3, Metric::L2), opts.clone());
+    assert_eq!(other.unwrap_err().kind(), ErrorKind::InvalidInput);
+    let exists = Db::create(dir.path(), schema.clone()).unwrap_err();
+    assert_eq!(exists.kind(), ErrorKind::AlreadyExists);
+    let missing = Db::open(dir.path().join("none"), opts.clone()).unwrap_err();
+    assert_eq!(missing.kind(), ErrorKind::NotFound);
+    let ro = Db::open_read_only(dir.path(), opts).unwrap();
+    assert_eq!(
+        ro.put(Document::new("b", "")).unwrap_err().kind(),
+        ErrorKind::ReadOnly
+    );
+    let bad = ro.search(&Query::knn(vec![1.0], 3)).unwrap_err();
+    assert_eq!(bad.kind(), ErrorKind::InvalidInput);
+}

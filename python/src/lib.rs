@@ -66,24 +66,21 @@ create_exception!(
 );
 create_exception!(strata, ClosedError, StrataError, "The database was closed.");
 
-/// The engine's error as the Python exception of its kind (a shard's error as the kind of
-/// what went wrong in the shard, its message naming the shard).
+/// The engine's error as the Python exception of its kind (`strata::Error::kind`; a shard's
+/// error as the kind of what went wrong in the shard, its message naming the shard).
 fn to_py(e: strata::Error) -> PyErr {
-    fn kind(e: &strata::Error, msg: String) -> PyErr {
-        use strata::Error as E;
-        match e {
-            E::InvalidInput(_) | E::FilterSyntax { .. } => InvalidInputError::new_err(msg),
-            E::Corruption { .. } | E::MissingManifest { .. } => CorruptionError::new_err(msg),
-            E::Locked(_) => LockedError::new_err(msg),
-            E::NotFound(_) => NotFoundError::new_err(msg),
-            E::AlreadyExists(_) => AlreadyExistsError::new_err(msg),
-            E::ReadOnly(_) => ReadOnlyError::new_err(msg),
-            E::Timeout { .. } => TimeoutError::new_err(msg),
-            E::ShardFailed { source, .. } => kind(source, msg),
-            _ => StrataError::new_err(msg),
-        }
+    use strata::ErrorKind as K;
+    let msg = e.to_string();
+    match e.kind() {
+        K::InvalidInput => InvalidInputError::new_err(msg),
+        K::Corruption => CorruptionError::new_err(msg),
+        K::Locked => LockedError::new_err(msg),
+        K::NotFound => NotFoundError::new_err(msg),
+        K::AlreadyExists => AlreadyExistsError::new_err(msg),
+        K::ReadOnly => ReadOnlyError::new_err(msg),
+        K::Timeout => TimeoutError::new_err(msg),
+        _ => StrataError::new_err(msg),
     }
-    kind(&e, e.to_string())
 }
 
 /// A key given as `bytes` or `str` (UTF-8).

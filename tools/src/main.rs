@@ -116,13 +116,10 @@ fn exit_code(e: &(dyn std::error::Error + 'static)) -> i32 {
             return 3;
         }
         if let Some(se) = err.downcast_ref::<strata::Error>() {
-            if se.is_corruption() {
-                return 4;
-            }
-            return match se {
-                strata::Error::NotFound(_) => 3,
-                strata::Error::InvalidInput(_) | strata::Error::FilterSyntax { .. } => 2,
-                strata::Error::ShardFailed { source, .. } => exit_code(&**source),
+            return match se.kind() {
+                strata::ErrorKind::Corruption => 4,
+                strata::ErrorKind::NotFound => 3,
+                strata::ErrorKind::InvalidInput => 2,
                 _ => 1,
             };
         }
