@@ -135,7 +135,12 @@ fn bench_wal_and_store_smoke() {
         "two sync modes at 1 writer"
     );
     assert!(v["get"][0]["gets_per_s"].as_f64().unwrap() > 0.0);
-    // Both reports plot.
+    // Both reports plot (with the `plot` feature; without it, the command says so).
+    if !cfg!(feature = "plot") {
+        let (ok, _, err) = strata(&["bench", "plot", "--input", "x", "--out", "y"]);
+        assert!(!ok && err.contains("--features plot"), "{err}");
+        return;
+    }
     for name in ["wal", "store"] {
         let png = tmp.path().join(format!("{name}.png"));
         let input = tmp.path().join(format!("{name}.json"));
@@ -245,6 +250,9 @@ fn bench_knn_filtered_compaction_and_plot_smoke() {
     ]);
     assert!(ok, "{err}");
 
+    if !cfg!(feature = "plot") {
+        return;
+    }
     for (input, png) in [("knn.json", "knn.png"), ("filtered.json", "filtered.png")] {
         let (ok, out, err) = strata(&["bench", "plot", "--input", &p(input), "--out", &p(png)]);
         assert!(ok, "{err}");

@@ -4,7 +4,34 @@ mod compaction;
 mod filtered;
 mod knn;
 mod machine;
+#[cfg(feature = "plot")]
 mod plot;
+/// Without the `plot` feature, `strata bench plot` says how to get it.
+#[cfg(not(feature = "plot"))]
+mod plot {
+    use std::path::PathBuf;
+
+    /// Arguments of `strata bench plot` (as with the `plot` feature).
+    #[derive(clap::Args)]
+    pub struct PlotArgs {
+        /// A `--json` report of `strata bench knn` or `strata bench filtered`.
+        #[arg(long)]
+        input: PathBuf,
+        /// The PNG to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Title (default: from the report).
+        #[arg(long)]
+        title: Option<String>,
+    }
+
+    pub fn run(a: &PlotArgs) -> crate::CliResult {
+        let _ = (&a.input, &a.out, &a.title);
+        Err("this strata was built without the `plot` feature: \
+             cargo build --release -p strata-tools --features plot"
+            .into())
+    }
+}
 #[cfg(feature = "rocksdb")]
 mod rocks;
 mod store;
