@@ -295,3 +295,36 @@ def test_batches_run_in_parallel_and_explain_reports_plans(tmp_path):
         assert k == batch[0][0]
         assert explain and all({"plan", "micros", "matches"} <= set(e) for e in explain)
         assert sum(e["documents"] for e in explain) == 3000
+
+
+def strata_bin():
+    """The `strata` binary of this checkout (scripts/test sets STRATA_BIN), if built."""
+    here = os.path.join(os.path.dirname(__file__), "..", "..", "target")
+    for p in (os.environ.get("STRATA_BIN"), os.path.join(here, "debug", "strata"),
+              os.path.join(here, "release", "strata")):
+        if p and os.path.isfile(p):
+            return p
+    pytest.skip("no strata binary built")
+
+
+def test_results_equal_the_cli_on_the_same_database(tmp_path):
+    import json
+    import subprocess
+
+    keys, x, terms, langs, rare = data(3000, seed=8)
+    strata.build(tmp_path / "db", x, keys=keys, terms=terms, attrs={"ts": list(range(3000))})
+    qs = x[:20] + 0.01
+    with open(tmp_path / "q.fvecs", "wb") as f:
+        for q in qs:
+            f.write(np.int32(DIM).tobytes() + q.astype(np.float32).tobytes())
+    for filt in ("(and lang:en (range ts 100 *))", '{"not": {"term": "lang:de"}}'):
+        out = subprocess.run(
+            [strata_bin(), "query", str(tmp_path / "db"), "--vectors", str(tmp_path / "q.fvecs"),
+             "--k", "10", "--filter", filt, "--json"],
+            check=True, capture_output=True, text=True).stdout
+        cli = [json.loads(line) for line in out.splitlines()]
+        with strata.open(tmp_path / "db", read_only=True) as db:
+            py = db.search(qs, k=10, filter=filt)
+        for c, (k, d) in zip(cli, py):
+            assert [h["key"].encode() for h in c["hits"]] == k
+            np.testing.assert_allclose([h["distance"] for h in c["hits"]], d, rtol=1e-6)
