@@ -807,3 +807,45 @@ fn create_boolean_queries_and_exit_codes() {
     let (ok, out, _) = strata(&["--help"]);
     assert!(ok && out.contains("Exit codes"), "{out}");
 }
+
+/// `--hex` reads and prints binary keys (and values) as hex; without it, bytes that are not
+/// UTF-8 are shown replaced, with a warning.
+#[test]
+fn hex_keys_round_trip_through_get_dump_query_and_delete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    {
+        let db = strata::Db::create(&dir, strata::Schema::new(2, strata::Metric::L2)).unwrap();
+        db.put(
+            strata::Document::new(vec![0xffu8, 0x00, b'k'], vec![0x80u8, 1])
+                .with_vector(vec![0.0, 0.0]),
+        )
+        .unwrap();
+        db.put(strata::Document::new("plain", "text").with_vector(vec![1.0, 0.0]))
+            .unwrap();
+    }
+    let d = dir.to_str().unwrap();
+    let (ok, out, err) = strata(&["dump", d, "--keys-only", "--hex"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["\"706c61696e\"", "\"ff006b\""]
+    );
+    let (ok, out, err) = strata(&["get", d, "ff006b", "--hex"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (v["key"].as_str(), v["value"].as_str()),
+        (Some("ff006b"), Some("8001"))
+    );
+    let (ok, _, err) = strata(&["dump", d]);
+    assert!(ok && err.contains("use --hex"), "{err}");
+    let (ok, out, err) = strata(&["query", d, "--vector", "0,0", "--k", "1", "--hex", "--json"]);
+    assert!(ok && out.contains("\"ff006b\""), "{out}{err}");
+    let (ok, _, err) = strata(&["get", d, "zz", "--hex"]);
+    assert!(!ok && err.contains("not hex"), "{err}");
+    let (ok, _, err) = strata(&["delete", d, "--key", "ff006b", "--hex"]);
+    assert!(ok, "{err}");
+    let (code, _) = strata_code(&["get", d, "ff006b", "--hex"]);
+    assert_eq!(code, Some(3));
+}

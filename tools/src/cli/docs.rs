@@ -188,13 +188,41 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<DocLine>, String> {
         .collect()
 }
 
-/// A document as one JSONL line (`dump`).
-pub fn to_json(d: &Document) -> Value {
+static NOT_UTF8_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Bytes (a key or value) as text: lowercase hex with `hex`, else UTF-8 — bytes that are not
+/// UTF-8 are replaced (U+FFFD) and a warning says to use `--hex`, once per process.
+pub fn bytes_text(b: &[u8], hex: bool) -> String {
+    if hex {
+        return hex::encode(b);
+    }
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_owned(),
+        Err(_) => {
+            if !NOT_UTF8_WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                eprintln!(
+                    "strata: warning: a key or value is not UTF-8 and is shown with \
+                     replacement characters; use --hex to see its bytes"
+                );
+            }
+            String::from_utf8_lossy(b).into_owned()
+        }
+    }
+}
+
+/// A key given on the command line: hex digits with `hex`, else its UTF-8 bytes.
+pub fn key_arg(s: &str, hex: bool) -> Result<Vec<u8>, String> {
+    if hex {
+        hex::decode(s.trim()).map_err(|e| format!("key {s:?} is not hex: {e}"))
+    } else {
+        Ok(s.as_bytes().to_vec())
+    }
+}
+
+/// A document as one JSONL line (`dump`, `get`); keys and values as hex with `hex`.
+pub fn to_json(d: &Document, hex: bool) -> Value {
     let mut o = serde_json::Map::new();
-    o.insert(
-        "key".into(),
-        Value::String(String::from_utf8_lossy(&d.key).into_owned()),
-    );
+    o.insert("key".into(), Value::String(bytes_text(&d.key, hex)));
     o.insert(
         "terms".into(),
         Value::Array(d.terms.iter().map(|t| Value::String(t.clone())).collect()),
@@ -208,10 +236,7 @@ pub fn to_json(d: &Document) -> Value {
                 .collect(),
         ),
     );
-    o.insert(
-        "value".into(),
-        Value::String(String::from_utf8_lossy(&d.value).into_owned()),
-    );
+    o.insert("value".into(), Value::String(bytes_text(&d.value, hex)));
     if let Some(v) = &d.vector {
         o.insert(
             "vector".into(),

@@ -101,8 +101,8 @@ fn open_read_only_with(db: &Path, options: Options) -> CliResult<Db> {
     Ok(db)
 }
 
-fn key_str(k: &[u8]) -> String {
-    String::from_utf8_lossy(k).into_owned()
+fn key_str(k: &[u8], hex: bool) -> String {
+    super::docs::bytes_text(k, hex)
 }
 
 /// `--plan`: force a plan on every indexed segment, or let the planner choose.
@@ -133,6 +133,9 @@ impl PlanArg {
 pub struct QueryArgs {
     /// The database.
     db: PathBuf,
+    /// Print keys as hex (for binary keys).
+    #[arg(long)]
+    hex: bool,
     /// Query vectors (`.fvecs`, `.bvecs`, `.npy`): one query per vector.
     #[arg(long, conflicts_with = "vector")]
     vectors: Option<PathBuf>,
@@ -336,7 +339,7 @@ pub fn query(a: &QueryArgs) -> CliResult {
             let hits: Vec<Value> = hits
                 .iter()
                 .map(|h| {
-                    json!({"key": key_str(&h.key),
+                    json!({"key": key_str(&h.key, a.hex),
                            "distance": h.distance})
                 })
                 .collect();
@@ -348,8 +351,8 @@ pub fn query(a: &QueryArgs) -> CliResult {
             println!("query {i}: {} hit(s)", hits.len());
             for h in &hits {
                 match h.distance {
-                    Some(d) => println!("  {:<24} {d:.6}", key_str(&h.key)),
-                    None => println!("  {}", key_str(&h.key)),
+                    Some(d) => println!("  {:<24} {d:.6}", key_str(&h.key, a.hex)),
+                    None => println!("  {}", key_str(&h.key, a.hex)),
                 }
             }
             if a.explain {
@@ -364,15 +367,18 @@ pub fn query(a: &QueryArgs) -> CliResult {
 pub struct GetArgs {
     /// The database.
     db: PathBuf,
-    /// The key.
+    /// The key (hex digits with `--hex`).
     key: String,
+    /// Keys and values in hex: the KEY argument is read, and the document printed, as hex.
+    #[arg(long)]
+    hex: bool,
 }
 
 pub fn get(a: &GetArgs) -> CliResult {
     let db = open_read_only(&a.db)?;
-    match db.get(a.key.as_bytes())? {
+    match db.get(&super::docs::key_arg(&a.key, a.hex)?)? {
         Some(d) => {
-            println!("{}", to_json(&d));
+            println!("{}", to_json(&d, a.hex));
             Ok(())
         }
         None => Err(NotFound(format!("key {:?} not found", a.key)).into()),
@@ -502,6 +508,9 @@ pub struct DeleteArgs {
     /// A key to delete (repeatable), for quick edits from a shell.
     #[arg(long)]
     key: Vec<String>,
+    /// Keys are hex digits (for binary keys).
+    #[arg(long)]
+    hex: bool,
 }
 
 pub fn delete(a: &DeleteArgs) -> CliResult {
@@ -515,13 +524,16 @@ pub fn delete(a: &DeleteArgs) -> CliResult {
         text.push_str(k);
     }
     // Every key is checked before the first write (an error names the line).
+    let mut keys = Vec::new();
     for (i, k) in text.lines().enumerate().filter(|(_, l)| !l.is_empty()) {
-        strata::validate_key(k.as_bytes()).map_err(|e| format!("key line {}: {e}", i + 1))?;
+        let k = super::docs::key_arg(k, a.hex).map_err(|e| format!("key line {}: {e}", i + 1))?;
+        strata::validate_key(&k).map_err(|e| format!("key line {}: {e}", i + 1))?;
+        keys.push(k);
     }
     let mut batch = WriteBatch::new();
     let mut n = 0;
-    for k in text.lines().filter(|l| !l.is_empty()) {
-        batch.delete(k.as_bytes().to_vec());
+    for k in keys {
+        batch.delete(k);
         n += 1;
         if batch.len() >= 1024 {
             db.write(std::mem::take(&mut batch))?;
@@ -562,6 +574,9 @@ pub struct DumpArgs {
     /// Print keys only, one per line (documents are not decoded).
     #[arg(long)]
     keys_only: bool,
+    /// Keys and values in hex (for binary data); --prefix/--start/--end are read as hex too.
+    #[arg(long)]
+    hex: bool,
     /// Accepted for symmetry with the other commands: the output is always JSON lines
     /// (keys only: one JSON string per line).
     #[arg(long)]
@@ -574,14 +589,17 @@ pub struct DumpArgs {
 pub fn dump(a: &DumpArgs) -> CliResult {
     use std::io::Write;
     let db = open_read_only(&a.db)?;
-    let bound = |k: &Option<String>, lo: bool| match k {
-        Some(k) if lo => std::ops::Bound::Included(k.as_bytes().to_vec()),
-        Some(k) => std::ops::Bound::Excluded(k.as_bytes().to_vec()),
-        None => std::ops::Bound::Unbounded,
+    let key = |k: &str| super::docs::key_arg(k, a.hex);
+    let bound = |k: &Option<String>, lo: bool| -> CliResult<std::ops::Bound<Vec<u8>>> {
+        Ok(match k {
+            Some(k) if lo => std::ops::Bound::Included(key(k)?),
+            Some(k) => std::ops::Bound::Excluded(key(k)?),
+            None => std::ops::Bound::Unbounded,
+        })
     };
     let mut scan = match &a.prefix {
-        Some(p) => db.prefix(p.as_bytes()),
-        None => db.range((bound(&a.start, true), bound(&a.end, false))),
+        Some(p) => db.prefix(&key(p)?),
+        None => db.range((bound(&a.start, true)?, bound(&a.end, false)?)),
     };
     if a.reverse {
         scan = scan.reverse();
@@ -592,15 +610,11 @@ pub fn dump(a: &DumpArgs) -> CliResult {
         if a.keys_only {
             for k in scan.keys() {
                 let k = k?;
-                writeln!(
-                    out,
-                    "{}",
-                    Value::String(String::from_utf8_lossy(&k).into_owned())
-                )?;
+                writeln!(out, "{}", Value::String(key_str(&k, a.hex)))?;
             }
         } else {
             for d in scan {
-                writeln!(out, "{}", to_json(&*d?))?;
+                writeln!(out, "{}", to_json(&*d?, a.hex))?;
             }
         }
         out.flush()?;
