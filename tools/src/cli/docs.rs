@@ -181,11 +181,21 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
 
 /// Every line of a JSONL file (empty lines are errors: line i describes vector i).
 pub fn read_jsonl(path: &Path) -> Result<Vec<DocLine>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    text.lines()
+    jsonl(path)?.collect()
+}
+
+/// The lines of a JSONL file parsed one at a time, as a stream (the file is never held
+/// whole in memory); line numbers in errors are 1-based.
+pub fn jsonl(path: &Path) -> Result<impl Iterator<Item = Result<DocLine, String>> + '_, String> {
+    use std::io::BufRead;
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(std::io::BufReader::with_capacity(1 << 20, f)
+        .lines()
         .enumerate()
-        .map(|(i, l)| parse_line(path, i + 1, l))
-        .collect()
+        .map(move |(i, l)| {
+            let l = l.map_err(|e| format!("{}: line {}: {e}", path.display(), i + 1))?;
+            parse_line(path, i + 1, &l)
+        }))
 }
 
 static NOT_UTF8_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use strata::shards::ShardSet;
 use strata::{Db, Filter, Options, Query, QueryStats, WriteBatch};
 
-use super::docs::{parse_line, read_jsonl, to_json};
+use super::docs::{parse_line, to_json};
 use crate::dataset::VectorFile;
 use crate::CliResult;
 
@@ -99,6 +99,15 @@ fn open_read_only_with(db: &Path, options: Options) -> CliResult<Db> {
         eprintln!("strata: warning: the log ends in a bad frame; records from LSN {} on are not visible: {t}", t.lsn);
     }
     Ok(db)
+}
+
+/// A progress bar on stderr for `len` steps of `what` (hidden when stderr is not a terminal).
+fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    let style = indicatif::ProgressStyle::with_template(&format!(
+        "{what:>8} {{bar:40}} {{pos}}/{{len}} {{per_sec}} eta {{eta}}"
+    ))
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    indicatif::ProgressBar::new(len).with_style(style)
 }
 
 fn key_str(k: &[u8], hex: bool) -> String {
@@ -409,35 +418,49 @@ const PUT_BATCH_BYTES: usize = strata::limits::BATCH_BYTES_MAX - (64 << 10);
 /// write (an error names the line and writes nothing); then the documents go in batches of
 /// at most `PUT_BATCH_BYTES` encoded bytes — one atomic batch when the file fits. Should a
 /// write fail after some batches (I/O), the error says exactly which lines were committed.
+/// The file is read as a stream, twice (validate, then write): memory stays at one batch
+/// whatever its size.
 pub fn put(a: &PutArgs) -> CliResult {
     let db = open(&a.db)?;
-    let (lines, source) = match (&a.docs, &a.doc) {
-        (Some(p), _) => (read_jsonl(p)?, p.display().to_string()),
-        (None, Some(text)) => (
-            vec![parse_line(std::path::Path::new("--doc"), 1, text)?],
-            "--doc".to_owned(),
-        ),
+    let source = match (&a.docs, &a.doc) {
+        (Some(p), _) => p.display().to_string(),
+        (None, Some(_)) => "--doc".to_owned(),
         (None, None) => return Err("give --docs FILE.jsonl or --doc JSON".into()),
     };
-    let file = a.vectors.as_deref().map(VectorFile::open).transpose()?;
-    if let Some(f) = &file {
-        if f.len() != lines.len() {
-            return Err(format!("{} lines but {} vectors", lines.len(), f.len()).into());
+    // Every line in order, parsed (one pass over the input per call).
+    let each = |f: &mut dyn FnMut(usize, super::docs::DocLine) -> CliResult| -> CliResult {
+        match (&a.docs, &a.doc) {
+            (Some(p), _) => {
+                for (i, line) in super::docs::jsonl(p)?.enumerate() {
+                    f(i, line?)?;
+                }
+                Ok(())
+            }
+            (None, Some(text)) => f(0, parse_line(std::path::Path::new("--doc"), 1, text)?),
+            (None, None) => Ok(()),
         }
-    }
+    };
+    let file = a.vectors.as_deref().map(VectorFile::open).transpose()?;
     let schema = db.schema().clone();
-    let n = lines.len();
-    let mut docs = Vec::with_capacity(n);
-    for (i, line) in lines.into_iter().enumerate() {
+    // A line as a validated document and its encoded size.
+    let prepare = |i: usize, line: super::docs::DocLine| -> CliResult<(strata::Document, usize)> {
         let at = |e: &dyn std::fmt::Display| format!("{source}: line {}: {e}", i + 1);
         if line.key.is_none() {
             return Err(at(&"\"key\" is required").into());
         }
         let vector = match &file {
-            Some(f) => {
+            Some(f) if i < f.len() => {
                 let mut v = Vec::new();
                 f.read(i, &mut v)?;
                 Some(v)
+            }
+            Some(f) => {
+                return Err(at(&format!(
+                    "no vector: {} has {} rows",
+                    f.path().display(),
+                    f.len()
+                ))
+                .into())
             }
             None => None,
         };
@@ -455,26 +478,26 @@ pub fn put(a: &PutArgs) -> CliResult {
             ))
             .into());
         }
-        docs.push((doc, bytes));
-    }
-    // Batches by encoded bytes (and the engine's operation bound).
-    let mut batches: Vec<(usize, WriteBatch)> = Vec::new(); // (first line index, batch)
-    let mut bytes = 0usize;
-    for (i, (doc, size)) in docs.into_iter().enumerate() {
-        let full = batches.last().is_none_or(|(_, b)| {
-            bytes + size > PUT_BATCH_BYTES || b.len() >= strata::limits::BATCH_OPS_MAX
-        });
-        if full {
-            batches.push((i, WriteBatch::new()));
-            bytes = 0;
+        Ok((doc, bytes))
+    };
+    // Pass 1: validate everything, keep nothing.
+    let mut n = 0usize;
+    each(&mut |i, line| {
+        prepare(i, line)?;
+        n += 1;
+        Ok(())
+    })?;
+    if let Some(f) = &file {
+        if f.len() != n {
+            return Err(format!("{n} lines but {} vectors", f.len()).into());
         }
-        if let Some((_, b)) = batches.last_mut() {
-            b.put(doc);
-        }
-        bytes += size;
     }
-    let count = batches.len();
-    for (j, (first, batch)) in batches.into_iter().enumerate() {
+    // Pass 2: batches by encoded bytes (and the engine's operation bound), written as they
+    // fill.
+    let bar = progress_bar(n as u64, "put");
+    let mut batch = WriteBatch::new();
+    let (mut first, mut bytes, mut count) = (0usize, 0usize, 0usize);
+    let write = |batch: WriteBatch, first: usize, count: usize| -> CliResult {
         let last = first + batch.len();
         db.write(batch).map_err(|e| {
             let committed = if first == 0 {
@@ -483,13 +506,34 @@ pub fn put(a: &PutArgs) -> CliResult {
                 format!("lines 1..={first} were committed")
             };
             format!(
-                "{source}: writing lines {}..={last} (batch {} of {count}) failed: {e}; {committed}, lines {}..={n} were not",
+                "{source}: writing lines {}..={last} (batch {}) failed: {e}; {committed}, lines {}..={n} were not",
                 first + 1,
-                j + 1,
+                count,
                 first + 1
             )
         })?;
+        Ok(())
+    };
+    each(&mut |i, line| {
+        let (doc, size) = prepare(i, line)?;
+        if !batch.is_empty()
+            && (bytes + size > PUT_BATCH_BYTES || batch.len() >= strata::limits::BATCH_OPS_MAX)
+        {
+            count += 1;
+            write(std::mem::take(&mut batch), first, count)?;
+            first = i;
+            bytes = 0;
+        }
+        batch.put(doc);
+        bytes += size;
+        bar.inc(1);
+        Ok(())
+    })?;
+    if !batch.is_empty() {
+        count += 1;
+        write(batch, first, count)?;
     }
+    bar.finish_and_clear();
     if count > 1 {
         println!("put {n} document(s) in {count} batches");
     } else {
