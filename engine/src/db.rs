@@ -666,10 +666,23 @@ impl Db {
     /// histogram and every vector chunk (which checks every byte an open leaves to first use,
     /// like [`Db::verify`]).
     pub fn segment_info(&self, graphs: bool) -> Result<Vec<SegmentInfo>> {
+        self.segment_info_with(graphs, &|_, _| {})
+    }
+
+    /// [`Db::segment_info`], calling `progress(done, total)` after each segment (for progress
+    /// bars over large databases).
+    pub fn segment_info_with(
+        &self,
+        graphs: bool,
+        progress: &dyn Fn(usize, usize),
+    ) -> Result<Vec<SegmentInfo>> {
         let v = self.inner().version.lock().clone();
+        let total = v.segments.len();
         v.segments
             .iter()
-            .map(|ls| {
+            .enumerate()
+            .map(|(done, ls)| {
+                progress(done, total);
                 let seg = &ls.seg;
                 if graphs {
                     seg.verify_deferred()?;
@@ -717,6 +730,11 @@ impl Db {
     /// as an error naming the file.
     pub fn verify(&self) -> Result<()> {
         self.segment_info(true).map(|_| ())
+    }
+
+    /// [`Db::verify`], calling `progress(done, total)` per segment.
+    pub fn verify_with(&self, progress: &dyn Fn(usize, usize)) -> Result<()> {
+        self.segment_info_with(true, progress).map(|_| ())
     }
 
     /// Run a query on a fresh snapshot and report what it cost.

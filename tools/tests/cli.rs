@@ -755,8 +755,13 @@ fn create_boolean_queries_and_exit_codes() {
             .collect::<String>(),
     )
     .unwrap();
-    let (ok, _, err) = strata(&["put", dbs, "--docs", docs.to_str().unwrap()]);
+    let (ok, out, err) = strata(&["put", dbs, "--docs", docs.to_str().unwrap(), "--json"]);
     assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (v["put"].as_u64(), v["batches"].as_u64()),
+        (Some(20), Some(1))
+    );
     let keys = |filter: &str| {
         let (ok, out, err) = strata(&["query", dbs, "--filter", filter, "--k", "100", "--json"]);
         assert!(ok, "{err}");
@@ -844,8 +849,8 @@ fn hex_keys_round_trip_through_get_dump_query_and_delete() {
     assert!(ok && out.contains("\"ff006b\""), "{out}{err}");
     let (ok, _, err) = strata(&["get", d, "zz", "--hex"]);
     assert!(!ok && err.contains("not hex"), "{err}");
-    let (ok, _, err) = strata(&["delete", d, "--key", "ff006b", "--hex"]);
-    assert!(ok, "{err}");
+    let (ok, out, err) = strata(&["delete", d, "--key", "ff006b", "--hex", "--json"]);
+    assert!(ok && out.trim() == r#"{"deleted":1}"#, "{out}{err}");
     let (code, _) = strata_code(&["get", d, "ff006b", "--hex"]);
     assert_eq!(code, Some(3));
 }

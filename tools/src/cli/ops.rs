@@ -408,6 +408,9 @@ pub struct PutArgs {
     /// Vectors for the documents (line i gets vector i).
     #[arg(long)]
     vectors: Option<PathBuf>,
+    /// Print the result as JSON: {"put": documents, "batches": n}.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Encoded bytes a batch may take, below the engine's bound (`limits::BATCH_BYTES_MAX`) by a
@@ -534,7 +537,9 @@ pub fn put(a: &PutArgs) -> CliResult {
         write(batch, first, count)?;
     }
     bar.finish_and_clear();
-    if count > 1 {
+    if a.json {
+        println!("{}", json!({"put": n, "batches": count}));
+    } else if count > 1 {
         println!("put {n} document(s) in {count} batches");
     } else {
         println!("put {n} document(s)");
@@ -555,6 +560,9 @@ pub struct DeleteArgs {
     /// Keys are hex digits (for binary keys).
     #[arg(long)]
     hex: bool,
+    /// Print the result as JSON: {"deleted": n}.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn delete(a: &DeleteArgs) -> CliResult {
@@ -586,7 +594,11 @@ pub fn delete(a: &DeleteArgs) -> CliResult {
     if !batch.is_empty() {
         db.write(batch)?;
     }
-    println!("deleted {n} key(s)");
+    if a.json {
+        println!("{}", json!({"deleted": n}));
+    } else {
+        println!("deleted {n} key(s)");
+    }
     Ok(())
 }
 
@@ -753,7 +765,12 @@ pub fn inspect(a: &DbArgs) -> CliResult {
     }
     let db = open_read_only(&a.db)?;
     let schema = db.schema();
-    let segs = db.segment_info(true)?;
+    let bar = progress_bar(0, "inspect");
+    let segs = db.segment_info_with(true, &|done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
     let st = db.stats();
     let seg_json: Vec<Value> = segs
         .iter()
@@ -865,7 +882,12 @@ pub fn verify(a: &DbArgs) -> CliResult {
     }
     check_is_db(&a.db)?;
     let db = Db::open_read_only(&a.db, Options::default())?;
-    db.verify()?;
+    let bar = progress_bar(0, "verify");
+    db.verify_with(&|done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
     let segs = db.segment_info(false)?;
     let st = db.stats();
     let problems: Vec<&strata::wal::TailReport> = db.recovery().lost_past_checkpoint().collect();
