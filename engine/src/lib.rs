@@ -24,6 +24,8 @@
 //! background, and each indexed segment answers k-NN through the planner's
 //! calibrated plans (`engine/src/query/`; see `docs/architecture.md`).
 
+#![warn(missing_docs)]
+
 pub mod ann;
 mod batch;
 pub mod build;

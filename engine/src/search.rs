@@ -100,6 +100,7 @@ impl Query {
         self
     }
 
+    /// Set the graph search's beam width (nodes expanded per step; [`SearchParams`]).
     pub fn with_beam_width(mut self, w: usize) -> Query {
         self.ann.beam_width = w;
         self

@@ -23,6 +23,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#![warn(missing_docs)]
+
 mod error;
 pub mod format;
 /// Entry points of the WAL's fuzz targets (`fuzz/`): behind the `fuzzing` feature.
