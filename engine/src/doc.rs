@@ -8,6 +8,7 @@ use crate::{Error, Result, Schema};
 /// A document: unique key, opaque value, optional vector, terms and numeric attributes.
 /// `put` replaces the whole document stored under its key.
 #[derive(Debug, Clone, PartialEq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Document {
     /// Unique key, 1..=4096 bytes.
     pub key: Vec<u8>,

@@ -6,6 +6,7 @@ use crate::{Error, Result};
 
 /// How vector distance is measured. Smaller distance = closer for every metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Metric {
     /// Euclidean distance, reported (and given as a radius) squared: `Σ (a-b)²`.
     L2,
@@ -57,6 +58,7 @@ impl Metric {
 
 /// Vector dimension, metric and the declared numeric attributes of a database.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Schema {
     /// Dimension of every vector (1..=4096).
     pub dim: u32,

@@ -177,6 +177,7 @@ impl Query {
 
 /// One result.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Hit {
     /// Document key.
     pub key: Vec<u8>,

@@ -177,6 +177,7 @@ pub struct SearchParams {
 
 /// A plan forced on every indexed segment (see [`SearchParams::plan`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum PlanHint {
     /// The cost model chooses.
     #[default]
@@ -204,6 +205,7 @@ impl Default for SearchParams {
 
 /// The plan a query ran on one segment (or the memtable).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Plan {
     /// Every (matching) document scored exactly: the memtable, segments without a graph,
     /// boolean queries, `Query::exact`.
@@ -238,6 +240,7 @@ pub enum Plan {
 
 /// What one segment did for a query (`explain`).
 #[derive(Debug, Clone, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SegmentExplain {
     /// Segment id; `None` for the memtables.
     pub segment: Option<u64>,
@@ -278,6 +281,7 @@ pub struct SegmentExplain {
 /// Matching documents of a filter on one segment, estimated before it is evaluated:
 /// `min <= actual <= max` always holds; `expected` is the point estimate.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Estimate {
     /// Lower bound.
     pub min: u64,
@@ -353,6 +357,7 @@ impl Estimate {
 
 /// What a query cost (summed over segments), and per segment what ran.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct QueryStats {
     /// Segments answered by the graph.
     pub graph_segments: u32,

@@ -154,6 +154,23 @@ pub(super) fn to_value(f: &Filter) -> Value {
     }
 }
 
+/// With the `serde` feature a filter (de)serializes as its JSON form (`Filter::to_json`), in
+/// any serde format; deserializing checks it as `Filter::parse` does.
+#[cfg(feature = "serde")]
+impl serde::Serialize for Filter {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(&to_value(self), s)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for Filter {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Filter, D::Error> {
+        let v = <Value as serde::Deserialize>::deserialize(d)?;
+        node(&v, "$", 0).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::parse::parse as parse_any;
