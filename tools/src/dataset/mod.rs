@@ -1,5 +1,6 @@
 //! Dataset files ANN users already have: `.fvecs` / `.bvecs` / `.ivecs` (texmex layout) and
-//! `.npy` (NumPy v1–v3, little-endian f32 or u8, C order, 2-D), memory-mapped and read row by
+//! `.npy` (NumPy v1–v3, 2-D, little-endian f32/f64/f16 or u8, C or Fortran order; header by
+//! `npyz`), memory-mapped and read row by
 //! row; tag files (one line of space-separated terms per vector); and the real-data set of
 //! `../shared/data` as a named dataset. Used by `strata bench` and, later, `strata build`.
 
@@ -51,6 +52,32 @@ pub enum Elem {
     F32,
     /// Unsigned byte (converted to f32 on read).
     U8,
+    /// 64-bit float (`.npy`; converted to f32 on read).
+    F64,
+    /// 16-bit float (`.npy`; converted to f32 on read).
+    F16,
+}
+
+impl Elem {
+    /// One little-endian component (`b.len() == self.width()`) as f32.
+    fn decode(self, b: &[u8]) -> f32 {
+        match self {
+            Elem::F32 => f32::from_le_bytes(b.try_into().unwrap_or([0; 4])),
+            Elem::F64 => f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32,
+            Elem::F16 => half::f16::from_le_bytes(b.try_into().unwrap_or([0; 2])).to_f32(),
+            Elem::U8 => b.first().map_or(0.0, |&x| f32::from(x)),
+        }
+    }
+
+    /// Bytes per component.
+    pub fn width(self) -> usize {
+        match self {
+            Elem::F64 => 8,
+            Elem::F32 => 4,
+            Elem::F16 => 2,
+            Elem::U8 => 1,
+        }
+    }
 }
 
 /// A memory-mapped file of `len()` vectors of `dim()` components.
@@ -58,9 +85,12 @@ pub enum Elem {
 pub struct VectorFile {
     path: PathBuf,
     bytes: map::Mapped,
-    /// Offset of row 0's components, bytes from one row's components to the next.
+    /// Offset of row 0's first component, bytes from one row's first component to the next
+    /// row's, and from one component of a row to the next (the width in C order; a column's
+    /// length in a Fortran-order `.npy`).
     first_at: usize,
     stride: usize,
+    step: usize,
     elem: Elem,
     n: usize,
     dim: usize,
@@ -119,22 +149,27 @@ impl VectorFile {
                 format!("row {i} out of range (len {})", self.n),
             ));
         }
-        let width = match self.elem {
-            Elem::F32 => 4,
-            Elem::U8 => 1,
-        };
+        let width = self.elem.width();
         let at = self.first_at + i * self.stride;
-        let row = self
-            .bytes
-            .get(at..at + self.dim * width)
-            .ok_or_else(|| format_err(&self.path, format!("row {i} runs past the end")))?;
         out.clear();
-        match self.elem {
-            Elem::F32 => out.extend(
-                row.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4]))),
-            ),
-            Elem::U8 => out.extend(row.iter().map(|&b| f32::from(b))),
+        if self.step == width {
+            // Contiguous row (fvecs, bvecs, C-order npy).
+            let row = self
+                .bytes
+                .get(at..at + self.dim * width)
+                .ok_or_else(|| format_err(&self.path, format!("row {i} runs past the end")))?;
+            out.extend(row.chunks_exact(width).map(|c| self.elem.decode(c)));
+        } else {
+            // Strided (Fortran-order npy): one component per column; `open` checked that
+            // every component lies inside the file.
+            for j in 0..self.dim {
+                let c = at + j * self.step;
+                let b = self
+                    .bytes
+                    .get(c..c + width)
+                    .ok_or_else(|| format_err(&self.path, format!("row {i} runs past the end")))?;
+                out.push(self.elem.decode(b));
+            }
         }
         Ok(())
     }

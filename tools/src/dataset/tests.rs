@@ -28,6 +28,71 @@ fn fvecs_npy_and_ivecs_round_trip() {
     assert_eq!(read_ivecs(&i).unwrap(), gt);
 }
 
+/// An `.npy` with a hand-written header (as NumPy writes it) and the given data bytes.
+fn write_npy(path: &Path, descr: &str, fortran: bool, shape: (usize, usize), data: &[u8]) {
+    let mut header = format!(
+        "{{'descr': '{descr}', 'fortran_order': {}, 'shape': ({}, {}), }}",
+        if fortran { "True" } else { "False" },
+        shape.0,
+        shape.1
+    );
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut b = b"\x93NUMPY\x01\x00".to_vec();
+    b.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    b.extend_from_slice(header.as_bytes());
+    b.extend_from_slice(data);
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn npy_of_float64_float16_and_fortran_order_is_read_as_f32_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = rows(7, 3); // values exact in f16 and f64
+    let p = tmp.path().join("f8.npy");
+    let bytes: Vec<u8> = data
+        .iter()
+        .flatten()
+        .flat_map(|&x| f64::from(x).to_le_bytes())
+        .collect();
+    write_npy(&p, "<f8", false, (7, 3), &bytes);
+    assert_eq!(VectorFile::open(&p).unwrap().read_all().unwrap(), data);
+
+    let p = tmp.path().join("f2.npy");
+    let bytes: Vec<u8> = data
+        .iter()
+        .flatten()
+        .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+        .collect();
+    write_npy(&p, "<f2", false, (7, 3), &bytes);
+    assert_eq!(VectorFile::open(&p).unwrap().read_all().unwrap(), data);
+
+    // Fortran order: column by column.
+    let p = tmp.path().join("fortran.npy");
+    let bytes: Vec<u8> = (0..3)
+        .flat_map(|j| data.iter().map(move |r| r[j]))
+        .flat_map(f32::to_le_bytes)
+        .collect();
+    write_npy(&p, "<f4", true, (7, 3), &bytes);
+    let vf = VectorFile::open(&p).unwrap();
+    assert_eq!((vf.len(), vf.dim()), (7, 3));
+    assert_eq!(vf.read_all().unwrap(), data);
+
+    // Refused with a reason: big-endian, integers, 3-D, a short file.
+    for (descr, shape, len, want) in [
+        (">f4", (7, 3), 84, "not supported"),
+        ("<i4", (7, 3), 84, "not supported"),
+        ("<f4", (7, 3), 80, "needs"),
+    ] {
+        let p = tmp.path().join("bad.npy");
+        write_npy(&p, descr, false, shape, &vec![0u8; len]);
+        let e = VectorFile::open(&p).unwrap_err().to_string();
+        assert!(e.contains(want), "{descr}: {e}");
+    }
+}
+
 #[test]
 fn bvecs_are_read_as_floats() {
     let tmp = tempfile::tempdir().unwrap();

@@ -9,10 +9,7 @@ fn dim_at(b: &[u8], at: usize) -> Option<i32> {
 }
 
 pub(crate) fn open(path: &Path, bytes: Mapped, elem: Elem) -> Result<VectorFile, DataError> {
-    let width = match elem {
-        Elem::F32 => 4,
-        Elem::U8 => 1,
-    };
+    let width = elem.width();
     let (n, dim) = match dim_at(&bytes, 0) {
         None if bytes.is_empty() => (0, 0),
         None => return Err(format_err(path, "shorter than one row header")),
@@ -51,6 +48,7 @@ pub(crate) fn open(path: &Path, bytes: Mapped, elem: Elem) -> Result<VectorFile,
         bytes,
         first_at: 4,
         stride,
+        step: width,
         elem,
         n,
         dim,
