@@ -75,33 +75,17 @@ def _read_vectors(path: str) -> np.ndarray:
 
 
 def _read_parquet(path: str) -> Dict[str, Any]:
-    """A Parquet file as columns (needs pyarrow): ``vector`` (a fixed-size or equal-length list
-    of floats, required), ``key`` (strings or bytes), ``terms`` (a list of strings),
-    ``value``, and every integer column as an attribute."""
+    """A Parquet file as columns (needs pyarrow), by ``strata.arrow.columns``' conventions:
+    ``vector`` (required), ``key``, ``terms``, ``value``, integer columns as attributes."""
     try:
-        import pyarrow as pa
         import pyarrow.parquet as pq
+
+        from .arrow import columns
     except ImportError as e:
         raise _strata.InvalidInputError(f"{path}: reading Parquet needs pyarrow") from e
-    table = pq.read_table(path)
-    names = table.column_names
-    if "vector" not in names:
-        raise _strata.InvalidInputError(f"{path}: no 'vector' column (columns: {names})")
-    vec = table.column("vector").combine_chunks()
-    n = len(vec)
-    flat = vec.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    if n and flat.size % n:
-        raise _strata.InvalidInputError(f"{path}: 'vector' rows of different lengths")
-    cols: Dict[str, Any] = {"vectors": flat.reshape(n, flat.size // n if n else 0)}
-    if "key" in names:
-        cols["keys"] = table.column("key").to_pylist()
-    if "terms" in names:
-        cols["terms"] = table.column("terms").to_pylist()
-    if "value" in names:
-        cols["values"] = table.column("value").to_pylist()
-    cols["attrs"] = {c: table.column(c).to_numpy().astype(np.int64) for c in names
-                     if c not in ("vector", "key", "terms", "value")
-                     and pa.types.is_integer(table.schema.field(c).type)} or None
+    cols = columns(pq.read_table(path))
+    if "attrs" in cols:
+        cols["attrs"] = {k: np.asarray(v, np.int64) for k, v in cols["attrs"].items()}
     return cols
 
 

@@ -328,3 +328,34 @@ def test_results_equal_the_cli_on_the_same_database(tmp_path):
         for c, (k, d) in zip(cli, py):
             assert [h["key"].encode() for h in c["hits"]] == k
             np.testing.assert_allclose([h["distance"] for h in c["hits"]], d, rtol=1e-6)
+
+
+def test_arrow_tables_in_and_results_out(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import strata.arrow as sa
+
+    keys, x, terms, langs, rare = data(2000, seed=9)
+    table = pa.table({
+        "vector": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), DIM),
+        "key": [k.decode() for k in keys], "terms": terms,
+        "ts": pa.array(np.arange(2000), pa.int64()), "note": ["n"] * 2000,
+    })
+    cols = sa.columns(table)
+    assert cols["vectors"].shape == (2000, DIM) and list(cols["attrs"]) == ["ts"]
+    report = sa.build(tmp_path / "built", table)
+    assert report["documents"] == 2000
+    with strata.create(tmp_path / "db", dim=DIM, attrs=["ts"]) as db:
+        assert sa.put_table(db, table) == 2000
+        with strata.open(tmp_path / "built", read_only=True) as built:
+            q = x[11]
+            a = db.search(q, k=5, filter="(range ts 0 999)", exact=True)
+            b = built.search(q, k=5, filter="(range ts 0 999)", exact=True)
+            assert a[0] == b[0]
+        out = sa.to_arrow(*a)
+        assert out.column_names == ["key", "distance"] and out.num_rows == 5
+        assert out.column("key").to_pylist()[0] == keys[11]
+    with pytest.raises(strata.InvalidInputError, match="vector"):
+        sa.columns(pa.table({"v": [1, 2]}))
+    ragged = pa.table({"vector": pa.array([[1.0, 2.0], [3.0]])})
+    with pytest.raises(strata.InvalidInputError, match="different lengths"):
+        sa.columns(ragged)
