@@ -43,8 +43,10 @@ pub const WAL_DIR: &str = "wal";
 /// Segment directory inside the database directory.
 pub const SEGMENTS_DIR: &str = "segments";
 
-/// Options of [`Db::open`] / [`Db::create_with`].
+/// Options of [`Db::open`] / [`Db::create_with`]: start from `Options::default()` and set
+/// what differs with the `with_*` setters (or assign the public fields); more may be added.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Options {
     /// Durability of writes. Default: `SyncMode::Always` (acknowledged after fdatasync).
     pub sync: SyncMode,
@@ -156,6 +158,46 @@ impl Options {
     /// Set [`Options::fs`] (tests pass a fault-injecting file system).
     pub fn with_fs(mut self, fs: SharedFs) -> Options {
         self.fs = fs;
+        self
+    }
+    /// Set [`Options::frozen_memtables_max`].
+    pub fn with_frozen_memtables_max(mut self, v: usize) -> Options {
+        self.frozen_memtables_max = v;
+        self
+    }
+    /// Set [`Options::batch_bytes_max`].
+    pub fn with_batch_bytes_max(mut self, v: usize) -> Options {
+        self.batch_bytes_max = v;
+        self
+    }
+    /// Set [`Options::wal_segment_bytes_max`].
+    pub fn with_wal_segment_bytes_max(mut self, v: u64) -> Options {
+        self.wal_segment_bytes_max = v;
+        self
+    }
+    /// Set [`Options::wal_preallocate`].
+    pub fn with_wal_preallocate(mut self, v: bool) -> Options {
+        self.wal_preallocate = v;
+        self
+    }
+    /// Set [`Options::segments_max`].
+    pub fn with_segments_max(mut self, v: usize) -> Options {
+        self.segments_max = v;
+        self
+    }
+    /// Set [`Options::deleted_ratio_max`].
+    pub fn with_deleted_ratio_max(mut self, v: f64) -> Options {
+        self.deleted_ratio_max = v;
+        self
+    }
+    /// Set [`Options::compaction_reuse_graph`].
+    pub fn with_compaction_reuse_graph(mut self, v: bool) -> Options {
+        self.compaction_reuse_graph = v;
+        self
+    }
+    /// Set [`Options::ann_at_flush`].
+    pub fn with_ann_at_flush(mut self, v: bool) -> Options {
+        self.ann_at_flush = v;
         self
     }
 }

@@ -37,18 +37,16 @@ fn clustered(n: usize, clusters: usize, seed: u64) -> Vec<Vec<f32>> {
 }
 
 fn options() -> Options {
-    Options {
-        sync: SyncMode::Never,
-        flush_threshold_bytes: 1 << 30,
+    Options::default()
+        .with_sync(SyncMode::Never)
+        .with_flush_threshold_bytes(1 << 30)
         // Graphs right at `flush()`, so the tests see them without waiting.
-        ann_at_flush: true,
-        ann: AnnOptions {
+        .with_ann_at_flush(true)
+        .with_ann(AnnOptions {
             // No node cache: every hop reads sectors, so the counters are exercised.
             memory_budget_bytes: 0,
             ..AnnOptions::default()
-        },
-        ..Options::default()
-    }
+        })
 }
 
 fn key(i: usize) -> String {
@@ -584,10 +582,7 @@ fn mandatory_filter_is_never_bypassed_by_any_plan() {
 #[test]
 fn flushed_segments_are_indexed_in_the_background_when_writers_pause() {
     let tmp = tempfile::tempdir().unwrap();
-    let opts = Options {
-        ann_at_flush: false,
-        ..options()
-    };
+    let opts = options().with_ann_at_flush(false);
     let db = Db::create_with(tmp.path(), Schema::new(DIM as u32, Metric::L2), opts).unwrap();
     let data = clustered(8_000, 40, 21);
     // Hold a snapshot across the indexing: it keeps answering from the unindexed segment.
@@ -735,13 +730,10 @@ fn vectorless_matches_do_not_inflate_the_planner_selectivity() {
 fn mandatory_filter_holds_across_segments_memtable_deletes_and_overwrites() {
     use std::collections::BTreeMap;
     let tmp = tempfile::tempdir().unwrap();
-    let opts = Options {
-        ann: AnnOptions {
-            min_vectors: 500,
-            ..options().ann
-        },
-        ..options()
-    };
+    let opts = options().with_ann(AnnOptions {
+        min_vectors: 500,
+        ..options().ann
+    });
     let db = Db::create_with(tmp.path(), Schema::new(DIM as u32, Metric::L2), opts).unwrap();
     let data = clustered(6_000, 30, 31);
     // Current state: key -> (vector, admitted by tenant:1, has "seven").
@@ -873,13 +865,10 @@ fn mandatory_filter_holds_across_segments_memtable_deletes_and_overwrites() {
 #[test]
 fn lazy_open_reads_nodes_on_demand_with_the_same_recall() {
     let tmp = tempfile::tempdir().unwrap();
-    let opts = Options {
-        ann: AnnOptions {
-            min_vectors: 1000,
-            ..AnnOptions::default()
-        },
-        ..options()
-    };
+    let opts = options().with_ann(AnnOptions {
+        min_vectors: 1000,
+        ..AnnOptions::default()
+    });
     {
         let db = Db::create_with(
             tmp.path(),

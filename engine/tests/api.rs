@@ -105,11 +105,9 @@ fn boolean_queries_return_keys_in_order_and_docs_on_request() {
 fn snapshots_never_change_while_a_writer_runs() {
     let tmp = tempfile::tempdir().unwrap();
     // Small memtables: the writer's batches are frozen and flushed while readers read.
-    let opts = Options {
-        sync: SyncMode::Never,
-        flush_threshold_bytes: 8 * 1024,
-        ..Options::default()
-    };
+    let opts = Options::default()
+        .with_sync(SyncMode::Never)
+        .with_flush_threshold_bytes(8 * 1024);
     let db = Db::create_with(tmp.path(), schema(), opts).unwrap();
     for i in 0..200u32 {
         db.put(Document::new(format!("k{i:04}"), "0").with_vector(vec![i as f32, 0.0, 0.0]))
@@ -206,10 +204,7 @@ fn batches_are_atomic_for_readers() {
     // Every batch moves one unit from x to y, computed from one snapshot; a reader must never
     // see the sum change, which it would if it saw half a batch.
     let tmp = tempfile::tempdir().unwrap();
-    let opts = Options {
-        sync: SyncMode::Never,
-        ..Options::default()
-    };
+    let opts = Options::default().with_sync(SyncMode::Never);
     let db = Db::create_with(tmp.path(), schema(), opts).unwrap();
     let mut b = WriteBatch::new();
     b.put(Document::new("x", "100"))
@@ -388,12 +383,10 @@ fn apply_operator_follows_the_social_graph() {
 #[test]
 fn back_pressure_slows_then_stops_writers_and_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let opts = Options {
-        sync: SyncMode::Never,
-        flush_threshold_bytes: 4096,
-        frozen_memtables_max: 2,
-        ..Options::default()
-    };
+    let opts = Options::default()
+        .with_sync(SyncMode::Never)
+        .with_flush_threshold_bytes(4096)
+        .with_frozen_memtables_max(2);
     let db = Db::create_with(tmp.path(), schema(), opts).unwrap();
     // Unsynced writes take microseconds, each flush a segment write and fsyncs: the flusher
     // falls behind and back-pressure engages.
@@ -418,10 +411,7 @@ fn filter_estimates_bracket_the_actual_match_count() {
     let db = Db::create_with(
         tmp.path(),
         Schema::new(2, Metric::L2).with_attr("ts").with_attr("r"),
-        Options {
-            compaction: false,
-            ..Options::default()
-        },
+        Options::default().with_compaction(false),
     )
     .unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(31);

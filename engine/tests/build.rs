@@ -59,11 +59,9 @@ fn offline_build_equals_put_and_accepts_writes() {
     };
     let report = build_database(&a, schema(), all.clone(), &opts, &|_| {}).unwrap();
     assert_eq!((report.documents, report.segments), (6000, 3));
-    let options = Options {
-        sync: SyncMode::Never,
-        ann: ann(),
-        ..Options::default()
-    };
+    let options = Options::default()
+        .with_sync(SyncMode::Never)
+        .with_ann(ann());
     let built = Db::open(&a, options.clone()).unwrap();
     assert_eq!(built.stats().ann_segments, 3);
     let put = Db::create_with(&b, schema(), options).unwrap();

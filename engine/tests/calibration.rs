@@ -115,18 +115,16 @@ fn family(name: &str, c: usize, rng: &mut StdRng) -> Option<Filter> {
 
 /// One segment indexed at its flush, built single-threaded.
 fn options() -> Options {
-    Options {
-        sync: SyncMode::Never,
-        flush_threshold_bytes: 1 << 30,
-        ann_at_flush: true,
-        maintenance_threads: 1,
-        ann: AnnOptions {
+    Options::default()
+        .with_sync(SyncMode::Never)
+        .with_flush_threshold_bytes(1 << 30)
+        .with_ann_at_flush(true)
+        .with_maintenance_threads(1)
+        .with_ann(AnnOptions {
             degree: 24,
             min_vectors: 1_000,
             ..AnnOptions::default()
-        },
-        ..Options::default()
-    }
+        })
 }
 
 #[test]
@@ -251,10 +249,7 @@ fn a_recall_outside_zero_to_one_is_an_error() {
 fn recalibration_from_a_query_log_replaces_the_calibration_and_keeps_the_data() {
     let tmp = tempfile::tempdir().unwrap();
     let schema = Schema::new(DIM as u32, Metric::L2).with_attr("ts");
-    let options = Options {
-        compaction: false,
-        ..options()
-    };
+    let options = options().with_compaction(false);
     let d = data();
     let deleted: Vec<usize> = (0..N).step_by(97).collect();
     {

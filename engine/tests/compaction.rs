@@ -49,13 +49,11 @@ fn load(db: &Db, model: &mut BTreeMap<Vec<u8>, Vec<u8>>) {
 }
 
 fn manual() -> Options {
-    Options {
-        compaction: false,
-        ann_at_flush: true,
-        flush_threshold_bytes: usize::MAX,
-        wal_preallocate: false,
-        ..Options::default()
-    }
+    Options::default()
+        .with_compaction(false)
+        .with_ann_at_flush(true)
+        .with_flush_threshold_bytes(usize::MAX)
+        .with_wal_preallocate(false)
 }
 
 #[test]
@@ -133,10 +131,7 @@ fn compaction_keeps_exactly_the_live_documents_and_old_snapshots_keep_reading() 
 
 fn fault_opts(fs: &FaultFs) -> Options {
     let shared: Arc<dyn Fs> = Arc::new(fs.clone());
-    Options {
-        fs: shared,
-        ..manual()
-    }
+    manual().with_fs(shared)
 }
 
 #[test]
@@ -219,16 +214,14 @@ fn flush_segments(
 fn recall_across_compaction(reuse: bool) -> (f64, f64) {
     const DIM: usize = 32;
     let tmp = tempfile::tempdir().unwrap();
-    let opts = Options {
-        sync: SyncMode::Never,
-        ann: AnnOptions {
+    let opts = manual()
+        .with_sync(SyncMode::Never)
+        .with_ann(AnnOptions {
             min_vectors: 1000,
             memory_budget_bytes: 0,
             ..AnnOptions::default()
-        },
-        compaction_reuse_graph: reuse,
-        ..manual()
-    };
+        })
+        .with_compaction_reuse_graph(reuse);
     let db = Db::create_with(tmp.path(), Schema::new(DIM as u32, Metric::L2), opts).unwrap();
     let mut crng = StdRng::seed_from_u64(5);
     let centres: Vec<Vec<f32>> = (0..20)
@@ -288,11 +281,7 @@ fn recall_across_compaction(reuse: bool) -> (f64, f64) {
 #[test]
 fn background_policy_bounds_the_segment_count() {
     let tmp = tempfile::tempdir().unwrap();
-    let opts = Options {
-        compaction: true,
-        segments_max: 4,
-        ..manual()
-    };
+    let opts = manual().with_compaction(true).with_segments_max(4);
     let db = Db::create_with(tmp.path(), Schema::new(2, Metric::L2), opts).unwrap();
     let mut model = BTreeMap::new();
     for round in 0..12u32 {
@@ -325,15 +314,13 @@ fn measure_graph_reuse_vs_rebuild() {
     let mut results = Vec::new();
     for reuse in [true, false] {
         let tmp = tempfile::tempdir().unwrap();
-        let opts = Options {
-            sync: SyncMode::Never,
-            ann: AnnOptions {
+        let opts = manual()
+            .with_sync(SyncMode::Never)
+            .with_ann(AnnOptions {
                 min_vectors: 1000,
                 ..AnnOptions::default()
-            },
-            compaction_reuse_graph: reuse,
-            ..manual()
-        };
+            })
+            .with_compaction_reuse_graph(reuse);
         let db = Db::create_with(tmp.path(), Schema::new(DIM as u32, Metric::L2), opts).unwrap();
         let mut rng = StdRng::seed_from_u64(1);
         let centres: Vec<Vec<f32>> = (0..100)

@@ -23,11 +23,9 @@ mod common;
 use common::copy_dir;
 
 fn options() -> Options {
-    Options {
-        compaction: false,
-        wal_preallocate: false,
-        ..Options::default()
-    }
+    Options::default()
+        .with_compaction(false)
+        .with_wal_preallocate(false)
 }
 
 /// A database with two segments (the first of `n` documents, a third of them deleted by the

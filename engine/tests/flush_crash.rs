@@ -20,15 +20,14 @@ mod common;
 
 fn opts(fs: &FaultFs) -> Options {
     let shared: Arc<dyn Fs> = Arc::new(fs.clone());
-    Options {
-        fs: shared,
-        wal_preallocate: false,
-        flush_threshold_bytes: usize::MAX, // flushes only when asked
+    Options::default()
+        .with_fs(shared)
+        .with_wal_preallocate(false)
+        .with_flush_threshold_bytes(usize::MAX)
+        // flushes only when asked
         // Small WAL files, so the flush's WAL truncation has files to remove.
-        batch_bytes_max: 4096,
-        wal_segment_bytes_max: 4096 + 4096,
-        ..Options::default()
-    }
+        .with_batch_bytes_max(4096)
+        .with_wal_segment_bytes_max(4096 + 4096)
 }
 
 fn state(db: &Db) -> BTreeMap<Vec<u8>, Vec<u8>> {

@@ -29,10 +29,7 @@ fn fixture(version: u32) -> PathBuf {
 }
 
 fn opts() -> Options {
-    Options {
-        wal_preallocate: false,
-        ..Options::default()
-    }
+    Options::default().with_wal_preallocate(false)
 }
 
 fn schema() -> Schema {
@@ -49,10 +46,7 @@ fn doc(k: &str, x: f32, t: &str, ts: i64) -> Document {
 fn regenerate(dir: &Path) {
     let _ = std::fs::remove_dir_all(dir);
     // No background compaction: the fixture keeps a segment with a deletion bitmap.
-    let o = Options {
-        compaction: false,
-        ..opts()
-    };
+    let o = opts().with_compaction(false);
     let db = Db::create_with(dir, schema(), o).unwrap();
     for (i, k) in ["a", "b", "c", "d"].iter().enumerate() {
         db.put(doc(k, i as f32, "lang:en", 100 + i as i64)).unwrap();
@@ -159,16 +153,14 @@ fn ann_v2_fixture() -> PathBuf {
 }
 
 fn ann_opts() -> Options {
-    Options {
-        wal_preallocate: false,
-        ann: strata::AnnOptions {
+    Options::default()
+        .with_wal_preallocate(false)
+        .with_ann(strata::AnnOptions {
             min_vectors: 2,
             degree: 8,
             build_list: 16,
             ..strata::AnnOptions::default()
-        },
-        ..Options::default()
-    }
+        })
 }
 
 /// 60 points on a jittered grid; one segment with the ANN codes and graph sections.

@@ -21,15 +21,13 @@ mod common;
 
 fn opts(fs: &FaultFs) -> Options {
     let shared: Arc<dyn Fs> = Arc::new(fs.clone());
-    Options {
-        fs: shared,
-        wal_preallocate: false,
-        flush_threshold_bytes: usize::MAX,
-        compaction: false,
-        batch_bytes_max: 4096,
-        wal_segment_bytes_max: 8192,
-        ..Options::default()
-    }
+    Options::default()
+        .with_fs(shared)
+        .with_wal_preallocate(false)
+        .with_flush_threshold_bytes(usize::MAX)
+        .with_compaction(false)
+        .with_batch_bytes_max(4096)
+        .with_wal_segment_bytes_max(8192)
 }
 
 /// The write that failed, if one did: its key and what it would have made of it (its WAL

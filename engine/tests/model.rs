@@ -177,15 +177,13 @@ fn run(seed: u64, metric: Metric, ops: usize) {
     let shared: Arc<dyn Fs> = Arc::new(fs.clone());
     let dir = Path::new("/db");
     // Small memtables: flushes to segments (and deletion bitmaps) happen all the time.
-    let opts = Options {
-        fs: shared,
-        wal_preallocate: false,
-        flush_threshold_bytes: rng.gen_range(2_000..40_000),
+    let opts = Options::default()
+        .with_fs(shared)
+        .with_wal_preallocate(false)
+        .with_flush_threshold_bytes(rng.gen_range(2_000..40_000))
         // Small WAL files: flushes truncate the log for real.
-        batch_bytes_max: 8 * 1024,
-        wal_segment_bytes_max: rng.gen_range(12_000..40_000),
-        ..Options::default()
-    };
+        .with_batch_bytes_max(8 * 1024)
+        .with_wal_segment_bytes_max(rng.gen_range(12_000..40_000));
     let mut db = Db::create_with(dir, schema(metric), opts.clone()).unwrap();
     let mut model: BTreeMap<Vec<u8>, Document> = BTreeMap::new();
     for step in 0..ops {

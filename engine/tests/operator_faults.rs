@@ -38,10 +38,7 @@ fn wal_files(dir: &Path) -> Vec<PathBuf> {
 
 /// Options without the spare-file thread, so the log files are exactly the written ones.
 fn opts() -> Options {
-    Options {
-        wal_preallocate: false,
-        ..Options::default()
-    }
+    Options::default().with_wal_preallocate(false)
 }
 
 /// A database with `a`, `b` compacted into a segment (checkpoint = last LSN) and nothing after.
@@ -123,10 +120,7 @@ fn damage_to_an_acknowledged_record_is_refused_then_set_aside_on_request() {
     // The explicit repair sets the damaged bytes aside and opens.
     let db = Db::open(
         &dir,
-        Options {
-            recovery: strata::wal::RecoveryMode::SetAside,
-            ..opts()
-        },
+        opts().with_recovery(strata::wal::RecoveryMode::SetAside),
     )
     .unwrap();
     let t = db.recovery().wal_tail.clone().unwrap();

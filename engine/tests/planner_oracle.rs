@@ -111,17 +111,15 @@ fn random_filter(rng: &mut StdRng, depth: u32) -> Filter {
 fn planner_oracle_over_random_filters() {
     let tmp = tempfile::tempdir().unwrap();
     let schema = Schema::new(DIM as u32, Metric::L2).with_attr("ts");
-    let options = Options {
-        sync: SyncMode::Never,
-        flush_threshold_bytes: 1 << 30,
-        ann_at_flush: true,
-        maintenance_threads: 1,
-        ann: AnnOptions {
+    let options = Options::default()
+        .with_sync(SyncMode::Never)
+        .with_flush_threshold_bytes(1 << 30)
+        .with_ann_at_flush(true)
+        .with_maintenance_threads(1)
+        .with_ann(AnnOptions {
             degree: 24,
             ..AnnOptions::default()
-        },
-        ..Options::default()
-    };
+        });
     let db = Db::create_with(tmp.path(), schema, options).unwrap();
     let (vecs, docs, queries) = data();
     for chunk in docs.chunks(1000) {

@@ -63,12 +63,10 @@ fn empty(lo: &Bound<Vec<u8>>, hi: &Bound<Vec<u8>>) -> bool {
 }
 
 fn options() -> Options {
-    Options {
+    Options::default()
         // Tiny memtables: writes freeze them often, so frozen ones are read beside the active.
-        flush_threshold_bytes: 2_000,
-        segments_max: 3,
-        ..Options::default()
-    }
+        .with_flush_threshold_bytes(2_000)
+        .with_segments_max(3)
 }
 
 fn apply(db: &Db, model: &mut BTreeMap<Vec<u8>, Vec<u8>>, ops: &[Op]) {

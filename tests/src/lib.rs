@@ -112,12 +112,10 @@ pub fn kill_delay(
 /// (flushes all the time) and no 64 MiB WAL spare per incarnation (the WAL suites cover
 /// preallocation), so each run spends its time writing.
 pub fn db_crash_options() -> strata::Options {
-    strata::Options {
-        flush_threshold_bytes: 32 * 1024,
-        wal_preallocate: false,
+    strata::Options::default()
+        .with_flush_threshold_bytes(32 * 1024)
+        .with_wal_preallocate(false)
         // Few segments allowed: background compactions run all the time, so kills land
         // inside them too.
-        segments_max: 3,
-        ..strata::Options::default()
-    }
+        .with_segments_max(3)
 }

@@ -70,15 +70,13 @@ pub struct CrashArgs {
 }
 
 fn options() -> Options {
-    let mut o = Options {
-        sync: SyncMode::Always,
-        flush_threshold_bytes: 16 * 1024,
-        wal_preallocate: false,
+    let mut o = Options::default()
+        .with_sync(SyncMode::Always)
+        .with_flush_threshold_bytes(16 * 1024)
+        .with_wal_preallocate(false)
         // Few segments allowed: the background policy compacts all the time, so kills land
         // inside flushes and compactions.
-        segments_max: 3,
-        ..Options::default()
-    };
+        .with_segments_max(3);
     // Small graphs, so kills also land inside graph builds and merges.
     o.ann.min_vectors = 64;
     o

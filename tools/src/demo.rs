@@ -224,10 +224,7 @@ pub fn run(args: &DemoArgs) -> CliResult {
     // and graphs from 2,000 vectors per segment (default 5,000) so the planner has graph plans
     // to choose from.
     let options = || {
-        let mut o = Options {
-            flush_threshold_bytes: 1024 * 1024,
-            ..Options::default()
-        };
+        let mut o = Options::default().with_flush_threshold_bytes(1024 * 1024);
         o.ann.min_vectors = 2000;
         o
     };

@@ -56,11 +56,9 @@ fn latencies(db: &Db, queries: &[Vec<f32>]) -> CliResult<Vec<u64>> {
 
 pub fn run(a: &CompactionBenchArgs) -> CliResult {
     let _ = std::fs::remove_dir_all(&a.dir);
-    let opts = Options {
-        sync: SyncMode::Never,
-        flush_threshold_bytes: 8 << 20,
-        ..Options::default()
-    };
+    let opts = Options::default()
+        .with_sync(SyncMode::Never)
+        .with_flush_threshold_bytes(8 << 20);
     let db = Arc::new(Db::create_with(
         &a.dir,
         Schema::new(a.dim as u32, Metric::L2),

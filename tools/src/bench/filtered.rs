@@ -182,12 +182,10 @@ fn bucket_of(sel: f64) -> f64 {
 }
 
 fn db_options() -> Options {
-    Options {
-        sync: SyncMode::Never,
-        flush_threshold_bytes: usize::MAX / 4,
-        ann_at_flush: true,
-        ..Options::default()
-    }
+    Options::default()
+        .with_sync(SyncMode::Never)
+        .with_flush_threshold_bytes(usize::MAX / 4)
+        .with_ann_at_flush(true)
 }
 
 fn load_real(a: &FilteredBenchArgs) -> CliResult<Loaded> {

@@ -225,13 +225,13 @@ fn key(i: usize) -> String {
 }
 
 fn options(a: &KnnBenchArgs, budget: u64) -> Options {
-    Options {
-        sync: SyncMode::Never,
-        flush_threshold_bytes: usize::MAX / 4,
+    Options::default()
+        .with_sync(SyncMode::Never)
+        .with_flush_threshold_bytes(usize::MAX / 4)
         // The build is measured alone: every core, like the peer.
-        maintenance_threads: rayon::current_num_threads(),
-        ann_at_flush: true,
-        ann: AnnOptions {
+        .with_maintenance_threads(rayon::current_num_threads())
+        .with_ann_at_flush(true)
+        .with_ann(AnnOptions {
             degree: a.degree,
             build_list: a.build_list,
             memory_budget_bytes: budget,
@@ -239,9 +239,7 @@ fn options(a: &KnnBenchArgs, budget: u64) -> Options {
             warm: true,
             min_vectors: 1000,
             ..AnnOptions::default()
-        },
-        ..Options::default()
-    }
+        })
 }
 
 fn curve(

@@ -121,14 +121,7 @@ fn ingest(
     seconds: f64,
 ) -> CliResult<IngestPoint> {
     let dir = fresh(&dir.join(format!("strata-ingest-{threads}-{}", sync.0)))?;
-    let db = Db::create_with(
-        &dir,
-        schema(),
-        Options {
-            sync: sync.1,
-            ..Options::default()
-        },
-    )?;
+    let db = Db::create_with(&dir, schema(), Options::default().with_sync(sync.1))?;
     let d = db.clone();
     let (n, secs, lat) = drive(threads, seconds, move |t, i| {
         d.put(doc(((t as u64) << 40) | i))?;
@@ -194,12 +187,12 @@ fn get_point(dir: &Path, args: &StoreBenchArgs) -> CliResult<GetPoint> {
         let db = Db::create_with(
             &dir,
             schema(),
-            Options {
-                sync: SyncMode::Never,
+            Options::default()
+                .with_sync(SyncMode::Never)
                 // A bulk load with no concurrent queries: segment (graph) builds get every core.
-                maintenance_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-                ..Options::default()
-            },
+                .with_maintenance_threads(
+                    std::thread::available_parallelism().map_or(1, |n| n.get()),
+                ),
         )?;
         let pb = bar(args.docs, "loading strata");
         let mut i = 0;

@@ -972,10 +972,7 @@ pub fn recover(a: &RecoverArgs) -> CliResult {
     } else {
         let db = Db::open(
             &a.db,
-            Options {
-                recovery: strata::wal::RecoveryMode::SetAside,
-                ..Options::default()
-            },
+            Options::default().with_recovery(strata::wal::RecoveryMode::SetAside),
         )?;
         let r = db.recovery().clone();
         let all: Vec<strata::wal::TailReport> =
