@@ -134,6 +134,11 @@ fn verify_reports_a_cut_log_and_recover_sets_it_aside() {
     );
     let (ok, out, _) = strata(&["verify", d, "--json"]);
     assert!(!ok);
+    assert_eq!(
+        common::strata_code(&["verify", d]).0,
+        Some(4),
+        "damage is exit code 4"
+    );
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["ok"], false);
     assert!(v["problems"][0]["lsn"].as_u64().unwrap() >= 1);

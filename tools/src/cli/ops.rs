@@ -939,10 +939,12 @@ pub fn verify(a: &DbArgs) -> CliResult {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(format!(
-            "verification found {} problem(s) in the log",
-            problems.len()
-        )
+        // Damage is corruption (exit code 4), as from any other check.
+        Err(strata::Error::Corruption {
+            what: "write-ahead log",
+            path: a.db.join(strata::WAL_DIR),
+            reason: format!("verification found {} problem(s)", problems.len()),
+        }
         .into())
     }
 }
