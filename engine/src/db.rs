@@ -813,9 +813,15 @@ impl Db {
     /// rebuilding postings and the graph). Readers are never blocked; writers may wait for the
     /// flushes queued behind it. Returns whether anything was rewritten.
     pub fn compact(&self) -> Result<bool> {
+        self.compact_with(&|_, _| {})
+    }
+
+    /// [`Db::compact`], calling `progress(done, total)` as the merged segment's graph is built
+    /// (insertions done of the merged documents), for progress bars.
+    pub fn compact_with(&self, progress: &(dyn Fn(u64, u64) + Sync)) -> Result<bool> {
         self.flush()?;
         let inner = self.inner();
-        let r = inner.compact_segments(None);
+        let r = inner.compact_segments(None, progress);
         if let Err(e) = &r {
             inner.set_poison(format!("compaction failed: {e}"));
         }
@@ -866,7 +872,7 @@ impl Db {
             if pick.is_empty() {
                 return Ok(());
             }
-            if let Err(e) = inner.compact_segments(Some(&pick)) {
+            if let Err(e) = inner.compact_segments(Some(&pick), &|_, _| {}) {
                 inner.set_poison(format!("compaction failed: {e}"));
                 return Err(e);
             }
@@ -1112,6 +1118,7 @@ impl Inner {
         docs: &[Arc<Document>],
         reuse: Option<ReuseGraph>,
         index: bool,
+        progress: &(dyn Fn(u64) + Sync),
     ) -> Result<(Option<Arc<Segment>>, u64)> {
         if docs.is_empty() {
             return Ok((None, 0));
@@ -1125,7 +1132,7 @@ impl Inner {
                 &self.schema,
                 index.then_some(&self.options.ann),
                 reuse,
-                &|_| {},
+                progress,
             )
         };
         let bytes = match &self.pool {
@@ -1174,7 +1181,8 @@ impl Inner {
         let seg_dir = self.dir.join(SEGMENTS_DIR);
         let mut m = self.manifest.lock().clone();
         let id = m.next_segment_id;
-        let (new_seg, bytes) = self.new_segment(id, &docs, None, self.options.ann_at_flush)?;
+        let (new_seg, bytes) =
+            self.new_segment(id, &docs, None, self.options.ann_at_flush, &|_| {})?;
         self.flush.state.lock().flush_bytes += bytes;
         // Older copies of every touched key die in their segment's deletion bitmap.
         let mut segments = Vec::with_capacity(v.segments.len() + 1);
@@ -1308,7 +1316,11 @@ impl Inner {
     /// dropped), postings, columns and a graph rebuilt over the merged vectors. Installed with
     /// one manifest; the inputs' files go when the manifest is durable (snapshots keep their
     /// mappings). Returns whether anything changed.
-    fn compact_segments(&self, ids: Option<&[u64]>) -> Result<bool> {
+    fn compact_segments(
+        &self,
+        ids: Option<&[u64]>,
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<bool> {
         let _maintenance = self.maintenance.lock();
         let started = std::time::Instant::now();
         let v = self.version.lock().clone();
@@ -1346,7 +1358,9 @@ impl Inner {
         } else {
             None
         };
-        let (new_seg, bytes) = self.new_segment(id, &docs, reuse, true)?;
+        let total = docs.len() as u64;
+        let (new_seg, bytes) =
+            self.new_segment(id, &docs, reuse, true, &|done| progress(done, total))?;
         self.flush.state.lock().compaction_bytes += bytes;
         // The merged segment has the highest id, so it is listed as the newest (manifests
         // keep ids increasing); order does not matter to reads, as a key is live in at most
@@ -1498,7 +1512,7 @@ fn flusher_loop(inner: &Arc<Inner>) {
             if frozen + 1 < inner.options.frozen_memtables_max {
                 let pick = policy();
                 if !pick.is_empty() {
-                    inner.compact_segments(Some(&pick))?;
+                    inner.compact_segments(Some(&pick), &|_, _| {})?;
                 }
             }
             Ok(f)

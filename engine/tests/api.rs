@@ -497,3 +497,36 @@ fn open_or_create_and_error_kinds() {
     let bad = ro.search(&Query::knn(vec![1.0], 3)).unwrap_err();
     assert_eq!(bad.kind(), ErrorKind::InvalidInput);
 }
+
+/// `compact_with` reports the merged segment's graph build up to every merged document.
+#[test]
+fn compaction_reports_progress_to_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options::default()
+        .with_sync(SyncMode::Never)
+        .with_compaction(false)
+        .with_compaction_reuse_graph(false)
+        .with_ann(strata::AnnOptions {
+            min_vectors: 1000,
+            ..strata::AnnOptions::default()
+        });
+    let db = Db::create_with(dir.path(), Schema::new(4, Metric::L2), opts).unwrap();
+    for part in 0..2u32 {
+        for i in 0..700u32 {
+            let k = part * 700 + i;
+            db.put(
+                Document::new(format!("k{k:05}"), "").with_vector(vec![k as f32, 1.0, 2.0, 3.0]),
+            )
+            .unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let seen = std::sync::Mutex::new(Vec::new());
+    assert!(db
+        .compact_with(&|done, total| seen.lock().unwrap().push((done, total)))
+        .unwrap());
+    let seen = seen.into_inner().unwrap();
+    assert!(!seen.is_empty(), "no progress reported");
+    assert!(seen.iter().all(|&(d, t)| t == 1400 && d <= t), "{seen:?}");
+    assert_eq!(seen.iter().map(|s| s.0).max(), Some(1400));
+}

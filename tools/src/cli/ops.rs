@@ -1085,7 +1085,12 @@ pub fn calibrate(a: &CalibrateArgs) -> CliResult {
 pub fn compact(a: &DbArgs) -> CliResult {
     let db = open(&a.db)?;
     let before = db.stats();
-    let changed = db.compact()?;
+    let bar = progress_bar(0, "compact");
+    let changed = db.compact_with(&|done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })?;
+    bar.finish_and_clear();
     let after = db.stats();
     if a.json {
         println!(
