@@ -6,26 +6,25 @@ mod knn;
 mod machine;
 #[cfg(feature = "plot")]
 mod plot;
+
+/// Arguments of `strata bench plot` (the same with or without the `plot` feature).
+#[derive(clap::Args)]
+pub struct PlotArgs {
+    /// A `--json` report of `strata bench knn` or `strata bench filtered`.
+    #[arg(long)]
+    pub(crate) input: std::path::PathBuf,
+    /// The PNG to write.
+    #[arg(long)]
+    pub(crate) out: std::path::PathBuf,
+    /// Title (default: from the report).
+    #[arg(long)]
+    pub(crate) title: Option<String>,
+}
+
 /// Without the `plot` feature, `strata bench plot` says how to get it.
 #[cfg(not(feature = "plot"))]
 mod plot {
-    use std::path::PathBuf;
-
-    /// Arguments of `strata bench plot` (as with the `plot` feature).
-    #[derive(clap::Args)]
-    pub struct PlotArgs {
-        /// A `--json` report of `strata bench knn` or `strata bench filtered`.
-        #[arg(long)]
-        input: PathBuf,
-        /// The PNG to write.
-        #[arg(long)]
-        out: PathBuf,
-        /// Title (default: from the report).
-        #[arg(long)]
-        title: Option<String>,
-    }
-
-    pub fn run(a: &PlotArgs) -> crate::CliResult {
+    pub fn run(a: &super::PlotArgs) -> crate::CliResult {
         let _ = (&a.input, &a.out, &a.title);
         Err("this strata was built without the `plot` feature: \
              cargo build --release -p strata-tools --features plot"
@@ -58,7 +57,7 @@ pub enum BenchCommand {
     /// Update-heavy workload: write and space amplification, query latency during compaction.
     Compaction(compaction::CompactionBenchArgs),
     /// PNG plot of a knn or filtered `--json` report (recall–QPS curves; QPS by selectivity).
-    Plot(plot::PlotArgs),
+    Plot(PlotArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> CliResult {

@@ -15,24 +15,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use clap::Args;
 use plotters::prelude::*;
 use serde_json::Value;
 
 use crate::CliResult;
 
-#[derive(Args)]
-pub struct PlotArgs {
-    /// A `--json` report of `strata bench knn` or `strata bench filtered`.
-    #[arg(long)]
-    input: PathBuf,
-    /// The PNG to write.
-    #[arg(long)]
-    out: PathBuf,
-    /// Title (default: from the report).
-    #[arg(long)]
-    title: Option<String>,
-}
+pub use super::PlotArgs;
 
 const FONT_PATHS: [&str; 5] = [
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
