@@ -530,3 +530,48 @@ fn compaction_reports_progress_to_the_end() {
     assert!(seen.iter().all(|&(d, t)| t == 1400 && d <= t), "{seen:?}");
     assert_eq!(seen.iter().map(|s| s.0).max(), Some(1400));
 }
+
+/// A database at rest takes about the bytes it holds: the active log's preallocated padding
+/// is cut at close (and no spare is left beside it), and the cut log reopens with every
+/// record and takes new ones.
+#[test]
+fn a_closed_database_keeps_no_preallocated_log_padding() {
+    fn dir_bytes(d: &std::path::Path) -> u64 {
+        std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    dir_bytes(&p)
+                } else {
+                    std::fs::metadata(&p).unwrap().len()
+                }
+            })
+            .sum()
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options::default(); // preallocation on, 64 MiB log files
+    {
+        let db = Db::create_with(dir.path(), Schema::new(4, Metric::L2), opts.clone()).unwrap();
+        db.put(Document::new("a", "1")).unwrap();
+        // Give the preallocator time to make a spare; the next writes rotate onto it.
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        for i in 0..200 {
+            db.put(Document::new(format!("k{i:03}"), "v")).unwrap();
+        }
+        assert!(
+            dir_bytes(dir.path()) >= 64 << 20,
+            "the test expects a preallocated log while open"
+        );
+    }
+    let at_rest = dir_bytes(dir.path());
+    assert!(at_rest < 1 << 20, "{at_rest} bytes at rest");
+    {
+        let db = Db::open(dir.path(), opts.clone()).unwrap();
+        assert_eq!(db.scan(..).unwrap().len(), 201);
+        db.put(Document::new("b", "2")).unwrap();
+    }
+    let db = Db::open(dir.path(), opts).unwrap();
+    assert_eq!(db.get(b"b").unwrap().unwrap().value, b"2");
+    assert_eq!(db.scan(..).unwrap().len(), 202);
+}

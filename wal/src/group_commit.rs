@@ -200,6 +200,21 @@ impl<S: Sink> GroupCommit<S> {
         self.wait_for(st, lsn, wait)
     }
 
+    /// Run `f` on the sink once no leader holds it, if every appended record is durable and
+    /// the log is not poisoned (`None` otherwise): the log's last words at close.
+    pub(crate) fn with_idle_sink<R>(&self, f: impl FnOnce(&mut S) -> R) -> Option<R> {
+        let mut st = self.state.lock();
+        loop {
+            if st.poison.is_some() || st.durable_lsn + 1 < st.next_lsn {
+                return None;
+            }
+            match st.sink.as_mut() {
+                Some(sink) => return Some(f(sink)),
+                None => st = self.cond.wait(st),
+            }
+        }
+    }
+
     /// Make every record appended so far durable; returns the durable LSN.
     pub(crate) fn sync(&self) -> Result<Lsn> {
         let st = self.state.lock();

@@ -117,6 +117,27 @@ impl std::fmt::Debug for LogSink {
     }
 }
 
+impl LogSink {
+    /// Cut the active file's zero padding (preallocation) past the last record, durably, so a
+    /// closed log takes only the bytes it holds. The padding is zeros (a spare is zero-filled
+    /// and fsynced before use), so a crash at any point leaves a log with the same records.
+    fn trim_padding(&mut self) -> Result<()> {
+        let len = self
+            .file
+            .len()
+            .map_err(|e| Error::io("stat", &self.path, e))?;
+        if len > self.offset {
+            self.file
+                .set_len(self.offset)
+                .map_err(|e| Error::io("truncate", &self.path, e))?;
+            self.file
+                .sync_data()
+                .map_err(|e| Error::io("fdatasync", &self.path, e))?;
+        }
+        Ok(())
+    }
+}
+
 impl Sink for LogSink {
     fn write(&mut self, chunks: &[Chunk]) -> Result<()> {
         for chunk in chunks {
@@ -454,7 +475,8 @@ impl Wal {
         )
     }
 
-    /// Sync (unless poisoned) and close. Errors are reported, unlike on drop.
+    /// Sync (unless poisoned), cut the active file's preallocated zero padding, and close.
+    /// Errors are reported, unlike on drop (which does the same, best effort).
     pub fn close(mut self) -> Result<()> {
         if let Some(mut s) = self.syncer.take() {
             s.stop();
@@ -462,7 +484,16 @@ impl Wal {
         if self.poisoned().is_some() {
             return Ok(());
         }
-        self.sync().map(|_| ())
+        self.sync()?;
+        self.trim_padding()
+    }
+
+    /// See [`LogSink::trim_padding`]: at close, once every record is durable.
+    fn trim_padding(&self) -> Result<()> {
+        self.inner
+            .gc
+            .with_idle_sink(LogSink::trim_padding)
+            .unwrap_or(Ok(()))
     }
 }
 
@@ -474,6 +505,8 @@ impl Drop for Wal {
         if self.inner.options.sync != SyncMode::Always && self.poisoned().is_none() {
             let _ = self.sync(); // best effort; use close() to see the error
         }
+        // Best effort too: a log left padded is as valid, only larger.
+        let _ = self.trim_padding();
     }
 }
 
