@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use super::ops::progress_bar as bar;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use strata::build::{
     build_database, segment_docs_for_budget, BuildEvent, BuildOptions, BuildReport,
 };
@@ -116,14 +116,6 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         return Err(format!("bad size {s:?}"));
     }
     Ok((n * mult as f64) as u64)
-}
-
-fn bar(len: u64, what: &str) -> ProgressBar {
-    let style = ProgressStyle::with_template(&format!(
-        "{what:>8} {{bar:40}} {{pos}}/{{len}} {{per_sec}} eta {{eta}}"
-    ))
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
-    ProgressBar::new(len).with_style(style)
 }
 
 pub fn run(a: &BuildArgs) -> CliResult {

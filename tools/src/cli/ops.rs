@@ -102,7 +102,7 @@ fn open_read_only_with(db: &Path, options: Options) -> CliResult<Db> {
 }
 
 /// A progress bar on stderr for `len` steps of `what` (hidden when stderr is not a terminal).
-fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+pub(crate) fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
     let style = indicatif::ProgressStyle::with_template(&format!(
         "{what:>8} {{bar:40}} {{pos}}/{{len}} {{per_sec}} eta {{eta}}"
     ))
