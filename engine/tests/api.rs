@@ -554,15 +554,30 @@ fn a_closed_database_keeps_no_preallocated_log_padding() {
     {
         let db = Db::create_with(dir.path(), Schema::new(4, Metric::L2), opts.clone()).unwrap();
         db.put(Document::new("a", "1")).unwrap();
-        // Give the preallocator time to make a spare; the next writes rotate onto it.
-        std::thread::sleep(std::time::Duration::from_millis(1500));
+        // Write until the log has rotated onto a preallocated spare (the preallocator makes
+        // one in the background; a slow disk takes longer), at most 30 s.
+        let start = std::time::Instant::now();
         for i in 0..200 {
             db.put(Document::new(format!("k{i:03}"), "v")).unwrap();
         }
-        assert!(
-            dir_bytes(dir.path()) >= 64 << 20,
-            "the test expects a preallocated log while open"
-        );
+        // The active log (`*.wal`; spares are `*.wal.tmp`) at its preallocated size.
+        let log_bytes = || {
+            std::fs::read_dir(dir.path().join("wal"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+                .map(|p| std::fs::metadata(p).unwrap().len())
+                .max()
+                .unwrap_or(0)
+        };
+        while log_bytes() < 64 << 20 {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "the log never rotated onto a preallocated file"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            db.put(Document::new("k000", "v")).unwrap();
+        }
     }
     let at_rest = dir_bytes(dir.path());
     assert!(at_rest < 1 << 20, "{at_rest} bytes at rest");

@@ -252,6 +252,11 @@ def _merge(parts: Sequence[Tuple[List[bytes], np.ndarray]], k: int) -> Tuple[Lis
     return [keys[i] for i in order], dists[order]
 
 
+def _cal_key(k: int, recall: float, filter: Any) -> Tuple[int, float, Optional[str]]:
+    """What a calibrated per-shard target is kept under (a dict filter by its repr)."""
+    return (k, recall, filter if isinstance(filter, (str, type(None))) else repr(filter))
+
+
 class ShardedDb:
     """A shard set served by one ``ShardServer`` actor per shard (started here).
 
@@ -296,8 +301,7 @@ class ShardedDb:
         measured for (k, recall, filter), else the bound ``1 - (1 - recall) / N``."""
         if not 0.0 <= recall <= 1.0:
             raise _strata.InvalidInputError(f"recall {recall} is outside 0..=1")
-        key = (k, recall, filter if isinstance(filter, (str, type(None))) else repr(filter))
-        return self._calibrated.get(key, 1.0 - (1.0 - recall) / self.n)
+        return self._calibrated.get(_cal_key(k, recall, filter), 1.0 - (1.0 - recall) / self.n)
 
     def calibrate(self, queries: Any, k: int = 10, recall: float = 0.95,
                   filter: Optional[str] = None, z: float = 1.645) -> Dict[str, Any]:
@@ -326,8 +330,7 @@ class ShardedDb:
             if lower >= recall:
                 chosen = c
                 break
-        key = (k, recall, filter if isinstance(filter, (str, type(None))) else repr(filter))
-        self._calibrated[key] = chosen
+        self._calibrated[_cal_key(k, recall, filter)] = chosen
         return {"shard_recall": chosen, "bound": bound, "levels": levels}
 
     def search(self, q: Any, k: int = 10, filter: Optional[str] = None, recall: float = 0.95,

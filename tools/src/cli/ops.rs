@@ -640,8 +640,7 @@ pub struct DumpArgs {
 }
 
 /// Every live document (or key) in key order as a JSON line, read lazily from one snapshot:
-/// memory stays flat however large the database, and output ends quietly when the reader
-/// closes the pipe (`strata dump DB | head`).
+/// memory stays flat however large the database.
 pub fn dump(a: &DumpArgs) -> CliResult {
     use std::io::Write;
     let db = open_read_only(&a.db)?;
@@ -662,29 +661,19 @@ pub fn dump(a: &DumpArgs) -> CliResult {
     }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let written = (|| -> CliResult {
-        if a.keys_only {
-            for k in scan.keys() {
-                let k = k?;
-                writeln!(out, "{}", Value::String(key_str(&k, a.hex)))?;
-            }
-        } else {
-            for d in scan {
-                writeln!(out, "{}", to_json(&*d?, a.hex))?;
-            }
+    // A closed pipe (`strata dump DB | head`) ends the process quietly: `main` restores
+    // SIGPIPE's default action, so no BrokenPipe error reaches here.
+    if a.keys_only {
+        for k in scan.keys() {
+            writeln!(out, "{}", Value::String(key_str(&k?, a.hex)))?;
         }
-        out.flush()?;
-        Ok(())
-    })();
-    match written {
-        Err(e)
-            if e.downcast_ref::<std::io::Error>()
-                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
-        {
-            Ok(())
+    } else {
+        for d in scan {
+            writeln!(out, "{}", to_json(&*d?, a.hex))?;
         }
-        r => r,
     }
+    out.flush()?;
+    Ok(())
 }
 
 /// `inspect` of a shard set directory: the set file and each shard's size, opened read-only.
