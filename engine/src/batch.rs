@@ -4,6 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use strata_io::le::Cursor;
+use strata_io::DecodeError;
+
 use crate::doc::validate_key;
 use crate::limits::BATCH_OPS_MAX;
 use crate::{Document, Error, Result, Schema};
@@ -174,14 +177,16 @@ pub fn encode_document(d: &Document, schema: &Schema) -> Result<Vec<u8>> {
 
 /// Inverse of [`encode_document`]; the result is validated against `schema`.
 pub fn decode_document(b: &[u8], schema: &Schema) -> Result<Document> {
-    decode_doc(b, schema).map_err(Error::InvalidInput)
+    decode_doc(b, schema).map_err(|e| Error::InvalidInput(e.to_string()))
 }
 
 /// Decode one document written by [`encode_doc`] (the whole of `b`), re-validated.
-pub(crate) fn decode_doc(b: &[u8], schema: &Schema) -> std::result::Result<Document, String> {
+pub(crate) fn decode_doc(b: &[u8], schema: &Schema) -> std::result::Result<Document, DecodeError> {
     match decode_doc_ext(b, schema, false)? {
         (d, false) => Ok(d),
-        (_, true) => Err(format!("bad vector flag {VECTOR_EXTERNAL}")),
+        (_, true) => Err(DecodeError::Invalid(format!(
+            "bad vector flag {VECTOR_EXTERNAL}"
+        ))),
     }
 }
 
@@ -191,22 +196,24 @@ pub(crate) fn decode_doc_ext(
     b: &[u8],
     schema: &Schema,
     allow_external: bool,
-) -> std::result::Result<(Document, bool), String> {
-    let mut c = Cursor { b, pos: 0 };
+) -> std::result::Result<(Document, bool), DecodeError> {
+    let mut c = Cursor::new(b);
     let d = read_doc_ext(&mut c, schema, allow_external)?;
-    if c.pos != b.len() {
-        return Err(format!(
+    if c.position() != b.len() {
+        return Err(DecodeError::Invalid(format!(
             "{} trailing bytes after a document",
-            b.len() - c.pos
-        ));
+            b.len() - c.position()
+        )));
     }
     Ok(d)
 }
 
-fn read_doc(c: &mut Cursor<'_>, schema: &Schema) -> std::result::Result<Document, String> {
+fn read_doc(c: &mut Cursor<'_>, schema: &Schema) -> std::result::Result<Document, DecodeError> {
     match read_doc_ext(c, schema, false)? {
         (d, false) => Ok(d),
-        (_, true) => Err(format!("bad vector flag {VECTOR_EXTERNAL}")),
+        (_, true) => Err(DecodeError::Invalid(format!(
+            "bad vector flag {VECTOR_EXTERNAL}"
+        ))),
     }
 }
 
@@ -214,9 +221,9 @@ fn read_doc_ext(
     c: &mut Cursor<'_>,
     schema: &Schema,
     allow_external: bool,
-) -> std::result::Result<(Document, bool), String> {
-    let key = c.bytes()?.to_vec();
-    let value = c.bytes()?.to_vec();
+) -> std::result::Result<(Document, bool), DecodeError> {
+    let key = c.len_prefixed()?.to_vec();
+    let value = c.len_prefixed()?.to_vec();
     let mut external = false;
     let vector = match c.u8()? {
         0 => None,
@@ -232,13 +239,14 @@ fn read_doc_ext(
                     .collect(),
             )
         }
-        f => return Err(format!("bad vector flag {f}")),
+        f => return Err(DecodeError::Invalid(format!("bad vector flag {f}"))),
     };
     let nterms = c.u32()? as usize;
     let mut terms = Vec::with_capacity(nterms.min(1024));
     for _ in 0..nterms {
         let n = c.u16()? as usize;
-        let t = std::str::from_utf8(c.take(n)?).map_err(|_| "term is not UTF-8".to_owned())?;
+        let t = std::str::from_utf8(c.take(n)?)
+            .map_err(|_| DecodeError::invalid("term is not UTF-8"))?;
         terms.push(t.to_owned());
     }
     let nattrs = c.u16()? as usize;
@@ -248,7 +256,7 @@ fn read_doc_ext(
         let name = schema
             .attrs
             .get(idx)
-            .ok_or_else(|| format!("attribute index {idx} not in schema"))?;
+            .ok_or_else(|| DecodeError::Invalid(format!("attribute index {idx} not in schema")))?;
         attrs.insert(name.clone(), c.i64()?);
     }
     let doc = Document {
@@ -260,7 +268,7 @@ fn read_doc_ext(
     };
     doc.validate(schema)
         .map(|d| (d, external))
-        .map_err(|e| e.to_string())
+        .map_err(|e| DecodeError::Invalid(e.to_string()))
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
@@ -268,77 +276,46 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
-/// Bounds-checked reader over an encoded batch.
-struct Cursor<'a> {
-    b: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], String> {
-        let end = self.pos.checked_add(n).ok_or("length overflow")?;
-        let s = self.b.get(self.pos..end).ok_or_else(|| {
-            format!(
-                "needs {n} bytes at offset {}, record ends at {}",
-                self.pos,
-                self.b.len()
-            )
-        })?;
-        self.pos = end;
-        Ok(s)
-    }
-    fn u8(&mut self) -> std::result::Result<u8, String> {
-        Ok(self.take(1)?.first().copied().unwrap_or(0))
-    }
-    fn u16(&mut self) -> std::result::Result<u16, String> {
-        let s = self.take(2)?;
-        Ok(u16::from_le_bytes(s.try_into().map_err(|_| "short")?))
-    }
-    fn u32(&mut self) -> std::result::Result<u32, String> {
-        let s = self.take(4)?;
-        Ok(u32::from_le_bytes(s.try_into().map_err(|_| "short")?))
-    }
-    fn i64(&mut self) -> std::result::Result<i64, String> {
-        let s = self.take(8)?;
-        Ok(i64::from_le_bytes(s.try_into().map_err(|_| "short")?))
-    }
-    fn bytes(&mut self) -> std::result::Result<&'a [u8], String> {
-        let n = self.u32()? as usize;
-        self.take(n)
-    }
-}
-
 /// Decode a batch record; every length is checked against the bytes present before use, and
 /// the decoded documents are re-validated against the schema.
-pub(crate) fn decode(b: &[u8], schema: &Schema) -> std::result::Result<Vec<Op>, String> {
-    let mut c = Cursor { b, pos: 0 };
+pub(crate) fn decode(b: &[u8], schema: &Schema) -> std::result::Result<Vec<Op>, DecodeError> {
+    let mut c = Cursor::new(b);
     let version = c.u8()?;
     if version != BATCH_FORMAT_VERSION {
-        return Err(format!("unsupported batch format version {version}"));
+        return Err(DecodeError::Invalid(format!(
+            "unsupported batch format version {version}"
+        )));
     }
     let count = c.u32()? as usize;
     if count > BATCH_OPS_MAX {
-        return Err(format!(
+        return Err(DecodeError::Invalid(format!(
             "batch claims {count} operations, at most {BATCH_OPS_MAX}"
-        ));
+        )));
     }
     let mut ops = Vec::with_capacity(count.min(b.len()));
     for i in 0..count {
         let op = match c.u8()? {
-            OP_DELETE => Op::Delete(c.bytes()?.to_vec()),
-            OP_PUT => Op::Put(read_doc(&mut c, schema).map_err(|e| format!("operation {i}: {e}"))?),
-            t => return Err(format!("operation {i}: unknown operation tag {t}")),
+            OP_DELETE => Op::Delete(c.len_prefixed()?.to_vec()),
+            OP_PUT => Op::Put(
+                read_doc(&mut c, schema)
+                    .map_err(|e| DecodeError::Invalid(format!("operation {i}: {e}")))?,
+            ),
+            t => {
+                return Err(DecodeError::Invalid(format!(
+                    "operation {i}: unknown operation tag {t}"
+                )))
+            }
         };
         if let Op::Delete(k) = &op {
-            validate_key(k).map_err(|e| format!("operation {i}: {e}"))?;
+            validate_key(k).map_err(|e| DecodeError::Invalid(format!("operation {i}: {e}")))?;
         }
         ops.push(op);
     }
-    if c.pos != b.len() {
-        return Err(format!(
+    if c.position() != b.len() {
+        return Err(DecodeError::Invalid(format!(
             "{} trailing bytes after the last operation",
-            b.len() - c.pos
-        ));
+            b.len() - c.position()
+        )));
     }
     Ok(ops)
 }

@@ -125,18 +125,18 @@ pub fn build_database(
         .phases
         .push(("validate + sort".into(), t.elapsed().as_secs_f64()));
 
-    let fs = strata_wal::io::StdFs::shared();
+    let fs = strata_io::StdFs::shared();
     if dir.exists() && std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_some()) {
         return Err(Error::AlreadyExists(dir.to_owned()));
     }
-    strata_wal::io::create_dir_durable(fs.as_ref(), dir)
+    strata_io::create_dir_durable(fs.as_ref(), dir)
         .map_err(|e| Error::io("create directory", dir, e))?;
     crate::meta::write_schema(&fs, dir, &schema)?;
     let seg_dir = dir.join(SEGMENTS_DIR);
-    strata_wal::io::create_dir_durable(fs.as_ref(), &seg_dir)
+    strata_io::create_dir_durable(fs.as_ref(), &seg_dir)
         .map_err(|e| Error::io("create directory", &seg_dir, e))?;
     let wal_dir = dir.join(WAL_DIR);
-    strata_wal::io::create_dir_durable(fs.as_ref(), &wal_dir)
+    strata_io::create_dir_durable(fs.as_ref(), &wal_dir)
         .map_err(|e| Error::io("create directory", &wal_dir, e))?;
 
     let t = Instant::now();

@@ -18,12 +18,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
-use strata_wal::io::{LockGuard, SharedFs, StdFs};
+use strata_io::{LockGuard, SharedFs, StdFs};
 use strata_wal::{RecordKind, SyncMode, Wal};
 
 use crate::ann::disk::ReuseGraph;
 use crate::ann::{AnnBudget, AnnOptions, QueryStats};
 use crate::batch::{self, WriteBatch};
+use crate::files::FileType;
 use crate::manifest::{self, deletes_name, segment_name, Manifest, SegmentMeta};
 use crate::memtable::Memtable;
 use crate::meta::{read_schema, write_schema, SCHEMA_FILE};
@@ -36,12 +37,7 @@ use crate::{Document, Error, Result, Schema};
 
 /// WAL record kind of an encoded write batch.
 pub const WAL_KIND_BATCH: RecordKind = RecordKind(1);
-/// Lock file inside the database directory.
-pub const LOCK_FILE: &str = "LOCK";
-/// WAL directory inside the database directory.
-pub const WAL_DIR: &str = "wal";
-/// Segment directory inside the database directory.
-pub const SEGMENTS_DIR: &str = "segments";
+pub use crate::files::{LOCK_FILE, SEGMENTS_DIR, WAL_DIR};
 
 /// Options of [`Db::open`] / [`Db::create_with`]: start from `Options::default()` and set
 /// what differs with the `with_*` setters (or assign the public fields); more may be added.
@@ -322,7 +318,7 @@ impl Db {
         let dir = dir.as_ref();
         schema.validate()?;
         let fs = &options.fs;
-        strata_wal::io::create_dir_durable(fs.as_ref(), dir)
+        strata_io::create_dir_durable(fs.as_ref(), dir)
             .map_err(|e| Error::io("create directory", dir, e))?;
         let lock = lock_dir(fs, dir)?;
         if fs.exists(&dir.join(SCHEMA_FILE)) {
@@ -425,7 +421,7 @@ impl Db {
         let seg_dir = dir.join(SEGMENTS_DIR);
         let wal_dir = dir.join(WAL_DIR);
         if !read_only {
-            strata_wal::io::create_dir_durable(fs.as_ref(), &seg_dir)
+            strata_io::create_dir_durable(fs.as_ref(), &seg_dir)
                 .map_err(|e| Error::io("create directory", &seg_dir, e))?;
         }
         let manifest = match manifest::read_latest(&fs, dir)? {
@@ -461,16 +457,16 @@ impl Db {
                 m.file_bytes,
             )?;
             if seg.len() != m.doc_count as usize {
-                return Err(Error::Corruption {
-                    what: "manifest",
-                    path: dir.to_owned(),
-                    reason: format!(
+                return Err(Error::corrupt(
+                    "manifest",
+                    dir,
+                    format!(
                         "segment {} has {} documents, manifest says {}",
                         m.id,
                         seg.len(),
                         m.doc_count
                     ),
-                });
+                ));
             }
             let deleted = match m.deletes_gen {
                 0 => Bitset::new(seg.len()),
@@ -495,12 +491,13 @@ impl Db {
                 if rec.kind != WAL_KIND_BATCH {
                     continue; // only ignorable kinds get here: the reader rejects unknown ones
                 }
-                let ops =
-                    batch::decode(rec.payload, &schema).map_err(|reason| Error::Corruption {
-                        what: "WAL batch record",
-                        path: wal_dir.clone(),
-                        reason: format!("LSN {}: {reason}", rec.lsn),
-                    })?;
+                let ops = batch::decode(rec.payload, &schema).map_err(|kind| {
+                    Error::corrupt(
+                        "WAL batch record",
+                        &wal_dir,
+                        format!("LSN {}: {kind}", rec.lsn),
+                    )
+                })?;
                 active.apply(rec.lsn, ops);
             }
             Ok(())
@@ -1616,13 +1613,15 @@ fn remove_orphans(fs: &SharedFs, dir: &Path, m: &Manifest, sweep: Sweep) -> Resu
     let mut removed = Vec::new();
     for n in &names {
         let (own, temp) = match n.strip_suffix(".tmp") {
-            Some(base) => (manifest::parse_segment_dir_name(base), true),
-            None => (manifest::parse_segment_dir_name(n), false),
+            Some(base) => (FileType::parse(base), true),
+            None => (FileType::parse(n), false),
         };
-        let Some(kind) = own else { continue };
+        let Some(kind) = own.filter(FileType::in_segments_dir) else {
+            continue;
+        };
         // Segment files still named by the manifest stay; while open, unnamed segments may
         // still be held by snapshots and go through `Segment::retire` instead.
-        let held = sweep == Sweep::NotSegments && kind == manifest::SegmentDirFile::Segment;
+        let held = sweep == Sweep::NotSegments && matches!(kind, FileType::Segment { .. });
         if !temp && (keep.contains(n) || held) {
             continue;
         }
@@ -1636,7 +1635,10 @@ fn remove_orphans(fs: &SharedFs, dir: &Path, m: &Manifest, sweep: Sweep) -> Resu
     for n in &names {
         let stale_manifest = manifest::parse_manifest_name(n).is_some_and(|k| k != m.number);
         let own_temp = n.strip_suffix(".tmp").is_some_and(|base| {
-            manifest::parse_manifest_name(base).is_some() || base == SCHEMA_FILE
+            matches!(
+                FileType::parse(base),
+                Some(FileType::Manifest { .. } | FileType::Schema)
+            )
         });
         if stale_manifest || own_temp {
             let p = dir.join(n);
@@ -1662,7 +1664,7 @@ fn flushed_evidence(fs: &SharedFs, seg_dir: &Path, wal_dir: &Path) -> Result<Opt
             .map_err(|e| Error::io("list directory", seg_dir, e))?;
         let own: Vec<&String> = names
             .iter()
-            .filter(|n| manifest::parse_segment_dir_name(n).is_some())
+            .filter(|n| FileType::parse(n).is_some_and(|t| t.in_segments_dir()))
             .collect();
         if let Some(first) = own.first() {
             return Ok(Some(format!(

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+pub use strata_io::DecodeError;
+
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -25,14 +27,21 @@ pub enum Error {
         source: std::io::Error,
     },
     /// Bytes on disk fail validation.
-    #[error("corrupt {what} in {}: {reason}", path.display())]
+    #[error(
+        "corrupt {what} in {}{}: {kind}",
+        path.display(),
+        offset.map(|o| format!(" at byte {o}")).unwrap_or_default()
+    )]
     Corruption {
         /// Which structure (`"schema file"`, `"WAL batch record"`, ...).
         what: &'static str,
-        /// The file.
+        /// The file (or directory, for a log record).
         path: PathBuf,
-        /// What check failed (with offsets or LSNs where known).
-        reason: String,
+        /// Where in the file, when known.
+        offset: Option<u64>,
+        /// What check failed: a checksum, a magic, a version, a truncation, or a field
+        /// that breaks its format's rules ([`DecodeError::Invalid`], in words).
+        kind: DecodeError,
     },
     /// A document, key, batch or query violates the schema or a documented bound.
     #[error("invalid input: {0}")]
@@ -120,6 +129,16 @@ pub enum ErrorKind {
     Io,
 }
 
+impl From<strata_io::IoError> for Error {
+    fn from(e: strata_io::IoError) -> Error {
+        Error::Io {
+            op: e.op,
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 impl Error {
     /// The kind of this error (for a shard's error, the kind of what went wrong in the shard).
     ///
@@ -145,6 +164,33 @@ impl Error {
             Error::Poisoned(_) => ErrorKind::Poisoned,
             Error::ShardFailed { source, .. } => source.kind(),
         }
+    }
+
+    /// [`Error::Corruption`] of `what` in `path` (no offset).
+    pub fn corruption(what: &'static str, path: impl Into<PathBuf>, kind: DecodeError) -> Self {
+        Error::Corruption {
+            what,
+            path: path.into(),
+            offset: None,
+            kind,
+        }
+    }
+
+    /// [`Error::Corruption`] with a reason in words ([`DecodeError::Invalid`]).
+    pub(crate) fn corrupt(
+        what: &'static str,
+        path: impl Into<PathBuf>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::corruption(what, path, DecodeError::Invalid(reason.into()))
+    }
+
+    /// This error with the file offset it was found at (a no-op on other variants).
+    pub(crate) fn at(mut self, at: u64) -> Self {
+        if let Error::Corruption { offset, .. } = &mut self {
+            *offset = Some(at);
+        }
+        self
     }
 
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {

@@ -307,7 +307,7 @@ pub fn sim_input(seed: u64) -> Vec<u8> {
 pub fn engine_ops_run(data: &[u8]) -> SimOutcome {
     use std::collections::BTreeMap;
 
-    use strata_wal::io::{FaultConfig, FaultFs, Fs};
+    use strata_io::{FaultConfig, FaultFs, Fs};
 
     use crate::{Db, Document, Options, SyncMode, WriteBatch};
 
@@ -554,10 +554,10 @@ fn check(db: &crate::Db, model: &std::collections::BTreeMap<Vec<u8>, crate::Docu
 
 /// Every file of the simulated database directory (but its lock) with its bytes.
 fn sim_files(
-    fs: &strata_wal::io::FaultFs,
+    fs: &strata_io::FaultFs,
     dir: &Path,
 ) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
-    use strata_wal::io::Fs;
+    use strata_io::Fs;
     let mut out = std::collections::BTreeMap::new();
     for d in [
         dir.to_owned(),
@@ -599,7 +599,7 @@ fn sim_files(
     reason = "a fuzz entry point reports a bug by panicking; the run's whole context is passed"
 )]
 fn operator_fault_run(
-    fs: &strata_wal::io::FaultFs,
+    fs: &strata_io::FaultFs,
     dir: &Path,
     options: &crate::Options,
     kind: u8,
@@ -610,7 +610,7 @@ fn operator_fault_run(
 ) {
     use std::collections::BTreeMap;
 
-    use strata_wal::io::Fs;
+    use strata_io::Fs;
 
     use crate::{Db, Document, Error, Options};
 
@@ -637,7 +637,7 @@ fn operator_fault_run(
             .map(|d| (d.key.clone(), Document::clone(&d)))
             .collect()
     };
-    let shared: strata_wal::io::SharedFs = Arc::new(fs.clone());
+    let shared: strata_io::SharedFs = Arc::new(fs.clone());
     let Ok(Some(manifest)) = crate::manifest::read_latest(&shared, dir) else {
         return; // the database was never created durably: nothing to damage
     };

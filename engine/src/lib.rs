@@ -66,7 +66,7 @@ pub use db::{
 };
 pub use distance::distance;
 pub use doc::{validate_key, validate_term, Document};
-pub use error::{Error, ErrorKind, Result};
+pub use error::{DecodeError, Error, ErrorKind, Result};
 pub use filter::Filter;
 pub use scan::{Keys, Scan};
 pub use schema::{Metric, Schema};

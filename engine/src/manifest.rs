@@ -6,18 +6,18 @@
 
 use std::path::Path;
 
-use strata_wal::io::SharedFs;
+use strata_io::SharedFs;
 
-use crate::files::write_durably;
-use crate::segment::format_helpers::{le_u32, le_u64};
-use crate::{Error, Result};
+pub use crate::files::MANIFEST_PREFIX;
+use crate::files::{write_durably, FileType};
+use crate::{DecodeError, Error, Result};
+use strata_io::envelope;
+use strata_io::le::Cursor;
 
 /// Magic of a manifest file.
 pub const MANIFEST_MAGIC: [u8; 8] = *b"STRATMAN";
 /// Layout version written (v2: each segment's file length). Version 1 is still read.
 pub const MANIFEST_FORMAT_VERSION: u32 = 2;
-/// File name prefix.
-pub const MANIFEST_PREFIX: &str = "MANIFEST-";
 
 /// One live segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,53 +46,27 @@ pub struct Manifest {
     pub segments: Vec<SegmentMeta>,
 }
 
-/// File name of manifest `n`.
+/// File name of manifest `n` ([`FileType::Manifest`]).
 pub fn manifest_name(n: u64) -> String {
-    format!("{MANIFEST_PREFIX}{n:016x}")
+    FileType::Manifest { number: n }.file_name()
 }
 
-/// Segment file name.
+/// Segment file name ([`FileType::Segment`]).
 pub fn segment_name(id: u64) -> String {
-    format!("{id:016x}.seg")
+    FileType::Segment { id }.file_name()
 }
 
-/// Deletion bitmap file name.
+/// Deletion bitmap file name ([`FileType::Deletes`]).
 pub fn deletes_name(id: u64, gen: u32) -> String {
-    format!("{id:016x}-{gen:08x}.del")
-}
-
-/// A file of the segment directory by its name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SegmentDirFile {
-    /// `<id:016x>.seg`
-    Segment,
-    /// `<id:016x>-<gen:08x>.del`
-    Deletes,
-}
-
-fn is_hex(s: &str, len: usize) -> bool {
-    s.len() == len
-        && s.bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-}
-
-/// Which of this database's own kinds of segment-directory file `name` is, if any.
-pub(crate) fn parse_segment_dir_name(name: &str) -> Option<SegmentDirFile> {
-    if let Some(id) = name.strip_suffix(".seg") {
-        return is_hex(id, 16).then_some(SegmentDirFile::Segment);
-    }
-    let stem = name.strip_suffix(".del")?;
-    let (id, gen) = stem.split_once('-')?;
-    (is_hex(id, 16) && is_hex(gen, 8)).then_some(SegmentDirFile::Deletes)
+    FileType::Deletes { id, gen }.file_name()
 }
 
 /// The number of a manifest file name (`MANIFEST-<n:016x>`), if `name` is one.
 pub(crate) fn parse_manifest_name(name: &str) -> Option<u64> {
-    let hex = name.strip_prefix(MANIFEST_PREFIX)?;
-    if !is_hex(hex, 16) {
-        return None;
+    match FileType::parse(name)? {
+        FileType::Manifest { number } => Some(number),
+        _ => None,
     }
-    u64::from_str_radix(hex, 16).ok()
 }
 
 /// The number of the newest manifest file in `dir` (`None`: no manifest).
@@ -132,8 +106,6 @@ impl Manifest {
     /// everything before. A segment whose length is unknown is written with 0.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        out.extend_from_slice(&MANIFEST_MAGIC);
-        out.extend_from_slice(&MANIFEST_FORMAT_VERSION.to_le_bytes());
         out.extend_from_slice(&self.number.to_le_bytes());
         out.extend_from_slice(&self.next_segment_id.to_le_bytes());
         out.extend_from_slice(&self.checkpoint_lsn.to_le_bytes());
@@ -144,50 +116,38 @@ impl Manifest {
             out.extend_from_slice(&s.deletes_gen.to_le_bytes());
             out.extend_from_slice(&s.file_bytes.unwrap_or(0).to_le_bytes());
         }
-        let crc = crc32fast::hash(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        out
+        envelope::seal(&MANIFEST_MAGIC, MANIFEST_FORMAT_VERSION, &out)
     }
 
     /// Decode and verify (versions 1 and 2).
-    pub fn decode(b: &[u8]) -> std::result::Result<Manifest, String> {
-        let (body, crc) = b
-            .split_last_chunk::<4>()
-            .ok_or("shorter than its checksum")?;
-        if crc32fast::hash(body) != u32::from_le_bytes(*crc) {
-            return Err("checksum mismatch".into());
-        }
-        if body.get(..8) != Some(&MANIFEST_MAGIC[..]) {
-            return Err("bad magic".into());
-        }
-        let version = le_u32(body, 8).ok_or("truncated")?;
-        let entry = match version {
-            1 => 16,
-            2 => 24,
-            v => return Err(format!("unsupported manifest version {v}")),
-        };
-        let field = |at| le_u64(body, at).ok_or("truncated");
-        let (number, next_segment_id, checkpoint_lsn) = (field(12)?, field(20)?, field(28)?);
-        let count = le_u32(body, 36).ok_or("truncated")? as usize;
-        if body.len() != 40 + count * entry {
-            return Err("length does not match the segment count".into());
+    pub fn decode(b: &[u8]) -> std::result::Result<Manifest, DecodeError> {
+        let (version, body) = envelope::open(b, &MANIFEST_MAGIC, &[1, 2])?;
+        let mut c = Cursor::new(body);
+        let (number, next_segment_id, checkpoint_lsn) = (c.u64()?, c.u64()?, c.u64()?);
+        let count = c.u32()? as usize;
+        let entry = if version == 1 { 16 } else { 24 };
+        if c.remaining() != count.saturating_mul(entry) {
+            return Err(DecodeError::invalid(
+                "length does not match the segment count",
+            ));
         }
         let mut segments = Vec::with_capacity(count);
         for i in 0..count {
-            let at = 40 + i * entry;
             let s = SegmentMeta {
-                id: le_u64(body, at).ok_or("truncated")?,
-                doc_count: le_u32(body, at + 8).ok_or("truncated")?,
-                deletes_gen: le_u32(body, at + 12).ok_or("truncated")?,
+                id: c.u64()?,
+                doc_count: c.u32()?,
+                deletes_gen: c.u32()?,
                 file_bytes: match version {
                     1 => None,
-                    _ => Some(le_u64(body, at + 16).ok_or("truncated")?).filter(|&n| n > 0),
+                    _ => Some(c.u64()?).filter(|&n| n > 0),
                 },
             };
             if s.id >= next_segment_id
                 || segments.last().is_some_and(|p: &SegmentMeta| p.id >= s.id)
             {
-                return Err(format!("segment ids out of order at entry {i}"));
+                return Err(DecodeError::Invalid(format!(
+                    "segment ids out of order at entry {i}"
+                )));
             }
             segments.push(s);
         }
@@ -212,17 +172,13 @@ pub(crate) fn read_latest(fs: &SharedFs, dir: &Path) -> Result<Option<Manifest>>
     let bytes = f
         .read_all(64 << 20)
         .map_err(|e| Error::io("read", &path, e))?;
-    let m = Manifest::decode(&bytes).map_err(|reason| Error::Corruption {
-        what: "manifest",
-        path: path.clone(),
-        reason,
-    })?;
+    let m = Manifest::decode(&bytes).map_err(|kind| Error::corruption("manifest", &path, kind))?;
     if m.number != n {
-        return Err(Error::Corruption {
-            what: "manifest",
+        return Err(Error::corrupt(
+            "manifest",
             path,
-            reason: format!("file name says {n}, content says {}", m.number),
-        });
+            format!("file name says {n}, content says {}", m.number),
+        ));
     }
     Ok(Some(m))
 }

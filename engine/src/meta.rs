@@ -3,23 +3,23 @@
 
 use std::path::Path;
 
-use strata_wal::io::SharedFs;
+use strata_io::SharedFs;
 
-use crate::{Error, Metric, Result, Schema};
+use strata_io::envelope;
+use strata_io::le::Cursor;
+
+use crate::{DecodeError, Error, Metric, Result, Schema};
 
 /// Magic of the schema file.
 pub const SCHEMA_MAGIC: [u8; 8] = *b"STRATSCH";
 /// Version of the schema file layout.
 pub const SCHEMA_FORMAT_VERSION: u32 = 1;
-/// File name inside the database directory.
-pub const SCHEMA_FILE: &str = "SCHEMA";
+pub use crate::files::SCHEMA_FILE;
 
-/// Encode: magic, version u32, dim u32, metric u8, attr count u16, (u16 len, bytes)*, crc u32
-/// over everything before it.
+/// Encode: the file envelope (magic, version u32, body, crc u32 over everything before it)
+/// around dim u32, metric u8, attr count u16, (u16 len, bytes)*.
 pub fn encode_schema(s: &Schema) -> Vec<u8> {
     let mut out = Vec::new();
-    out.extend_from_slice(&SCHEMA_MAGIC);
-    out.extend_from_slice(&SCHEMA_FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&s.dim.to_le_bytes());
     out.push(s.metric.code());
     out.extend_from_slice(&(s.attrs.len() as u16).to_le_bytes());
@@ -27,63 +27,31 @@ pub fn encode_schema(s: &Schema) -> Vec<u8> {
         out.extend_from_slice(&(a.len() as u16).to_le_bytes());
         out.extend_from_slice(a.as_bytes());
     }
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out
+    envelope::seal(&SCHEMA_MAGIC, SCHEMA_FORMAT_VERSION, &out)
 }
 
 /// Decode and verify (checksum first, then every field and the schema's own bounds).
-pub fn decode_schema(b: &[u8]) -> std::result::Result<Schema, String> {
-    let (body, crc) = b
-        .split_last_chunk::<4>()
-        .ok_or("file shorter than its checksum")?;
-    if crc32fast::hash(body) != u32::from_le_bytes(*crc) {
-        return Err("checksum mismatch".into());
-    }
-    let magic = body.get(0..8).ok_or("file shorter than its magic")?;
-    if magic != SCHEMA_MAGIC {
-        return Err("bad magic: not a Strata schema file".into());
-    }
-    let rd32 = |at: usize| -> std::result::Result<u32, String> {
-        Ok(u32::from_le_bytes(
-            body.get(at..at + 4)
-                .and_then(|s| s.try_into().ok())
-                .ok_or("truncated")?,
-        ))
-    };
-    let rd16 = |at: usize| -> std::result::Result<u16, String> {
-        Ok(u16::from_le_bytes(
-            body.get(at..at + 2)
-                .and_then(|s| s.try_into().ok())
-                .ok_or("truncated")?,
-        ))
-    };
-    let version = rd32(8)?;
-    if version != SCHEMA_FORMAT_VERSION {
-        return Err(format!("unsupported schema format version {version}"));
-    }
-    let dim = rd32(12)?;
-    let metric = body
-        .get(16)
-        .copied()
-        .and_then(Metric::from_code)
-        .ok_or("bad metric code")?;
-    let n = rd16(17)? as usize;
-    let mut at = 19;
+pub fn decode_schema(b: &[u8]) -> std::result::Result<Schema, DecodeError> {
+    let (_, body) = envelope::open(b, &SCHEMA_MAGIC, &[SCHEMA_FORMAT_VERSION])?;
+    let mut c = Cursor::new(body);
+    let dim = c.u32()?;
+    let metric = Metric::from_code(c.u8()?).ok_or(DecodeError::invalid("bad metric code"))?;
+    let n = c.u16()? as usize;
     let mut attrs = Vec::new();
     for _ in 0..n {
-        let len = rd16(at)? as usize;
-        let name = body
-            .get(at + 2..at + 2 + len)
-            .ok_or("truncated attribute")?;
-        attrs.push(String::from_utf8(name.to_vec()).map_err(|_| "attribute not UTF-8")?);
-        at += 2 + len;
+        let len = c.u16()? as usize;
+        let name = c.take(len)?;
+        attrs.push(
+            String::from_utf8(name.to_vec())
+                .map_err(|_| DecodeError::invalid("attribute not UTF-8"))?,
+        );
     }
-    if at != body.len() {
-        return Err("trailing bytes".into());
+    if c.remaining() != 0 {
+        return Err(DecodeError::invalid("trailing bytes"));
     }
     let s = Schema { dim, metric, attrs };
-    s.validate().map_err(|e| e.to_string())?;
+    s.validate()
+        .map_err(|e| DecodeError::Invalid(e.to_string()))?;
     Ok(s)
 }
 
@@ -104,11 +72,7 @@ pub(crate) fn read_schema(fs: &SharedFs, dir: &Path) -> Result<Schema> {
     let bytes = f
         .read_all(1 << 20)
         .map_err(|e| Error::io("read", &path, e))?;
-    decode_schema(&bytes).map_err(|reason| Error::Corruption {
-        what: "schema file",
-        path,
-        reason,
-    })
+    decode_schema(&bytes).map_err(|kind| Error::corruption("schema file", path, kind))
 }
 
 #[cfg(test)]

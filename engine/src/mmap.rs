@@ -1,11 +1,11 @@
 //! The only place Strata memory-maps files. Policy: map only immutable files (segments) whose
 //! length was checked first and whose checksums are verified before any offset is trusted;
-//! files behind a non-OS [`strata_wal::io::Fs`] (tests) are read into memory instead.
+//! files behind a non-OS [`strata_io::Fs`] (tests) are read into memory instead.
 
 use std::ops::Deref;
 use std::path::Path;
 
-use strata_wal::io::SharedFs;
+use strata_io::SharedFs;
 
 use crate::{Error, Result};
 
@@ -40,20 +40,20 @@ pub(crate) fn open_immutable(
         .map_err(|e| Error::io("open", path, e))?;
     let len = f.len().map_err(|e| Error::io("stat", path, e))?;
     if len > len_max {
-        return Err(Error::Corruption {
-            what: "segment file",
-            path: path.to_owned(),
-            reason: format!("{len} bytes exceeds the {len_max}-byte bound"),
-        });
+        return Err(Error::corrupt(
+            "segment file",
+            path,
+            format!("{len} bytes exceeds the {len_max}-byte bound"),
+        ));
     }
     if let Some(want) = expected.filter(|&w| w != len) {
-        return Err(Error::Corruption {
-            what: "segment file",
-            path: path.to_owned(),
-            reason: format!(
+        return Err(Error::corrupt(
+            "segment file",
+            path,
+            format!(
                 "{len} bytes, the manifest recorded {want} (truncated or replaced); nothing was mapped"
             ),
-        });
+        ));
     }
     if let Some(file) = f.std_file() {
         if len > 0 {

@@ -101,11 +101,7 @@ pub struct ShardsReport {
 }
 
 fn corrupt(path: &Path, reason: impl Into<String>) -> Error {
-    Error::Corruption {
-        what: "shard set file",
-        path: path.to_path_buf(),
-        reason: reason.into(),
-    }
+    Error::corrupt("shard set file", path, reason)
 }
 
 impl ShardSet {

@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use strata::wal::io::{FaultConfig, FaultFs, Fs};
 use strata::{AnnOptions, Db, Document, Metric, Options, Query, Schema, SyncMode, SEGMENTS_DIR};
+use strata_io::{FaultConfig, FaultFs, Fs};
 
 mod common;
 

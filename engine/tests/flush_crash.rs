@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use strata::wal::io::{FaultConfig, FaultFs, Fs};
 use strata::{Db, Document, Metric, Options, Schema};
+use strata_io::{FaultConfig, FaultFs, Fs};
 
 mod common;
 

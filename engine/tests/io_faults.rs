@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use strata::wal::io::{FaultConfig, FaultFs, Fs};
 use strata::{Db, Document, Error, Metric, Options, Schema};
+use strata_io::{FaultConfig, FaultFs, Fs};
 
 mod common;
 

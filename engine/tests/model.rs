@@ -16,10 +16,10 @@ use std::sync::Arc;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use strata::wal::io::{FaultConfig, FaultFs, Fs};
 use strata::{
     distance, Db, Document, Filter, Metric, Options, Query, Schema, SyncMode, WriteBatch,
 };
+use strata_io::{FaultConfig, FaultFs, Fs};
 
 const DIM: usize = 4;
 const TERMS: [&str; 6] = [

@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use rand::SeedableRng;
+use strata_io::StdFs;
 use strata_tests::{env_u64, kill_delay, parse_ack, payload, run_and_kill, seed};
-use strata_wal::io::StdFs;
 use strata_wal::{Options, Wal};
 
 const RECORD_BYTES: usize = 256;

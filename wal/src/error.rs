@@ -75,6 +75,16 @@ pub enum Error {
     },
 }
 
+impl From<strata_io::IoError> for Error {
+    fn from(e: strata_io::IoError) -> Error {
+        Error::Io {
+            op: e.op,
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 impl Error {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         Error::Io {

@@ -6,6 +6,8 @@
 //! file's random seed** over header bytes 4..20 and the payload, so a zeroed frame, or a frame
 //! left over from another file, never validates.
 
+use strata_io::le::{u32_at as le_u32, u64_at as le_u64};
+
 use crate::Lsn;
 
 /// First 8 bytes of every log file.
@@ -56,14 +58,6 @@ pub struct FileHeader {
     pub crc_seed: u32,
     /// LSN of the first record this file holds (or would hold).
     pub first_lsn: Lsn,
-}
-
-fn le_u32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn le_u64(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
 }
 
 impl FileHeader {

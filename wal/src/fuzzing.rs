@@ -5,8 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::format::{decode_record, encode_record, Frame};
-use crate::io::{FaultFs, Fs};
 use crate::{file_name, Options, RecoveryMode, Wal};
+use strata_io::{FaultFs, Fs};
 
 /// Decode one frame (the first 4 bytes are the CRC seed); a valid frame must re-encode to the
 /// same bytes.

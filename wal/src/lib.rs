@@ -2,13 +2,14 @@
 //!
 //! Records are framed and checksummed in bounded, rotated log files ([`format`]); many threads
 //! append at once and share fdatasyncs through group commit; recovery truncates a torn tail and
-//! treats anything else as corruption; all I/O goes through the [`io::Fs`] trait so tests can
+//! treats anything else as corruption; all I/O goes through the `strata_io::Fs` trait so tests can
 //! inject crashes and faults. The guarantees are spelled out in `docs/durability.md`, the bytes
 //! in `docs/format.md`.
 //!
 //! ```
 //! use std::sync::Arc;
-//! use strata_wal::{io::StdFs, Options, Wal};
+//! use strata_io::StdFs;
+//! use strata_wal::{Options, Wal};
 //!
 //! let dir = tempfile::tempdir()?;
 //! let (wal, recovery) = Wal::open(StdFs::shared(), dir.path(), Options::default())?;
@@ -31,7 +32,6 @@ pub mod format;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod group_commit;
-pub mod io;
 mod options;
 mod prealloc;
 mod reader;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use crate::io::SharedFs;
+use strata_io::SharedFs;
 
 /// Zero-fill granularity.
 const FILL_CHUNK_BYTES: usize = 1 << 20;

@@ -10,9 +10,9 @@ use crate::format::{
     decode_frame, FileHeader, Frame, RecordKind, RecordRef, FILE_HEADER_BYTES, RECORD_BYTES_LIMIT,
     RECORD_HEADER_BYTES,
 };
-use crate::io::SharedFs;
 use crate::options::SEGMENT_BYTES_LIMIT;
 use crate::{Error, Lsn, Result};
+use strata_io::SharedFs;
 
 /// Largest log file a reader loads (a file is never written past this).
 pub(crate) const FILE_READ_BYTES_MAX: u64 = SEGMENT_BYTES_LIMIT + RECORD_BYTES_LIMIT as u64 + 4096;

@@ -12,8 +12,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::format::{trailer_bytes, RECORD_BYTES_LIMIT, RECORD_HEADER_BYTES};
-use crate::io::SharedFs;
 use crate::{Error, Lsn, Result};
+use strata_io::SharedFs;
 
 /// The sector a torn write is cut at (the smallest unit a disk writes atomically).
 pub const TORN_SECTOR_BYTES: usize = 512;
@@ -147,7 +147,7 @@ pub(crate) fn lost_found_path(
     offset: u64,
 ) -> Result<PathBuf> {
     let lost = dir.join(LOST_FOUND_DIR);
-    crate::io::create_dir_durable(fs.as_ref(), &lost)
+    strata_io::create_dir_durable(fs.as_ref(), &lost)
         .map_err(|e| Error::io("create directory", &lost, e))?;
     let mut path = lost.join(format!("{name}@{offset}"));
     let mut n = 1;

@@ -18,7 +18,6 @@ use crate::format::{FileHeader, RecordKind, FILE_HEADER_BYTES};
 use crate::group_commit::{
     next_seed, Chunk, CommitStats, GroupCommit, NewFile, Pending, Sink, Wait,
 };
-use crate::io::{FileHandle, SharedFs};
 use crate::options::{Options, RecoveryMode, SyncMode};
 use crate::prealloc::Preallocator;
 use crate::reader::{
@@ -28,6 +27,7 @@ use crate::tail::{
     looks_torn, lost_found_path, meaningful_bytes, save_aside, TailKind, TailReport, LOST_FOUND_DIR,
 };
 use crate::{Error, Lsn, Result};
+use strata_io::{FileHandle, SharedFs};
 
 /// What [`Wal::open`] found and repaired.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,17 +70,7 @@ fn create_log_file(
                 .map_err(|e| Error::io("open spare", spare, e))?;
             (spare.clone(), file)
         }
-        None => {
-            let tmp = dir.join(format!("{}.tmp", file_name(nf.first_lsn)));
-            if fs.exists(&tmp) {
-                fs.remove_file(&tmp)
-                    .map_err(|e| Error::io("remove", &tmp, e))?;
-            }
-            let file = fs
-                .create_new(&tmp)
-                .map_err(|e| Error::io("create", &tmp, e))?;
-            (tmp, file)
-        }
+        None => strata_io::durable::create_temp(fs.as_ref(), &path)?,
     };
     let header = FileHeader {
         version: crate::format::FORMAT_VERSION,
@@ -89,12 +79,7 @@ fn create_log_file(
     };
     file.write_all_at(&header.encode(), 0)
         .map_err(|e| Error::io("write", &tmp, e))?;
-    file.sync_data()
-        .map_err(|e| Error::io("fdatasync", &tmp, e))?;
-    fs.rename(&tmp, &path)
-        .map_err(|e| Error::io("rename", &tmp, e))?;
-    fs.sync_dir(dir)
-        .map_err(|e| Error::io("fsync directory", dir, e))?;
+    strata_io::durable::install(fs.as_ref(), file.as_ref(), &tmp, &path)?;
     Ok((file, path))
 }
 
@@ -257,7 +242,7 @@ impl Wal {
     /// is truncated. Older files are validated when replayed. Recovery is idempotent.
     pub fn open(fs: SharedFs, dir: &Path, options: Options) -> Result<(Wal, Recovery)> {
         options.validate()?;
-        crate::io::create_dir_durable(fs.as_ref(), dir)
+        strata_io::create_dir_durable(fs.as_ref(), dir)
             .map_err(|e| Error::io("create directory", dir, e))?;
         let mut files = list_files(&fs, dir)?;
         let mut seed_state = random_state();

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use strata_wal::io::{FaultConfig, StdFs};
+use strata_io::{FaultConfig, StdFs};
 use strata_wal::{Error, Options, RecordKind, RecoveryMode, SyncMode, Wal};
 
 /// Small files and no background spare-file thread: its writes and fsyncs would race the
@@ -347,7 +347,7 @@ fn lsns_never_repeat_after_a_lost_or_cut_log() {
         let len = fs.read_file(&path).unwrap().len() as u64;
         match case {
             "removed" => {
-                use strata_wal::io::Fs as _;
+                use strata_io::Fs as _;
                 fs.remove_file(&path).unwrap();
             }
             "cut" => fs.truncate(&path, 32).unwrap(),
@@ -466,7 +466,7 @@ fn set_aside_never_replaces_what_lost_and_found_holds() {
         .unwrap()
         .to_owned();
     let earlier = dir().join("lost+found").join(format!("{name}@0"));
-    strata_wal::io::Fs::create_dir_all(&fs, &dir().join("lost+found")).unwrap();
+    strata_io::Fs::create_dir_all(&fs, &dir().join("lost+found")).unwrap();
     fs.write_file_durable(&earlier, b"evidence of an earlier repair")
         .unwrap();
     fs.flip_bit(&files[0].path, 500, 1).unwrap();

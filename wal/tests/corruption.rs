@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 use common::*;
 use rand::{Rng, SeedableRng};
-use strata_wal::io::FaultFs;
+use strata_io::FaultFs;
 use strata_wal::{Error, LogView, Options, RecoveryMode, Wal};
 
 static CHECKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -169,8 +169,8 @@ fn check(log: &Log, fi: usize, damaged: &[u8], what: &str) {
     let path = &log.files[fi].0;
     // Fresh copy of the pristine log, then install the damaged file.
     let fs = FaultFs::new();
-    let shared: std::sync::Arc<dyn strata_wal::io::Fs> = std::sync::Arc::new(fs.clone());
-    use strata_wal::io::Fs as _;
+    let shared: std::sync::Arc<dyn strata_io::Fs> = std::sync::Arc::new(fs.clone());
+    use strata_io::Fs as _;
     fs.create_dir_all(&dir()).unwrap();
     for (p, bytes, _) in &log.files {
         fs.write_file_durable(p, bytes).unwrap();
@@ -241,8 +241,8 @@ fn truncation_in_strict_mode_is_an_error_unless_on_a_boundary() {
     let ends: Vec<usize> = frames.iter().map(|f| f.2).collect();
     for len in HEADER..bytes.len() {
         let fs = FaultFs::new();
-        let shared: std::sync::Arc<dyn strata_wal::io::Fs> = std::sync::Arc::new(fs.clone());
-        use strata_wal::io::Fs as _;
+        let shared: std::sync::Arc<dyn strata_io::Fs> = std::sync::Arc::new(fs.clone());
+        use strata_io::Fs as _;
         fs.create_dir_all(&dir()).unwrap();
         fs.write_file_durable(path, &bytes[..len]).unwrap();
         let strict = Options {

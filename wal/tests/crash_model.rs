@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use common::*;
 use proptest::prelude::*;
-use strata_wal::io::FaultConfig;
+use strata_io::FaultConfig;
 use strata_wal::{Options, RecordKind, Wal};
 
 fn opts(segment_bytes_max: u64) -> Options {

@@ -18,7 +18,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use strata_wal::io::{FaultFs, Fs};
+use strata_io::{FaultFs, Fs};
 use strata_wal::{Options, RecordKind, Wal};
 
 const SEED: u32 = 0x0102_0304;

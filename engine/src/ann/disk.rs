@@ -24,7 +24,7 @@ use super::vamana::{self, BuildParams};
 use super::{prefetch, to_space, AnnOptions, QueryStats, SearchParams, Space, Visited};
 use crate::mmap::{FileBytes, Resident};
 use crate::segment::bitset::Bitset;
-use crate::{Error, Metric, Result};
+use crate::{DecodeError, Error, Metric, Result};
 
 /// Sector size of the graph section (and its alignment in the file).
 pub(crate) const SECTOR: usize = 4096;
@@ -771,11 +771,7 @@ struct NodeRec<'a>(Cow<'a, [u8]>);
 
 impl DiskIndex {
     fn bad(path: &Path, reason: impl Into<String>) -> Error {
-        Error::Corruption {
-            what: "segment ANN index",
-            path: path.to_owned(),
-            reason: reason.into(),
-        }
+        Error::corrupt("segment ANN index", path, reason)
     }
 
     /// Parse and verify the codes section and the graph header. `seg_n` is the segment's
@@ -1168,10 +1164,12 @@ impl DiskIndex {
         }
         let payload = sector.get(..PAYLOAD).unwrap_or_default();
         if rd_u32(sector, PAYLOAD) != Some(sector_crc(s as u64, payload)) {
-            return Err(DiskIndex::bad(
+            return Err(Error::corruption(
+                "segment ANN graph sector",
                 &self.path,
-                format!("graph sector {s} checksum mismatch"),
-            ));
+                DecodeError::Checksum,
+            )
+            .at(at as u64));
         }
         if let Some(w) = w {
             w.fetch_or(bit, Ordering::Relaxed);
@@ -2140,8 +2138,13 @@ mod tests {
                 ..SearchParams::default()
             };
             match idx.search(&file, &q, 10, &p, &|_| true, &mut st) {
-                Err(Error::Corruption { reason, .. }) => {
-                    assert!(reason.contains("sector"), "{reason}")
+                Err(Error::Corruption {
+                    what, kind, offset, ..
+                }) => {
+                    assert_eq!(what, "segment ANN graph sector");
+                    assert_eq!(kind, DecodeError::Checksum);
+                    let want = (f.graph.0 + s * SECTOR) as u64;
+                    assert_eq!(offset, Some(want), "sector {s}");
                 }
                 other => panic!("sector {s}: {other:?}"),
             }
@@ -2196,8 +2199,8 @@ mod tests {
             ..SearchParams::default()
         };
         match idx.search(&file, &q, 10, &p, &|_| true, &mut st) {
-            Err(Error::Corruption { reason, .. }) => {
-                assert!(reason.contains("out of range"), "{reason}")
+            Err(Error::Corruption { kind, .. }) => {
+                assert!(kind.to_string().contains("out of range"), "{kind}")
             }
             other => panic!("{other:?}"),
         }

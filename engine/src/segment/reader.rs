@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use strata_wal::io::SharedFs;
+use strata_io::SharedFs;
 
 use super::bitset::Bitset;
 use super::bloom::Bloom;
@@ -186,11 +186,7 @@ fn decompress(z: &[u8]) -> std::io::Result<Vec<u8>> {
 }
 
 fn bad(path: &Path, reason: impl Into<String>) -> Error {
-    Error::Corruption {
-        what: "segment",
-        path: path.to_owned(),
-        reason: reason.into(),
-    }
+    Error::corrupt("segment", path, reason)
 }
 
 impl Segment {

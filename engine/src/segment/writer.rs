@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use strata_wal::io::SharedFs;
+use strata_io::SharedFs;
 
 use super::bitset::Bitset;
 use super::format::*;

@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use strata::manifest::Manifest;
-use strata::wal::io::{FaultConfig, FaultFs, Fs};
 use strata::SEGMENTS_DIR;
+use strata_io::{FaultConfig, FaultFs, Fs};
 
 /// After an open: at most one manifest, and every segment-directory file is named by it.
 /// Returns the manifest, if there is one.

@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use strata_io::StdFs;
 use strata_tests::{payload, print_ack};
-use strata_wal::io::StdFs;
 use strata_wal::{Options, Wal};
 
 fn main() {

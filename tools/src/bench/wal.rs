@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use strata_wal::io::{Fs, StdFs};
+use strata_io::{Fs, StdFs};
 use strata_wal::{Options, SyncMode, Wal};
 
 use super::{drop_caches, percentile, MachineNotes};

@@ -929,11 +929,14 @@ pub fn verify(a: &DbArgs) -> CliResult {
         Ok(())
     } else {
         // Damage is corruption (exit code 4), as from any other check.
-        Err(strata::Error::Corruption {
-            what: "write-ahead log",
-            path: a.db.join(strata::WAL_DIR),
-            reason: format!("verification found {} problem(s)", problems.len()),
-        }
+        Err(strata::Error::corruption(
+            "write-ahead log",
+            a.db.join(strata::WAL_DIR),
+            strata::DecodeError::Invalid(format!(
+                "verification found {} problem(s)",
+                problems.len()
+            )),
+        )
         .into())
     }
 }

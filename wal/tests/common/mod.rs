@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use strata_wal::io::{FaultFs, Fs};
+use strata_io::{FaultFs, Fs};
 use strata_wal::{Options, Wal};
 
 pub fn dir() -> PathBuf {

@@ -1,5 +1,12 @@
-//! All file I/O of Strata goes through the [`Fs`] trait: [`StdFs`] for real disks and
-//! [`FaultFs`] for tests that simulate crashes, torn writes, EIO, ENOSPC and bit rot.
+//! `strata-io`: the bottom layer of Strata, shared by the write-ahead log and the engine.
+//!
+//! - All file I/O goes through the [`Fs`] trait: [`StdFs`] for real disks and, behind the
+//!   `testing` feature, `FaultFs` for tests that simulate crashes, torn writes, EIO, ENOSPC
+//!   and bit rot.
+//! - [`durable`]: the temp-file-then-rename protocol of every installed file.
+//! - [`le`] and [`envelope`]: the byte vocabulary of the file formats (little-endian fields,
+//!   the `magic | version | body | CRC` frame of small files) and [`DecodeError`], what a
+//!   decoder reports.
 //!
 //! Invariants the rest of the code relies on:
 //! - a file's bytes become durable only after [`FileHandle::sync_data`] returns `Ok`;
@@ -7,14 +14,21 @@
 //!   on its directory returns `Ok`;
 //! - reads see every write that returned `Ok`, durable or not (the page cache).
 
+#![warn(missing_docs)]
+
+pub mod durable;
+pub mod envelope;
+#[cfg(feature = "testing")]
 mod fault;
+pub mod le;
 mod std_fs;
 
 use std::fmt::Debug;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+#[cfg(feature = "testing")]
 pub use fault::{FaultConfig, FaultFs};
 pub use std_fs::StdFs;
 
@@ -120,4 +134,62 @@ pub fn create_dir_durable(fs: &dyn Fs, dir: &Path) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A failed operating-system call, with what was being done and to which path.
+#[derive(Debug, thiserror::Error)]
+#[error("I/O error during {op} on {}: {source}", path.display())]
+pub struct IoError {
+    /// What was being done (`"fdatasync"`, `"rename"`, ...).
+    pub op: &'static str,
+    /// The file or directory.
+    pub path: PathBuf,
+    /// The OS error.
+    #[source]
+    pub source: io::Error,
+}
+
+impl IoError {
+    /// An error of `op` on `path`.
+    pub fn new(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> IoError {
+        IoError {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Why bytes failed to decode: the structural failures every format shares, and
+/// [`DecodeError::Invalid`] for a field that is present but breaks its format's rules.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The bytes end before a field.
+    #[error("truncated: {need} bytes wanted at offset {at}")]
+    Truncated {
+        /// Offset of the field.
+        at: usize,
+        /// Its size.
+        need: usize,
+    },
+    /// A checksum does not match its bytes.
+    #[error("checksum mismatch")]
+    Checksum,
+    /// The file does not start with its kind's magic.
+    #[error("bad magic")]
+    Magic,
+    /// A format version this build does not read.
+    #[error("unsupported version {0}")]
+    Version(u32),
+    /// A field breaks its format's rules (what and where, in words).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl DecodeError {
+    /// [`DecodeError::Invalid`] from anything printable.
+    pub fn invalid(what: impl Into<String>) -> DecodeError {
+        DecodeError::Invalid(what.into())
+    }
 }
