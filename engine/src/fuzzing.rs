@@ -178,7 +178,7 @@ fn fix_segment_crcs(b: &mut [u8]) {
             if kind == crate::segment::SectionKind::AnnGraph as u32 {
                 crate::ann::disk::fix_sector_crcs(b, at, len);
             }
-            let covered = crate::ann::disk::table_crc_bytes(kind, len);
+            let covered = crate::segment::SectionKind::table_crc_bytes(kind, len);
             let crc = at
                 .checked_add(covered)
                 .and_then(|end| b.get(at..end))

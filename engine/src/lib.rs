@@ -28,6 +28,7 @@
 
 pub mod ann;
 mod batch;
+mod bitset;
 pub mod build;
 mod db;
 mod deadline;

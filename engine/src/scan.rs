@@ -14,8 +14,8 @@ use std::collections::VecDeque;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
+use crate::bitset::Bitset;
 use crate::memtable::{Entry, Memtable};
-use crate::segment::bitset::Bitset;
 use crate::segment::Segment;
 use crate::version::Snapshot;
 use crate::{Document, Result};

@@ -12,6 +12,7 @@ use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
 use crate::ann::{Plan, PlanHint, QueryStats, SegmentExplain};
+use crate::bitset::Bitset;
 use crate::deadline::Deadline;
 use crate::filter::docs::MemDocs;
 use crate::memtable::{Entry, Memtable};
@@ -20,7 +21,6 @@ use crate::query::exec::{self, Target};
 use crate::query::plan::{self, Choice, IndexShape};
 use crate::scan::Scan;
 use crate::search::{exact, Hit, Query};
-use crate::segment::bitset::Bitset;
 use crate::segment::Segment;
 use crate::{Document, Filter, Result, Schema};
 

@@ -25,6 +25,13 @@ pub fn u64_at(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(s.try_into().ok()?))
 }
 
+/// The `i64` at `at`, if `b` holds it.
+#[inline]
+pub fn i64_at(b: &[u8], at: usize) -> Option<i64> {
+    let s = b.get(at..at.checked_add(8)?)?;
+    Some(i64::from_le_bytes(s.try_into().ok()?))
+}
+
 /// The `f32` at `at`, if `b` holds it.
 #[inline]
 pub fn f32_at(b: &[u8], at: usize) -> Option<f32> {

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::Filter;
+use crate::bitset::Bitset;
 use crate::deadline::Deadline;
-use crate::segment::bitset::Bitset;
 use crate::{Document, Result};
 
 /// The documents of one query and their term index.

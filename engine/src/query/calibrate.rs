@@ -16,9 +16,9 @@ use super::calibrated::{
 };
 use super::exec::{self, Target};
 use crate::ann::QueryStats;
+use crate::bitset::Bitset;
 use crate::deadline::Deadline;
 use crate::distance::search_distance as distance;
-use crate::segment::bitset::Bitset;
 use crate::segment::Segment;
 use crate::{Filter, Result, SearchParams};
 

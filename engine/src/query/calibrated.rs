@@ -417,7 +417,7 @@ impl Calibration {
     /// Parse and check a calibration section. Errors are the reason, for the caller's
     /// corruption error.
     pub(crate) fn decode(b: &[u8]) -> std::result::Result<Calibration, String> {
-        use crate::segment::format_helpers::le_u32;
+        use strata_io::le::u32_at as le_u32;
         if b.get(..8) != Some(&MAGIC[..]) {
             return Err("calibration: bad magic".into());
         }

@@ -3,10 +3,11 @@
 //! same executors at many efforts to measure what each buys. Results are (exact distance,
 //! ordinal), nearest first, at most `k`.
 
+use crate::ann::disk::topk::sort_next;
 use crate::ann::disk::{DiskIndex, NodeOrder, PartitionWalk, PartitionWant};
 use crate::ann::QueryStats;
+use crate::bitset::Bitset;
 use crate::distance::search_distance as distance;
-use crate::segment::bitset::Bitset;
 use crate::segment::Segment;
 use crate::{Metric, Result, SearchParams};
 
@@ -76,20 +77,9 @@ pub(crate) fn rerank(
 ) -> Result<(Vec<(f32, usize)>, bool)> {
     // Adaptive: candidates in code order, sorted a chunk at a time (a long pool is rarely
     // re-ranked far, so most of it is never sorted).
-    let by = |a: &(f32, usize), b: &(f32, usize)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
     let mut sorted = 0usize;
     let sort_more = |cands: &mut Vec<(f32, usize)>, sorted: &mut usize| {
-        let more = (*sorted).max(RERANK_CHUNK);
-        if let Some(rest) = cands.get_mut(*sorted..) {
-            if more < rest.len() {
-                rest.select_nth_unstable_by(more - 1, by);
-            }
-            let end = more.min(rest.len());
-            if let Some(h) = rest.get_mut(..end) {
-                h.sort_unstable_by(by);
-            }
-            *sorted += end;
-        }
+        *sorted = sort_next(cands, *sorted, (*sorted).max(RERANK_CHUNK));
     };
     if adaptive {
         sort_more(&mut cands, &mut sorted);

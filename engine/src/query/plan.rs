@@ -8,18 +8,7 @@ use crate::ann::disk::PartitionWant;
 use crate::ann::PlanHint;
 use crate::search::Query;
 
-/// The graph list of the uncalibrated model when the query asks for none (`list` 0): d/4-byte
-/// PQ codes on hard, high-intrinsic-dimension data need about that for recall@10 ≥ 0.95.
-pub(crate) const LIST_UNCALIBRATED: usize = 128;
-
-/// The list a query's `SearchParams::list` asks for (0: the uncalibrated default).
-pub(crate) fn effort_list(list: usize) -> usize {
-    if list == 0 {
-        LIST_UNCALIBRATED
-    } else {
-        list
-    }
-}
+pub(crate) use crate::ann::{effort_list, LIST_UNCALIBRATED};
 
 /// From this many matches on, filter-first ranks by codes and re-ranks (below it, scoring every
 /// match at full precision is as fast and exact).

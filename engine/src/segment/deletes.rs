@@ -6,7 +6,7 @@ use std::path::Path;
 
 use strata_io::SharedFs;
 
-use super::bitset::Bitset;
+use crate::bitset::Bitset;
 use crate::files::write_durably;
 use crate::{DecodeError, Error, Result};
 use strata_io::envelope;

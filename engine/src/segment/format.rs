@@ -67,25 +67,20 @@ impl SectionKind {
             _ => SECTION_ALIGN,
         }
     }
+
+    /// Bytes of a section of kind `kind` and length `len` that its table entry's CRC
+    /// covers: all of it, except the ANN graph, checksummed per sector (its table CRC
+    /// covers only sector 0, so an open need not read the graph).
+    pub(crate) fn table_crc_bytes(kind: u32, len: usize) -> usize {
+        if kind == SectionKind::AnnGraph as u32 {
+            len.min(crate::ann::disk::SECTOR)
+        } else {
+            len
+        }
+    }
 }
 
-pub(crate) fn le_u32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(
-        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
-    ))
-}
-
-pub(crate) fn le_u64(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(
-        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
-    ))
-}
-
-pub(crate) fn le_i64(b: &[u8], at: usize) -> Option<i64> {
-    Some(i64::from_le_bytes(
-        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
-    ))
-}
+pub(crate) use strata_io::le::{i64_at as le_i64, u32_at as le_u32, u64_at as le_u64};
 
 pub(crate) fn pad_to(out: &mut Vec<u8>, align: usize) {
     while !out.len().is_multiple_of(align) {

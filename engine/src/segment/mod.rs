@@ -7,16 +7,11 @@
 //! instead), then the structure (counts, monotone offsets, sorted keys and postings) before
 //! serving a single read, so accessors never see out-of-range offsets.
 
-pub(crate) mod bitset;
 mod bloom;
 mod cache;
 pub(crate) mod chunks;
 pub(crate) mod deletes;
 mod format;
-/// Little-endian field readers shared with the manifest.
-pub(crate) mod format_helpers {
-    pub(crate) use super::format::{le_u32, le_u64};
-}
 mod reader;
 mod writer;
 
@@ -43,9 +38,9 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
-    use super::bitset::Bitset;
     use super::writer::encode_segment;
     use super::*;
+    use crate::bitset::Bitset;
     use crate::mmap::FileBytes;
     use crate::{Document, Filter, Metric, Schema};
 

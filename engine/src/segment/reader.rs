@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use strata_io::SharedFs;
 
-use super::bitset::Bitset;
 use super::bloom::Bloom;
 use super::cache::BlockCache;
 use super::format::*;
 use crate::ann::disk::{DiskIndex, NodeOrder};
 use crate::ann::AnnBudget;
 use crate::batch::decode_doc_ext;
+use crate::bitset::Bitset;
 use crate::filter::Filter;
 use crate::mmap::{open_immutable, FileBytes};
 use crate::{Document, Error, Result, Schema};
@@ -302,7 +302,7 @@ impl Segment {
                 .filter(|end| *end <= table_at)
                 .and_then(|end| b.get(at..end))
                 .ok_or_else(|| err(format!("section {kind} out of bounds")))?;
-            let crc_len = crate::ann::disk::table_crc_bytes(kind, len);
+            let crc_len = crate::segment::SectionKind::table_crc_bytes(kind, len);
             if chunked && kind == SectionKind::Vectors as u32 {
                 vectors_crc = Some(crc);
             } else if crc32fast::hash(body.get(..crc_len).unwrap_or_default()) != crc {

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use strata_io::SharedFs;
 
-use super::bitset::Bitset;
 use super::format::*;
 use super::reader::Segment;
 use crate::ann::disk::ReuseGraph;
 use crate::batch::encode_doc_with;
+use crate::bitset::Bitset;
 use crate::mmap::FileBytes;
 use crate::{AnnOptions, Document, Error, Result, Schema};
 
@@ -250,7 +250,7 @@ pub(crate) fn encode_segment_with(
     let mut table = Vec::new();
     for (kind, body) in sections {
         pad_to(&mut out, kind.align());
-        let crc_len = crate::ann::disk::table_crc_bytes(kind as u32, body.len());
+        let crc_len = crate::segment::SectionKind::table_crc_bytes(kind as u32, body.len());
         table.extend_from_slice(&(kind as u32).to_le_bytes());
         table.extend_from_slice(
             &crc32fast::hash(body.get(..crc_len).unwrap_or_default()).to_le_bytes(),
@@ -407,7 +407,7 @@ fn append_section(mut file: Vec<u8>, kind: SectionKind, body: &[u8]) -> Result<V
     } = tail(&file, "appending a section")?;
     file.truncate(table_at);
     pad_to(&mut file, kind.align());
-    let crc_len = crate::ann::disk::table_crc_bytes(kind as u32, body.len());
+    let crc_len = crate::segment::SectionKind::table_crc_bytes(kind as u32, body.len());
     table.extend_from_slice(&(kind as u32).to_le_bytes());
     table
         .extend_from_slice(&crc32fast::hash(body.get(..crc_len).unwrap_or_default()).to_le_bytes());
