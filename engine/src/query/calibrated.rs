@@ -50,6 +50,7 @@
 use crate::ann::disk::{NodeOrder, PartitionWant};
 use crate::query::exec::Target;
 use crate::query::plan::{Choice, Decision};
+use crate::DecodeError;
 
 /// Magic of the calibration section.
 pub(crate) const MAGIC: [u8; 8] = *b"STRACALB";
@@ -416,15 +417,18 @@ impl Calibration {
 
     /// Parse and check a calibration section. Errors are the reason, for the caller's
     /// corruption error.
-    pub(crate) fn decode(b: &[u8]) -> std::result::Result<Calibration, String> {
+    pub(crate) fn decode(b: &[u8]) -> std::result::Result<Calibration, DecodeError> {
         use strata_io::le::u32_at as le_u32;
         if b.get(..8) != Some(&MAGIC[..]) {
-            return Err("calibration: bad magic".into());
+            return Err(DecodeError::invalid("calibration: bad magic"));
         }
-        let field = |at: usize| le_u32(b, at).ok_or("calibration: header truncated");
+        let field =
+            |at: usize| le_u32(b, at).ok_or(DecodeError::invalid("calibration: header truncated"));
         let version = field(8)?;
         if version != VERSION {
-            return Err(format!("calibration: unsupported version {version}"));
+            return Err(DecodeError::Invalid(format!(
+                "calibration: unsupported version {version}"
+            )));
         }
         let k = field(12)?;
         let levels = field(16)? as usize;
@@ -432,15 +436,19 @@ impl Calibration {
         let exact_ns = f32::from_bits(field(24)?);
         let local_div = [field(28)?, field(32)?];
         if k == 0 || k > 250 {
-            return Err(format!("calibration: k {k} outside 1..=250"));
+            return Err(DecodeError::Invalid(format!(
+                "calibration: k {k} outside 1..=250"
+            )));
         }
         if levels == 0 || levels > LEVELS_MAX {
-            return Err(format!(
+            return Err(DecodeError::Invalid(format!(
                 "calibration: {levels} levels outside 1..={LEVELS_MAX}"
-            ));
+            )));
         }
         if !exact_ns.is_finite() || exact_ns < 0.0 || local_div.contains(&0) {
-            return Err("calibration: bad exact cost or local share".into());
+            return Err(DecodeError::invalid(
+                "calibration: bad exact cost or local share",
+            ));
         }
         let per_curve = levels + pad4(levels) + levels * 4;
         let record = SAMPLE_FIXED + PLANS * per_curve;
@@ -449,10 +457,10 @@ impl Calibration {
             .and_then(|l| l.checked_add(HEADER))
             != Some(b.len())
         {
-            return Err(format!(
+            return Err(DecodeError::Invalid(format!(
                 "calibration: {} bytes do not hold {count} samples of {levels} levels",
                 b.len()
-            ));
+            )));
         }
         let mut samples = Vec::with_capacity(count);
         for i in 0..count {
@@ -472,17 +480,23 @@ impl Calibration {
                 || flags > 1
                 || !(exact_ns.is_finite() && exact_ns >= 0.0)
             {
-                return Err(format!("calibration: sample {i} has bad features"));
+                return Err(DecodeError::Invalid(format!(
+                    "calibration: sample {i} has bad features"
+                )));
             }
             let mut curves: [Curve; PLANS] = std::array::from_fn(|_| Curve::not_run(levels));
             for (p, curve) in curves.iter_mut().enumerate() {
                 let cat = at + SAMPLE_FIXED + p * per_curve;
-                let found = b.get(cat..cat + levels).ok_or("calibration: truncated")?;
+                let found = b
+                    .get(cat..cat + levels)
+                    .ok_or(DecodeError::invalid("calibration: truncated"))?;
                 if found
                     .iter()
                     .any(|&f| u32::from(f) > k && f != FULL_BEFORE && f != NOT_RUN)
                 {
-                    return Err(format!("calibration: sample {i} finds more than k"));
+                    return Err(DecodeError::Invalid(format!(
+                        "calibration: sample {i} finds more than k"
+                    )));
                 }
                 curve.found = found.to_vec();
                 let nat = cat + levels + pad4(levels);

@@ -3,6 +3,7 @@
 //! XXH3 hash are the whole of it, and the bytes must be ours to specify in `docs/format.md`.
 
 use super::format::{le_u32, le_u64};
+use crate::DecodeError;
 
 /// Bits per key (≈1 % false positives with 7 probes).
 const BITS_PER_KEY: usize = 10;
@@ -46,16 +47,16 @@ pub(crate) struct Bloom {
 
 impl Bloom {
     /// Check the section at `at..at+len` of `b`.
-    pub(crate) fn parse(b: &[u8], at: usize, len: usize) -> Result<Bloom, String> {
-        let k = le_u32(b, at).ok_or("bloom truncated")?;
-        let nbits = le_u64(b, at + 8).ok_or("bloom truncated")?;
+    pub(crate) fn parse(b: &[u8], at: usize, len: usize) -> Result<Bloom, DecodeError> {
+        let k = le_u32(b, at).ok_or(DecodeError::invalid("bloom truncated"))?;
+        let nbits = le_u64(b, at + 8).ok_or(DecodeError::invalid("bloom truncated"))?;
         if !(1..=16).contains(&k) || nbits == 0 || nbits % 64 != 0 {
-            return Err(format!(
+            return Err(DecodeError::Invalid(format!(
                 "bloom parameters out of range (k {k}, bits {nbits})"
-            ));
+            )));
         }
         if (len as u64).checked_sub(16) != Some(nbits / 8) {
-            return Err("bloom length mismatch".into());
+            return Err(DecodeError::invalid("bloom length mismatch"));
         }
         Ok(Bloom {
             k,

@@ -8,6 +8,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::format::{le_u32, le_u64};
+use crate::DecodeError;
 
 /// Layout version of the section.
 pub(crate) const VERSION: u32 = 1;
@@ -67,38 +68,46 @@ impl VectorChunks {
         b: &[u8],
         checks: (usize, usize),
         vectors: (usize, usize),
-    ) -> Result<VectorChunks, String> {
+    ) -> Result<VectorChunks, DecodeError> {
         let body = checks
             .0
             .checked_add(checks.1)
             .and_then(|end| b.get(checks.0..end))
-            .ok_or("vector chunk checksums out of bounds")?;
-        let version = le_u32(body, 0).ok_or("vector chunk checksums: short header")?;
+            .ok_or(DecodeError::invalid("vector chunk checksums out of bounds"))?;
+        let version =
+            le_u32(body, 0).ok_or(DecodeError::invalid("vector chunk checksums: short header"))?;
         if version != VERSION {
-            return Err(format!(
+            return Err(DecodeError::Invalid(format!(
                 "unsupported vector chunk checksum version {version}"
-            ));
+            )));
         }
-        let shift = le_u32(body, 4).ok_or("vector chunk checksums: short header")?;
+        let shift =
+            le_u32(body, 4).ok_or(DecodeError::invalid("vector chunk checksums: short header"))?;
         if !(12..=24).contains(&shift) {
-            return Err(format!("vector chunk size 2^{shift} outside 2^12..=2^24"));
+            return Err(DecodeError::Invalid(format!(
+                "vector chunk size 2^{shift} outside 2^12..=2^24"
+            )));
         }
-        let covered = le_u64(body, 8).ok_or("vector chunk checksums: short header")?;
+        let covered =
+            le_u64(body, 8).ok_or(DecodeError::invalid("vector chunk checksums: short header"))?;
         if covered != vectors.1 as u64 {
-            return Err(format!(
+            return Err(DecodeError::Invalid(format!(
                 "vector chunk checksums cover {covered} bytes, the vectors section has {}",
                 vectors.1
-            ));
+            )));
         }
         let chunks = vectors.1.div_ceil(1usize << shift);
         if body.len() != HEADER + chunks * 4 {
-            return Err(format!(
+            return Err(DecodeError::Invalid(format!(
                 "vector chunk checksums: {} bytes for {chunks} chunks",
                 body.len()
-            ));
+            )));
         }
         let crcs = (0..chunks)
-            .map(|c| le_u32(body, HEADER + c * 4).ok_or("vector chunk checksums: short"))
+            .map(|c| {
+                le_u32(body, HEADER + c * 4)
+                    .ok_or(DecodeError::invalid("vector chunk checksums: short"))
+            })
             .collect::<Result<Vec<u32>, _>>()?;
         Ok(VectorChunks {
             at: vectors.0,
@@ -113,13 +122,13 @@ impl VectorChunks {
 
     /// Check every chunk overlapping file bytes `from..to` (within the vectors section) that
     /// has not been checked yet.
-    pub(crate) fn check(&self, b: &[u8], from: usize, to: usize) -> Result<(), String> {
+    pub(crate) fn check(&self, b: &[u8], from: usize, to: usize) -> Result<(), DecodeError> {
         if from < self.at || to > self.at + self.len || from > to {
-            return Err(format!(
+            return Err(DecodeError::Invalid(format!(
                 "bytes {from}..{to} outside the vectors section {}..{}",
                 self.at,
                 self.at + self.len
-            ));
+            )));
         }
         if from == to {
             return Ok(());
@@ -136,9 +145,11 @@ impl VectorChunks {
             let end = (start + (1usize << self.shift)).min(self.at + self.len);
             let bytes = b
                 .get(start..end)
-                .ok_or_else(|| format!("vector chunk {c} out of bounds"))?;
+                .ok_or_else(|| DecodeError::Invalid(format!("vector chunk {c} out of bounds")))?;
             if self.crcs.get(c) != Some(&crc32fast::hash(bytes)) {
-                return Err(format!("vector chunk {c} checksum mismatch"));
+                return Err(DecodeError::Invalid(format!(
+                    "vector chunk {c} checksum mismatch"
+                )));
             }
             if let Some(w) = w {
                 w.fetch_or(bit, Ordering::Relaxed);
@@ -148,7 +159,7 @@ impl VectorChunks {
     }
 
     /// Check every chunk.
-    pub(crate) fn check_all(&self, b: &[u8]) -> Result<(), String> {
+    pub(crate) fn check_all(&self, b: &[u8]) -> Result<(), DecodeError> {
         self.check(b, self.at, self.at + self.len)
     }
 }
@@ -180,7 +191,7 @@ mod tests {
         p.check(&b, 8 + 3 * (1 << CHUNK_SHIFT), 8 + v.len())
             .unwrap();
         let e = p.check(&b, at - 10, at + 10).unwrap_err();
-        assert!(e.contains("chunk 1 checksum"), "{e}");
+        assert!(e.to_string().contains("chunk 1 checksum"), "{e}");
         assert!(p.check_all(&b).is_err());
         // A range that spans chunks 0..=2 includes the damage.
         assert!(p
