@@ -304,6 +304,8 @@ pub fn sim_input(seed: u64) -> Vec<u8> {
     clippy::panic,
     reason = "a fuzz entry point reports a bug by panicking"
 )]
+// Long (~200 lines): one interpreter loop over the fuzz input's operations against the
+// model, kept whole so a crash report reads as one story (fuzzing feature only).
 pub fn engine_ops_run(data: &[u8]) -> SimOutcome {
     use std::collections::BTreeMap;
 
@@ -598,6 +600,8 @@ fn sim_files(
     clippy::too_many_arguments,
     reason = "a fuzz entry point reports a bug by panicking; the run's whole context is passed"
 )]
+// Long (~250 lines): one operator-fault scenario from damage to reopen and the write that
+// must survive it, kept whole for the same reason (fuzzing feature only).
 fn operator_fault_run(
     fs: &strata_io::FaultFs,
     dir: &Path,

@@ -6,7 +6,8 @@
 //! file's random seed** over header bytes 4..20 and the payload, so a zeroed frame, or a frame
 //! left over from another file, never validates.
 
-use strata_io::le::{u32_at as le_u32, u64_at as le_u64};
+use strata_io::le::{u32_at as le_u32, u64_at as le_u64, Cursor};
+use strata_io::DecodeError;
 
 use crate::Lsn;
 
@@ -74,34 +75,35 @@ impl FileHeader {
         b
     }
 
-    /// Decode and verify; the error says which check failed.
-    pub fn decode(b: &[u8]) -> Result<FileHeader, String> {
-        let h = b
-            .get(..FILE_HEADER_BYTES)
-            .ok_or_else(|| format!("file shorter than its {FILE_HEADER_BYTES}-byte header"))?;
-        if h.get(0..8) != Some(&FILE_MAGIC[..]) {
-            return Err("bad magic: not a Strata WAL file".into());
+    /// Decode and verify; the error says which check failed (the header is fixed-size: each
+    /// field is read in order from its 32 bytes).
+    pub fn decode(b: &[u8]) -> Result<FileHeader, DecodeError> {
+        let h = b.get(..FILE_HEADER_BYTES).ok_or(DecodeError::Truncated {
+            at: 0,
+            need: FILE_HEADER_BYTES,
+        })?;
+        let mut c = Cursor::new(h);
+        if c.take(8)? != FILE_MAGIC {
+            return Err(DecodeError::Magic);
         }
-        let stored = le_u32(h, 28).unwrap_or(0);
+        let stored = le_u32(h, 28).ok_or(DecodeError::Truncated { at: 28, need: 4 })?;
         let computed = crc32fast::hash(h.get(0..28).unwrap_or_default());
         if stored != computed {
-            return Err(format!(
-                "header checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
-            ));
+            return Err(DecodeError::Checksum);
         }
-        let version = le_u32(h, 8).unwrap_or(0);
+        let version = c.u32()?;
         if !(FORMAT_VERSION_MIN..=FORMAT_VERSION).contains(&version) {
-            return Err(format!(
-                "unsupported format version {version} (this build reads {FORMAT_VERSION_MIN}..={FORMAT_VERSION})"
-            ));
+            return Err(DecodeError::Version(version));
         }
-        if le_u32(h, 24) != Some(0) {
-            return Err("reserved header field is not zero".into());
+        let crc_seed = c.u32()?;
+        let first_lsn = c.u64()?;
+        if c.u32()? != 0 {
+            return Err(DecodeError::invalid("reserved header field is not zero"));
         }
         Ok(FileHeader {
             version,
-            crc_seed: le_u32(h, 12).unwrap_or(0),
-            first_lsn: le_u64(h, 16).unwrap_or(0),
+            crc_seed,
+            first_lsn,
         })
     }
 }

@@ -82,8 +82,8 @@ pub(crate) struct FileScan {
 impl FileScan {
     /// Verify the header of `buf` (and that it matches the name's LSN) and start after it.
     pub(crate) fn start(buf: &[u8], path: &Path, name_lsn: Lsn) -> Result<FileScan> {
-        let header =
-            FileHeader::decode(buf).map_err(|r| Error::corruption(path, 0, name_lsn, r))?;
+        let header = FileHeader::decode(buf)
+            .map_err(|r| Error::corruption(path, 0, name_lsn, format!("file header: {r}")))?;
         if header.first_lsn != name_lsn {
             return Err(Error::corruption(
                 path,

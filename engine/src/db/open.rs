@@ -140,40 +140,7 @@ impl Db {
             options.ann.memory_budget_bytes,
             options.ann.warm,
         ));
-        let mut segments = Vec::new();
-        for m in manifest.segments.iter().rev() {
-            let path = seg_dir.join(segment_name(m.id));
-            let seg = Segment::open(
-                &fs,
-                &path,
-                m.id,
-                schema.clone(),
-                cache.clone(),
-                Some(ann_budget.clone()),
-                m.file_bytes,
-            )?;
-            if seg.len() != m.doc_count as usize {
-                return Err(Error::corrupt(
-                    "manifest",
-                    dir,
-                    format!(
-                        "segment {} has {} documents, manifest says {}",
-                        m.id,
-                        seg.len(),
-                        m.doc_count
-                    ),
-                ));
-            }
-            let deleted = match m.deletes_gen {
-                0 => Bitset::new(seg.len()),
-                g => deletes::read(&fs, &seg_dir.join(deletes_name(m.id, g)), seg.len())?,
-            };
-            segments.push(LiveSegment::new(
-                Arc::new(seg),
-                Arc::new(deleted),
-                m.deletes_gen,
-            ));
-        }
+        let segments = open_segments(&fs, dir, &schema, &manifest, &cache, &ann_budget)?;
         let mut report = RecoveryReport::default();
 
         let checkpoint = manifest.checkpoint_lsn;
@@ -224,20 +191,7 @@ impl Db {
             let visible = wal.last_lsn().max(checkpoint);
             (Some(wal), visible)
         };
-        let pool = (!read_only)
-            .then(|| {
-                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-                let n = match options.maintenance_threads {
-                    0 => cores.saturating_sub(1).max(1),
-                    n => n,
-                };
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(n)
-                    .thread_name(|i| format!("strata-build-{i}"))
-                    .build()
-                    .ok()
-            })
-            .flatten();
+        let pool = (!read_only).then(|| maintenance_pool(&options)).flatten();
         let inner = Arc::new(Inner {
             dir: dir.to_owned(),
             fs,
@@ -275,6 +229,69 @@ impl Db {
             handle: Arc::new(Handle { inner, flusher }),
         })
     }
+}
+
+/// The live segments the manifest names (newest first), each opened and verified, with its
+/// deletion bitmap; a document count that differs from the manifest's is corruption.
+fn open_segments(
+    fs: &SharedFs,
+    dir: &Path,
+    schema: &Arc<Schema>,
+    manifest: &Manifest,
+    cache: &Option<Arc<BlockCache>>,
+    ann_budget: &Arc<AnnBudget>,
+) -> Result<Vec<LiveSegment>> {
+    let seg_dir = dir.join(SEGMENTS_DIR);
+    let mut segments = Vec::new();
+    for m in manifest.segments.iter().rev() {
+        let path = seg_dir.join(segment_name(m.id));
+        let seg = Segment::open(
+            fs,
+            &path,
+            m.id,
+            schema.clone(),
+            cache.clone(),
+            Some(ann_budget.clone()),
+            m.file_bytes,
+        )?;
+        if seg.len() != m.doc_count as usize {
+            return Err(Error::corrupt(
+                "manifest",
+                dir,
+                format!(
+                    "segment {} has {} documents, manifest says {}",
+                    m.id,
+                    seg.len(),
+                    m.doc_count
+                ),
+            ));
+        }
+        let deleted = match m.deletes_gen {
+            0 => Bitset::new(seg.len()),
+            g => deletes::read(fs, &seg_dir.join(deletes_name(m.id, g)), seg.len())?,
+        };
+        segments.push(LiveSegment::new(
+            Arc::new(seg),
+            Arc::new(deleted),
+            m.deletes_gen,
+        ));
+    }
+    Ok(segments)
+}
+
+/// The pool background index builds and merges run on (`maintenance_threads`, 0: all cores
+/// but one); `None` if the OS refuses threads (maintenance then runs on the caller's pool).
+fn maintenance_pool(options: &Options) -> Option<rayon::ThreadPool> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let n = match options.maintenance_threads {
+        0 => cores.saturating_sub(1).max(1),
+        n => n,
+    };
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(|i| format!("strata-build-{i}"))
+        .build()
+        .ok()
 }
 
 /// Which files [`remove_orphans`] may remove.

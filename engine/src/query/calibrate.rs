@@ -259,6 +259,8 @@ fn measure_query(
 /// The samples of query vector `q` (with ordinal `exclude` hidden from the graph and excluded
 /// from the results): unfiltered, and with each of `given` filters, or, without them, with
 /// filters drawn from the terms near and far from `q`.
+// Long (~200 lines) as one recipe: ground truth, then each plan at each effort on the same
+// query, recorded in one sample; its steps share the query's hidden node and its filters.
 fn measure_vector(
     seg: &Segment,
     q: &[f32],

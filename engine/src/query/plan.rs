@@ -236,3 +236,108 @@ pub(crate) fn choose_plan(q: &Query, shape: IndexShape, matches: Option<u64>) ->
     }
     decide(best.1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Filter, PlanHint};
+
+    const SHAPE: IndexShape = IndexShape {
+        nodes: 100_000,
+        degree: 48,
+        lists: 316,
+    };
+
+    fn knn() -> Query {
+        Query::knn(vec![0.5; 64], 10)
+    }
+
+    fn filtered() -> Query {
+        knn().with_filter(Filter::Term("lang:en".into()))
+    }
+
+    #[test]
+    fn an_unfiltered_query_searches_the_graph_at_its_list() {
+        let no_lists = IndexShape { lists: 0, ..SHAPE };
+        let d = choose_plan(&knn(), no_lists, None);
+        assert_eq!(
+            d.choice,
+            Choice::Graph {
+                list: LIST_UNCALIBRATED,
+                guarded: true
+            }
+        );
+        assert_eq!(d.fallback_pool, None);
+        let d = choose_plan(&knn().with_search_list(300), no_lists, None);
+        assert!(matches!(d.choice, Choice::Graph { list: 300, .. }));
+        // k above the list: the list grows to k.
+        let d = choose_plan(&Query::knn(vec![0.5; 64], 500), no_lists, None);
+        assert!(matches!(d.choice, Choice::Graph { list: 500, .. }));
+    }
+
+    #[test]
+    fn few_matches_are_scored_directly_and_none_need_no_search() {
+        let d = choose_plan(&filtered(), SHAPE, Some(40));
+        assert_eq!(d.choice, Choice::FilterFirst { pool: None });
+        let d = choose_plan(&filtered(), SHAPE, Some(0));
+        assert!(matches!(d.choice, Choice::FilterFirst { .. }));
+        // From CODE_SCAN_MIN matches on, filter-first ranks by codes and re-ranks a pool,
+        // which is also every other plan's fallback.
+        let d = choose_plan(&filtered(), SHAPE, Some(CODE_SCAN_MIN as u64));
+        assert_eq!(
+            d.fallback_pool,
+            Some(rerank_pool(10, CODE_SCAN_MIN)),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn the_choice_moves_to_filter_first_as_matches_fall_and_never_back() {
+        let mut seen_first = false;
+        let mut last_list = 0usize;
+        for m in (0..=17).rev().map(|e| 1u64 << e).chain([0]) {
+            let d = choose_plan(&filtered(), IndexShape { lists: 0, ..SHAPE }, Some(m));
+            match d.choice {
+                Choice::FilterFirst { .. } => seen_first = true,
+                Choice::Graph { list, .. } => {
+                    assert!(!seen_first, "graph again at {m} matches after filter-first");
+                    assert!(list >= last_list, "the graph list shrank as matches fell");
+                    assert!(list <= SHAPE.nodes);
+                    last_list = list;
+                }
+                Choice::Partition { .. } => panic!("no lists, no partition plan"),
+            }
+        }
+        assert!(seen_first);
+    }
+
+    #[test]
+    fn hints_force_a_plan_the_segment_can_run_and_radius_never_walks_partitions() {
+        let d = choose_plan(&filtered().with_plan(PlanHint::Graph), SHAPE, Some(5));
+        assert!(matches!(d.choice, Choice::Graph { .. }));
+        let d = choose_plan(
+            &filtered().with_plan(PlanHint::Partition),
+            SHAPE,
+            Some(50_000),
+        );
+        assert!(matches!(d.choice, Choice::Partition { .. }));
+        if let Choice::Partition { want, .. } = d.choice {
+            assert!(want.target >= 10 && want.limit >= want.target && want.pool >= 10);
+        }
+        // No lists: the hint cannot be honoured; the cost model decides.
+        let no_lists = IndexShape { lists: 0, ..SHAPE };
+        let d = choose_plan(
+            &filtered().with_plan(PlanHint::Partition),
+            no_lists,
+            Some(50_000),
+        );
+        assert!(!matches!(d.choice, Choice::Partition { .. }));
+        // Filter-first needs a filter.
+        let d = choose_plan(&knn().with_plan(PlanHint::FilterFirst), no_lists, None);
+        assert!(matches!(d.choice, Choice::Graph { .. }));
+        for m in [100u64, 5_000, 50_000, 100_000] {
+            let d = choose_plan(&filtered().with_radius(1.0), SHAPE, Some(m));
+            assert!(!matches!(d.choice, Choice::Partition { .. }), "{m}");
+        }
+    }
+}

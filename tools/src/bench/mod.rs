@@ -35,6 +35,7 @@ mod plot {
 mod rocks;
 mod store;
 mod wal;
+mod workload;
 
 use clap::Subcommand;
 

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::wal::{drive, Point};
+use super::workload::{self, drive, Point};
 use crate::CliResult;
 
 /// Value of a ticker in RocksDB's statistics dump (`NAME COUNT : N`).
@@ -66,11 +66,11 @@ pub fn ingest_point(
     threads: usize,
     sync: (&str, strata::SyncMode),
     seconds: f64,
-) -> CliResult<super::store::IngestPoint> {
+) -> CliResult<workload::IngestPoint> {
     let db = Arc::new(open(
         &dir.join(format!("rocksdb-ingest-{threads}-{}", sync.0)),
     )?);
-    let schema = super::store::schema();
+    let schema = workload::schema();
     let always = sync.1 == strata::SyncMode::Always;
     // Batch(window): RocksDB has no timed background sync; the closest is unsynced writes plus
     // a periodic flush_wal(true) from a side thread every window.
@@ -86,7 +86,7 @@ pub fn ingest_point(
     });
     let d = db.clone();
     let (n, secs, lat) = drive(threads, seconds, move |t, i| {
-        let doc = super::store::doc(((t as u64) << 40) | i);
+        let doc = workload::doc(((t as u64) << 40) | i);
         let value = strata::encode_document(&doc, &schema)?;
         let mut wo = rocksdb::WriteOptions::default();
         wo.set_sync(always);
@@ -97,7 +97,7 @@ pub fn ingest_point(
     if let Some(h) = syncer {
         let _ = h.join();
     }
-    Ok(super::store::IngestPoint {
+    Ok(workload::IngestPoint {
         system: "rocksdb".into(),
         sync: sync.0.into(),
         threads,
@@ -107,9 +107,9 @@ pub fn ingest_point(
     })
 }
 
-pub fn get_point(dir: &Path, docs: u64, gets: u64) -> CliResult<super::store::GetPoint> {
+pub fn get_point(dir: &Path, docs: u64, gets: u64) -> CliResult<workload::GetPoint> {
     let path = dir.join("rocksdb-get");
-    let schema = super::store::schema();
+    let schema = workload::schema();
     let t0 = std::time::Instant::now();
     {
         let db = open(&path)?;
@@ -117,7 +117,7 @@ pub fn get_point(dir: &Path, docs: u64, gets: u64) -> CliResult<super::store::Ge
         while i < docs {
             let mut b = rocksdb::WriteBatch::default();
             for j in i..(i + 1000).min(docs) {
-                let doc = super::store::doc(j);
+                let doc = workload::doc(j);
                 b.put(&doc.key, strata::encode_document(&doc, &schema)?);
             }
             db.write(b)?;
@@ -129,14 +129,14 @@ pub fn get_point(dir: &Path, docs: u64, gets: u64) -> CliResult<super::store::Ge
     let mut opts = rocksdb::Options::default();
     opts.create_if_missing(false);
     let db = rocksdb::DB::open(&opts, &path)?;
-    let (gets_per_s, p50_us, p99_us) = super::store::measure_gets(docs, gets, |k| {
+    let (gets_per_s, p50_us, p99_us) = workload::measure_gets(docs, gets, |k| {
         Ok(match db.get_pinned(k)? {
             // Decode like Strata does, so both return a document.
             Some(v) => strata::decode_document(&v, &schema).is_ok(),
             None => false,
         })
     })?;
-    Ok(super::store::GetPoint {
+    Ok(workload::GetPoint {
         system: "rocksdb".into(),
         docs,
         gets_per_s,

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use strata::{Db, Document, Metric, Options, Schema, SyncMode, WriteBatch};
+use strata::{Db, Options, SyncMode, WriteBatch};
 
-use super::wal::drive;
+use super::workload::{doc, drive, measure_gets, schema, GetPoint, IngestPoint};
 use super::{percentile, MachineNotes};
 use crate::CliResult;
 
@@ -34,61 +34,6 @@ pub struct StoreBenchArgs {
     /// Write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
-}
-
-pub const DIM: usize = 128;
-
-pub fn schema() -> Schema {
-    Schema::new(DIM as u32, Metric::L2)
-        .with_attr("ts")
-        .with_attr("likes")
-}
-
-pub fn key(i: u64) -> Vec<u8> {
-    format!("doc-{i:012}").into_bytes()
-}
-
-/// A document of the shape: 128-d vector, 5 terms, 2 attributes, 100-byte value.
-pub fn doc(i: u64) -> Document {
-    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
-    let vector = (0..DIM)
-        .map(|_| (next() % 2000) as f32 / 1000.0 - 1.0)
-        .collect();
-    Document::new(key(i), vec![b'v'; 100])
-        .with_vector(vector)
-        .with_term(format!("lang:{}", next() % 8))
-        .with_term(format!("author:{}", next() % 10_000))
-        .with_term(format!("topic:{}", next() % 100))
-        .with_term(format!("friend-of:{}", next() % 10_000))
-        .with_term(if next() % 20 == 0 { "spam" } else { "ham" })
-        .with_attr("ts", 1_700_000_000 + (next() % 1_000_000) as i64)
-        .with_attr("likes", (next() % 1000) as i64)
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct IngestPoint {
-    pub system: String,
-    pub sync: String,
-    pub threads: usize,
-    pub docs_per_s: f64,
-    pub p50_us: u64,
-    pub p99_us: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct GetPoint {
-    pub system: String,
-    pub docs: u64,
-    pub gets_per_s: f64,
-    pub p50_us: u64,
-    pub p99_us: u64,
-    pub load_s: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -142,42 +87,6 @@ fn bar(len: u64, what: &str) -> ProgressBar {
         ProgressStyle::with_template(&format!("{what} {{bar:40}} {{pos}}/{{len}} ETA {{eta}}"))
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     )
-}
-
-/// Random-key gets on one thread; returns (gets/s, p50, p99).
-pub fn measure_gets(
-    n_docs: u64,
-    gets: u64,
-    mut get: impl FnMut(&[u8]) -> CliResult<bool>,
-) -> CliResult<(f64, u64, u64)> {
-    let mut x: u64 = 0x1234_5678;
-    let mut lat = Vec::with_capacity(gets as usize);
-    // Warm-up pass over a sample, then the measured pass.
-    for pass in 0..2 {
-        let t0 = Instant::now();
-        lat.clear();
-        for _ in 0..gets {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let k = key(x % n_docs);
-            let s = Instant::now();
-            if !get(&k)? {
-                return Err(format!("key {} missing", String::from_utf8_lossy(&k)).into());
-            }
-            lat.push(s.elapsed().as_nanos() as u64);
-        }
-        if pass == 1 {
-            let secs = t0.elapsed().as_secs_f64();
-            lat.sort_unstable();
-            return Ok((
-                gets as f64 / secs,
-                percentile(&lat, 50.0) / 1000,
-                percentile(&lat, 99.0) / 1000,
-            ));
-        }
-    }
-    Err("unreachable".into())
 }
 
 fn get_point(dir: &Path, args: &StoreBenchArgs) -> CliResult<GetPoint> {

@@ -3,9 +3,9 @@
 //! run, and replay speed of a large log (warm and cold cache).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -13,6 +13,7 @@ use serde::Serialize;
 use strata_io::{Fs, StdFs};
 use strata_wal::{Options, SyncMode, Wal};
 
+use super::workload::{drive, Point};
 use super::{drop_caches, percentile, MachineNotes};
 use crate::CliResult;
 
@@ -41,17 +42,6 @@ pub struct WalBenchArgs {
     warm_only: bool,
 }
 
-/// One measured point.
-#[derive(Debug, Clone, Serialize)]
-pub struct Point {
-    pub system: String,
-    pub threads: usize,
-    pub records_per_s: f64,
-    pub fsyncs_per_s: f64,
-    pub p50_us: u64,
-    pub p99_us: u64,
-}
-
 #[derive(Debug, Serialize)]
 struct Replay {
     bytes: u64,
@@ -77,42 +67,6 @@ fn fresh(dir: &Path) -> CliResult<PathBuf> {
     }
     std::fs::create_dir_all(dir)?;
     Ok(dir.to_owned())
-}
-
-/// Run `threads` workers calling `op(thread, i)` until the deadline; returns
-/// (records, elapsed, sorted latencies in µs).
-pub fn drive<F>(threads: usize, seconds: f64, op: F) -> CliResult<(u64, f64, Vec<u64>)>
-where
-    F: Fn(usize, u64) -> CliResult + Send + Sync + 'static,
-{
-    let op = Arc::new(op);
-    let stop = Arc::new(AtomicBool::new(false));
-    let t0 = Instant::now();
-    let handles: Vec<_> = (0..threads)
-        .map(|t| {
-            let (op, stop) = (op.clone(), stop.clone());
-            std::thread::spawn(move || -> CliResult<Vec<u64>> {
-                let mut lat = Vec::new();
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let s = Instant::now();
-                    op(t, i)?;
-                    lat.push(s.elapsed().as_micros() as u64);
-                    i += 1;
-                }
-                Ok(lat)
-            })
-        })
-        .collect();
-    std::thread::sleep(Duration::from_secs_f64(seconds));
-    stop.store(true, Ordering::Relaxed);
-    let mut lat = Vec::new();
-    for h in handles {
-        lat.extend(h.join().map_err(|_| "worker panicked")??);
-    }
-    let elapsed = t0.elapsed().as_secs_f64();
-    lat.sort_unstable();
-    Ok((lat.len() as u64, elapsed, lat))
 }
 
 fn point(system: &str, threads: usize, n: u64, secs: f64, syncs: u64, lat: &[u64]) -> Point {

@@ -154,6 +154,9 @@ impl DiskIndex {
         })
     }
 
+    // One function (~210 lines) on purpose: the hop loop borrows every scratch buffer at once
+    // (list, seen, fresh, neighbours, side list) and is the hottest code of a query; the
+    // per-node steps that can stand alone are methods (`expand`, `fetch`, `prefetch_code`).
     #[allow(
         clippy::too_many_arguments,
         reason = "search_filtered's inputs plus its reused scratch"

@@ -369,6 +369,9 @@ impl DiskIndex {
         })
     }
 
+    // One function (~170 lines) on purpose: the walk's loop holds the scratch buffers, the
+    // pool and the tail state together; the tail estimate (`TailModel`) and the selection
+    // (`TopPool`) stand alone.
     #[allow(
         clippy::too_many_arguments,
         reason = "scan_partitions' inputs plus its reused scratch"
