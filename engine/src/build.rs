@@ -152,7 +152,16 @@ pub fn build_database(
         let id = i as u64 + 1;
         let path = seg_dir.join(segment_name(id));
         let g = |n: u64| progress(BuildEvent::GraphProgress(n));
-        let bytes = write_segment_with(&fs, &path, chunk, &schema, Some(&opts.ann), None, &g)?;
+        let bytes = write_segment_with(
+            &fs,
+            &path,
+            chunk,
+            &schema,
+            Some(&opts.ann),
+            None,
+            Some(crate::query::calibrate::for_writer),
+            &g,
+        )?;
         report.bytes += bytes;
         segments.push(SegmentMeta {
             id,

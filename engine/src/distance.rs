@@ -1,6 +1,6 @@
 //! Exact distance functions. Smaller is closer for every metric.
 
-use crate::ann::simd;
+use crate::simd;
 use crate::Metric;
 
 /// Distance between `a` and `b` (same length) under `metric`, in the convention every query

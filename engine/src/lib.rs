@@ -53,6 +53,7 @@ mod schema;
 mod search;
 pub mod segment;
 pub mod shards;
+pub mod simd;
 mod sync;
 mod version;
 mod write_path;

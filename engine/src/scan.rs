@@ -361,6 +361,33 @@ impl Iterator for Keys {
 
 impl std::iter::FusedIterator for Keys {}
 
+/// Key-order reads of a snapshot (they live here, with [`Scan`], so that the snapshot does
+/// not depend on its scans).
+impl Snapshot {
+    /// A lazy read of the documents with keys in `range`, in key order (see [`Scan`]).
+    pub fn range<R: RangeBounds<Vec<u8>>>(&self, range: R) -> Scan {
+        Scan::new(self.clone(), range)
+    }
+
+    /// A lazy read of the documents whose key starts with `prefix`, in key order; it stops
+    /// at the first key past the prefix.
+    pub fn prefix(&self, prefix: &[u8]) -> Scan {
+        Scan::with_prefix(self.clone(), prefix)
+    }
+
+    /// Documents with keys in `range`, in key order, read into memory ([`Snapshot::range`]
+    /// reads them lazily).
+    pub fn scan<R: RangeBounds<Vec<u8>>>(&self, range: R) -> Result<Vec<Arc<Document>>> {
+        self.range(range).collect()
+    }
+
+    /// Documents whose key starts with `prefix`, in key order, read into memory
+    /// ([`Snapshot::prefix`] reads them lazily).
+    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Arc<Document>>> {
+        self.prefix(prefix).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::prefix_end;

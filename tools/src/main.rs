@@ -2,6 +2,7 @@
 //! `get`, `put`, `delete`, `dump`, `inspect`, `verify`, `compact`, `recover` and `bench`. Human-readable output by
 //! default, `--json` for machines; errors go to stderr with a non-zero exit code.
 
+mod args;
 mod bench;
 mod cli;
 mod crash;

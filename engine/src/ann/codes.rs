@@ -8,8 +8,8 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rayon::prelude::*;
 
-use super::simd;
 use super::Space;
+use crate::simd;
 
 /// Which code a segment's ANN index uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

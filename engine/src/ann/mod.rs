@@ -6,7 +6,9 @@
 pub(crate) mod codes;
 pub(crate) mod disk;
 pub(crate) mod partition;
-pub mod simd;
+/// The SIMD distance kernels (they live in `crate::simd`, below both the index and the
+/// exact distances; re-exported here where they were first published).
+pub use crate::simd;
 #[cfg(test)]
 pub(crate) mod testdata;
 pub(crate) mod vamana;

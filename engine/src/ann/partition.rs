@@ -12,7 +12,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rayon::prelude::*;
 
-use super::simd;
+use crate::simd;
 
 /// Most lists a segment may have (a bound of the format, `docs/format.md`).
 pub(crate) const MAX_PARTITIONS: usize = 65_535;

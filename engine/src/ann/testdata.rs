@@ -27,7 +27,7 @@ pub(crate) fn brute_force(data: &[f32], dim: usize, q: &[f32], k: usize) -> Vec<
     let mut d: Vec<(f32, u32)> = data
         .chunks_exact(dim)
         .enumerate()
-        .map(|(i, r)| (super::simd::l2_sq_scalar(q, r), i as u32))
+        .map(|(i, r)| (crate::simd::l2_sq_scalar(q, r), i as u32))
         .collect();
     d.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     d.into_iter().take(k).map(|x| x.1).collect()

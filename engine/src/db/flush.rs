@@ -116,6 +116,7 @@ impl Inner {
                 &self.schema,
                 index.then_some(&self.options.ann),
                 reuse,
+                Some(crate::query::calibrate::for_writer),
                 progress,
             )
         };

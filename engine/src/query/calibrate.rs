@@ -85,6 +85,21 @@ impl Default for CalibrateOptions {
     }
 }
 
+/// [`calibrate`] within `budget` (the rest default): what a segment writer calls on the
+/// segment it just encoded (`segment::Calibrator`).
+pub(crate) fn for_writer(
+    seg: &Segment,
+    budget: std::time::Duration,
+) -> Result<Option<Calibration>> {
+    calibrate(
+        seg,
+        &CalibrateOptions {
+            budget,
+            ..Default::default()
+        },
+    )
+}
+
 /// Measure `seg`'s calibration (`None`: no index, or too few vectors to sample).
 pub(crate) fn calibrate(seg: &Segment, opts: &CalibrateOptions) -> Result<Option<Calibration>> {
     let Some(idx) = seg.ann() else {

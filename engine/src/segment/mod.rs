@@ -9,6 +9,7 @@
 
 mod bloom;
 mod cache;
+pub(crate) mod calibration;
 pub(crate) mod chunks;
 pub(crate) mod deletes;
 mod format;

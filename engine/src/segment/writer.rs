@@ -179,8 +179,14 @@ pub(crate) fn encode_segment(
     schema: &Schema,
     ann: Option<&AnnOptions>,
 ) -> Result<Vec<u8>> {
-    encode_segment_with(docs, schema, ann, None, &|_| {})
+    encode_segment_with(docs, schema, ann, None, None, &|_| {})
 }
+
+/// Measures a freshly encoded segment for the planner within a time budget (the caller
+/// passes `query::calibrate::for_writer`; the segment layer does not call up into the
+/// planner): the section to append, or `None` when the segment cannot be calibrated.
+pub(crate) type Calibrator =
+    fn(&Segment, std::time::Duration) -> Result<Option<crate::segment::calibration::Calibration>>;
 
 /// [`encode_segment`] reporting graph insertions to `progress`.
 pub(crate) fn encode_segment_with(
@@ -188,6 +194,7 @@ pub(crate) fn encode_segment_with(
     schema: &Schema,
     ann: Option<&AnnOptions>,
     reuse: Option<ReuseGraph>,
+    calibrator: Option<Calibrator>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Vec<u8>> {
     let vectors = vectors_section(docs, schema.dim as usize);
@@ -225,7 +232,7 @@ pub(crate) fn encode_segment_with(
             // issue's bound on what it adds to build time) once it has its minimum of queries
             // (which the recall tail needs; see `CalibrateOptions::default`).
             let build_secs: f64 = built.phases.iter().map(|(_, s)| s).sum();
-            calibrate_within = opts.calibrate.then(|| {
+            calibrate_within = (opts.calibrate && calibrator.is_some()).then(|| {
                 (
                     std::time::Duration::from_secs_f64(build_secs / 10.0),
                     usize::try_from(opts.memory_budget_bytes).unwrap_or(usize::MAX),
@@ -289,11 +296,10 @@ pub(crate) fn encode_segment_with(
     // mates at run time (lazy or warm open), one that does not with them; calibration does the
     // same (`Segment::prepare_as_opened`).
     seg.prepare_as_opened(cache_budget)?;
-    let opts = crate::query::calibrate::CalibrateOptions {
-        budget,
-        ..Default::default()
+    let cal = match calibrator {
+        Some(measure) => measure(&seg, budget)?,
+        None => None,
     };
-    let cal = crate::query::calibrate::calibrate(&seg, &opts)?;
     let FileBytes::Owned(out) = seg.take_bytes() else {
         return Err(crate::Error::invalid("segment bytes were not owned"));
     };
@@ -419,6 +425,10 @@ fn append_section(mut file: Vec<u8>, kind: SectionKind, body: &[u8]) -> Result<V
 
 /// Write a segment file durably (temp file, fsync, rename, directory fsync), its graph
 /// started from `reuse` if given, reporting graph insertions to `progress`. Returns its size.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "where, what, and how to index and calibrate it: each one value"
+)]
 pub(crate) fn write_segment_with(
     fs: &SharedFs,
     path: &Path,
@@ -426,9 +436,10 @@ pub(crate) fn write_segment_with(
     schema: &Schema,
     ann: Option<&AnnOptions>,
     reuse: Option<ReuseGraph>,
+    calibrator: Option<Calibrator>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<u64> {
-    let bytes = encode_segment_with(docs, schema, ann, reuse, progress)?;
+    let bytes = encode_segment_with(docs, schema, ann, reuse, calibrator, progress)?;
     crate::files::write_durably(fs, path, &bytes)?;
     Ok(bytes.len() as u64)
 }

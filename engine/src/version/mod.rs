@@ -8,7 +8,7 @@
 //!   deletion bitmaps), and any memtable entry for a key (put or delete) shadows all segments.
 
 use std::collections::BTreeMap;
-use std::ops::{Bound, RangeBounds};
+use std::ops::Bound;
 use std::sync::Arc;
 
 mod search;
@@ -22,7 +22,6 @@ use crate::bitset::Bitset;
 use crate::deadline::Deadline;
 use crate::filter::docs::MemDocs;
 use crate::memtable::{Entry, Memtable};
-use crate::scan::Scan;
 use crate::segment::Segment;
 use crate::{Document, Filter, Result, Schema};
 
@@ -163,28 +162,5 @@ impl Snapshot {
             });
         }
         out
-    }
-
-    /// A lazy read of the documents with keys in `range`, in key order (see [`Scan`]).
-    pub fn range<R: RangeBounds<Vec<u8>>>(&self, range: R) -> Scan {
-        Scan::new(self.clone(), range)
-    }
-
-    /// A lazy read of the documents whose key starts with `prefix`, in key order; it stops
-    /// at the first key past the prefix.
-    pub fn prefix(&self, prefix: &[u8]) -> Scan {
-        Scan::with_prefix(self.clone(), prefix)
-    }
-
-    /// Documents with keys in `range`, in key order, read into memory ([`Snapshot::range`]
-    /// reads them lazily).
-    pub fn scan<R: RangeBounds<Vec<u8>>>(&self, range: R) -> Result<Vec<Arc<Document>>> {
-        self.range(range).collect()
-    }
-
-    /// Documents whose key starts with `prefix`, in key order, read into memory
-    /// ([`Snapshot::prefix`] reads them lazily).
-    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Arc<Document>>> {
-        self.prefix(prefix).collect()
     }
 }

@@ -90,7 +90,7 @@ pub struct FilteredBenchArgs {
     /// Force a plan on every indexed segment (calibrating the cost model); `auto` = the
     /// planner's choice.
     #[arg(long, value_enum, default_value = "auto")]
-    plan: crate::cli::ops::PlanArg,
+    plan: crate::args::PlanArg,
     /// Peers: stop raising a system's search parameter once one setting takes this long.
     #[arg(long, default_value_t = 20.0)]
     peer_seconds_max: f64,

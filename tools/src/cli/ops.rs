@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde_json::{json, Value};
 use strata::shards::ShardSet;
 use strata::{Db, Filter, Options, Query, QueryStats, WriteBatch};
@@ -114,29 +114,7 @@ fn key_str(k: &[u8], hex: bool) -> String {
     super::docs::bytes_text(k, hex)
 }
 
-/// `--plan`: force a plan on every indexed segment, or let the planner choose.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum PlanArg {
-    /// The cost model chooses (default).
-    Auto,
-    /// Graph search (filtered when there is a filter).
-    Graph,
-    /// Score the filter's matches, by code from 500 on, and re-rank.
-    FilterFirst,
-    /// Walk the coarse partitions nearest the query.
-    Partition,
-}
-
-impl PlanArg {
-    pub fn hint(self) -> strata::PlanHint {
-        match self {
-            PlanArg::Auto => strata::PlanHint::Auto,
-            PlanArg::Graph => strata::PlanHint::Graph,
-            PlanArg::FilterFirst => strata::PlanHint::FilterFirst,
-            PlanArg::Partition => strata::PlanHint::Partition,
-        }
-    }
-}
+pub use crate::args::PlanArg;
 
 #[derive(Args)]
 pub struct QueryArgs {

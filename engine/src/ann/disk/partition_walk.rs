@@ -280,7 +280,7 @@ impl DiskIndex {
         let mut qs = Vec::new();
         to_space(self.metric, q, &mut qs);
         let mut cdist = vec![0.0f32; lists];
-        crate::ann::simd::distances_soa(&qs, &self.centroids, &mut cdist, self.space == Space::Ip);
+        crate::simd::distances_soa(&qs, &self.centroids, &mut cdist, self.space == Space::Ip);
         let mut order: Vec<(f32, usize)> = cdist.into_iter().zip(0..lists).collect();
         let nearest = order
             .iter()
@@ -399,7 +399,7 @@ impl DiskIndex {
         // distances, so only a head is sorted unless the walk goes past it.
         sc.cdist.clear();
         sc.cdist.resize(lists, 0.0);
-        crate::ann::simd::distances_soa(
+        crate::simd::distances_soa(
             &sc.qs,
             &self.centroids,
             &mut sc.cdist,

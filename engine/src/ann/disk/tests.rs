@@ -346,7 +346,7 @@ fn partition_walk_goes_past_its_target_for_an_anti_correlated_filter() {
         let mut by_dist: Vec<(f32, usize)> = data
             .chunks_exact(dim)
             .enumerate()
-            .map(|(i, r)| (super::super::simd::l2_sq_scalar(q, r), i))
+            .map(|(i, r)| (crate::simd::l2_sq_scalar(q, r), i))
             .collect();
         by_dist.sort_by(|a, b| a.0.total_cmp(&b.0));
         let mut anti = Bitset::new(n);

@@ -76,7 +76,7 @@ pub(crate) struct Segment {
     ann: Option<DiskIndex>,
     /// What the planner measured about this segment when its index was built (`None`:
     /// written before calibration existed, or not indexed).
-    calibration: Option<crate::query::calibrated::Calibration>,
+    calibration: Option<crate::segment::calibration::Calibration>,
     /// Memory charged to the database's ANN budget (returned on drop).
     ann_charge: Option<(Arc<AnnBudget>, usize)>,
     /// Removes the file when the last holder drops a retired segment (`None` for segments
@@ -273,7 +273,7 @@ impl Segment {
                 )))
             }
             Some((at, len)) => Some(
-                crate::query::calibrated::Calibration::decode(
+                crate::segment::calibration::Calibration::decode(
                     b.get(at..at + len).unwrap_or_default(),
                 )
                 .map_err(corrupt)?,
@@ -346,7 +346,7 @@ impl Segment {
     }
 
     /// The segment's calibration, if it has one.
-    pub(crate) fn calibration(&self) -> Option<&crate::query::calibrated::Calibration> {
+    pub(crate) fn calibration(&self) -> Option<&crate::segment::calibration::Calibration> {
         self.calibration.as_ref()
     }
 
