@@ -360,10 +360,95 @@ pub(super) fn attrs(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::segment::writer::encode_segment;
+    use crate::{Document, Metric};
+
+    fn file() -> (Vec<u8>, Schema) {
+        let schema = Schema::new(3, Metric::L2).with_attr("ts");
+        let docs: Vec<Arc<Document>> = (0..50)
+            .map(|i| {
+                Arc::new(
+                    Document::new(format!("k{i:03}"), "v")
+                        .with_vector(vec![i as f32; 3])
+                        .with_term(if i % 2 == 0 { "even" } else { "odd" })
+                        .with_attr("ts", i),
+                )
+            })
+            .collect();
+        (encode_segment(&docs, &schema, None).unwrap(), schema)
+    }
+
+    /// Recompute the footer's CRC after an edit, so a check past it is reached.
+    fn reseal_footer(b: &mut [u8]) {
+        let n = b.len();
+        let crc = crc32fast::hash(&b[n - FOOTER_BYTES..n - 4]);
+        b[n - 4..].copy_from_slice(&crc.to_le_bytes());
+    }
+
     #[test]
-    fn the_documented_footer_and_table_sizes() {
-        // docs/format.md, "Segment": a 64-byte footer, 24-byte table entries.
-        assert_eq!(super::FOOTER_BYTES, 64);
-        assert_eq!(super::TABLE_ENTRY_BYTES, 24);
+    fn each_footer_and_table_failure_has_its_kind() {
+        let (good, schema) = file();
+        let f = footer(&good, &schema).unwrap();
+        assert_eq!((f.n, f.dim, f.version), (50, 3, SEGMENT_FORMAT_VERSION));
+        let t = section_table(&good, &f).unwrap();
+        for k in [
+            SectionKind::Keys,
+            SectionKind::Docs,
+            SectionKind::Vectors,
+            SectionKind::Terms,
+        ] {
+            assert!(t.range(k).is_some(), "{k:?}");
+        }
+        assert_eq!(t.range(SectionKind::AnnGraph), None);
+        let n = good.len();
+        let fs = n - FOOTER_BYTES;
+
+        let mut b = good.clone();
+        b[fs + 20] ^= 1; // table offset, CRC not fixed
+        assert_eq!(footer(&b, &schema).err(), Some(DecodeError::Checksum));
+
+        let mut b = good.clone();
+        b[fs] ^= 1;
+        reseal_footer(&mut b);
+        assert_eq!(footer(&b, &schema).err(), Some(DecodeError::Magic));
+
+        let mut b = good.clone();
+        b[fs + 8..fs + 12].copy_from_slice(&99u32.to_le_bytes());
+        reseal_footer(&mut b);
+        assert_eq!(footer(&b, &schema).err(), Some(DecodeError::Version(99)));
+
+        let other = Schema::new(4, Metric::L2);
+        assert!(matches!(
+            footer(&good, &other),
+            Err(DecodeError::Invalid(_))
+        ));
+        assert!(matches!(
+            footer(&good[..10], &schema),
+            Err(DecodeError::Invalid(_))
+        ));
+
+        // A table entry's byte flipped: the table CRC catches it.
+        let mut b = good.clone();
+        b[f.table_at + 2] ^= 4;
+        assert_eq!(section_table(&b, &f).err(), Some(DecodeError::Checksum));
+
+        // Non-zero padding between sections (table CRC still good: padding is outside every
+        // section) is found by the gap check.
+        let gap = (0..f.table_at)
+            .find(|&at| {
+                let inside =
+                    |k: SectionKind| t.range(k).is_some_and(|(a, l)| at >= a && at < a + l);
+                !SectionKind::ALL.iter().any(|&k| inside(k))
+            })
+            .expect("some padding between sections");
+        let mut b = good.clone();
+        b[gap] = 1;
+        assert!(
+            matches!(section_table(&b, &f), Err(DecodeError::Invalid(m)) if m.contains("padding")),
+            "byte {gap}"
+        );
     }
 }
