@@ -56,21 +56,40 @@ pub(crate) struct Pending {
     pub seed_state: u64,
     /// Whether that file was preallocated (zero-filled); if not, rotate as soon as a spare is ready.
     pub file_preallocated: bool,
+    /// Bytes that file takes before the next record starts a new one: its spare's size, or
+    /// `segment_bytes_max` for a file that was not preallocated.
+    pub file_capacity: u64,
+    /// When the records of that file started (for sizing the next spare to the write rate).
+    pub file_started: std::time::Instant,
+    /// Whether the next spare was asked for.
+    pub spare_asked: bool,
     /// Source of preallocated files, if enabled.
     pub spares: Option<Arc<SparePool>>,
 }
+
+/// A preallocated file whose first half filled faster than this asks for a spare four times
+/// its size (up to `segment_bytes_max`).
+const SPARE_GROW_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+/// ... and slower than this, a quarter of its size (down to `SPARE_BYTES_MIN`).
+const SPARE_SHRINK_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl Pending {
     fn push(&mut self, lsn: Lsn, kind: RecordKind, payload: &[u8]) {
         let need = frame_bytes(payload.len()) as u64;
         let started = self.file_bytes > FILE_HEADER_BYTES as u64;
-        let full = started && self.file_bytes + need > self.segment_bytes_max;
+        let full = started && self.file_bytes + need > self.file_capacity;
         let upgrade = started
             && !self.file_preallocated
             && self.spares.as_ref().is_some_and(|p| p.has_spare());
         if full || upgrade {
             let spare = self.spares.as_ref().and_then(|p| p.claim());
             self.file_preallocated = spare.is_some();
+            self.file_capacity = spare.as_ref().map_or(self.segment_bytes_max, |s| {
+                s.1.max(FILE_HEADER_BYTES as u64 + 1)
+            });
+            self.file_started = std::time::Instant::now();
+            self.spare_asked = false;
+            let spare = spare.map(|s| s.0);
             self.file_seed = next_seed(&mut self.seed_state);
             self.file_bytes = FILE_HEADER_BYTES as u64;
             self.chunks.push(Chunk {
@@ -89,6 +108,39 @@ impl Pending {
             encode_record(&mut last.bytes, self.file_seed, lsn, kind, payload);
         }
         self.file_bytes += need;
+        self.ask_for_spare();
+    }
+
+    /// Ask the preallocator for the next file once it is in sight: at the first record into
+    /// a file that was not preallocated (to move onto one), or when a preallocated file is
+    /// half full — sized by how fast that half filled, so a log that takes few writes keeps
+    /// small files and one under load reaches `segment_bytes_max`.
+    fn ask_for_spare(&mut self) {
+        let Some(pool) = &self.spares else {
+            return;
+        };
+        if self.spare_asked {
+            return;
+        }
+        let bytes = if !self.file_preallocated {
+            crate::prealloc::SPARE_BYTES_MIN
+        } else if self.file_bytes.saturating_mul(2) >= self.file_capacity {
+            let half = self.file_started.elapsed();
+            if half < SPARE_GROW_WITHIN {
+                self.file_capacity.saturating_mul(4)
+            } else if half > SPARE_SHRINK_AFTER {
+                self.file_capacity / 4
+            } else {
+                self.file_capacity
+            }
+        } else {
+            return;
+        };
+        let bytes = bytes
+            .max(crate::prealloc::SPARE_BYTES_MIN)
+            .min(self.segment_bytes_max);
+        self.spare_asked = true;
+        pool.request(bytes);
     }
 }
 
@@ -413,6 +465,9 @@ mod loom_tests {
             segment_bytes_max: 1 << 20,
             seed_state: 1,
             file_preallocated: true,
+            file_capacity: 1 << 20,
+            file_started: std::time::Instant::now(),
+            spare_asked: false,
             spares: None,
         };
         (Arc::new(GroupCommit::new(sink, pending, 1)), durable)

@@ -7,6 +7,11 @@
 //! rotation writes the header into it and renames it into place. Zero padding after the last
 //! record is a clean end of file to the reader (see `reader::FileScan`).
 //!
+//! Spares are made on demand, sized to the write rate (`Pending` asks): none while a log
+//! takes no writes, so an open, idle database holds no preallocated bytes; the first asked
+//! for after open is [`SPARE_BYTES_MIN`], and each next one grows (×4, up to the log's
+//! `segment_bytes_max`) when the file before filled quickly, or shrinks when it filled slowly.
+//!
 //! Invariant: a spare is handed out only after its zeros are durable; spares are temporary
 //! files (removed at open), never part of the log until renamed.
 
@@ -18,10 +23,15 @@ use strata_io::SharedFs;
 
 /// Zero-fill granularity.
 const FILL_CHUNK_BYTES: usize = 1 << 20;
+/// Size of the first spare a log asks for (capped by its `segment_bytes_max`).
+pub(crate) const SPARE_BYTES_MIN: u64 = 1 << 20;
 
 #[derive(Debug, Default)]
 struct State {
-    ready: Option<PathBuf>,
+    /// A ready spare and its size.
+    ready: Option<(PathBuf, u64)>,
+    /// Size of the spare asked for and not yet made (0: none asked).
+    want: u64,
     stop: bool,
     seq: u64,
     /// The last attempt failed (e.g. ENOSPC); rotation falls back to plain files.
@@ -40,13 +50,19 @@ impl SparePool {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Take the ready spare, if any; the filler then prepares the next one.
-    pub(crate) fn claim(&self) -> Option<PathBuf> {
-        let spare = self.lock().ready.take();
-        if spare.is_some() {
+    /// Take the ready spare (path, size), if any.
+    pub(crate) fn claim(&self) -> Option<(PathBuf, u64)> {
+        self.lock().ready.take()
+    }
+
+    /// Ask for a spare of `bytes` (no-op while one is ready or being made).
+    pub(crate) fn request(&self, bytes: u64) {
+        let mut st = self.lock();
+        if st.ready.is_none() && st.want == 0 && bytes > 0 {
+            st.want = bytes;
+            drop(st);
             self.cond.notify_all();
         }
-        spare
     }
 
     /// Whether a spare is ready now.
@@ -64,7 +80,7 @@ pub(crate) struct Preallocator {
 }
 
 impl Preallocator {
-    pub(crate) fn start(fs: SharedFs, dir: &Path, file_bytes: u64) -> Preallocator {
+    pub(crate) fn start(fs: SharedFs, dir: &Path) -> Preallocator {
         let pool = Arc::new(SparePool {
             state: Mutex::new(State::default()),
             cond: Condvar::new(),
@@ -73,7 +89,7 @@ impl Preallocator {
         let dir = dir.to_owned();
         let handle = std::thread::Builder::new()
             .name("strata-wal-prealloc".into())
-            .spawn(move || fill_loop(&p, &fs2, &dir, file_bytes))
+            .spawn(move || fill_loop(&p, &fs2, &dir))
             .ok();
         Preallocator { pool, handle, fs }
     }
@@ -86,30 +102,31 @@ impl Drop for Preallocator {
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
-        if let Some(spare) = self.pool.claim() {
+        if let Some((spare, _)) = self.pool.claim() {
             let _ = self.fs.remove_file(&spare); // best effort: open removes leftovers anyway
         }
     }
 }
 
-fn fill_loop(pool: &SparePool, fs: &SharedFs, dir: &Path, file_bytes: u64) {
+fn fill_loop(pool: &SparePool, fs: &SharedFs, dir: &Path) {
     loop {
-        let seq = {
+        let (seq, file_bytes) = {
             let mut st = pool.lock();
-            while !st.stop && (st.ready.is_some() || st.failed) {
+            while !st.stop && (st.ready.is_some() || st.failed || st.want == 0) {
                 st = pool.cond.wait(st).unwrap_or_else(|e| e.into_inner());
             }
             if st.stop {
                 return;
             }
             st.seq += 1;
-            st.seq
+            (st.seq, st.want)
         };
         let path = dir.join(format!("prealloc-{seq}.wal.tmp"));
         let made = make_spare(fs, &path, file_bytes, pool);
         let mut st = pool.lock();
+        st.want = 0;
         match made {
-            Ok(true) => st.ready = Some(path),
+            Ok(true) => st.ready = Some((path, file_bytes)),
             Ok(false) | Err(_) => {
                 let _ = fs.remove_file(&path);
                 st.failed = made.is_err();

@@ -308,7 +308,7 @@ impl Wal {
             file.len().map_err(|e| Error::io("stat", &path, e))? >= options.segment_bytes_max;
         let prealloc = options
             .preallocate
-            .then(|| Preallocator::start(fs.clone(), dir, options.segment_bytes_max));
+            .then(|| Preallocator::start(fs.clone(), dir));
 
         let pending = Pending {
             chunks: Vec::new(),
@@ -317,6 +317,9 @@ impl Wal {
             segment_bytes_max: options.segment_bytes_max,
             seed_state,
             file_preallocated,
+            file_capacity: options.segment_bytes_max,
+            file_started: std::time::Instant::now(),
+            spare_asked: false,
             spares: prealloc.as_ref().map(|p| p.pool.clone()),
         };
         let files = Arc::new(StdMutex::new(files));

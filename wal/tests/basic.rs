@@ -509,3 +509,99 @@ fn damage_with_valid_records_after_it_is_never_taken_as_covered() {
     let t = view.tail().unwrap();
     assert_eq!((t.lsn, t.covered), (2, false));
 }
+
+/// Spares follow the write rate: an open log that takes no writes holds no preallocated file;
+/// the first write asks for a small one (1 MiB) and the log moves onto it; a file whose first
+/// half filled quickly asks for one four times larger; the padding goes at close.
+#[test]
+fn spares_are_made_on_demand_and_sized_to_the_write_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        sync: SyncMode::Never,
+        ..Options::default() // preallocation on, 64 MiB files at most
+    };
+    type Files = Vec<(String, u64)>;
+    let names_and_sizes = || -> Files {
+        let mut v: Files = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.metadata().unwrap().len(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let wait_for = |what: &str, ok: &dyn Fn(&Files) -> bool| {
+        let start = std::time::Instant::now();
+        loop {
+            let files = names_and_sizes();
+            if ok(&files) {
+                return files;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{what}: {files:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let (wal, _) = Wal::open(StdFs::shared(), dir.path(), opts).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let idle = names_and_sizes();
+    assert!(
+        idle.iter()
+            .all(|(n, len)| !n.ends_with(".tmp") && *len < 4096),
+        "an idle log holds no spare: {idle:?}"
+    );
+    wal.append_data(b"first").unwrap();
+    wait_for("a 1 MiB spare", &|f| {
+        f.iter()
+            .any(|(n, len)| n.ends_with(".wal.tmp") && *len == 1 << 20)
+    });
+    // A record after the spare is ready moves the log onto it (the file above may still be
+    // being filled and synced); filling its first half at once asks for 4 MiB.
+    let start = std::time::Instant::now();
+    while !names_and_sizes()
+        .iter()
+        .any(|(n, len)| n.ends_with(".wal") && *len == 1 << 20)
+    {
+        assert!(start.elapsed() < Duration::from_secs(30), "never moved onto the spare");
+        wal.append_data(b"tick").unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let record = vec![7u8; 4000];
+    for _ in 0..140 {
+        wal.append_data(&record).unwrap();
+    }
+    let files = wait_for("a 4 MiB spare", &|f| {
+        f.iter()
+            .any(|(n, len)| n.ends_with(".wal.tmp") && *len == 4 << 20)
+    });
+    assert!(
+        files
+            .iter()
+            .any(|(n, len)| n.ends_with(".wal") && *len == 1 << 20),
+        "the active file is the 1 MiB spare: {files:?}"
+    );
+    let last = wal.last_lsn();
+    drop(wal);
+    let closed = names_and_sizes();
+    assert!(
+        closed
+            .iter()
+            .all(|(n, len)| !n.ends_with(".tmp") && *len < 1 << 20),
+        "closed: no spare, no padding: {closed:?}"
+    );
+    let (wal, rec) = Wal::open(StdFs::shared(), dir.path(), opts).unwrap();
+    assert_eq!(rec.next_lsn, last + 1);
+    let mut r = wal.reader(1).unwrap();
+    let mut n = 0;
+    while r.next_record().unwrap().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, last);
+}
