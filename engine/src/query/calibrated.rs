@@ -320,23 +320,7 @@ pub(crate) fn walk_want(k: usize, effort: usize) -> PartitionWant {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn sample(s: f32, found: &[u8]) -> Sample {
-        let levels = found.len();
-        let curve = Curve {
-            found: found.to_vec(),
-            ns: (0..levels as u32).map(|l| 1000 << l).collect(),
-        };
-        Sample {
-            s,
-            c: [1.0; 2],
-            outside: 1.0,
-            matches: 100,
-            filtered: true,
-            exact_ns: 300.0,
-            curves: [curve.clone(), Curve::not_run(levels), curve],
-        }
-    }
+    use crate::segment::calibration::sample;
 
     #[test]
     fn a_level_is_trusted_only_when_its_tail_is_short() {

@@ -234,26 +234,29 @@ fn pad4(n: usize) -> usize {
     (4 - n % 4) % 4
 }
 
+/// A filtered sample that found `found[l]` of `k` at level `l` by graph and by codes (not
+/// run by partition), at 1 µs · 2^l (tests of the section and of the chooser).
+#[cfg(test)]
+pub(crate) fn sample(s: f32, found: &[u8]) -> Sample {
+    let levels = found.len();
+    let curve = Curve {
+        found: found.to_vec(),
+        ns: (0..levels as u32).map(|l| 1000 << l).collect(),
+    };
+    Sample {
+        s,
+        c: [1.0; 2],
+        outside: 1.0,
+        matches: 100,
+        filtered: true,
+        exact_ns: 300.0,
+        curves: [curve.clone(), Curve::not_run(levels), curve],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn sample(s: f32, found: &[u8]) -> Sample {
-        let levels = found.len();
-        let curve = Curve {
-            found: found.to_vec(),
-            ns: (0..levels as u32).map(|l| 1000 << l).collect(),
-        };
-        Sample {
-            s,
-            c: [1.0; 2],
-            outside: 1.0,
-            matches: 100,
-            filtered: true,
-            exact_ns: 300.0,
-            curves: [curve.clone(), Curve::not_run(levels), curve],
-        }
-    }
 
     #[test]
     fn the_section_round_trips_and_damage_is_an_error() {
