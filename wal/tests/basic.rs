@@ -569,7 +569,10 @@ fn spares_are_made_on_demand_and_sized_to_the_write_rate() {
         .iter()
         .any(|(n, len)| n.ends_with(".wal") && *len == 1 << 20)
     {
-        assert!(start.elapsed() < Duration::from_secs(30), "never moved onto the spare");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "never moved onto the spare"
+        );
         wal.append_data(b"tick").unwrap();
         std::thread::sleep(Duration::from_millis(5));
     }

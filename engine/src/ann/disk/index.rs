@@ -51,6 +51,8 @@ fn floats(c: &mut Cursor<'_>, k: usize) -> std::result::Result<Vec<f32>, DecodeE
 
 /// The codes section (`docs/format.md`, "ANN codes"): header, quantiser, node -> ordinal
 /// map, codes, partitions; every field checked against the segment.
+// ~130 lines: the section read front to back with its checks beside each field, in the order
+// `docs/format.md` lists them.
 fn decode_codes(
     c: &[u8],
     seg_n: usize,
