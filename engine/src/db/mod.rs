@@ -53,16 +53,6 @@ use compaction::manifest_segments;
 use flush::flusher_loop;
 use open::{remove_orphans, Sweep};
 
-/// What maintenance and back-pressure did (reported by [`Db::stats`]).
-struct CompactionCounters {
-    compactions: u64,
-    flush_bytes: u64,
-    compaction_bytes: u64,
-    compaction_seconds: f64,
-    slowdowns: u64,
-    stalls: u64,
-}
-
 /// Flusher wake-ups and back-pressure.
 #[derive(Debug, Default)]
 struct FlushCtl {
@@ -70,7 +60,8 @@ struct FlushCtl {
     cond: Condvar,
 }
 
-#[derive(Debug, Default)]
+/// Copied whole by [`Db::stats`] (one lock for every counter).
+#[derive(Debug, Default, Clone)]
 struct FlushState {
     stop: bool,
     /// Flushes completed (tests and `Db::flush` wait on it).

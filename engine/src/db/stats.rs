@@ -69,22 +69,12 @@ impl Db {
     pub fn stats(&self) -> DbStats {
         let inner = self.inner();
         let v = inner.version.lock().clone();
-        let fs_state = {
-            let st = inner.flush.state.lock();
-            CompactionCounters {
-                compactions: st.compactions,
-                flush_bytes: st.flush_bytes,
-                compaction_bytes: st.compaction_bytes,
-                compaction_seconds: st.compaction_seconds,
-                slowdowns: st.slowdowns,
-                stalls: st.stalls,
-            }
-        };
+        let fs_state = inner.flush.state.lock().clone();
         DbStats {
             segments: v.segments.len(),
             frozen_memtables: v.frozen.len(),
             memtable_bytes: v.active.mem_bytes(),
-            flushes: inner.flush.state.lock().done,
+            flushes: fs_state.done,
             checkpoint_lsn: inner.manifest.lock().checkpoint_lsn,
             ann_segments: v.segments.iter().filter(|s| s.seg.ann().is_some()).count(),
             ann_resident_bytes: v

@@ -4,7 +4,7 @@
 
 use strata_io::le::{self, Cursor};
 
-use crate::{Error, Result};
+use crate::{DecodeError, Error, Result};
 
 /// Sector size of the graph section (and its alignment in the file).
 pub(crate) const SECTOR: usize = 4096;
@@ -127,14 +127,13 @@ impl GraphHeader {
         out
     }
 
-    /// The header at the start of `b`: `Err(true)` when the magic is wrong, `Err(false)`
-    /// when `b` is too short.
-    pub(super) fn decode(b: &[u8]) -> std::result::Result<GraphHeader, bool> {
+    /// The header at the start of `b` (magic checked; the fields' values are the caller's).
+    pub(super) fn decode(b: &[u8]) -> std::result::Result<GraphHeader, DecodeError> {
         let mut c = Cursor::new(b);
-        if c.take(8).map_err(|_| false)? != GRAPH_MAGIC {
-            return Err(true);
+        if c.take(8)? != GRAPH_MAGIC {
+            return Err(DecodeError::Magic);
         }
-        let mut f = || c.u32().map_err(|_| false);
+        let mut f = || c.u32();
         let h = GraphHeader {
             version: f()?,
             dim: f()?,
@@ -147,7 +146,7 @@ impl GraphHeader {
             sectors: 0,
         };
         Ok(GraphHeader {
-            sectors: c.u64().map_err(|_| false)?,
+            sectors: c.u64()?,
             ..h
         })
     }
@@ -278,10 +277,13 @@ mod tests {
         let b = g.encode();
         assert_eq!(b.len(), GRAPH_HEADER);
         assert_eq!(GraphHeader::decode(&b), Ok(g));
-        assert_eq!(GraphHeader::decode(&b[..GRAPH_HEADER - 1]), Err(false));
+        assert!(matches!(
+            GraphHeader::decode(&b[..GRAPH_HEADER - 1]),
+            Err(DecodeError::Truncated { .. })
+        ));
         let mut bad = b.clone();
         bad[0] ^= 1;
-        assert_eq!(GraphHeader::decode(&bad), Err(true));
+        assert_eq!(GraphHeader::decode(&bad), Err(DecodeError::Magic));
         let mut sectors = vec![7u8; 3 * SECTOR];
         seal_sectors(&mut sectors);
         for (s, sec) in sectors.chunks(SECTOR).enumerate() {

@@ -200,16 +200,7 @@ fn decode_graph_header(
             at: 0,
             need: SECTOR,
         })?;
-    let g = GraphHeader::decode(hdr).map_err(|bad_magic| {
-        if bad_magic {
-            DecodeError::Magic
-        } else {
-            DecodeError::Truncated {
-                at: 0,
-                need: SECTOR,
-            }
-        }
-    })?;
+    let g = GraphHeader::decode(hdr)?;
     if g.version != GRAPH_VERSION {
         return Err(DecodeError::Version(g.version));
     }
