@@ -13,8 +13,9 @@ the share of queries below 0.85, wall time and the plans the planner chose.
         [--extra "--plan partition"] [--json OUT]
 
 `--data` is either layout of `../shared/`: `base.fvecs` + `base.tags.txt` (+ `query.*`), or
-`base.fvecs` + `base.jsonl` (+ `query.*`). Without `--db` the database is built with `strata
-build --metric cosine` into `bench-out/families-<name>` (reused when present). Needs numpy.
+`base.fvecs` + `base.jsonl` (+ `query.*`). The database (`--db`, default
+`bench-out/families-<name>`) is built with `strata build --metric cosine` when it does not
+exist, else reused. Needs numpy.
 """
 
 import argparse
@@ -163,12 +164,10 @@ class Peers:
 
 
 def ensure_db(args, name):
-    if args.db:
-        return args.db
-    db = os.path.join("bench-out", f"families-{name}")
+    db = args.db or os.path.join("bench-out", f"families-{name}")
     if os.path.exists(os.path.join(db, "SCHEMA")):
         return db
-    os.makedirs("bench-out", exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(db)), exist_ok=True)
     docs = os.path.join(args.data, "base.jsonl")
     if not os.path.exists(docs):
         docs = os.path.join(tempfile.mkdtemp(), "base.jsonl")

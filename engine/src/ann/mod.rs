@@ -287,6 +287,10 @@ pub struct SegmentExplain {
     /// measured it (share among the nearest partitions' members over the share overall: 1
     /// spread like the data, below 1 anti-correlated; `None`: not measured).
     pub local_density: Option<[f64; 2]>,
+    /// The same ratio among the query's `k / s` nearest nodes by code (s: the filter's
+    /// selectivity; `None`: not measured — no filter, or a segment calibrated before the near
+    /// scale existed).
+    pub near_density: Option<f64>,
     /// Where the query lies, as the calibrated planner measured it: its squared distance to
     /// the nearest partition's centroid over that partition's mean squared member distance
     /// (about 1 for a query like the data; `None`: not measured).

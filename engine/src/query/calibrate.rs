@@ -169,6 +169,7 @@ pub(crate) fn calibrate(seg: &Segment, opts: &CalibrateOptions) -> Result<Option
         levels: opts.levels,
         exact_ns: (ns_sum / ns_n.max(1) as f64) as f32,
         local_div: opts.local_div,
+        near: true,
         samples,
     }))
 }
@@ -224,6 +225,7 @@ pub(crate) fn calibrate_from_queries(
         levels: opts.levels,
         exact_ns: (ns_sum / ns_n.max(1) as f64) as f32,
         local_div: opts.local_div,
+        near: true,
         samples,
     }))
 }
@@ -370,8 +372,9 @@ fn measure_vector(
             q,
             by_node.as_ref().map(|b| (b, matches as u64)),
             opts.local_div,
+            Some(k),
         );
-        let c = features.map_or([1.0; 2], |f| f.density);
+        let c = features.map_or([1.0; 3], |f| f.density);
         let outside = features.map_or(1.0, |f| f.outside);
         // The exact plan on (a prefix of) these matches, in their own access pattern.
         let exact_per = match &bits {

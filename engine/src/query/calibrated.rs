@@ -4,11 +4,13 @@
 //!
 //! A calibration is a set of **samples**: a query (one of the segment's own vectors, excluded
 //! from its own results) with a filter (drawn from the segment's own terms and attributes, or
-//! none), described by four features any query can measure cheaply — the filter's
-//! selectivity `s` (matches / nodes), its local density `c` at two scales (the share of
+//! none), described by five features any query can measure cheaply — the filter's
+//! selectivity `s` (matches / nodes), its local density `c` at three scales (the share of
 //! matches among the members of the partitions nearest the query over `s`: 1 spread like the
 //! data, above 1 concentrated near the query, below 1 anti-correlated; the fine scale sees
-//! "the query's corpus but not its label", dense around it but empty right at it), and the
+//! "the query's corpus but not its label", dense around it but empty right at it; the near
+//! scale, among the query's `k / s` nearest nodes by code, sees a filter that excludes just
+//! the query's own neighbourhood, which whole partitions blur), and the
 //! query's position `o` (squared distance to the nearest partition's centroid over that
 //! partition's mean squared member distance: about 1 for a query like the data, larger for
 //! one between clusters or off the data). Only a quarter of the sample queries are the
@@ -22,7 +24,7 @@
 //! scored, the code scan's re-rank pool) a sample records how many of its true `k` nearest the
 //! plan found and how long it took.
 //!
-//! A query finds the samples nearest to it in (ln s, ln c_fine, ln c_coarse, ln o), and for each plan the lowest
+//! A query finds the samples nearest to it in (ln s, ln c_fine, ln c_coarse, ln c_near, ln o), and for each plan the lowest
 //! effort at which those samples' recall reaches the target: mean recall minus 1.645 standard
 //! errors (a one-sided 95 % bound) at least the target, so a level that crossed by luck on few
 //! samples is not trusted,
@@ -97,7 +99,7 @@ impl Calibration {
     /// outvoted by many easier ones further off, and a query far from every sample is judged
     /// on the nearest ones with an honest (small) sample size. Samples with the query's
     /// filtered-ness only, when there are any.
-    fn weighted(&self, s: f64, c: [f64; 2], outside: f64, filtered: bool) -> Weighted<'_> {
+    fn weighted(&self, s: f64, c: [f64; 3], outside: f64, filtered: bool) -> Weighted<'_> {
         let ls = s.max(1e-9).ln();
         let lc = c.map(|x| x.max(1e-6).ln());
         let lo = outside.max(1e-6).ln();
@@ -220,14 +222,22 @@ impl Calibration {
             fallback_pool: None,
             predicted_recall: Some(1.0),
             local_density: None,
+            near_density: None,
             outside: None,
         };
         if m == 0 || target >= 1.0 {
             return exact;
         }
         let s = (m as f64 / nodes as f64).min(1.0);
-        let f = idx.query_features(ask.target.q, ask.by_node.map(|b| (b, m)), self.local_div);
-        let c = f.map_or([1.0; 2], |f| f.density);
+        // The near scale only where the samples measured it (a version-1 section: 1, as its
+        // samples read).
+        let f = idx.query_features(
+            ask.target.q,
+            ask.by_node.map(|b| (b, m)),
+            self.local_div,
+            self.near.then_some(k),
+        );
+        let c = f.map_or([1.0; 3], |f| f.density);
         let outside = f.map_or(1.0, |f| f.outside);
         let near = self.weighted(s, c, outside, ask.matches.is_some());
         // The exact plan's cost: the neighbours' time per match (their access patterns are
@@ -260,6 +270,7 @@ impl Calibration {
                             fallback_pool,
                             predicted_recall: Some(at.recall),
                             local_density: None,
+                            near_density: None,
                             outside: None,
                         },
                     );
@@ -287,6 +298,7 @@ impl Calibration {
                         fallback_pool,
                         predicted_recall: Some(at.recall),
                         local_density: None,
+                        near_density: None,
                         outside: None,
                     },
                 );
@@ -296,7 +308,8 @@ impl Calibration {
         if d.choice == (Choice::FilterFirst { pool: None }) {
             d.fallback_pool = None;
         }
-        d.local_density = ask.by_node.is_some().then_some(c);
+        d.local_density = ask.by_node.is_some().then_some([c[0], c[1]]);
+        d.near_density = (ask.by_node.is_some() && self.near).then_some(c[2]);
         d.outside = f.map(|f| f.outside);
         d
     }
@@ -329,6 +342,7 @@ mod tests {
             levels: 3,
             exact_ns: 1.0,
             local_div: [256, 32],
+            near: true,
             // 39 samples find everything at level 1, one finds 5 of 10 even at level 2.
             samples: (0..40)
                 .map(|i| {
@@ -340,7 +354,7 @@ mod tests {
                 })
                 .collect(),
         };
-        let near = cal.weighted(0.5, [1.0; 2], 1.0, true);
+        let near = cal.weighted(0.5, [1.0; 3], 1.0, true);
         assert!((near.effective - 40.0).abs() < 1e-9);
         // Mean at level 1 is 0.9875 (lower bound 0.967), one of 40 (2.5 %) is more than 0.1
         // short: allowed.
@@ -352,7 +366,7 @@ mod tests {
             samples: cal.samples[..20].to_vec(),
             ..cal.clone()
         };
-        let near20 = few.weighted(0.5, [1.0; 2], 1.0, true);
+        let near20 = few.weighted(0.5, [1.0; 3], 1.0, true);
         assert_eq!(few.cheapest(&near20, GRAPH, 0.95).map(|x| x.0), None);
         // Not-run levels after a full one cost twice the last measured time.
         let at = cal.level(&near, GRAPH, 2, 0.95).unwrap();

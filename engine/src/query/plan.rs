@@ -104,6 +104,8 @@ pub(crate) struct Decision {
     /// The filter's local density near the query the calibrated choice used (`None`:
     /// uncalibrated or no filter).
     pub local_density: Option<[f64; 2]>,
+    /// The near-scale density the calibrated choice used (`None`: not measured).
+    pub near_density: Option<f64>,
     /// The query's position the calibrated choice used (`None`: uncalibrated, or the index
     /// has no partitions).
     pub outside: Option<f64>,
@@ -201,6 +203,7 @@ pub(crate) fn choose_plan(q: &Query, shape: IndexShape, matches: Option<u64>) ->
         fallback_pool: codes_pool,
         predicted_recall: None,
         local_density: None,
+        near_density: None,
         outside: None,
     };
     let graph = Choice::Graph {

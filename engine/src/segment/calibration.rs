@@ -5,15 +5,18 @@
 //! Layout of the section (little-endian; `docs/format.md`, "Calibration section"):
 //!
 //! ```text
-//! 0   magic "STRACALB" | 8 u32 version (1) | 12 u32 k | 16 u32 levels | 20 u32 samples
-//! 24  f32 ns per exact distance | 28 u32 fine, 32 u32 coarse local share divisor (the
-//!     nearest lists holding nodes / divisor members define `c` at each scale)
-//! 36  samples × record: f32 s | f32 c_fine | f32 c_coarse | f32 o | u32 matches |
-//!                       u32 flags (bit 0: filtered) |
+//! 0   magic "STRACALB" | 8 u32 version (2; 1 is read) | 12 u32 k | 16 u32 levels |
+//! 20  u32 samples | 24 f32 ns per exact distance | 28 u32 fine, 32 u32 coarse local share
+//!     divisor (the nearest lists holding nodes / divisor members define `c` at each scale)
+//! 36  samples × record: f32 s | f32 c_fine | f32 c_coarse | f32 c_near (version 2 only) |
+//!                       f32 o | u32 matches | u32 flags (bit 0: filtered) |
 //!                       f32 ns per match of the exact plan on this sample's matches,
 //!                       then per plan (graph, partition, codes): levels × u8 found,
 //!                       padded to 4, then levels × u32 ns
 //! ```
+//!
+//! A version-1 section has no near scale: its samples read `c_near` 1 and the planner
+//! measures no near scale for queries on that segment (`Calibration::near` false).
 //!
 //! `found` is `0..=k`, [`FULL_BEFORE`] (an earlier level already found all `k`: not run), or
 //! [`NOT_RUN`] (not run: costlier than exact, or the plan does not apply).
@@ -22,8 +25,8 @@ use crate::DecodeError;
 
 /// Magic of the calibration section.
 pub(crate) const MAGIC: [u8; 8] = *b"STRACALB";
-/// Version of the calibration section.
-pub(crate) const VERSION: u32 = 1;
+/// Version of the calibration section written (2: samples carry the near-scale density).
+pub(crate) const VERSION: u32 = 2;
 /// Plans a sample measures, in record order.
 pub(crate) const PLANS: usize = 3;
 pub(crate) const GRAPH: usize = 0;
@@ -37,8 +40,8 @@ pub(crate) const NOT_RUN: u8 = 255;
 pub(crate) const LEVELS_MAX: usize = 32;
 
 const HEADER: usize = 36;
-/// Bytes of a sample's fixed fields.
-const SAMPLE_FIXED: usize = 28;
+/// Bytes of a sample's fixed fields (version 2; version 1 lacks `c_near`).
+const SAMPLE_FIXED: usize = 32;
 
 /// What one sample measured for one plan at every level.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,8 +64,9 @@ impl Curve {
 pub(crate) struct Sample {
     /// Selectivity: matches with a vector / nodes (1 unfiltered).
     pub s: f32,
-    /// Local density, fine and coarse scale (1 unfiltered or without partitions).
-    pub c: [f32; 2],
+    /// Local density, fine, coarse and near scale (1 unfiltered, without partitions, or —
+    /// near — in a version-1 section).
+    pub c: [f32; 3],
     /// The query's position (1 without partitions).
     pub outside: f32,
     pub matches: u32,
@@ -85,15 +89,19 @@ pub(crate) struct Calibration {
     /// `c` counts the nearest lists holding at least `nodes / local_div` members (fine,
     /// coarse).
     pub local_div: [u32; 2],
+    /// The samples measured the near scale (version 2).
+    pub near: bool,
     pub samples: Vec<Sample>,
 }
 
 impl Calibration {
-    /// The section's bytes.
+    /// The section's bytes: version 2, or version 1 for a calibration without the near scale
+    /// (one read from an old segment keeps its layout).
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&VERSION.to_le_bytes());
+        let version: u32 = if self.near { VERSION } else { 1 };
+        out.extend_from_slice(&version.to_le_bytes());
         out.extend_from_slice(&self.k.to_le_bytes());
         out.extend_from_slice(&(self.levels as u32).to_le_bytes());
         out.extend_from_slice(&(self.samples.len() as u32).to_le_bytes());
@@ -103,7 +111,8 @@ impl Calibration {
         }
         for x in &self.samples {
             out.extend_from_slice(&x.s.to_le_bytes());
-            for c in x.c {
+            let scales = if self.near { 3 } else { 2 };
+            for c in x.c.iter().take(scales) {
                 out.extend_from_slice(&c.to_le_bytes());
             }
             out.extend_from_slice(&x.outside.to_le_bytes());
@@ -131,7 +140,7 @@ impl Calibration {
         let field =
             |at: usize| le_u32(b, at).ok_or(DecodeError::invalid("calibration: header truncated"));
         let version = field(8)?;
-        if version != VERSION {
+        if version != 1 && version != VERSION {
             return Err(DecodeError::Invalid(format!(
                 "calibration: unsupported version {version}"
             )));
@@ -156,8 +165,10 @@ impl Calibration {
                 "calibration: bad exact cost or local share",
             ));
         }
+        let near = version >= 2;
+        let fixed = if near { SAMPLE_FIXED } else { SAMPLE_FIXED - 4 };
         let per_curve = levels + pad4(levels) + levels * 4;
-        let record = SAMPLE_FIXED + PLANS * per_curve;
+        let record = fixed + PLANS * per_curve;
         if record
             .checked_mul(count)
             .and_then(|l| l.checked_add(HEADER))
@@ -172,14 +183,21 @@ impl Calibration {
         for i in 0..count {
             let at = HEADER + i * record;
             let s = f32::from_bits(field(at)?);
+            // Version 2 inserts c_near after c_coarse; the fields after it move by 4.
+            let shift = if near { 4 } else { 0 };
             let c = [
                 f32::from_bits(field(at + 4)?),
                 f32::from_bits(field(at + 8)?),
+                if near {
+                    f32::from_bits(field(at + 12)?)
+                } else {
+                    1.0
+                },
             ];
-            let outside = f32::from_bits(field(at + 12)?);
-            let matches = field(at + 16)?;
-            let flags = field(at + 20)?;
-            let exact_ns = f32::from_bits(field(at + 24)?);
+            let outside = f32::from_bits(field(at + 12 + shift)?);
+            let matches = field(at + 16 + shift)?;
+            let flags = field(at + 20 + shift)?;
+            let exact_ns = f32::from_bits(field(at + 24 + shift)?);
             if !(s > 0.0 && s <= 1.0)
                 || c.iter().any(|c| !(c.is_finite() && *c >= 0.0))
                 || !(outside.is_finite() && outside >= 0.0)
@@ -192,7 +210,7 @@ impl Calibration {
             }
             let mut curves: [Curve; PLANS] = std::array::from_fn(|_| Curve::not_run(levels));
             for (p, curve) in curves.iter_mut().enumerate() {
-                let cat = at + SAMPLE_FIXED + p * per_curve;
+                let cat = at + fixed + p * per_curve;
                 let found = b
                     .get(cat..cat + levels)
                     .ok_or(DecodeError::invalid("calibration: truncated"))?;
@@ -225,6 +243,7 @@ impl Calibration {
             levels,
             exact_ns,
             local_div,
+            near,
             samples,
         })
     }
@@ -245,7 +264,7 @@ pub(crate) fn sample(s: f32, found: &[u8]) -> Sample {
     };
     Sample {
         s,
-        c: [1.0; 2],
+        c: [1.0; 3],
         outside: 1.0,
         matches: 100,
         filtered: true,
@@ -265,6 +284,7 @@ mod tests {
             levels: 3,
             exact_ns: 12.5,
             local_div: [256, 32],
+            near: true,
             samples: vec![sample(0.5, &[7, 10, FULL_BEFORE]), sample(0.01, &[2, 5, 9])],
         };
         let b = cal.encode();
@@ -287,22 +307,49 @@ mod tests {
     }
 
     #[test]
-    fn the_committed_fixture_decodes() {
-        // `docs/format.md`, "Calibration": the fuzz seed after its decoder-picking byte.
-        let seed = include_bytes!("../../../fuzz/corpus/small_decoders/calibration-v1");
-        let cal = Calibration::decode(&seed[1..]).unwrap();
-        assert_eq!((cal.k, cal.levels, cal.local_div), (10, 2, [256, 32]));
-        assert_eq!(cal.samples.len(), 1);
-        let x = &cal.samples[0];
-        assert_eq!(
-            (x.s, x.c, x.outside, x.matches),
-            (0.5, [1.0, 1.0], 1.2, 100)
-        );
-        assert!(x.filtered);
-        assert_eq!(x.curves[GRAPH].found, vec![7, 10]);
-        assert_eq!(x.curves[PARTITION].found, vec![NOT_RUN, NOT_RUN]);
-        assert_eq!(x.curves[CODES].found, vec![3, FULL_BEFORE]);
-        assert_eq!(x.curves[CODES].ns, vec![1000, 2000]);
-        assert_eq!(cal.encode(), seed[1..].to_vec());
+    fn the_spec_describes_the_layout_written() {
+        let spec = include_str!("../../../docs/format.md");
+        let at = spec.find("### Calibration (section kind 9)").unwrap();
+        let section = spec.get(at..).unwrap();
+        assert!(section.contains(&format!("| 8 | 4 | version `{VERSION}`")));
+        assert!(section.contains(&format!(
+            "`{HEADER} + S · ({SAMPLE_FIXED} + 3 · (L + pad + 4L))`"
+        )));
+        let cal = Calibration {
+            k: 10,
+            levels: 3,
+            exact_ns: 1.0,
+            local_div: [256, 32],
+            near: true,
+            samples: vec![sample(0.5, &[1, 2, 3])],
+        };
+        assert_eq!(cal.encode().len(), HEADER + SAMPLE_FIXED + 3 * (3 + 1 + 12));
+    }
+
+    #[test]
+    fn the_committed_fixtures_decode() {
+        // `docs/format.md`, "Calibration": the fuzz seeds after their decoder-picking byte.
+        // Version 1 (no near scale) is still read: its samples' c_near reads 1.
+        let v1 = include_bytes!("../../../fuzz/corpus/small_decoders/calibration-v1");
+        let v2 = include_bytes!("../../../fuzz/corpus/small_decoders/calibration-v2");
+        for (seed, near) in [(&v1[..], false), (&v2[..], true)] {
+            let cal = Calibration::decode(&seed[1..]).unwrap();
+            assert_eq!((cal.k, cal.levels, cal.local_div), (10, 2, [256, 32]));
+            assert_eq!(cal.near, near);
+            assert_eq!(cal.samples.len(), 1);
+            let x = &cal.samples[0];
+            let c_near = if near { 0.25 } else { 1.0 };
+            assert_eq!(
+                (x.s, x.c, x.outside, x.matches),
+                (0.5, [1.0, 1.0, c_near], 1.2, 100)
+            );
+            assert!(x.filtered);
+            assert_eq!(x.curves[GRAPH].found, vec![7, 10]);
+            assert_eq!(x.curves[PARTITION].found, vec![NOT_RUN, NOT_RUN]);
+            assert_eq!(x.curves[CODES].found, vec![3, FULL_BEFORE]);
+            assert_eq!(x.curves[CODES].ns, vec![1000, 2000]);
+            // Re-encoded, each keeps its version's layout.
+            assert_eq!(cal.encode(), seed[1..].to_vec());
+        }
     }
 }

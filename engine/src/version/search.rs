@@ -234,6 +234,7 @@ impl Snapshot {
         };
         ex.predicted_recall = decision.predicted_recall;
         ex.local_density = decision.local_density;
+        ex.near_density = decision.near_density;
         ex.outside = decision.outside;
         let mut fallback = decision.fallback_pool;
         match decision.choice {

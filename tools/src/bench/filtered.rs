@@ -94,6 +94,11 @@ pub struct FilteredBenchArgs {
     /// Peers: stop raising a system's search parameter once one setting takes this long.
     #[arg(long, default_value_t = 20.0)]
     peer_seconds_max: f64,
+    /// Append one JSON line per query to this file (filter, list, the query's recall@10 and,
+    /// per segment, the plan, its list, the predicted recall and the features the calibrated
+    /// planner measured): which queries miss, and what the planner believed.
+    #[arg(long)]
+    trace: Option<PathBuf>,
 }
 
 /// Mean work per query (see [`Bucket::work`]).
@@ -480,6 +485,44 @@ fn load_gt_cache(p: &Path) -> HashMap<String, Vec<Vec<usize>>> {
         .unwrap_or_default()
 }
 
+/// One line of `--trace`: the query's recall and what each segment chose and predicted.
+fn write_trace(
+    f: &mut std::fs::File,
+    filter: &str,
+    list: usize,
+    query: usize,
+    hits: &[strata::Hit],
+    want: &[usize],
+    st: &strata::QueryStats,
+) -> CliResult {
+    use std::io::Write;
+    let recall = super::recall_at(&[hits.to_vec()], &[want.to_vec()], 10);
+    let segments: Vec<serde_json::Value> = st
+        .explain
+        .iter()
+        .filter(|e| e.segment.is_some())
+        .map(|e| {
+            serde_json::json!({
+                "segment": e.segment,
+                "plan": format!("{:?}", e.plan),
+                "list": e.list,
+                "matches": e.matches,
+                "nodes": e.nodes_visited,
+                "predicted": e.predicted_recall,
+                "density": e.local_density,
+                "near": e.near_density,
+                "outside": e.outside,
+                "micros": e.micros,
+            })
+        })
+        .collect();
+    let line = serde_json::json!({
+        "filter": filter, "list": list, "query": query, "recall": recall, "segments": segments,
+    });
+    writeln!(f, "{line}")?;
+    Ok(())
+}
+
 /// Run `case`'s queries at graph list `list`: recall against `gt`, QPS, latency, plans.
 fn measure(
     l: &Loaded,
@@ -488,6 +531,7 @@ fn measure(
     list: usize,
     repeat: usize,
     plan: strata::PlanHint,
+    trace: &mut Option<std::fs::File>,
 ) -> CliResult<Bucket> {
     let n = l.base.len();
     let text = case.filter.to_string();
@@ -519,6 +563,9 @@ fn measure(
         work.nodes += st.nodes_visited as f64;
         work.distances += st.distance_computations as f64;
         if qi < l.queries.len() {
+            if let (Some(f), Some(want)) = (trace.as_mut(), gt.get(qi)) {
+                write_trace(f, &text, list, qi, &h, want, &st)?;
+            }
             results.push(h);
         }
     }
@@ -558,6 +605,15 @@ pub fn run(a: &FilteredBenchArgs) -> CliResult {
     let mut gt_dirty = false;
     let mut buckets = Vec::new();
     let mut peer_buckets = Vec::new();
+    let mut trace = match &a.trace {
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)?,
+        ),
+        None => None,
+    };
     println!(
         "filtered k-NN, {}, {} queries, k=10, L swept over {:?} (reported: the fastest with recall >= 0.95)",
         l.title,
@@ -592,7 +648,15 @@ pub fn run(a: &FilteredBenchArgs) -> CliResult {
         }
         let mut sweep = Vec::new();
         for &list in &a.lists {
-            sweep.push(measure(&l, case, &gt, list, a.repeat, a.plan.hint())?);
+            sweep.push(measure(
+                &l,
+                case,
+                &gt,
+                list,
+                a.repeat,
+                a.plan.hint(),
+                &mut trace,
+            )?);
         }
         // Like the peers: the fastest setting that reaches recall 0.95 (else the best recall).
         let b = sweep

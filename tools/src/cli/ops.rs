@@ -191,6 +191,7 @@ pub fn stats_json(s: &QueryStats) -> Value {
                    "lists_probed": e.lists_probed, "members_scanned": e.members_scanned,
                    "predicted_recall": e.predicted_recall,
                    "local_density": e.local_density,
+                   "near_density": e.near_density,
                    "outside": e.outside,
                    "micros": e.micros})
         })
@@ -237,6 +238,10 @@ pub fn print_explain(st: &QueryStats, indent: &str) {
             .map_or(String::new(), |r| format!(", predicted recall {r:.3}"));
         let predicted = match e.local_density {
             Some([f, c]) => format!("{predicted}, local density {f:.2} / {c:.2}"),
+            None => predicted,
+        };
+        let predicted = match e.near_density {
+            Some(n) => format!("{predicted}, near {n:.2}"),
             None => predicted,
         };
         let predicted = match e.outside {
