@@ -15,8 +15,9 @@
 //!                       padded to 4, then levels × u32 ns
 //! ```
 //!
-//! A version-1 section has no near scale: its samples read `c_near` 1 and the planner
-//! measures no near scale for queries on that segment (`Calibration::near` false).
+//! A version-1 section has no near scale: its samples' `c_near` reads their `c_fine`, and the
+//! planner does not measure the near scale for queries on that segment either (it reads the
+//! fine one; `Calibration::near` false).
 //!
 //! `found` is `0..=k`, [`FULL_BEFORE`] (an earlier level already found all `k`: not run), or
 //! [`NOT_RUN`] (not run: costlier than exact, or the plan does not apply).
@@ -64,8 +65,8 @@ impl Curve {
 pub(crate) struct Sample {
     /// Selectivity: matches with a vector / nodes (1 unfiltered).
     pub s: f32,
-    /// Local density, fine, coarse and near scale (1 unfiltered, without partitions, or —
-    /// near — in a version-1 section).
+    /// Local density, fine, coarse and near scale (1 unfiltered or without partitions; near
+    /// reads fine where it was not measured, as in a version-1 section).
     pub c: [f32; 3],
     /// The query's position (1 without partitions).
     pub outside: f32,
@@ -185,13 +186,16 @@ impl Calibration {
             let s = f32::from_bits(field(at)?);
             // Version 2 inserts c_near after c_coarse; the fields after it move by 4.
             let shift = if near { 4 } else { 0 };
+            // Version 1: the near scale reads the fine one, as for a query the planner does
+            // not measure it on (`DiskIndex::query_features`).
+            let fine = f32::from_bits(field(at + 4)?);
             let c = [
-                f32::from_bits(field(at + 4)?),
+                fine,
                 f32::from_bits(field(at + 8)?),
                 if near {
                     f32::from_bits(field(at + 12)?)
                 } else {
-                    1.0
+                    fine
                 },
             ];
             let outside = f32::from_bits(field(at + 12 + shift)?);
@@ -289,6 +293,13 @@ mod tests {
         };
         let b = cal.encode();
         assert_eq!(Calibration::decode(&b), Ok(cal.clone()));
+        // Without the near scale (version 1) a sample's near density reads its fine one.
+        let mut v1 = cal.clone();
+        v1.near = false;
+        v1.samples[0].c = [0.3, 0.8, 0.3];
+        let back = Calibration::decode(&v1.encode()).unwrap();
+        assert_eq!(back.samples[0].c, [0.3, 0.8, 0.3]);
+        assert_eq!((back.near, v1.encode().len() + 4 * 2), (false, b.len()));
         for cut in [0, 7, 31, b.len() - 1] {
             assert!(
                 Calibration::decode(b.get(..cut).unwrap()).is_err(),
