@@ -16,6 +16,13 @@
 //!   so writers acknowledged a moment ago join this fsync instead of the next one (without it a
 //!   steady state of N writers splits into two alternating halves of N/2 per fsync). A lone
 //!   writer never waits: it is the only record expected.
+//! - *Per-waiter parking*: a writer that finds another leader at work files a [`Slot`] (its
+//!   LSN, what it waits for, its thread) and parks outside the lock. The leader, after its
+//!   round, marks every slot its marks now cover `DONE` and unparks that thread, which returns
+//!   **without taking the lock again**; slots not covered stay parked, except one that is told
+//!   to `RETRY` (take the lock and lead the next round) — and on poison every slot is told to
+//!   retry, to read the cause. With a condition variable every acknowledged writer had to
+//!   re-take the lock in turn to see its mark, a chain of wake-ups as long as the round.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use crate::format::{encode_record, frame_bytes, RecordKind, FILE_HEADER_BYTES};
 use crate::prealloc::SparePool;
-use crate::sync::{Condvar, Mutex};
+use crate::sync::{current, park, AtomicU8, Condvar, Mutex, Ordering, Thread};
 use crate::{Error, Lsn, Result};
 
 /// A file the sink must start before writing the chunk that carries it.
@@ -185,6 +192,19 @@ pub struct CommitStats {
     pub gather_ns: u64,
 }
 
+/// A parked waiter: what it waits for and how the leader tells it the outcome.
+struct Slot {
+    lsn: Lsn,
+    wait: Wait,
+    /// [`WAITING`], [`DONE`] (covered: return) or [`RETRY`] (take the lock and look again).
+    outcome: AtomicU8,
+    thread: Thread,
+}
+
+const WAITING: u8 = 0;
+const DONE: u8 = 1;
+const RETRY: u8 = 2;
+
 /// Upper bound of the gathering wait.
 #[cfg(not(loom))]
 const GATHER_NS_MAX: u64 = 500_000;
@@ -203,6 +223,8 @@ struct State<S> {
     durable_lsn: Lsn,
     poison: Option<String>,
     stats: CommitStats,
+    /// Writers parked while a leader works (see the module docs).
+    parked: Vec<Arc<Slot>>,
 }
 
 pub(crate) struct GroupCommit<S> {
@@ -227,6 +249,7 @@ impl<S: Sink> GroupCommit<S> {
                 durable_lsn: last,
                 poison: None,
                 stats: CommitStats::default(),
+                parked: Vec::new(),
             }),
             cond: Condvar::new(),
             gather_cond: Condvar::new(),
@@ -297,7 +320,24 @@ impl<S: Sink> GroupCommit<S> {
                 });
             }
             let Some(mut sink) = st.sink.take() else {
-                st = self.cond.wait(st);
+                // Park outside the lock until the leader says this LSN is covered (return
+                // without the lock) or asks this thread to look again.
+                let slot = Arc::new(Slot {
+                    lsn,
+                    wait,
+                    outcome: AtomicU8::new(WAITING),
+                    thread: current(),
+                });
+                st.parked.push(slot.clone());
+                drop(st);
+                loop {
+                    match slot.outcome.load(Ordering::Acquire) {
+                        DONE => return Ok(lsn),
+                        RETRY => break,
+                        _ => park(),
+                    }
+                }
+                st = self.state.lock();
                 continue;
             };
             // Lead: take the whole pending batch and do the I/O without the lock.
@@ -346,13 +386,60 @@ impl<S: Sink> GroupCommit<S> {
                     Some(e)
                 }
             };
+            // The round took every pending record, this one among them: on success its mark
+            // covers it.
+            debug_assert!(
+                outcome.is_some()
+                    || match wait {
+                        Wait::Written => st.written_lsn >= lsn,
+                        Wait::Durable => st.durable_lsn >= lsn,
+                    }
+            );
+            let wake = release_parked(&mut st);
             self.cond.notify_all();
-            if let Some(e) = outcome {
-                return Err(e);
+            // Unpark outside the lock (a futex wake each): appenders meanwhile queue the
+            // next round instead of waiting for the leader to finish waking.
+            drop(st);
+            for t in wake {
+                t.unpark();
             }
+            return match outcome {
+                Some(e) => Err(e),
+                None => Ok(lsn),
+            };
         }
     }
+}
 
+/// After a round (the sink is back): tell every parked writer the marks now cover that it is
+/// done, and one of the others to lead the next round (all of them if the log is poisoned, to
+/// read the cause); returns their threads to unpark. The rest stay parked for that round's
+/// leader to release.
+fn release_parked<S>(st: &mut State<S>) -> Vec<Thread> {
+    let (written, durable, poisoned) = (st.written_lsn, st.durable_lsn, st.poison.is_some());
+    let mut next_leader = false;
+    let mut wake = Vec::new();
+    st.parked.retain(|slot| {
+        let covered = match slot.wait {
+            Wait::Written => written >= slot.lsn,
+            Wait::Durable => durable >= slot.lsn,
+        };
+        let outcome = if covered {
+            DONE
+        } else if poisoned || !next_leader {
+            next_leader = true;
+            RETRY
+        } else {
+            return true;
+        };
+        slot.outcome.store(outcome, Ordering::Release);
+        wake.push(slot.thread.clone());
+        false
+    });
+    wake
+}
+
+impl<S: Sink> GroupCommit<S> {
     /// As leader (holding the sink), wait a little for the writers expected in this round.
     #[cfg(not(loom))]
     fn gather<'a>(

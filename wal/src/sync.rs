@@ -1,6 +1,8 @@
 //! Synchronisation shim: `parking_lot` normally, `loom`'s primitives under `--cfg loom` so the
 //! group-commit handoff can be model-checked (see `group_commit::loom_tests`).
 //! Only poison-free `lock`/`wait` are exposed: a panicking thread cannot wedge the log.
+//! Thread parking and the atomics of a waiter's slot come from the same place, so the
+//! per-waiter handoff is model-checked too.
 //!
 //! Why `parking_lot`: its `notify_all` requeues waiters onto the mutex instead of waking them
 //! all to fight for it, which measurably cuts context switches per acknowledged append
@@ -8,7 +10,9 @@
 
 #[cfg(loom)]
 mod imp {
+    pub(crate) use loom::sync::atomic::{AtomicU8, Ordering};
     pub(crate) use loom::sync::MutexGuard;
+    pub(crate) use loom::thread::{current, park, Thread};
 
     #[derive(Debug)]
     pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
@@ -41,6 +45,8 @@ mod imp {
 #[cfg(not(loom))]
 mod imp {
     pub(crate) use parking_lot::MutexGuard;
+    pub(crate) use std::sync::atomic::{AtomicU8, Ordering};
+    pub(crate) use std::thread::{current, park, Thread};
 
     #[derive(Debug)]
     pub(crate) struct Mutex<T>(parking_lot::Mutex<T>);
@@ -79,4 +85,4 @@ mod imp {
     }
 }
 
-pub(crate) use imp::{Condvar, Mutex, MutexGuard};
+pub(crate) use imp::{current, park, AtomicU8, Condvar, Mutex, MutexGuard, Ordering, Thread};
