@@ -174,7 +174,13 @@ fn segment_footer_matches_the_spec() {
     let b = &file[file.len() - 64..];
     let rows = table("## Segment", Some("Footer (last 64 bytes)"));
     assert_eq!(&b[0..8], &SEGMENT_MAGIC);
-    assert_eq!(field(&rows, b, 8, "format version"), 2);
+    assert_eq!(
+        field(&rows, b, 8, "format version"),
+        u64::from(strata::segment::SEGMENT_FORMAT_VERSION)
+    );
+    assert!(rows[&8]
+        .1
+        .contains(&format!("`{}`", strata::segment::SEGMENT_FORMAT_VERSION)));
     let sections = field(&rows, b, 12, "section count");
     let table_at = field(&rows, b, 16, "section table offset") as usize;
     assert_eq!(
@@ -186,6 +192,14 @@ fn segment_footer_matches_the_spec() {
         field(&rows, b, 24, "crc-32 of the section table"),
         u64::from(crc32fast::hash(&file[table_at..file.len() - 64]))
     );
+    // The docs section (kind 2) declares its codec after the block count: LZ4 (1).
+    let docs = (0..sections as usize)
+        .map(|i| &file[table_at + i * 24..table_at + i * 24 + 24])
+        .find(|e| u32::from_le_bytes(e[0..4].try_into().unwrap()) == 2)
+        .expect("a docs section");
+    let docs_at = u64::from_le_bytes(docs[8..16].try_into().unwrap()) as usize;
+    assert!(SPEC.contains("codec u32 (`1`: LZ4, written by version 3"));
+    assert_eq!(file[docs_at + 4..docs_at + 8], 1u32.to_le_bytes());
     assert_eq!(field(&rows, b, 28, "document count"), 30);
     assert_eq!(field(&rows, b, 32, "vector dimension"), 4);
     assert_eq!(b[36..60], [0u8; 24], "reserved, zero");

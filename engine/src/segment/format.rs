@@ -2,8 +2,9 @@
 
 /// Last 8 bytes of the footer's magic.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"STRATSEG";
-/// Version of the segment layout.
-pub const SEGMENT_FORMAT_VERSION: u32 = 2;
+/// Version of the segment layout (3: LZ4 document blocks; 2: zstd blocks, vectors only in
+/// their section; 1: vectors also inline in document blocks).
+pub const SEGMENT_FORMAT_VERSION: u32 = 3;
 /// Oldest segment version this build reads (v1: vectors also inline in document blocks).
 pub const SEGMENT_FORMAT_VERSION_MIN: u32 = 1;
 /// Bytes of the footer at the end of the file.
@@ -12,9 +13,32 @@ pub(crate) const FOOTER_BYTES: usize = 64;
 pub(crate) const TABLE_ENTRY_BYTES: usize = 24;
 /// Every section starts at a multiple of this.
 pub(crate) const SECTION_ALIGN: usize = 64;
-/// Raw bytes per zstd document block (target; a block holds at least one document). Small
+/// Raw bytes per document block (target; a block holds at least one document). Small
 /// blocks keep a point read to one small decompression.
 pub(crate) const DOC_BLOCK_BYTES: usize = 4 * 1024;
+/// How a segment's document blocks are compressed: the u32 after the docs section's block
+/// count (written 0 — padding — before format 3, whose writers only knew zstd).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DocCodec {
+    /// A zstd frame per block (formats 1 and 2).
+    Zstd = 0,
+    /// A u32 raw length, then an LZ4 block (format 3): a point read decompresses a 4 KiB
+    /// block in about a microsecond, where zstd's per-block entropy tables cost several
+    /// (`docs/benchmarks.md`, "Point gets").
+    Lz4 = 1,
+}
+
+impl DocCodec {
+    /// The codec a segment of format `version` declares as `code`, if that is valid.
+    pub(crate) fn of(version: u32, code: u32) -> Option<DocCodec> {
+        match (version, code) {
+            (_, 0) => Some(DocCodec::Zstd),
+            (3.., 1) => Some(DocCodec::Lz4),
+            _ => None,
+        }
+    }
+}
+
 /// Documents per attribute min/max block.
 pub(crate) const ATTR_BLOCK_DOCS: usize = 1024;
 
@@ -24,7 +48,7 @@ pub(crate) const ATTR_BLOCK_DOCS: usize = 1024;
 pub enum SectionKind {
     /// Sorted keys: ordinal -> key.
     Keys = 1,
-    /// zstd-compressed blocks of whole documents.
+    /// Compressed blocks of whole documents (LZ4 from format 3, zstd before).
     Docs = 2,
     /// Presence bitset + f32 vectors, ordinal-major.
     Vectors = 3,

@@ -35,10 +35,8 @@ fn keys_section(docs: &[Arc<Document>]) -> Result<Vec<u8>> {
 }
 
 fn docs_section(docs: &[Arc<Document>], schema: &Schema) -> Result<Vec<u8>> {
-    // Raw blocks: offsets u32[n+1] then the encoded documents. One compression context for
-    // the whole segment (creating one per block showed up in profiles); level 1: flushes are
-    // on the write path's CPU budget.
-    let mut zc = zstd::bulk::Compressor::new(1).map_err(|e| Error::io("zstd", "segment", e))?;
+    // Raw blocks: offsets u32[n+1] then the encoded documents, each stored as its u32 raw
+    // length and an LZ4 block (DocCodec::Lz4).
     let mut blocks: Vec<(u32, u32, Vec<u8>)> = Vec::new();
     let mut first = 0usize;
     while first < docs.len() {
@@ -60,15 +58,18 @@ fn docs_section(docs: &[Arc<Document>], schema: &Schema) -> Result<Vec<u8>> {
             raw.extend_from_slice(&o.to_le_bytes());
         }
         raw.extend_from_slice(&body);
-        let z = zc
-            .compress(&raw)
-            .map_err(|e| Error::io("zstd compress", "segment", e))?;
+        let mut z = u32_of(raw.len(), "block")?.to_le_bytes().to_vec();
+        let at = z.len();
+        z.resize(at + lz4_flex::block::get_maximum_output_size(raw.len()), 0);
+        let zn = lz4_flex::block::compress_into(&raw, z.get_mut(at..).unwrap_or_default())
+            .map_err(|e| Error::io("lz4 compress", "segment", std::io::Error::other(e)))?;
+        z.truncate(at + zn);
         blocks.push((u32_of(first, "ordinal")?, u32_of(n, "block")?, z));
         first += n;
     }
     let mut out = Vec::new();
     out.extend_from_slice(&u32_of(blocks.len(), "block count")?.to_le_bytes());
-    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&(DocCodec::Lz4 as u32).to_le_bytes());
     let mut off = 0u64;
     for (first, n, z) in &blocks {
         out.extend_from_slice(&first.to_le_bytes());

@@ -107,11 +107,11 @@ pub fn ingest_point(
     })
 }
 
-pub fn get_point(dir: &Path, docs: u64, gets: u64) -> CliResult<workload::GetPoint> {
+pub fn get_point(dir: &Path, docs: u64, gets: u64, reuse: bool) -> CliResult<workload::GetPoint> {
     let path = dir.join("rocksdb-get");
     let schema = workload::schema();
     let t0 = std::time::Instant::now();
-    {
+    if !reuse {
         let db = open(&path)?;
         let mut i = 0;
         while i < docs {
@@ -125,7 +125,11 @@ pub fn get_point(dir: &Path, docs: u64, gets: u64) -> CliResult<workload::GetPoi
         }
         db.flush()?;
     }
-    let load_s = t0.elapsed().as_secs_f64();
+    let load_s = if reuse {
+        0.0
+    } else {
+        t0.elapsed().as_secs_f64()
+    };
     let mut opts = rocksdb::Options::default();
     opts.create_if_missing(false);
     let db = rocksdb::DB::open(&opts, &path)?;

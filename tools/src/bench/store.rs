@@ -34,6 +34,26 @@ pub struct StoreBenchArgs {
     /// Write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Skip the ingest points (measure gets only).
+    #[arg(long)]
+    no_ingest: bool,
+    /// Keep the loaded get databases in `--dir` after the run (for `--reuse`).
+    #[arg(long)]
+    keep: bool,
+    /// Open the get databases a previous `--keep` run loaded with the same `--docs` instead of
+    /// loading them again (their load time is then reported as 0).
+    #[arg(long)]
+    reuse: bool,
+}
+
+/// Marker a kept directory's get databases were loaded with: `--docs`.
+const LOADED: &str = "loaded-docs";
+
+/// Whether `--reuse` may open the get databases in `dir` as loaded.
+fn reusable(dir: &Path, args: &StoreBenchArgs) -> bool {
+    args.reuse
+        && std::fs::read_to_string(dir.join(LOADED))
+            .is_ok_and(|s| s.trim() == args.docs.to_string())
 }
 
 #[derive(Debug, Serialize)]
@@ -89,10 +109,11 @@ fn bar(len: u64, what: &str) -> ProgressBar {
     )
 }
 
-fn get_point(dir: &Path, args: &StoreBenchArgs) -> CliResult<GetPoint> {
-    let dir = fresh(&dir.join("strata-get"))?;
+fn get_point(dir: &Path, args: &StoreBenchArgs, reuse: bool) -> CliResult<GetPoint> {
+    let dir = dir.join("strata-get");
     let t0 = Instant::now();
-    {
+    if !reuse {
+        fresh(&dir)?;
         let db = Db::create_with(
             &dir,
             schema(),
@@ -114,11 +135,18 @@ fn get_point(dir: &Path, args: &StoreBenchArgs) -> CliResult<GetPoint> {
             i = (i + 1000).min(args.docs);
             pb.set_position(i);
         }
-        db.flush()?;
+        // The load is done when its index is: every flushed segment has its graph (the
+        // background worker builds them once writes pause) and the merge policy is at rest,
+        // so the gets below measure a quiet database and `load s` includes the indexing.
+        db.settle()?;
         db.sync()?;
         pb.finish_and_clear();
     }
-    let load_s = t0.elapsed().as_secs_f64();
+    let load_s = if reuse {
+        0.0
+    } else {
+        t0.elapsed().as_secs_f64()
+    };
     let db = Db::open(&dir, Options::default())?;
     let (gets_per_s, p50_us, p99_us) =
         measure_gets(args.docs, args.gets, |k| Ok(db.get(k)?.is_some()))?;
@@ -134,14 +162,19 @@ fn get_point(dir: &Path, args: &StoreBenchArgs) -> CliResult<GetPoint> {
 }
 
 pub fn run(args: &StoreBenchArgs) -> CliResult {
-    let dir = fresh(&args.dir)?;
+    let reuse = reusable(&args.dir, args);
+    let dir = if reuse {
+        args.dir.clone()
+    } else {
+        fresh(&args.dir)?
+    };
     let mut peers = Vec::new();
     if cfg!(feature = "rocksdb") {
         peers.push("rocksdb crate 0.20.1 (Debian librocksdb 7.8.3)".to_owned());
     }
     let machine = MachineNotes::gather(&dir, peers);
     let mut ingest_points = Vec::new();
-    for sync in sync_modes() {
+    for sync in sync_modes().into_iter().filter(|_| !args.no_ingest) {
         for &t in &args.threads {
             eprintln!("ingest: strata, {t} writers, sync {}", sync.0);
             ingest_points.push(ingest(&dir, t, sync, args.seconds)?);
@@ -153,9 +186,12 @@ pub fn run(args: &StoreBenchArgs) -> CliResult {
         }
     }
     #[cfg_attr(not(feature = "rocksdb"), allow(unused_mut))]
-    let mut gets = vec![get_point(&dir, args)?];
+    let mut gets = vec![get_point(&dir, args, reuse)?];
     #[cfg(feature = "rocksdb")]
-    gets.push(super::rocks::get_point(&dir, args.docs, args.gets)?);
+    gets.push(super::rocks::get_point(&dir, args.docs, args.gets, reuse)?);
+    if args.keep {
+        std::fs::write(dir.join(LOADED), args.docs.to_string())?;
+    }
     let report = Report {
         workload: "store",
         machine,
@@ -167,7 +203,18 @@ pub fn run(args: &StoreBenchArgs) -> CliResult {
         std::fs::write(p, serde_json::to_string_pretty(&report)?)?;
         eprintln!("wrote {}", p.display());
     }
-    std::fs::remove_dir_all(&dir)?;
+    if args.keep {
+        // The ingest databases go; the loaded get databases stay for `--reuse`.
+        for e in std::fs::read_dir(&dir)? {
+            let p = e?.path();
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if p.is_dir() && !name.ends_with("-get") {
+                std::fs::remove_dir_all(&p)?;
+            }
+        }
+    } else {
+        std::fs::remove_dir_all(&dir)?;
+    }
     Ok(())
 }
 

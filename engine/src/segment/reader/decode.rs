@@ -6,7 +6,7 @@ use super::{AttrCol, DocBlock};
 use crate::bitset::Bitset;
 use crate::segment::bloom::Bloom;
 use crate::segment::format::{
-    le_u32, SectionKind, ATTR_BLOCK_DOCS, FOOTER_BYTES, SEGMENT_FORMAT_VERSION,
+    le_u32, DocCodec, SectionKind, ATTR_BLOCK_DOCS, FOOTER_BYTES, SEGMENT_FORMAT_VERSION,
     SEGMENT_FORMAT_VERSION_MIN, SEGMENT_MAGIC, TABLE_ENTRY_BYTES,
 };
 use crate::{DecodeError, Schema};
@@ -213,13 +213,21 @@ pub(super) fn keys(
     })
 }
 
-/// Docs: contiguous zstd blocks covering every ordinal.
+/// Docs: contiguous compressed blocks covering every ordinal, and their codec (valid for the
+/// segment's format `version`).
 pub(super) fn doc_blocks(
     b: &[u8],
     (d_at, d_len): (usize, usize),
     n: usize,
-) -> Decoded<Vec<DocBlock>> {
+    version: u32,
+) -> Decoded<(Vec<DocBlock>, DocCodec)> {
     let nblocks = u32_field(b, d_at, "doc block count")?;
+    let code = u32_field(b, d_at + 4, "doc block codec")? as u32;
+    let codec = DocCodec::of(version, code).ok_or_else(|| {
+        invalid(format!(
+            "doc block codec {code} in a segment of format {version}"
+        ))
+    })?;
     let index_at = d_at + 8;
     let end = d_at + d_len;
     let blocks_at = nblocks
@@ -261,7 +269,7 @@ pub(super) fn doc_blocks(
     if next_first != n || blocks_at + next_off != end {
         return Err(invalid("doc blocks do not cover the segment"));
     }
-    Ok(blocks)
+    Ok((blocks, codec))
 }
 
 /// Where the terms section's arrays lie.

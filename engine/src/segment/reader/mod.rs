@@ -84,6 +84,8 @@ pub(crate) struct Segment {
     retire: Option<crate::retire::Retire>,
     /// Segment format version (v2: document blocks flag vectors, the vectors section has them).
     version: u32,
+    /// How the document blocks are compressed.
+    codec: DocCodec,
     /// Sparse in-memory index over the keys: the key of every `FENCE_EVERY`-th ordinal,
     /// concatenated, with end offsets. A lookup binary-searches this (cache-resident: ~n/64
     /// keys) and then at most `FENCE_EVERY` neighbouring keys of the mapped section, instead
@@ -141,6 +143,23 @@ fn decompress(z: &[u8]) -> std::io::Result<Vec<u8>> {
             None => zstd::bulk::decompress(z, cap),
         }
     })
+}
+
+/// An LZ4 document block: u32 raw length (at most [`BLOCK_RAW_BYTES_MAX`]), then the LZ4
+/// block, which must decode to exactly that many bytes.
+fn decompress_lz4(z: &[u8]) -> std::io::Result<Vec<u8>> {
+    let bad = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
+    let raw_len = le_u32(z, 0).ok_or_else(|| bad("block shorter than its length".into()))? as usize;
+    if raw_len > BLOCK_RAW_BYTES_MAX {
+        return Err(bad(format!("raw length {raw_len} over the limit")));
+    }
+    let mut out = vec![0u8; raw_len];
+    let n = lz4_flex::block::decompress_into(z.get(4..).unwrap_or_default(), &mut out)
+        .map_err(|e| bad(e.to_string()))?;
+    if n != raw_len {
+        return Err(bad(format!("decoded {n} bytes of {raw_len}")));
+    }
+    Ok(out)
 }
 
 fn bad(path: &Path, reason: impl Into<String>) -> Error {
@@ -226,7 +245,8 @@ impl Segment {
         };
         let keys = decode::keys(b, need(SectionKind::Keys, "keys")?, n, bloom.as_ref())
             .map_err(corrupt)?;
-        let blocks = decode::doc_blocks(b, need(SectionKind::Docs, "docs")?, n).map_err(corrupt)?;
+        let (blocks, codec) = decode::doc_blocks(b, need(SectionKind::Docs, "docs")?, n, f.version)
+            .map_err(corrupt)?;
         let vecs = need(SectionKind::Vectors, "vectors")?;
         let words = n.div_ceil(64) * 8;
         let (v_at, v_len) = vecs;
@@ -286,6 +306,7 @@ impl Segment {
             ann_charge: None,
             retire: None,
             version: f.version,
+            codec,
             fence_keys: Vec::new(),
             fence_ends: Vec::new(),
             filter_cache: parking_lot::Mutex::new(Vec::new()),
@@ -493,8 +514,12 @@ impl Segment {
             return Ok(raw);
         }
         let z = self.bytes.get(blk.at..blk.at + blk.len).unwrap_or_default();
+        let raw = match self.codec {
+            DocCodec::Zstd => decompress(z),
+            DocCodec::Lz4 => decompress_lz4(z),
+        };
         let raw = Arc::new(
-            decompress(z).map_err(|e| bad(&self.path, format!("doc block {bi}: zstd: {e}")))?,
+            raw.map_err(|e| bad(&self.path, format!("doc block {bi}: {:?}: {e}", self.codec)))?,
         );
         if let Some(c) = &self.cache {
             c.insert(self.id, tag, raw.clone());
@@ -556,5 +581,38 @@ impl Segment {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lz4_blocks_round_trip_and_damage_is_an_error_not_a_panic() {
+        let raw: Vec<u8> = (0..5000u32).flat_map(|i| (i % 97).to_le_bytes()).collect();
+        let mut z = (raw.len() as u32).to_le_bytes().to_vec();
+        z.extend(lz4_flex::block::compress(&raw));
+        assert_eq!(decompress_lz4(&z).unwrap(), raw);
+        // Every truncation, every single-byte change: an error or (a change the format
+        // cannot see, e.g. in a literal) the declared length — never a panic or more bytes.
+        for cut in 0..z.len() {
+            if let Ok(v) = decompress_lz4(z.get(..cut).unwrap()) {
+                assert_eq!(v.len(), raw.len(), "cut {cut}");
+            }
+        }
+        for at in 0..z.len() {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut bad = z.clone();
+                bad[at] ^= flip;
+                if let Ok(v) = decompress_lz4(&bad) {
+                    assert_eq!(v.len(), raw.len(), "byte {at} ^ {flip:#x}");
+                }
+            }
+        }
+        // A declared length over the limit is refused before allocating it.
+        let mut huge = ((BLOCK_RAW_BYTES_MAX + 1) as u32).to_le_bytes().to_vec();
+        huge.extend_from_slice(&z[4..]);
+        assert!(decompress_lz4(&huge).is_err());
     }
 }
