@@ -59,6 +59,11 @@ pub struct KnnBenchArgs {
     /// Skip the cold run.
     #[arg(long)]
     no_cold: bool,
+    /// Also a per-query cold curve (mode `cold1`): the first N queries, the page cache dropped
+    /// before each one — what a query costs when nothing of it is cached (the `cold` curve
+    /// drops caches once per L, and later queries find the sectors earlier ones read).
+    #[arg(long, default_value_t = 0)]
+    cold_queries: usize,
     /// Reuse the database of an earlier run with the same dataset instead of rebuilding it
     /// (the build figures are then absent).
     #[arg(long)]
@@ -71,10 +76,18 @@ pub struct KnnBenchArgs {
     /// gt.ivecs under `--dir`/data), e.g. for `bench/peers/build_compare.sh`.
     #[arg(long)]
     prepare_only: bool,
-    /// Also run hnswlib and usearch (HNSW, M=16, ef_construction=200) from the venv of
-    /// bench/peers/setup.sh.
+    /// Also run the peers of `--peer-systems` from the venvs of bench/peers/setup.sh.
     #[arg(long)]
     peers: bool,
+    /// Peers to run: `hnswlib`, `usearch` (HNSW, M=16, ef_construction=200, warm) and
+    /// `diskann` (diskannpy's static disk index with Strata's R, build L, threads, beam width
+    /// and cold memory budget; its cold curve over `--lists`, caches dropped per L, the block
+    /// device's reads counted for both systems).
+    #[arg(long, default_value = "hnswlib,usearch", value_delimiter = ',')]
+    peer_systems: Vec<String>,
+    /// Python of the diskannpy venv (it pins an older numpy, so it lives apart).
+    #[arg(long, default_value = "bench-out/venv-diskann/bin/python")]
+    diskann_python: PathBuf,
     /// Python of the peers' venv.
     #[arg(long, default_value = "bench-out/venv/bin/python")]
     python: PathBuf,
@@ -100,6 +113,9 @@ struct Point {
     nodes_per_query: f64,
     sectors_per_query: f64,
     distances_per_query: f64,
+    /// Cold runs: KiB the block device read per query (0 warm, or when not measurable).
+    #[serde(default)]
+    disk_kib_per_query: f64,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -242,18 +258,36 @@ fn options(a: &KnnBenchArgs, budget: u64) -> Options {
         })
 }
 
+/// How a curve gets its database: one open for every L (warm), or (cold) a fresh open per L
+/// between two page-cache drops — pages a process keeps mapped survive `drop_caches`, so the
+/// database is closed first (a run that kept it open measured 12 KiB of device reads per
+/// query at L=24 where the engine counted 23 sectors); its open (codes, node cache) is not
+/// timed.
+enum Source<'a> {
+    Open(&'a Db),
+    ColdPerL(&'a dyn Fn() -> strata::Result<Db>),
+}
+
 fn curve(
-    db: &Db,
+    src: &Source<'_>,
     d: &Data,
     a: &KnnBenchArgs,
     mode: &str,
-    drop: bool,
 ) -> Result<Vec<Point>, Box<dyn std::error::Error + Send + Sync>> {
     let mut out = Vec::new();
     for &l in &a.lists {
-        if drop {
-            super::drop_caches();
-        }
+        let fresh;
+        let (db, drop) = match src {
+            Source::Open(db) => (*db, false),
+            Source::ColdPerL(open) => {
+                super::drop_caches();
+                fresh = open()?;
+                // Again after the open: what it read ahead is not the queries' to find.
+                super::drop_caches();
+                (&fresh, true)
+            }
+        };
+        let read_before = drop.then(|| super::device_read_bytes(db.path())).flatten();
         let mut st = strata::QueryStats::default();
         let t0 = Instant::now();
         let mut results = Vec::with_capacity(d.queries.len());
@@ -268,6 +302,9 @@ fn curve(
             results.push(h);
         }
         let secs = t0.elapsed().as_secs_f64();
+        let read = read_before
+            .zip(super::device_read_bytes(db.path()))
+            .map_or(0, |(b, e)| e.saturating_sub(b));
         let gt: Vec<Vec<usize>> =
             d.gt.iter()
                 .map(|r| r.iter().map(|&x| x as usize).collect())
@@ -282,10 +319,69 @@ fn curve(
             nodes_per_query: st.nodes_visited as f64 / nq,
             sectors_per_query: st.sectors_read as f64 / nq,
             distances_per_query: st.distance_computations as f64 / nq,
+            disk_kib_per_query: read as f64 / 1024.0 / nq,
         };
         println!(
-            "  strata {mode:5} L={l:<4} recall@10 {:.4}  QPS {:>8.0}  nodes {:>6.1}  sectors {:>6.1}",
-            p.recall, p.qps, p.nodes_per_query, p.sectors_per_query
+            "  strata {mode:5} L={l:<4} recall@10 {:.4}  QPS {:>8.0}  nodes {:>6.1}  sectors {:>6.1}  disk {:>6.1} KiB",
+            p.recall, p.qps, p.nodes_per_query, p.sectors_per_query, p.disk_kib_per_query
+        );
+        out.push(p);
+    }
+    Ok(out)
+}
+
+/// The per-query cold curve (mode `cold1`): for each L, the first `--cold-queries` queries,
+/// each on a database opened after the page cache was dropped; QPS from the queries' own
+/// time (drops and opens excluded), device reads counted around each query.
+fn curve_cold_each(
+    open: &dyn Fn() -> strata::Result<Db>,
+    d: &Data,
+    a: &KnnBenchArgs,
+) -> Result<Vec<Point>, Box<dyn std::error::Error + Send + Sync>> {
+    let nq = a.cold_queries.min(d.queries.len());
+    let gt: Vec<Vec<usize>> =
+        d.gt.iter()
+            .take(nq)
+            .map(|r| r.iter().map(|&x| x as usize).collect())
+            .collect();
+    let mut out = Vec::new();
+    for &l in &a.lists {
+        let (mut st, mut secs, mut read) = (strata::QueryStats::default(), 0.0, 0u64);
+        let mut results = Vec::with_capacity(nq);
+        for q in d.queries.iter().take(nq) {
+            super::drop_caches();
+            let db = open()?;
+            super::drop_caches();
+            let before = super::device_read_bytes(db.path());
+            let query = Query::knn(q.clone(), 10)
+                .with_search_list(l)
+                .with_beam_width(a.beam_width);
+            let t0 = Instant::now();
+            let (h, s) = db.search_with_stats(&query)?;
+            secs += t0.elapsed().as_secs_f64();
+            read += before
+                .zip(super::device_read_bytes(db.path()))
+                .map_or(0, |(b, e)| e.saturating_sub(b));
+            st.nodes_visited += s.nodes_visited;
+            st.sectors_read += s.sectors_read;
+            st.distance_computations += s.distance_computations;
+            results.push(h);
+        }
+        let n = nq.max(1) as f64;
+        let p = Point {
+            system: "strata".into(),
+            mode: "cold1".into(),
+            param: l,
+            recall: super::recall_at(&results, &gt, 10),
+            qps: n / secs.max(1e-9),
+            nodes_per_query: st.nodes_visited as f64 / n,
+            sectors_per_query: st.sectors_read as f64 / n,
+            distances_per_query: st.distance_computations as f64 / n,
+            disk_kib_per_query: read as f64 / 1024.0 / n,
+        };
+        println!(
+            "  strata cold1 L={l:<4} recall@10 {:.4}  QPS {:>8.0}  nodes {:>6.1}  sectors {:>6.1}  disk {:>6.1} KiB",
+            p.recall, p.qps, p.nodes_per_query, p.sectors_per_query, p.disk_kib_per_query
         );
         out.push(p);
     }
@@ -360,6 +456,7 @@ fn peer(
                     nodes_per_query: 0.0,
                     sectors_per_query: 0.0,
                     distances_per_query: 0.0,
+                    disk_kib_per_query: 0.0,
                 };
                 println!(
                     "  {system} warm  ef={:<4} recall@10 {:.4}  QPS {:>8.0}",
@@ -419,7 +516,7 @@ pub fn run(a: &KnnBenchArgs) -> CliResult {
     for q in d.queries.iter().take(200) {
         db.search(&Query::knn(q.clone(), 10).with_search_list(256))?;
     }
-    points.extend(curve(&db, &d, a, "warm", false)?);
+    points.extend(curve(&Source::Open(&db), &d, a, "warm")?);
     drop(db);
 
     let raw = (n * d.dim * 4) as u64;
@@ -438,15 +535,26 @@ pub fn run(a: &KnnBenchArgs) -> CliResult {
                 "NOT dropped (needs root)"
             }
         );
-        let db = Db::open(&db_dir, options(a, cold_budget))?;
-        resident_cold = db.stats().ann_resident_bytes;
-        points.extend(curve(&db, &d, a, "cold", true)?);
+        let open = || Db::open(&db_dir, options(a, cold_budget));
+        resident_cold = open()?.stats().ann_resident_bytes;
+        points.extend(curve(&Source::ColdPerL(&open), &d, a, "cold")?);
+        if a.cold_queries > 0 && caches_dropped {
+            println!(
+                "cold per query: the first {} queries, the database reopened and caches dropped before each:",
+                a.cold_queries.min(d.queries.len())
+            );
+            points.extend(curve_cold_each(&open, &d, a)?);
+        }
     }
 
     let mut peers = Vec::new();
     if a.peers {
-        for system in ["hnswlib", "usearch"] {
-            let (b, p) = peer(a, &d, threads, system)?;
+        for system in a.peer_systems.iter().map(String::as_str) {
+            let (b, p) = if system == "diskann" {
+                diskann(a, &d, threads)?
+            } else {
+                peer(a, &d, threads, system)?
+            };
             println!(
                 "{system} build: {:.1} s ({} threads), peak RSS {:.2} GiB",
                 b.seconds,
@@ -482,9 +590,24 @@ pub fn run(a: &KnnBenchArgs) -> CliResult {
         }
         if let Some(c) = c {
             line += &format!(
-                "; cold {:.0} QPS, {:.1} sectors/query (L={})",
-                c.qps, c.sectors_per_query, c.param
+                "; cold {:.0} QPS, {:.1} sectors/query, disk {:.1} KiB/query (L={})",
+                c.qps, c.sectors_per_query, c.disk_kib_per_query, c.param
             );
+        }
+        // Per cold mode, each system's point with the least device I/O at this recall.
+        for mode in ["cold", "cold1"] {
+            for system in ["strata", "diskann"] {
+                if let Some(k) = points
+                    .iter()
+                    .filter(|p| p.system == system && p.mode == mode && p.recall >= r)
+                    .min_by(|a, b| a.disk_kib_per_query.total_cmp(&b.disk_kib_per_query))
+                {
+                    line += &format!(
+                        "; {system} {mode} {:.0} QPS, disk {:.1} KiB/query (L={})",
+                        k.qps, k.disk_kib_per_query, k.param
+                    );
+                }
+            }
         }
         println!("{line}");
     }
@@ -578,4 +701,122 @@ fn build_strata(
     );
     drop(db);
     Ok(b)
+}
+
+/// The diskannpy peer (`bench/peers/diskann_knn.py`, in its own venv): its disk index built
+/// (or reused with `--reuse-db`) with Strata's R, build L, threads and cold budget, and its
+/// cold curve over `--lists` at `--beam-width`, one thread.
+fn diskann(
+    a: &KnnBenchArgs,
+    d: &Data,
+    threads: usize,
+) -> Result<(Build, Vec<Point>), Box<dyn std::error::Error + Send + Sync>> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/peers/diskann_knn.py");
+    let index = a.dir.join("diskann").join(&d.name);
+    let lists: Vec<String> = a.lists.iter().map(|x| x.to_string()).collect();
+    eprintln!(
+        "diskann: {} (R={}, L={}, {threads} threads) ...",
+        if a.reuse_db {
+            "opening or building"
+        } else {
+            "building"
+        },
+        a.degree,
+        a.build_list
+    );
+    let mut cmd = std::process::Command::new(&a.diskann_python);
+    cmd.arg(script)
+        .args(["--base".as_ref(), d.base_path.as_os_str()])
+        .args(["--query".as_ref(), d.query_path.as_os_str()])
+        .args(["--gt".as_ref(), d.gt_path.as_os_str()])
+        .args(["--index".as_ref(), index.as_os_str()])
+        .args([
+            "--space",
+            if d.metric == Metric::Cosine {
+                "cosine"
+            } else {
+                "l2"
+            },
+        ])
+        .args([
+            "--R",
+            &a.degree.to_string(),
+            "--L",
+            &a.build_list.to_string(),
+        ])
+        .args(["--threads", &threads.to_string()])
+        .args(["--search-memory-fraction", &a.cold_budget.to_string()])
+        .args([
+            "--beam",
+            &a.beam_width.to_string(),
+            "--efs",
+            &lists.join(","),
+        ]);
+    if a.reuse_db {
+        cmd.arg("--reuse");
+    }
+    if a.cold_queries > 0 {
+        cmd.args(["--cold-queries", &a.cold_queries.to_string()]);
+    }
+    let out = cmd.output().map_err(|e| {
+        format!(
+            "running {}: {e} (run bench/peers/setup.sh)",
+            a.diskann_python.display()
+        )
+    })?;
+    if !out.status.success() {
+        return Err(format!(
+            "diskann peer failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    let mut build = None;
+    let mut points = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue; // diskannpy's own chatter
+        };
+        let f = |k: &str| v.get(k).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
+        match v.get("phase").and_then(|p| p.as_str()) {
+            Some("build") => {
+                build = Some(Build {
+                    system: "diskann".into(),
+                    seconds: f("seconds"),
+                    threads,
+                    peak_rss_bytes: f("peak_rss_bytes") as u64,
+                    note: format!(
+                        "diskannpy {} R={} L={}, search memory {:.0} % of raw vectors (PQ), no node cache{}",
+                        v.get("version").and_then(|x| x.as_str()).unwrap_or("?"),
+                        a.degree,
+                        a.build_list,
+                        a.cold_budget * 100.0,
+                        if v.get("reused").is_some() { "; index reused" } else { "" }
+                    ),
+                })
+            }
+            Some("search") => {
+                let mode = v.get("mode").and_then(|m| m.as_str()).unwrap_or("cold");
+                let p = Point {
+                    system: "diskann".into(),
+                    mode: mode.into(),
+                    param: f("ef") as usize,
+                    recall: f("recall"),
+                    qps: f("qps"),
+                    nodes_per_query: 0.0,
+                    sectors_per_query: 0.0,
+                    distances_per_query: 0.0,
+                    disk_kib_per_query: f("disk_kib_per_query"),
+                };
+                println!(
+                    "  diskann {mode:5} L={:<4} recall@10 {:.4}  QPS {:>8.0}  disk {:>6.1} KiB",
+                    p.param, p.recall, p.qps, p.disk_kib_per_query
+                );
+                points.push(p);
+            }
+            _ => {}
+        }
+    }
+    let build = build.ok_or("diskann peer printed no build line")?;
+    Ok((build, points))
 }

@@ -19,6 +19,10 @@ pub struct PlotArgs {
     /// Title (default: from the report).
     #[arg(long)]
     pub(crate) title: Option<String>,
+    /// knn reports: what the y axis shows — `qps`, or `disk` (KiB the block device read per
+    /// query, cold points only: the I/O figure of a disk index).
+    #[arg(long, default_value = "qps")]
+    pub(crate) y: String,
 }
 
 /// Without the `plot` feature, `strata bench plot` says how to get it.
@@ -116,6 +120,20 @@ pub fn peak_rss() -> u64 {
 }
 
 /// Drop the page cache (needs root). Returns whether it worked.
+/// Bytes the block device holding `path` has read since boot (`/sys/dev/block/MAJ:MIN/stat`,
+/// sectors × 512): I/O below the page cache and readahead, counted the same way for every
+/// system a cold benchmark runs (`None` where the file is not there, e.g. not Linux).
+pub fn device_read_bytes(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(path).ok()?.dev();
+    // glibc's major()/minor() encoding of dev_t.
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let stat = std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/stat")).ok()?;
+    let sectors: u64 = stat.split_whitespace().nth(2)?.parse().ok()?;
+    Some(sectors * 512)
+}
+
 pub fn drop_caches() -> bool {
     let synced = std::process::Command::new("sync")
         .status()

@@ -66,19 +66,21 @@ fn text(v: &Value, k: &str) -> String {
     v.get(k).and_then(Value::as_str).unwrap_or("").to_string()
 }
 
-/// knn: recall → QPS per "system mode".
-fn knn_series(r: &Value) -> Series {
+/// knn: recall → `y` (`qps`, or `disk_kib_per_query` of the cold points that measured it)
+/// per "system mode".
+fn knn_series(r: &Value, y: &str) -> Series {
     let mut s = Series::new();
     for p in r
         .get("points")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
+        .filter(|p| y == "qps" || num(p, y) > 0.0)
     {
         let name = format!("{} ({})", text(p, "system"), text(p, "mode"));
         s.entry(name)
             .or_default()
-            .push((num(p, "recall"), num(p, "qps")));
+            .push((num(p, "recall"), num(p, y)));
     }
     for pts in s.values_mut() {
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -189,8 +191,11 @@ fn draw(out: &Path, title: &str, axes: &Axes<'_>, series: &Series) -> CliResult 
                 .x_label_formatter(&|v| {
                     if axes.int_x {
                         format!("{v:.0}")
+                    } else if v.abs() >= 0.01 {
+                        // Two decimals: a tick at 0.65 printed as 0.6500000000000001.
+                        format!("{v:.2}")
                     } else {
-                        format!("{v}")
+                        format!("{v:.0e}")
                     }
                 })
                 .label_style(("sans-serif", 15))
@@ -273,9 +278,18 @@ pub fn run(a: &PlotArgs) -> CliResult {
         };
         draw(&a.out, &title, &axes, &series)?;
     } else if r.get("points").is_some() {
+        let (what, key, y) = match a.y.as_str() {
+            "qps" => ("QPS", "qps", "queries per second (1 thread)"),
+            "disk" => (
+                "disk reads (cold)",
+                "disk_kib_per_query",
+                "KiB read from the block device per query",
+            ),
+            other => return Err(format!("--y {other}: expected qps or disk").into()),
+        };
         let title = a.title.clone().unwrap_or_else(|| {
             format!(
-                "k-NN recall vs QPS: {} ({} × {})",
+                "k-NN recall vs {what}: {} ({} × {})",
                 text(&r, "dataset"),
                 num(&r, "n"),
                 num(&r, "dim")
@@ -283,12 +297,12 @@ pub fn run(a: &PlotArgs) -> CliResult {
         });
         let axes = Axes {
             x: "recall@10",
-            y: "queries per second (1 thread)",
+            y,
             log_x: false,
             lines: true,
             int_x: false,
         };
-        draw(&a.out, &title, &axes, &knn_series(&r))?;
+        draw(&a.out, &title, &axes, &knn_series(&r, key))?;
     } else if r.get("buckets").is_some() {
         let title = a.title.clone().unwrap_or_else(|| {
             format!(
