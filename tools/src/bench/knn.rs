@@ -400,8 +400,8 @@ fn peer(
         Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../bench/peers/{system}_knn.py"));
     let efs: Vec<String> = a.efs.iter().map(|x| x.to_string()).collect();
     eprintln!("{system}: building (M=16, ef_construction=200, {threads} threads) ...");
-    let out = std::process::Command::new(&a.python)
-        .arg(script)
+    let mut cmd = std::process::Command::new(&a.python);
+    cmd.arg(script)
         .args(["--base".as_ref(), d.base_path.as_os_str()])
         .args(["--query".as_ref(), d.query_path.as_os_str()])
         .args(["--gt".as_ref(), d.gt_path.as_os_str()])
@@ -413,25 +413,10 @@ fn peer(
                 "l2"
             },
         ])
-        .args(["--threads", &threads.to_string(), "--efs", &efs.join(",")])
-        .output()
-        .map_err(|e| {
-            format!(
-                "running {}: {e} (run bench/peers/setup.sh)",
-                a.python.display()
-            )
-        })?;
-    if !out.status.success() {
-        return Err(format!(
-            "{system} peer failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
+        .args(["--threads", &threads.to_string(), "--efs", &efs.join(",")]);
     let mut build = None;
     let mut points = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let v: serde_json::Value = serde_json::from_str(line)?;
+    for v in run_peer(&mut cmd, &a.python, system)? {
         let f = |k: &str| v.get(k).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
         match v.get("phase").and_then(|p| p.as_str()) {
             Some("build") => {
@@ -703,6 +688,32 @@ fn build_strata(
     Ok(b)
 }
 
+/// Run a peer script (`cmd`, with `python`) and parse the JSON objects it prints, one per
+/// line (other lines — a library's own chatter — are skipped).
+fn run_peer(
+    cmd: &mut std::process::Command,
+    python: &Path,
+    system: &str,
+) -> Result<Vec<serde_json::Value>, Box<dyn std::error::Error + Send + Sync>> {
+    let out = cmd.output().map_err(|e| {
+        format!(
+            "running {}: {e} (run bench/peers/setup.sh)",
+            python.display()
+        )
+    })?;
+    if !out.status.success() {
+        return Err(format!(
+            "{system} peer failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect())
+}
+
 /// The diskannpy peer (`bench/peers/diskann_knn.py`, in its own venv): its disk index built
 /// (or reused with `--reuse-db`) with Strata's R, build L, threads and cold budget, and its
 /// cold curve over `--lists` at `--beam-width`, one thread.
@@ -758,25 +769,9 @@ fn diskann(
     if a.cold_queries > 0 {
         cmd.args(["--cold-queries", &a.cold_queries.to_string()]);
     }
-    let out = cmd.output().map_err(|e| {
-        format!(
-            "running {}: {e} (run bench/peers/setup.sh)",
-            a.diskann_python.display()
-        )
-    })?;
-    if !out.status.success() {
-        return Err(format!(
-            "diskann peer failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
     let mut build = None;
     let mut points = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue; // diskannpy's own chatter
-        };
+    for v in run_peer(&mut cmd, &a.diskann_python, "diskann")? {
         let f = |k: &str| v.get(k).and_then(serde_json::Value::as_f64).unwrap_or(0.0);
         match v.get("phase").and_then(|p| p.as_str()) {
             Some("build") => {
