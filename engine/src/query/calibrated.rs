@@ -9,9 +9,9 @@
 //! matches among the members of the partitions nearest the query over `s`: 1 spread like the
 //! data, above 1 concentrated near the query, below 1 anti-correlated; the fine scale sees
 //! "the query's corpus but not its label", dense around it but empty right at it; the near
-//! scale, among the query's `k / s` nearest nodes by code, sees a filter that excludes just
-//! the query's own neighbourhood, which whole partitions blur), and the
-//! query's position `o` (squared distance to the nearest partition's centroid over that
+//! scale, among the query's `k / s` nearest nodes by code (`k` of the calibration), sees a
+//! filter that excludes just the query's own neighbourhood, which whole partitions blur), and
+//! the query's position `o` (squared distance to the nearest partition's centroid over that
 //! partition's mean squared member distance: about 1 for a query like the data, larger for
 //! one between clusters or off the data). Only a quarter of the sample queries are the
 //! segment's own vectors; the rest are a vector moved a tenth of the way towards another, a
@@ -229,13 +229,14 @@ impl Calibration {
             return exact;
         }
         let s = (m as f64 / nodes as f64).min(1.0);
-        // The near scale only where the samples measured it (a version-1 section: 1, as its
-        // samples read).
+        // The near scale only where the samples measured it (a version-1 section: the fine
+        // scale, as its samples read), and at the samples' `k` — the feature is compared with
+        // theirs, whatever `k` this query asks for.
         let f = idx.query_features(
             ask.target.q,
             ask.by_node.map(|b| (b, m)),
             self.local_div,
-            self.near.then_some(k),
+            self.near.then_some(self.k as usize),
         );
         let c = f.map_or([1.0; 3], |f| f.density);
         let outside = f.map_or(1.0, |f| f.outside);

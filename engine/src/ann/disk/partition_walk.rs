@@ -276,7 +276,7 @@ impl DiskIndex {
     /// share among all nodes, smoothed by one (`(local + 1) / (expected + 1)`) so that a small
     /// sample does not read as 0 or ∞ (1 without a filter).
     ///
-    /// A third scale, `density[2]`: with `near_k` (the query's `k`) and where it is finer
+    /// A third scale, `density[2]`: with `near_k` (the calibration's `k`) and where it is finer
     /// than the fine scale, the same ratio among the query's `k / s` nearest nodes by code —
     /// where a graph search expects to find its `k` matches ([`DiskIndex::near_density`]);
     /// otherwise the fine scale's value.
@@ -351,9 +351,10 @@ impl DiskIndex {
     }
 
     /// The filter's density among the query's `M = k / s` nearest nodes by code (`None`, not
-    /// measured, when `M` exceeds [`NEAR_MAX`] or the fine scale's `fine` members): the members of the lists nearest the query (`order`, by centroid
-    /// distance) until they hold `2M`, the `M` nearest of them by code, and among those the
-    /// matches over the `M · s` expected, smoothed by one. `k / s` nodes are where a graph
+    /// measured, when `M` exceeds [`NEAR_MAX`] or the fine scale's `fine` members): the
+    /// members of the lists nearest the query (`order`, by centroid distance) until they hold
+    /// `2M`, the `M` nearest of them by code, and among those the matches over the `M · s`
+    /// expected, smoothed by one. `k / s` nodes are where a graph
     /// search expects to find its `k` matches; the lists' scales (hundreds to thousands of
     /// nodes) cannot see a filter that excludes exactly the query's own neighbourhood — the
     /// generated social set's `anti10` (no match in the query's cluster of 100 posts, 10 % of
