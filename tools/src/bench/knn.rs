@@ -258,87 +258,38 @@ fn options(a: &KnnBenchArgs, budget: u64) -> Options {
         })
 }
 
-/// How a curve gets its database: one open for every L (warm), or (cold) a fresh open per L
-/// between two page-cache drops — pages a process keeps mapped survive `drop_caches`, so the
-/// database is closed first (a run that kept it open measured 12 KiB of device reads per
-/// query at L=24 where the engine counted 23 sectors); its open (codes, node cache) is not
-/// timed.
+/// How a curve gets its database: one open for every L (warm); or, cold, a fresh open
+/// between two page-cache drops per L (mode `cold`) or per query (mode `cold1`, the first `n`
+/// queries) — pages a process keeps mapped survive `drop_caches`, so the database is closed
+/// first (a run that kept it open measured 12 KiB of device reads per query at L=24 where the
+/// engine counted 23 sectors); opens and drops are not timed.
 enum Source<'a> {
     Open(&'a Db),
     ColdPerL(&'a dyn Fn() -> strata::Result<Db>),
+    ColdPerQuery(&'a dyn Fn() -> strata::Result<Db>, usize),
 }
 
+/// Close-drop-open-drop: a database none of whose file pages are cached.
+fn open_cold(open: &dyn Fn() -> strata::Result<Db>) -> strata::Result<Db> {
+    super::drop_caches();
+    let db = open()?;
+    // Again after the open: what it read ahead is not the queries' to find.
+    super::drop_caches();
+    Ok(db)
+}
+
+/// Recall, QPS (the queries' own time), work and — cold — device reads per query, for every
+/// L of `--lists`.
 fn curve(
     src: &Source<'_>,
     d: &Data,
     a: &KnnBenchArgs,
     mode: &str,
 ) -> Result<Vec<Point>, Box<dyn std::error::Error + Send + Sync>> {
-    let mut out = Vec::new();
-    for &l in &a.lists {
-        let fresh;
-        let (db, drop) = match src {
-            Source::Open(db) => (*db, false),
-            Source::ColdPerL(open) => {
-                super::drop_caches();
-                fresh = open()?;
-                // Again after the open: what it read ahead is not the queries' to find.
-                super::drop_caches();
-                (&fresh, true)
-            }
-        };
-        let read_before = drop.then(|| super::device_read_bytes(db.path())).flatten();
-        let mut st = strata::QueryStats::default();
-        let t0 = Instant::now();
-        let mut results = Vec::with_capacity(d.queries.len());
-        for q in &d.queries {
-            let query = Query::knn(q.clone(), 10)
-                .with_search_list(l)
-                .with_beam_width(a.beam_width);
-            let (h, s) = db.search_with_stats(&query)?;
-            st.nodes_visited += s.nodes_visited;
-            st.sectors_read += s.sectors_read;
-            st.distance_computations += s.distance_computations;
-            results.push(h);
-        }
-        let secs = t0.elapsed().as_secs_f64();
-        let read = read_before
-            .zip(super::device_read_bytes(db.path()))
-            .map_or(0, |(b, e)| e.saturating_sub(b));
-        let gt: Vec<Vec<usize>> =
-            d.gt.iter()
-                .map(|r| r.iter().map(|&x| x as usize).collect())
-                .collect();
-        let nq = d.queries.len().max(1) as f64;
-        let p = Point {
-            system: "strata".into(),
-            mode: mode.into(),
-            param: l,
-            recall: super::recall_at(&results, &gt, 10),
-            qps: nq / secs,
-            nodes_per_query: st.nodes_visited as f64 / nq,
-            sectors_per_query: st.sectors_read as f64 / nq,
-            distances_per_query: st.distance_computations as f64 / nq,
-            disk_kib_per_query: read as f64 / 1024.0 / nq,
-        };
-        println!(
-            "  strata {mode:5} L={l:<4} recall@10 {:.4}  QPS {:>8.0}  nodes {:>6.1}  sectors {:>6.1}  disk {:>6.1} KiB",
-            p.recall, p.qps, p.nodes_per_query, p.sectors_per_query, p.disk_kib_per_query
-        );
-        out.push(p);
-    }
-    Ok(out)
-}
-
-/// The per-query cold curve (mode `cold1`): for each L, the first `--cold-queries` queries,
-/// each on a database opened after the page cache was dropped; QPS from the queries' own
-/// time (drops and opens excluded), device reads counted around each query.
-fn curve_cold_each(
-    open: &dyn Fn() -> strata::Result<Db>,
-    d: &Data,
-    a: &KnnBenchArgs,
-) -> Result<Vec<Point>, Box<dyn std::error::Error + Send + Sync>> {
-    let nq = a.cold_queries.min(d.queries.len());
+    let nq = match src {
+        Source::ColdPerQuery(_, n) => (*n).min(d.queries.len()),
+        _ => d.queries.len(),
+    };
     let gt: Vec<Vec<usize>> =
         d.gt.iter()
             .take(nq)
@@ -346,13 +297,23 @@ fn curve_cold_each(
             .collect();
     let mut out = Vec::new();
     for &l in &a.lists {
+        let per_l = match src {
+            Source::ColdPerL(open) => Some(open_cold(*open)?),
+            _ => None,
+        };
         let (mut st, mut secs, mut read) = (strata::QueryStats::default(), 0.0, 0u64);
         let mut results = Vec::with_capacity(nq);
         for q in d.queries.iter().take(nq) {
-            super::drop_caches();
-            let db = open()?;
-            super::drop_caches();
-            let before = super::device_read_bytes(db.path());
+            let per_query = match src {
+                Source::ColdPerQuery(open, _) => Some(open_cold(*open)?),
+                _ => None,
+            };
+            let (db, cold) = match (src, &per_l, &per_query) {
+                (Source::Open(db), _, _) => (*db, false),
+                (_, Some(db), _) | (_, _, Some(db)) => (db, true),
+                _ => return Err("a cold curve without its database".into()),
+            };
+            let before = cold.then(|| super::device_read_bytes(db.path())).flatten();
             let query = Query::knn(q.clone(), 10)
                 .with_search_list(l)
                 .with_beam_width(a.beam_width);
@@ -370,7 +331,7 @@ fn curve_cold_each(
         let n = nq.max(1) as f64;
         let p = Point {
             system: "strata".into(),
-            mode: "cold1".into(),
+            mode: mode.into(),
             param: l,
             recall: super::recall_at(&results, &gt, 10),
             qps: n / secs.max(1e-9),
@@ -380,7 +341,7 @@ fn curve_cold_each(
             disk_kib_per_query: read as f64 / 1024.0 / n,
         };
         println!(
-            "  strata cold1 L={l:<4} recall@10 {:.4}  QPS {:>8.0}  nodes {:>6.1}  sectors {:>6.1}  disk {:>6.1} KiB",
+            "  strata {mode:5} L={l:<4} recall@10 {:.4}  QPS {:>8.0}  nodes {:>6.1}  sectors {:>6.1}  disk {:>6.1} KiB",
             p.recall, p.qps, p.nodes_per_query, p.sectors_per_query, p.disk_kib_per_query
         );
         out.push(p);
@@ -528,7 +489,12 @@ pub fn run(a: &KnnBenchArgs) -> CliResult {
                 "cold per query: the first {} queries, the database reopened and caches dropped before each:",
                 a.cold_queries.min(d.queries.len())
             );
-            points.extend(curve_cold_each(&open, &d, a)?);
+            points.extend(curve(
+                &Source::ColdPerQuery(&open, a.cold_queries),
+                &d,
+                a,
+                "cold1",
+            )?);
         }
     }
 
@@ -579,9 +545,13 @@ pub fn run(a: &KnnBenchArgs) -> CliResult {
                 c.qps, c.sectors_per_query, c.disk_kib_per_query, c.param
             );
         }
-        // Per cold mode, each system's point with the least device I/O at this recall.
+        // Per cold mode, each system's point with the least device I/O at this recall
+        // (Strata's per-L cold point is the one above).
         for mode in ["cold", "cold1"] {
-            for system in ["strata", "diskann"] {
+            for system in ["strata", "diskann"]
+                .into_iter()
+                .skip(usize::from(mode == "cold"))
+            {
                 if let Some(k) = points
                     .iter()
                     .filter(|p| p.system == system && p.mode == mode && p.recall >= r)
