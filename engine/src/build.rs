@@ -151,7 +151,10 @@ pub fn build_database(
         });
         let id = i as u64 + 1;
         let path = seg_dir.join(segment_name(id));
-        let g = |n: u64| progress(BuildEvent::GraphProgress(n));
+        let g = |n: u64| {
+            progress(BuildEvent::GraphProgress(n));
+            true
+        };
         let bytes = write_segment_with(
             &fs,
             &path,

@@ -92,6 +92,10 @@ pub enum Error {
     /// A write failed earlier; the handle is read-only until reopened.
     #[error("database is read-only after an earlier write failure ({0}); reopen it to recover")]
     Poisoned(String),
+    /// A background operation stopped because its database handle was closed (a merge's graph
+    /// build abandoned; nothing was installed).
+    #[error("{0} cancelled: the database is closing")]
+    Cancelled(&'static str),
     /// One shard of a shard set (`crate::shards`) failed; `source` says how.
     #[error("shard {shard} ({}): {source}", path.display())]
     ShardFailed {
@@ -127,6 +131,8 @@ pub enum ErrorKind {
     Poisoned,
     /// The operating system failed a call (disk full, permissions, ...).
     Io,
+    /// A background operation stopped because its handle closed.
+    Cancelled,
 }
 
 impl From<strata_io::IoError> for Error {
@@ -162,6 +168,7 @@ impl Error {
             Error::ReadOnly(_) => ErrorKind::ReadOnly,
             Error::Timeout { .. } => ErrorKind::Timeout,
             Error::Poisoned(_) => ErrorKind::Poisoned,
+            Error::Cancelled(_) => ErrorKind::Cancelled,
             Error::ShardFailed { source, .. } => source.kind(),
         }
     }

@@ -365,3 +365,79 @@ fn measure_graph_reuse_vs_rebuild() {
         "reuse lost recall: {results:?}"
     );
 }
+
+/// A compaction no longer holds flushes back: while one merges (and builds its graph),
+/// writes overwrite and delete documents of its inputs and flushes install them. What the
+/// flushes killed in the inputs must die in the merged output too (else an overwritten or
+/// deleted document comes back), and nothing the writes added may be lost — checked against a
+/// model after every round, after `settle` and after a reopen.
+#[test]
+fn writes_and_flushes_during_a_compaction_are_not_lost_or_resurrected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = manual().with_ann(AnnOptions {
+        min_vectors: 16,
+        ..AnnOptions::default()
+    });
+    let dim = 16usize;
+    let db = Db::create_with(tmp.path(), Schema::new(dim as u32, Metric::L2), opts).unwrap();
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    let vector = |rng: &mut StdRng| (0..dim).map(|_| rng.gen::<f32>()).collect::<Vec<_>>();
+    for s in 0..3 {
+        for i in 0..3000 {
+            let k = format!("k{:05}", i * 3 + s);
+            db.put(Document::new(k.clone(), "v0").with_vector(vector(&mut rng)))
+                .unwrap();
+            model.insert(k.into_bytes(), b"v0".to_vec());
+        }
+        db.flush().unwrap();
+    }
+    let mut overlapped = 0;
+    for round in 1..=4u32 {
+        let merging = {
+            let db = db.clone();
+            std::thread::spawn(move || db.compact().unwrap())
+        };
+        // Overwrites, deletes and new keys, flushed in small generations while it merges.
+        let mut flushes = 0;
+        while !merging.is_finished() || flushes < 3 {
+            for _ in 0..50 {
+                let k = format!("k{:05}", rng.gen_range(0..12_000));
+                if rng.gen_bool(0.3) {
+                    db.delete(k.as_bytes()).unwrap();
+                    model.remove(k.as_bytes());
+                } else {
+                    let v = format!("v{round}-{flushes}");
+                    db.put(Document::new(k.clone(), v.clone()).with_vector(vector(&mut rng)))
+                        .unwrap();
+                    model.insert(k.into_bytes(), v.into_bytes());
+                }
+            }
+            db.flush().unwrap();
+            flushes += 1;
+            if !merging.is_finished() {
+                overlapped += 1;
+            }
+        }
+        merging.join().unwrap();
+        assert_eq!(state(&db), model, "round {round}");
+        for (k, v) in model.iter().take(200) {
+            assert_eq!(db.get(k).unwrap().map(|d| d.value.clone()), Some(v.clone()));
+        }
+    }
+    // The test is about overlap: at least some flushes ran during a merge.
+    assert!(overlapped > 0, "no flush overlapped a compaction");
+    db.settle().unwrap();
+    db.verify().unwrap();
+    assert_eq!(state(&db), model);
+    let hits = db
+        .search(&Query::knn(vec![0.5; dim], 50).with_docs())
+        .unwrap();
+    for h in &hits {
+        assert!(model.contains_key(&h.key), "search returned a dead key");
+    }
+    drop(db);
+    let db = Db::open(tmp.path(), manual()).unwrap();
+    db.verify().unwrap();
+    assert_eq!(state(&db), model);
+}

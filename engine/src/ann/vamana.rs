@@ -190,7 +190,15 @@ pub(crate) fn build(
     p: BuildParams,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Graph {
-    build_from(data, dim, space, p, None, progress)
+    let go_on = |d| {
+        progress(d);
+        true
+    };
+    // Never `None`: this progress never asks to stop.
+    build_from(data, dim, space, p, None, &go_on).unwrap_or(Graph {
+        adj: Vec::new(),
+        entry: 0,
+    })
 }
 
 /// A graph to start from (compaction reuses its largest input's graph, FreshDiskANN-style):
@@ -251,14 +259,16 @@ pub(crate) fn repair_deletes(
 }
 
 /// [`build`], optionally starting from `initial` and inserting only the points not in it.
+/// `progress` gets the insertions done after every batch and returns whether to go on: `None`
+/// when it said stop (a closing database abandons a merge's build).
 pub(crate) fn build_from(
     data: &[f32],
     dim: usize,
     space: Space,
     p: BuildParams,
     initial: Option<Initial>,
-    progress: &(dyn Fn(u64) + Sync),
-) -> Graph {
+    progress: &(dyn Fn(u64) -> bool + Sync),
+) -> Option<Graph> {
     let n = data.len() / dim.max(1);
     let pts = Points { data, dim, space };
     let (mut adj, entry, mut order) = match initial {
@@ -275,7 +285,7 @@ pub(crate) fn build_from(
         ),
     };
     if n <= 1 {
-        return Graph { adj, entry };
+        return Some(Graph { adj, entry });
     }
     order.shuffle(&mut StdRng::seed_from_u64(p.seed));
     let n = order.len();
@@ -347,7 +357,9 @@ pub(crate) fn build_from(
             }
             at += ids.len();
             done += ids.len() as u64;
-            progress(done);
+            if !progress(done) {
+                return None;
+            }
             batch = (batch * 2).min(max_batch);
         }
     }
@@ -367,7 +379,7 @@ pub(crate) fn build_from(
             *slot = nb;
         }
     }
-    Graph { adj, entry }
+    Some(Graph { adj, entry })
 }
 
 /// Node order for the disk layout: breadth-first from the entry point (neighbours in adjacency

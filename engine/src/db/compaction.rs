@@ -3,40 +3,83 @@
 
 use super::*;
 
+/// What the merge policy does next: merge (or rewrite) `ids`, and whether the output gets
+/// its graph now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct MergePick {
+    pub ids: Vec<u64>,
+    pub index: bool,
+}
+
+impl MergePick {
+    pub(super) fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
 impl Inner {
     /// A segment big enough for a graph that was flushed without one.
     pub(super) fn needs_index(&self, ls: &LiveSegment) -> bool {
         ls.seg.ann().is_none() && ls.seg.vector_count() >= self.options.ann.min_vectors.max(2)
     }
 
-    /// When writers have paused (no frozen memtable, the active one under 1/8 of the flush
-    /// threshold): one flushed segment without its graph, the smallest first.
-    pub(super) fn index_pick(&self) -> Vec<u64> {
+    /// Whether writers have paused: no frozen memtable, the active one under 1/8 of the flush
+    /// threshold.
+    fn writers_idle(&self, v: &Version) -> bool {
+        v.frozen.is_empty() && v.active.mem_bytes() < self.options.flush_threshold_bytes / 8
+    }
+
+    /// When writers have paused: every flushed segment without its graph (the smallest first,
+    /// up to `index_merge_docs_max` documents in all), merged into one that gets one graph —
+    /// a bulk load through `Db::write` ends as the offline builder's segments would, its
+    /// graph built once instead of once per merge.
+    pub(super) fn index_pick(&self) -> MergePick {
         let v = self.version.lock().clone();
-        let idle =
-            v.frozen.is_empty() && v.active.mem_bytes() < self.options.flush_threshold_bytes / 8;
-        if !idle {
-            return Vec::new();
+        if !self.writers_idle(&v) {
+            return MergePick::default();
         }
-        v.segments
+        let mut unindexed: Vec<&LiveSegment> = v
+            .segments
             .iter()
             .filter(|ls| self.needs_index(ls))
-            .min_by_key(|ls| (ls.seg.len(), ls.seg.id))
-            .map(|ls| vec![ls.seg.id])
-            .unwrap_or_default()
+            .collect();
+        unindexed.sort_by_key(|ls| (ls.seg.len(), ls.seg.id));
+        let cap = self.options.index_merge_docs_max.max(1);
+        let mut docs = 0usize;
+        let mut ids = Vec::new();
+        for ls in unindexed {
+            let live = ls.seg.len() - ls.deleted.count();
+            if !ids.is_empty() && docs + live > cap {
+                break;
+            }
+            docs += live;
+            ids.push(ls.seg.id);
+        }
+        MergePick { ids, index: true }
     }
 
     /// The segments the policy would merge now (ids), if any: every segment whose dead
     /// fraction passes `deleted_ratio_max`; every segment with dead documents when they are
     /// more than a third of all stored (space amplification above 1.5); and, when more than
     /// `segments_max` are live, the smallest ones (at most `MERGE_WIDTH`) toward
-    /// `segments_max / 2`; otherwise, once writers pause, one segment to index.
-    pub(super) fn compaction_pick(&self) -> Vec<u64> {
+    /// `segments_max / 2`; otherwise, once writers pause, the segments to index.
+    ///
+    /// While writers are busy, a merge of segments that have no graph writes none either
+    /// (unless its output reaches `index_merge_docs_max`): building graphs that the next merge
+    /// would rebuild is what made a bulk load through `Db::write` slow; the graph is built once
+    /// writers pause. Queries over graph-less segments are exact scans (correct, slower).
+    pub(super) fn compaction_pick(&self) -> MergePick {
         let v = self.version.lock().clone();
+        // Flushes first: while memtables wait for the flusher, a merge would take the CPU and
+        // disk it needs (writers then stall). Merges wait, unless the segment count passes
+        // twice `segments_max` (reads probe every segment: a bound even for endless ingest).
+        if !v.frozen.is_empty() && v.segments.len() <= 2 * self.options.segments_max {
+            return MergePick::default();
+        }
         let dead: usize = v.segments.iter().map(|ls| ls.deleted.count()).sum();
         let stored: usize = v.segments.iter().map(|ls| ls.seg.len()).sum();
         let space_bound = dead * 3 > stored;
-        let mut pick: Vec<u64> = v
+        let mut ids: Vec<u64> = v
             .segments
             .iter()
             .filter(|ls| {
@@ -46,39 +89,77 @@ impl Inner {
             })
             .map(|ls| ls.seg.id)
             .collect();
-        if pick.is_empty() {
-            pick = self.index_pick();
+        if ids.is_empty() {
+            ids = self.index_pick().ids;
         }
         if v.segments.len() > self.options.segments_max {
             let mut by_size: Vec<&LiveSegment> = v.segments.iter().collect();
             by_size.sort_by_key(|ls| (ls.seg.file_bytes().len(), ls.seg.id));
             // At most MERGE_WIDTH at a time: one merge of 11 of 14 equal segments (900k
-            // documents, one graph) held the flusher for many minutes; the policy runs after
-            // every flush, so the count still converges.
+            // documents, one graph) took many minutes; the policy runs after every flush, so
+            // the count still converges.
             let merge = (v.segments.len() - self.options.segments_max / 2 + 1).min(MERGE_WIDTH);
             for ls in by_size.into_iter().take(merge) {
-                if !pick.contains(&ls.seg.id) {
-                    pick.push(ls.seg.id);
+                if !ids.contains(&ls.seg.id) {
+                    ids.push(ls.seg.id);
                 }
             }
         }
-        pick
+        let inputs = v.segments.iter().filter(|ls| ids.contains(&ls.seg.id));
+        let (mut any_graph, mut live) = (false, 0usize);
+        for ls in inputs {
+            any_graph |= ls.seg.ann().is_some();
+            live += ls.seg.len() - ls.deleted.count();
+        }
+        let index = self.writers_idle(&v) || any_graph || live >= self.options.index_merge_docs_max;
+        MergePick { ids, index }
+    }
+
+    /// Run the policy once: pick under the compaction lock (so a pick never races another
+    /// compaction) and merge. Returns whether anything changed.
+    pub(super) fn compact_policy(&self) -> Result<bool> {
+        let _compaction = self.compaction.lock();
+        let pick = if self.options.compaction {
+            self.compaction_pick()
+        } else {
+            self.index_pick()
+        };
+        if pick.is_empty() {
+            return Ok(false);
+        }
+        self.compact_locked(Some(&pick.ids), pick.index, &|_, _| {})
     }
 
     /// Merge the segments `ids` into one: live documents only (dead and superseded copies
-    /// dropped), postings, columns and a graph rebuilt over the merged vectors. Installed with
-    /// one manifest; the inputs' files go when the manifest is durable (snapshots keep their
-    /// mappings). Returns whether anything changed.
+    /// dropped), postings, columns and — with `index` — a graph rebuilt over the merged vectors
+    /// (from the largest input's graph where it can). Installed with one manifest; the inputs'
+    /// files go when the manifest is durable (snapshots keep their mappings). Returns whether
+    /// anything changed.
     pub(super) fn compact_segments(
         &self,
         ids: Option<&[u64]>,
+        index: bool,
         progress: &(dyn Fn(u64, u64) + Sync),
     ) -> Result<bool> {
-        let _maintenance = self.maintenance.lock();
+        let _compaction = self.compaction.lock();
+        self.compact_locked(ids, index, progress)
+    }
+
+    /// [`Inner::compact_segments`] with the compaction lock held. The maintenance lock is
+    /// held only to take the inputs (and reserve the output's id) and to install: flushes go
+    /// on while the merge reads, encodes and builds its graph, so writers never wait for a
+    /// graph build. Documents a flush overwrote or deleted in the inputs meanwhile die in the
+    /// output's deletion bitmap at install.
+    fn compact_locked(
+        &self,
+        ids: Option<&[u64]>,
+        index: bool,
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) -> Result<bool> {
         let started = std::time::Instant::now();
+        let _maintenance = self.maintenance.lock();
         let v = self.version.lock().clone();
-        // `None` = every segment, as of now (under the lock: a background compaction may
-        // have just replaced some).
+        // `None` = every segment, as of now.
         let all: Vec<u64> = v.segments.iter().map(|ls| ls.seg.id).collect();
         let ids = ids.unwrap_or(&all);
         let inputs: Vec<&LiveSegment> = v
@@ -90,10 +171,18 @@ impl Inner {
         let single_clean = inputs.len() == 1
             && inputs
                 .iter()
-                .all(|ls| ls.deleted.count() == 0 && !self.needs_index(ls));
+                .all(|ls| ls.deleted.count() == 0 && !(index && self.needs_index(ls)));
         if inputs.is_empty() || single_clean {
             return Ok(false);
         }
+        // Reserve the output's id (flushes meanwhile take the ones after it; a crash leaves
+        // an orphan file that open sweeps), then let flushes go on.
+        let id = {
+            let mut m = self.manifest.lock();
+            m.next_segment_id += 1;
+            m.next_segment_id - 1
+        };
+        drop(_maintenance);
         let mut docs = Vec::new();
         for ls in &inputs {
             for i in 0..ls.seg.len() {
@@ -104,34 +193,75 @@ impl Inner {
         }
         // A key is live in at most one segment, so the merge is a sort.
         docs.sort_by(|a, b| a.key.cmp(&b.key));
-        let mut m = self.manifest.lock().clone();
-        let id = m.next_segment_id;
-        let reuse = if self.options.compaction_reuse_graph {
+        let reuse = if index && self.options.compaction_reuse_graph {
             reuse_plan(&inputs, &docs)?
         } else {
             None
         };
         let total = docs.len() as u64;
-        let (new_seg, bytes) =
-            self.new_segment(id, &docs, reuse, true, &|done| progress(done, total))?;
+        // A closing handle abandons the build (before anything is written).
+        let go_on = |done| {
+            progress(done, total);
+            !self.flush.state.lock().stop
+        };
+        let (new_seg, bytes) = self.new_segment(id, &docs, reuse, index, &go_on)?;
+        drop(docs);
         self.flush.state.lock().compaction_bytes += bytes;
-        // The merged segment has the highest id, so it is listed as the newest (manifests
-        // keep ids increasing); order does not matter to reads, as a key is live in at most
-        // one segment.
-        let mut segments: Vec<LiveSegment> = v
+        let _maintenance = self.maintenance.lock();
+        let cur = self.version.lock().clone();
+        // What flushes deleted in the inputs since they were taken dies in the output too; an
+        // input a flush dropped (all of it dead) lost every document it had.
+        let mut out = None;
+        if let Some(seg) = &new_seg {
+            let mut deleted = Bitset::new(seg.len());
+            for ls in &inputs {
+                let now = cur.segments.iter().find(|c| c.seg.id == ls.seg.id);
+                let mut newly = match now {
+                    Some(c) => (*c.deleted).clone(),
+                    None => Bitset::full(ls.seg.len()),
+                };
+                newly.and_not_with(&ls.deleted);
+                for i in newly.iter() {
+                    if let Some(j) = seg.find(ls.seg.key(i)) {
+                        deleted.set(j);
+                    }
+                }
+            }
+            let gen = if deleted.any() {
+                let seg_dir = self.dir.join(SEGMENTS_DIR);
+                deletes::write(&self.fs, &seg_dir.join(deletes_name(id, 1)), &deleted)?;
+                1
+            } else {
+                0
+            };
+            if deleted.count() < seg.len() {
+                out = Some(LiveSegment::new(seg.clone(), Arc::new(deleted), gen));
+            }
+        }
+        let mut segments: Vec<LiveSegment> = cur
             .segments
             .iter()
             .filter(|ls| !ids.contains(&ls.seg.id))
             .cloned()
+            .chain(out)
             .collect();
+        // Newest (highest id) first, as manifests list ids increasing; flushes during the
+        // merge took higher ids than the output. (Reads do not depend on the order: a key is
+        // live in at most one segment.)
+        segments.sort_by_key(|ls| std::cmp::Reverse(ls.seg.id));
+        let m = self.manifest.lock().clone();
+        self.install(&cur, m, segments, ids)?;
         if let Some(seg) = &new_seg {
-            segments.insert(
-                0,
-                LiveSegment::new(seg.clone(), Arc::new(Bitset::new(seg.len())), 0),
-            );
+            if !self
+                .version
+                .lock()
+                .segments
+                .iter()
+                .any(|ls| ls.seg.id == id)
+            {
+                seg.retire(); // entirely dead before it was installed
+            }
         }
-        m.next_segment_id = id + 1;
-        self.install(&v, m, segments, ids)?;
         let mut st = self.flush.state.lock();
         st.compactions += 1;
         st.compaction_seconds += started.elapsed().as_secs_f64();
@@ -140,13 +270,14 @@ impl Inner {
 }
 
 impl Inner {
-    /// See [`Db::recalibrate`]. Under the maintenance lock: the segment list changes only
-    /// here, in flushes and in compactions.
+    /// See [`Db::recalibrate`]. Under the compaction and maintenance locks: the segment list
+    /// changes only here, in flushes and in compactions.
     pub(super) fn recalibrate(
         &self,
         queries: &[Vec<f32>],
         filters: Option<&[Option<crate::Filter>]>,
     ) -> Result<usize> {
+        let _compaction = self.compaction.lock();
         let _maintenance = self.maintenance.lock();
         let v = self.version.lock().clone();
         let mut m = self.manifest.lock().clone();
@@ -202,7 +333,7 @@ impl Inner {
     /// version swapped; the `retired` segments' files go when the last snapshot holding them
     /// does (`v` still holds them here, so the mark always precedes the last drop). Callers
     /// hold the maintenance lock — only flushes, compactions and recalibrations change the
-    /// segment list, and all hold it — so the current list is still `v`'s.
+    /// segment list, and all hold it while they install — and `v` is the current version.
     pub(super) fn install(
         &self,
         v: &Version,
@@ -291,4 +422,127 @@ pub(super) fn manifest_segments(segments: &[LiveSegment]) -> Vec<SegmentMeta> {
             file_bytes: Some(ls.seg.file_bytes().len() as u64),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+
+    use super::*;
+    use crate::{AnnOptions, Metric};
+
+    fn put_generation(db: &Db, gen: u32, n: u32) {
+        for i in 0..n {
+            let v = (0..4).map(|j| ((i * 7 + j + gen) % 13) as f32).collect();
+            db.put(Document::new(format!("g{gen:02}-{i:04}"), "v").with_vector(v))
+                .unwrap();
+        }
+    }
+
+    /// While writers are busy, a size-tier merge of graph-less segments builds no graph; once
+    /// they pause, every graph-less segment is merged and indexed at once (one graph), not one
+    /// segment per pass.
+    #[test]
+    fn busy_merges_skip_the_graph_and_idle_indexes_everything_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let opts = Options::default()
+            .with_wal_preallocate(false)
+            .with_flush_threshold_bytes(1 << 20)
+            .with_segments_max(4)
+            .with_ann(AnnOptions {
+                min_vectors: 16,
+                ..AnnOptions::default()
+            });
+        let db = Db::create_with(tmp.path(), Schema::new(4, Metric::L2), opts).unwrap();
+        let inner = db.inner();
+        // Keep the background compactor out while the scene is set (flushes do not need
+        // this lock: they go on during a compaction).
+        let hold = inner.compaction.lock();
+        for gen in 0..6 {
+            put_generation(&db, gen, 100);
+            db.flush().unwrap();
+        }
+        // Writers busy: the active memtable holds more than 1/8 of the flush threshold.
+        let mut gen = 6;
+        while inner.version.lock().active.mem_bytes() < (1 << 20) / 8 {
+            put_generation(&db, gen, 100);
+            gen += 1;
+        }
+        let busy = inner.compaction_pick();
+        assert_eq!(busy.ids.len(), MERGE_WIDTH, "{busy:?}");
+        assert!(
+            !busy.index,
+            "a busy merge of graph-less segments builds no graph"
+        );
+        db.flush().unwrap();
+        let idle = inner.compaction_pick();
+        assert!(idle.index);
+        assert_eq!(
+            inner.index_pick().ids.len(),
+            inner.version.lock().segments.len(),
+            "every graph-less segment is indexed in one merge"
+        );
+        drop(hold);
+        db.settle().unwrap();
+        let st = db.stats();
+        assert_eq!((st.segments, st.ann_segments), (1, 1), "{st:?}");
+        assert_eq!(db.scan(..).unwrap().len(), gen as usize * 100);
+    }
+
+    /// Closing the handle abandons a merge's graph build: the merge fails with `Cancelled`
+    /// (which the compactor takes as "closing", not as a failure), installs nothing and
+    /// leaves no file behind.
+    #[test]
+    fn a_closing_handle_cancels_a_merge_and_changes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let opts = Options::default()
+            .with_wal_preallocate(false)
+            .with_compaction(false)
+            .with_ann(AnnOptions {
+                min_vectors: 16,
+                ..AnnOptions::default()
+            });
+        let db = Db::create_with(tmp.path(), Schema::new(4, Metric::L2), opts.clone()).unwrap();
+        let inner = db.inner();
+        // Hold the compactor off so the segments stay graph-less until the merge below.
+        let hold = inner.compaction.lock();
+        for gen in 0..3 {
+            put_generation(&db, gen, 500);
+            db.flush().unwrap();
+        }
+        let before: Vec<u64> = inner
+            .version
+            .lock()
+            .segments
+            .iter()
+            .map(|ls| ls.seg.id)
+            .collect();
+        let files = |dir: &Path| {
+            let mut v: Vec<_> = std::fs::read_dir(dir.join(SEGMENTS_DIR))
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            v.sort();
+            v
+        };
+        let files_before = files(tmp.path());
+        inner.flush.state.lock().stop = true;
+        let r = inner.compact_locked(None, true, &|_, _| {});
+        drop(hold);
+        assert!(matches!(r, Err(Error::Cancelled(_))), "{r:?}");
+        let after: Vec<u64> = inner
+            .version
+            .lock()
+            .segments
+            .iter()
+            .map(|ls| ls.seg.id)
+            .collect();
+        assert_eq!(before, after);
+        assert_eq!(files_before, files(tmp.path()));
+        assert!(inner.poison.lock().is_none());
+        drop(db);
+        let db = Db::open(tmp.path(), opts).unwrap();
+        db.verify().unwrap();
+        assert_eq!(db.scan(..).unwrap().len(), 1500);
+    }
 }

@@ -95,14 +95,15 @@ impl Inner {
     }
 
     /// Write `docs` (sorted, unique) as segment `id` and open it; nothing for no documents.
-    /// Returns the segment and the bytes written.
+    /// Returns the segment and the bytes written. `progress` gets graph insertions done and
+    /// returns whether to go on.
     pub(super) fn new_segment(
         &self,
         id: u64,
         docs: &[Arc<Document>],
         reuse: Option<ReuseGraph>,
         index: bool,
-        progress: &(dyn Fn(u64) + Sync),
+        progress: &(dyn Fn(u64) -> bool + Sync),
     ) -> Result<(Option<Arc<Segment>>, u64)> {
         if docs.is_empty() {
             return Ok((None, 0));
@@ -148,17 +149,18 @@ impl Inner {
         let Some((mem, mark)) = v.frozen.last().cloned() else {
             return Ok(false);
         };
-        // The memtable's state at its mark: live documents and every key it touched.
+        // The memtable's state at its mark: live documents, and the keys it deleted (each key
+        // is visited once; the live ones are the documents' own keys, not copied).
         let mut docs = Vec::new();
-        let mut touched = HashSet::new();
+        let mut deleted_keys = Vec::new();
         mem.for_each_visible(
             mark,
             std::ops::Bound::Unbounded,
             std::ops::Bound::Unbounded,
             |k, e| {
-                touched.insert(k.to_vec());
-                if let Some(d) = e {
-                    docs.push(d.clone());
+                match e {
+                    Some(d) => docs.push(d.clone()),
+                    None => deleted_keys.push(k.to_vec()),
                 }
                 true
             },
@@ -167,14 +169,18 @@ impl Inner {
         let mut m = self.manifest.lock().clone();
         let id = m.next_segment_id;
         let (new_seg, bytes) =
-            self.new_segment(id, &docs, None, self.options.ann_at_flush, &|_| {})?;
+            self.new_segment(id, &docs, None, self.options.ann_at_flush, &|_| true)?;
         self.flush.state.lock().flush_bytes += bytes;
         // Older copies of every touched key die in their segment's deletion bitmap.
         let mut segments = Vec::with_capacity(v.segments.len() + 1);
         for ls in &v.segments {
             let mut deleted = (*ls.deleted).clone();
             let mut changed = false;
-            for k in &touched {
+            let touched = docs
+                .iter()
+                .map(|d| d.key.as_slice())
+                .chain(deleted_keys.iter().map(Vec::as_slice));
+            for k in touched {
                 if let Some(i) = ls.seg.find(k) {
                     if !deleted.get(i) {
                         deleted.set(i);
@@ -237,26 +243,10 @@ impl Inner {
 
 pub(super) fn flusher_loop(inner: &Arc<Inner>) {
     loop {
-        let policy = || {
-            if inner.options.compaction {
-                inner.compaction_pick()
-            } else {
-                inner.index_pick()
-            }
-        };
         {
             let mut st = inner.flush.state.lock();
-            // Woken by a freeze; every 250 ms also look for maintenance to do once writers
-            // pause (indexing segments flushed without a graph).
             while !st.stop && inner.version.lock().frozen.is_empty() {
-                let timed_out = inner
-                    .flush
-                    .cond
-                    .wait_for(&mut st, std::time::Duration::from_millis(250))
-                    .timed_out();
-                if timed_out && !st.stop && inner.poison.lock().is_none() && !policy().is_empty() {
-                    break;
-                }
+                inner.flush.cond.wait(&mut st);
             }
             if st.stop {
                 return;
@@ -265,19 +255,7 @@ pub(super) fn flusher_loop(inner: &Arc<Inner>) {
         if inner.poison.lock().is_some() {
             return;
         }
-        let flushed = inner.flush_one().and_then(|f| {
-            // Compact between flushes, unless writers are about to feel back-pressure (then
-            // the queued memtables go first).
-            let frozen = inner.version.lock().frozen.len();
-            if frozen + 1 < inner.options.frozen_memtables_max {
-                let pick = policy();
-                if !pick.is_empty() {
-                    inner.compact_segments(Some(&pick), &|_, _| {})?;
-                }
-            }
-            Ok(f)
-        });
-        match flushed {
+        match inner.flush_one() {
             Ok(_) => {
                 inner.flush.state.lock().done += 1;
                 inner.flush.cond.notify_all();
@@ -285,6 +263,49 @@ pub(super) fn flusher_loop(inner: &Arc<Inner>) {
             Err(e) => {
                 inner.set_poison(format!("flush failed: {e}"));
                 return;
+            }
+        }
+    }
+}
+
+/// The compactor: runs the merge policy after every flush and, every 250 ms, to find the
+/// segments to index once writers pause. Merges take the maintenance lock only to take their
+/// inputs and to install, so the flusher keeps flushing (and writers keep writing) during a
+/// graph build.
+pub(super) fn compactor_loop(inner: &Arc<Inner>) {
+    loop {
+        {
+            let mut st = inner.flush.state.lock();
+            if st.stop {
+                return;
+            }
+            let _ = inner
+                .flush
+                .cond
+                .wait_for(&mut st, std::time::Duration::from_millis(250));
+            if st.stop {
+                return;
+            }
+        }
+        if inner.poison.lock().is_some() {
+            return;
+        }
+        // Until the policy has nothing left (a flush notifies again meanwhile).
+        loop {
+            match inner.compact_policy() {
+                Ok(true) => {
+                    inner.flush.cond.notify_all();
+                    if inner.flush.state.lock().stop {
+                        return;
+                    }
+                }
+                Ok(false) => break,
+                // The handle is closing: the merge was abandoned, nothing installed.
+                Err(Error::Cancelled(_)) => return,
+                Err(e) => {
+                    inner.set_poison(format!("compaction failed: {e}"));
+                    return;
+                }
             }
         }
     }

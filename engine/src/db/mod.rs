@@ -11,7 +11,6 @@
 //!   version, and truncates the WAL only below the manifest's checkpoint;
 //! - after a failed write or flush the handle is poisoned: reads work, writes fail until reopen.
 
-use std::collections::HashSet;
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -50,7 +49,7 @@ pub use options::Options;
 pub use stats::{AnnInfo, CalibrationInfo, DbStats, SegmentInfo};
 
 use compaction::manifest_segments;
-use flush::flusher_loop;
+use flush::{compactor_loop, flusher_loop};
 use open::{remove_orphans, Sweep};
 
 /// Flusher wake-ups and back-pressure.
@@ -94,8 +93,12 @@ struct Inner {
     manifest: Mutex<Manifest>,
     cache: Option<Arc<BlockCache>>,
     ann_budget: Arc<AnnBudget>,
-    /// Held by a flush and by a compaction: both rewrite the manifest and the segment list.
+    /// Held by a flush, and by a compaction while it takes its inputs and while it installs:
+    /// both rewrite the manifest and the segment list.
     maintenance: Mutex<()>,
+    /// Held by a compaction (or recalibration) for its whole run: one at a time. Taken before
+    /// `maintenance`.
+    compaction: Mutex<()>,
     /// Threads for flush and compaction work (graph builds), `Options::maintenance_threads`.
     pool: Option<rayon::ThreadPool>,
     flush: FlushCtl,
@@ -106,18 +109,19 @@ struct Inner {
     _lock: Option<LockGuard>,
 }
 
-/// Owns the flusher thread; stops and joins it when the last [`Db`] clone drops.
+/// Owns the flusher and compactor threads; stops and joins them when the last [`Db`] clone
+/// drops (a compaction under way finishes first).
 #[derive(Debug)]
 struct Handle {
     inner: Arc<Inner>,
-    flusher: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
         self.inner.flush.state.lock().stop = true;
         self.inner.flush.cond.notify_all();
-        if let Some(h) = self.flusher.take() {
+        for h in self.threads.drain(..) {
             let _ = h.join();
         }
     }
@@ -306,7 +310,7 @@ impl Db {
     pub fn compact_with(&self, progress: &(dyn Fn(u64, u64) + Sync)) -> Result<bool> {
         self.flush()?;
         let inner = self.inner();
-        let r = inner.compact_segments(None, progress);
+        let r = inner.compact_segments(None, true, progress);
         if let Err(e) = &r {
             inner.set_poison(format!("compaction failed: {e}"));
         }
@@ -353,13 +357,13 @@ impl Db {
         self.flush()?;
         let inner = self.inner();
         loop {
-            let pick = inner.compaction_pick();
-            if pick.is_empty() {
-                return Ok(());
-            }
-            if let Err(e) = inner.compact_segments(Some(&pick), &|_, _| {}) {
-                inner.set_poison(format!("compaction failed: {e}"));
-                return Err(e);
+            match inner.compact_policy() {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(e) => {
+                    inner.set_poison(format!("compaction failed: {e}"));
+                    return Err(e);
+                }
             }
         }
     }

@@ -208,25 +208,40 @@ impl Db {
             cache,
             ann_budget,
             maintenance: Mutex::new(()),
+            compaction: Mutex::new(()),
             pool,
             flush: FlushCtl::default(),
             poison: Mutex::new(None),
             recovery: report,
             _lock: lock,
         });
-        let flusher = if read_only {
-            None
-        } else {
-            let inner = inner.clone();
-            Some(
-                std::thread::Builder::new()
-                    .name("strata-flush".into())
-                    .spawn(move || flusher_loop(&inner))
-                    .map_err(|e| Error::io("spawn flusher thread", dir, e))?,
-            )
-        };
+        let mut threads = Vec::new();
+        if !read_only {
+            type Loop = fn(&Arc<Inner>);
+            let loops: [(&str, Loop); 2] = [
+                ("strata-flush", flusher_loop),
+                ("strata-compact", compactor_loop),
+            ];
+            for (name, body) in loops {
+                let mine = inner.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(name.into())
+                    .spawn(move || body(&mine));
+                match spawned {
+                    Ok(h) => threads.push(h),
+                    Err(e) => {
+                        // Stop what was started before failing the open.
+                        let _ = Handle {
+                            inner: inner.clone(),
+                            threads,
+                        };
+                        return Err(Error::io("spawn maintenance thread", dir, e));
+                    }
+                }
+            }
+        }
         Ok(Db {
-            handle: Arc::new(Handle { inner, flusher }),
+            handle: Arc::new(Handle { inner, threads }),
         })
     }
 }
@@ -331,8 +346,9 @@ pub(super) fn remove_orphans(
         };
         // Segment files still named by the manifest stay; while open, unnamed segments may
         // still be held by snapshots and go through `Segment::retire` instead.
+        // (A segment's `.tmp` may be a compaction's output being written.)
         let held = sweep == Sweep::NotSegments && matches!(kind, FileType::Segment { .. });
-        if !temp && (keep.contains(n) || held) {
+        if held || (!temp && keep.contains(n)) {
             continue;
         }
         let p = seg_dir.join(n);

@@ -1,6 +1,6 @@
 //! Building a segment file from documents sorted by key.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -104,15 +104,19 @@ fn vectors_section(docs: &[Arc<Document>], dim: usize) -> Vec<u8> {
 }
 
 fn terms_section(docs: &[Arc<Document>]) -> Result<Vec<u8>> {
-    let mut postings: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    // Hashed while collecting, sorted once: a B-tree's string compares per insertion were a
+    // quarter of a flush's CPU (1M documents with 5 terms each, ~20k distinct terms).
+    let mut by_term: HashMap<&str, Vec<u32>> = HashMap::new();
     for (i, d) in docs.iter().enumerate() {
         for t in &d.terms {
-            postings
+            by_term
                 .entry(t.as_str())
                 .or_default()
                 .push(u32_of(i, "ordinal")?);
         }
     }
+    let mut postings: Vec<(&str, Vec<u32>)> = by_term.into_iter().collect();
+    postings.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let mut out = Vec::new();
     out.extend_from_slice(&u32_of(postings.len(), "term count")?.to_le_bytes());
     out.extend_from_slice(&[0; 4]);
@@ -128,11 +132,11 @@ fn terms_section(docs: &[Arc<Document>]) -> Result<Vec<u8>> {
     for o in term_offsets.iter().chain(&post_offsets) {
         out.extend_from_slice(&o.to_le_bytes());
     }
-    for t in postings.keys() {
+    for (t, _) in &postings {
         out.extend_from_slice(t.as_bytes());
     }
     pad_to(&mut out, 4);
-    for p in postings.values() {
+    for (_, p) in &postings {
         for o in p {
             out.extend_from_slice(&o.to_le_bytes());
         }
@@ -180,7 +184,7 @@ pub(crate) fn encode_segment(
     schema: &Schema,
     ann: Option<&AnnOptions>,
 ) -> Result<Vec<u8>> {
-    encode_segment_with(docs, schema, ann, None, None, &|_| {})
+    encode_segment_with(docs, schema, ann, None, None, &|_| true)
 }
 
 /// Measures a freshly encoded segment for the planner within a time budget (the caller
@@ -189,14 +193,15 @@ pub(crate) fn encode_segment(
 pub(crate) type Calibrator =
     fn(&Segment, std::time::Duration) -> Result<Option<crate::segment::calibration::Calibration>>;
 
-/// [`encode_segment`] reporting graph insertions to `progress`.
+/// [`encode_segment`] reporting graph insertions to `progress` (which returns whether to go
+/// on: `false` abandons the build with [`crate::Error::Cancelled`]).
 pub(crate) fn encode_segment_with(
     docs: &[Arc<Document>],
     schema: &Schema,
     ann: Option<&AnnOptions>,
     reuse: Option<ReuseGraph>,
     calibrator: Option<Calibrator>,
-    progress: &(dyn Fn(u64) + Sync),
+    progress: &(dyn Fn(u64) -> bool + Sync),
 ) -> Result<Vec<u8>> {
     let vectors = vectors_section(docs, schema.dim as usize);
     let chunks = super::chunks::encode(&vectors);
@@ -438,7 +443,7 @@ pub(crate) fn write_segment_with(
     ann: Option<&AnnOptions>,
     reuse: Option<ReuseGraph>,
     calibrator: Option<Calibrator>,
-    progress: &(dyn Fn(u64) + Sync),
+    progress: &(dyn Fn(u64) -> bool + Sync),
 ) -> Result<u64> {
     let bytes = encode_segment_with(docs, schema, ann, reuse, calibrator, progress)?;
     crate::files::write_durably(fs, path, &bytes)?;

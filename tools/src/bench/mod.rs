@@ -2,6 +2,7 @@
 
 mod compaction;
 mod filtered;
+mod ingest;
 mod knn;
 mod machine;
 #[cfg(feature = "plot")]
@@ -54,6 +55,9 @@ pub enum BenchCommand {
     Wal(wal::WalBenchArgs),
     /// Document ingest and point gets vs RocksDB.
     Store(store::StoreBenchArgs),
+    /// Loading documents with vectors through `Db::write` (indexing included) vs the same load
+    /// without vectors and vs `strata build`.
+    Ingest(ingest::IngestBenchArgs),
     /// k-NN recall vs QPS of the disk graph, warm and cold, vs hnswlib (`--peers`).
     Knn(knn::KnnBenchArgs),
     /// Filtered k-NN by selectivity (real data, or the generated social set): recall, QPS,
@@ -69,6 +73,7 @@ pub fn run(cmd: BenchCommand) -> CliResult {
     match cmd {
         BenchCommand::Wal(args) => wal::run(&args),
         BenchCommand::Store(args) => store::run(&args),
+        BenchCommand::Ingest(args) => ingest::run(&args),
         BenchCommand::Knn(args) => knn::run(&args),
         BenchCommand::Filtered(args) => filtered::run(&args),
         BenchCommand::Compaction(args) => compaction::run(&args),

@@ -44,7 +44,11 @@ pub(crate) fn build(
     opts: &AnnOptions,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Built> {
-    build_reusing(rows, dim, metric, opts, None, progress)
+    let go_on = |d| {
+        progress(d);
+        true
+    };
+    build_reusing(rows, dim, metric, opts, None, &go_on)
 }
 
 /// [`build`], starting from `reuse` when given: its deleted nodes are repaired out and only
@@ -56,7 +60,7 @@ pub(crate) fn build_reusing(
     metric: Metric,
     opts: &AnnOptions,
     mut reuse: Option<ReuseGraph>,
-    progress: &(dyn Fn(u64) + Sync),
+    progress: &(dyn Fn(u64) -> bool + Sync),
 ) -> Result<Built> {
     let n = rows.len();
     let space = Space::of(metric);
@@ -98,7 +102,8 @@ pub(crate) fn build_reusing(
     if initial.is_some() {
         lap("repair deletes");
     }
-    let graph = vamana::build_from(&data, dim, space, params, initial, progress);
+    let graph = vamana::build_from(&data, dim, space, params, initial, progress)
+        .ok_or(crate::Error::Cancelled("graph build"))?;
     lap("graph");
     // Coarse partitions (IVF lists) for the planner's partition plan.
     let want_lists = match opts.partitions {
