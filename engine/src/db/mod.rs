@@ -299,8 +299,9 @@ impl Db {
     }
 
     /// Flush, then merge every segment into one (dropping deleted and overwritten documents,
-    /// rebuilding postings and the graph). Readers are never blocked; writers may wait for the
-    /// flushes queued behind it. Returns whether anything was rewritten.
+    /// rebuilding postings and the graph). Readers and writers are never blocked: flushes go on
+    /// during the merge, and what they overwrite or delete in its inputs meanwhile is dead in
+    /// its output too. Returns whether anything was rewritten.
     pub fn compact(&self) -> Result<bool> {
         self.compact_with(&|_, _| {})
     }

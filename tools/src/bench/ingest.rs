@@ -19,10 +19,11 @@ use std::time::Instant;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use strata::{Db, Document, Options, Query, SyncMode, WriteBatch};
+use strata::{Db, Document, Metric, Options, Query, Schema, SyncMode, WriteBatch};
 
-use super::workload::{doc, schema};
+use super::workload::doc;
 use super::MachineNotes;
+use crate::dataset::VectorFile;
 use crate::CliResult;
 
 #[derive(Args)]
@@ -34,6 +35,11 @@ pub struct IngestBenchArgs {
     /// 100-byte value).
     #[arg(long, default_value_t = 1_000_000)]
     docs: u64,
+    /// Take the documents' vectors from this file (`.fvecs`, `.bvecs`, `.npy`; row j is
+    /// document j's vector, terms and attributes as generated), its last `--queries` rows held
+    /// out as queries. Default: generated uniform 128-d vectors.
+    #[arg(long)]
+    vectors: Option<PathBuf>,
     /// Documents per `WriteBatch`.
     #[arg(long, default_value_t = 1000)]
     batch: u64,
@@ -79,6 +85,8 @@ struct Report {
     workload: &'static str,
     machine: MachineNotes,
     docs: u64,
+    /// Where the vectors came from.
+    vectors: String,
     batch: u64,
     loads: Vec<Load>,
     /// Offline build of the same documents (their generation not counted).
@@ -126,11 +134,63 @@ fn dir_bytes(dir: &Path) -> u64 {
     total
 }
 
-/// The query vectors: documents past the loaded range (same distribution, not stored).
-fn queries(args: &IngestBenchArgs) -> Vec<Vec<f32>> {
-    (0..args.queries)
-        .filter_map(|i| doc(args.docs + 1 + i).vector)
-        .collect()
+/// Where the documents come from: the store benchmark's generator, or its documents with
+/// vectors from a file.
+struct Source {
+    file: Option<VectorFile>,
+    docs: u64,
+    dim: usize,
+}
+
+impl Source {
+    fn open(args: &IngestBenchArgs) -> CliResult<Source> {
+        let Some(p) = &args.vectors else {
+            return Ok(Source {
+                file: None,
+                docs: args.docs,
+                dim: super::workload::DIM,
+            });
+        };
+        let f = VectorFile::open(p)?;
+        let rows = f.len() as u64;
+        if rows <= args.queries {
+            return Err(format!("{}: {rows} rows, fewer than --queries", p.display()).into());
+        }
+        Ok(Source {
+            docs: args.docs.min(rows - args.queries),
+            dim: f.dim(),
+            file: Some(f),
+        })
+    }
+
+    fn schema(&self) -> Schema {
+        Schema::new(self.dim as u32, Metric::L2)
+            .with_attr("ts")
+            .with_attr("likes")
+    }
+
+    fn doc(&self, j: u64, buf: &mut Vec<f32>) -> CliResult<Document> {
+        let mut d = doc(j);
+        if let Some(f) = &self.file {
+            f.read(j as usize, buf)?;
+            d.vector = Some(buf.clone());
+        }
+        Ok(d)
+    }
+
+    /// The query vectors: rows past the loaded documents (not stored).
+    fn queries(&self, n: u64) -> CliResult<Vec<Vec<f32>>> {
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        for i in 0..n {
+            let j = match &self.file {
+                Some(f) => f.len() as u64 - n + i,
+                None => self.docs + 1 + i,
+            };
+            out.extend(self.doc(j, &mut buf)?.vector);
+        }
+        Ok(out)
+    }
 }
 
 /// recall@10 of default k-NN searches against exact ones.
@@ -189,19 +249,26 @@ fn options(kind: Kind) -> Options {
     }
 }
 
-fn load(dir: &Path, args: &IngestBenchArgs, kind: Kind, qs: &[Vec<f32>]) -> CliResult<Load> {
+fn load(
+    dir: &Path,
+    args: &IngestBenchArgs,
+    src: &Source,
+    kind: Kind,
+    qs: &[Vec<f32>],
+) -> CliResult<Load> {
     let what = kind.name();
     let vectors = kind != Kind::Plain;
     let dir = fresh(dir)?;
-    let db = Db::create_with(&dir, schema(), options(kind))?;
-    let pb = bar(args.docs, &format!("load {what}"));
+    let db = Db::create_with(&dir, src.schema(), options(kind))?;
+    let pb = bar(src.docs, &format!("load {what}"));
     let t0 = Instant::now();
     let mut i = 0;
-    while i < args.docs {
+    let mut buf = Vec::new();
+    while i < src.docs {
         let mut b = WriteBatch::new();
-        let end = (i + args.batch.max(1)).min(args.docs);
+        let end = (i + args.batch.max(1)).min(src.docs);
         for j in i..end {
-            let mut d = doc(j);
+            let mut d = src.doc(j, &mut buf)?;
             if !vectors {
                 d.vector = None;
             }
@@ -243,15 +310,18 @@ fn load(dir: &Path, args: &IngestBenchArgs, kind: Kind, qs: &[Vec<f32>]) -> CliR
     })
 }
 
-fn build(dir: &Path, args: &IngestBenchArgs, qs: &[Vec<f32>]) -> CliResult<(f64, usize, f64)> {
+fn build(dir: &Path, src: &Source, qs: &[Vec<f32>]) -> CliResult<(f64, usize, f64)> {
     let dir = fresh(dir)?;
     std::fs::remove_dir(&dir)?;
-    let docs: Vec<Document> = (0..args.docs).map(doc).collect();
-    let pb = bar(args.docs, "strata build");
+    let mut buf = Vec::new();
+    let docs: Vec<Document> = (0..src.docs)
+        .map(|j| src.doc(j, &mut buf))
+        .collect::<CliResult<_>>()?;
+    let pb = bar(src.docs, "strata build");
     let t0 = Instant::now();
     let report = strata::build::build_database(
         &dir,
-        schema(),
+        src.schema(),
         docs,
         &strata::build::BuildOptions::default(),
         &|e| {
@@ -269,7 +339,8 @@ fn build(dir: &Path, args: &IngestBenchArgs, qs: &[Vec<f32>]) -> CliResult<(f64,
 pub fn run(args: &IngestBenchArgs) -> CliResult {
     let root = fresh(&args.dir)?;
     let machine = MachineNotes::gather(&root, Vec::new());
-    let qs = queries(args);
+    let src = Source::open(args)?;
+    let qs = src.queries(args.queries)?;
     let mut loads = Vec::new();
     let mut kinds = vec![Kind::Plain, Kind::VectorsNeverIndexed, Kind::Vectors];
     if args.no_plain {
@@ -277,14 +348,14 @@ pub fn run(args: &IngestBenchArgs) -> CliResult {
     }
     for kind in kinds {
         eprintln!("load {}", kind.name());
-        loads.push(load(&root.join("db"), args, kind, &qs)?);
+        loads.push(load(&root.join("db"), args, &src, kind, &qs)?);
         std::fs::remove_dir_all(root.join("db"))?;
     }
     let built = if args.no_build || args.ingest_only {
         None
     } else {
         eprintln!("strata build of the same documents");
-        let b = build(&root.join("built"), args, &qs)?;
+        let b = build(&root.join("built"), &src, &qs)?;
         std::fs::remove_dir_all(root.join("built"))?;
         Some(b)
     };
@@ -296,7 +367,13 @@ pub fn run(args: &IngestBenchArgs) -> CliResult {
     let report = Report {
         workload: "ingest",
         machine,
-        docs: args.docs,
+        docs: src.docs,
+        vectors: args
+            .vectors
+            .as_ref()
+            .map_or("generated uniform 128-d".into(), |p| {
+                p.display().to_string()
+            }),
         batch: args.batch,
         ingest_ratio: with.zip(plain).map(|(w, p)| w.ingest_s / p.ingest_s),
         indexing_ratio: with.zip(unindexed).map(|(w, u)| w.ingest_s / u.ingest_s),
@@ -320,8 +397,8 @@ pub fn run(args: &IngestBenchArgs) -> CliResult {
 
 fn print_report(r: &Report) {
     println!(
-        "Ingest — {} documents (128-d vector, 5 terms, 2 attrs, 100-byte value), Db::write batches of {}",
-        r.docs, r.batch
+        "Ingest — {} documents (vectors: {}; 5 terms, 2 attrs, 100-byte value), Db::write batches of {}",
+        r.docs, r.vectors, r.batch
     );
     println!("machine: {}", r.machine.line());
     println!(
