@@ -108,6 +108,33 @@ fn bench_wal_and_store_smoke() {
     );
     assert!(v["replay"]["records"].as_u64().unwrap() > 0);
 
+    // The ingest benchmark: three loads and the offline build, with its ratios.
+    let json = tmp.path().join("ingest.json");
+    let (ok, out, err) = strata(&[
+        "bench",
+        "ingest",
+        "--dir",
+        tmp.path().join("i").to_str().unwrap(),
+        "--docs",
+        "6000",
+        "--queries",
+        "10",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("index ready / strata build"), "{out}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let loads = v["loads"].as_array().unwrap();
+    assert_eq!(loads.len(), 3, "no vectors, never indexed, with vectors");
+    let with = &loads[2];
+    // Ready means indexed: one graph over the 6,000 documents, and it finds neighbours.
+    assert_eq!(with["ann_segments"].as_u64(), Some(1), "{with}");
+    assert!(with["recall_at_10"].as_f64().unwrap() > 0.5, "{with}");
+    assert_eq!(loads[1]["ann_segments"].as_u64(), Some(0), "never indexed");
+    assert!(v["ready_ratio"].as_f64().unwrap() > 0.0);
+
     let json = tmp.path().join("store.json");
     let (ok, out, err) = strata(&[
         "bench",

@@ -506,17 +506,15 @@ mod tests {
         let inner = db.inner();
         // Hold the compactor off so the segments stay graph-less until the merge below.
         let hold = inner.compaction.lock();
+        let ids = || -> Vec<u64> {
+            let v = inner.version.lock().clone();
+            v.segments.iter().map(|ls| ls.seg.id).collect()
+        };
         for gen in 0..3 {
             put_generation(&db, gen, 500);
             db.flush().unwrap();
         }
-        let before: Vec<u64> = inner
-            .version
-            .lock()
-            .segments
-            .iter()
-            .map(|ls| ls.seg.id)
-            .collect();
+        let before = ids();
         let files = |dir: &Path| {
             let mut v: Vec<_> = std::fs::read_dir(dir.join(SEGMENTS_DIR))
                 .unwrap()
@@ -530,13 +528,7 @@ mod tests {
         let r = inner.compact_locked(None, true, &|_, _| {});
         drop(hold);
         assert!(matches!(r, Err(Error::Cancelled(_))), "{r:?}");
-        let after: Vec<u64> = inner
-            .version
-            .lock()
-            .segments
-            .iter()
-            .map(|ls| ls.seg.id)
-            .collect();
+        let after = ids();
         assert_eq!(before, after);
         assert_eq!(files_before, files(tmp.path()));
         assert!(inner.poison.lock().is_none());

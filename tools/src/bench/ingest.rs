@@ -17,10 +17,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use strata::{Db, Document, Metric, Options, Query, Schema, SyncMode, WriteBatch};
 
+use super::store::{bar, fresh};
 use super::workload::doc;
 use super::MachineNotes;
 use crate::dataset::VectorFile;
@@ -99,21 +99,6 @@ struct Report {
     indexing_ratio: Option<f64>,
     /// ready with vectors / offline build (goal ≤ 1.2).
     ready_ratio: Option<f64>,
-}
-
-fn bar(len: u64, what: &str) -> ProgressBar {
-    ProgressBar::new(len).with_style(
-        ProgressStyle::with_template(&format!("{what} {{bar:40}} {{pos}}/{{len}} ETA {{eta}}"))
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    )
-}
-
-fn fresh(dir: &Path) -> CliResult<PathBuf> {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir)?;
-    }
-    std::fs::create_dir_all(dir)?;
-    Ok(dir.to_owned())
 }
 
 fn dir_bytes(dir: &Path) -> u64 {

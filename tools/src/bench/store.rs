@@ -64,7 +64,7 @@ struct Report {
     get: Vec<GetPoint>,
 }
 
-fn fresh(dir: &Path) -> CliResult<PathBuf> {
+pub(super) fn fresh(dir: &Path) -> CliResult<PathBuf> {
     if dir.exists() {
         std::fs::remove_dir_all(dir)?;
     }
@@ -102,7 +102,7 @@ fn ingest(
     })
 }
 
-fn bar(len: u64, what: &str) -> ProgressBar {
+pub(super) fn bar(len: u64, what: &str) -> ProgressBar {
     ProgressBar::new(len).with_style(
         ProgressStyle::with_template(&format!("{what} {{bar:40}} {{pos}}/{{len}} ETA {{eta}}"))
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
