@@ -23,10 +23,21 @@ impl Inner {
         ls.seg.ann().is_none() && ls.seg.vector_count() >= self.options.ann.min_vectors.max(2)
     }
 
-    /// Whether writers have paused: no frozen memtable, the active one under 1/8 of the flush
-    /// threshold.
+    /// Whether writers have paused: no frozen memtable, and the active one under 1/8 of the
+    /// flush threshold or no write made visible for `QUIET` (a load that stops with a part-full
+    /// memtable is paused too: before, its segments waited for graphs until the next write).
     fn writers_idle(&self, v: &Version) -> bool {
-        v.frozen.is_empty() && v.active.mem_bytes() < self.options.flush_threshold_bytes / 8
+        if !v.frozen.is_empty() {
+            return false;
+        }
+        let seq = self.writes.visible();
+        let now = std::time::Instant::now();
+        let mut last = self.last_write_seen.lock();
+        if last.0 != seq {
+            *last = (seq, now);
+        }
+        v.active.mem_bytes() < self.options.flush_threshold_bytes / 8
+            || now.duration_since(last.1) >= QUIET
     }
 
     /// When writers have paused: every flushed segment without its graph (the smallest first,
@@ -359,6 +370,11 @@ impl Inner {
     }
 }
 
+/// No write for this long means writers have paused (the compactor looks every 250 ms: four
+/// looks). Mistaking a pause for the end of a load costs a graph build beside the writes,
+/// never a wait for them.
+pub(super) const QUIET: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Most segments one policy-driven merge takes (`Db::compact` takes all).
 pub(super) const MERGE_WIDTH: usize = 4;
 
@@ -474,6 +490,10 @@ mod tests {
             !busy.index,
             "a busy merge of graph-less segments builds no graph"
         );
+        // No write for `QUIET`: paused, part-full memtable or not.
+        std::thread::sleep(QUIET + std::time::Duration::from_millis(100));
+        assert!(inner.compaction_pick().index);
+        assert!(!inner.index_pick().is_empty());
         db.flush().unwrap();
         let idle = inner.compaction_pick();
         assert!(idle.index);

@@ -99,6 +99,9 @@ struct Inner {
     /// Held by a compaction (or recalibration) for its whole run: one at a time. Taken before
     /// `maintenance`.
     compaction: Mutex<()>,
+    /// The visible sequence the merge policy last saw, and since when (its "writers paused"
+    /// test).
+    last_write_seen: Mutex<(u64, std::time::Instant)>,
     /// Threads for flush and compaction work (graph builds), `Options::maintenance_threads`.
     pool: Option<rayon::ThreadPool>,
     flush: FlushCtl,

@@ -209,6 +209,7 @@ impl Db {
             ann_budget,
             maintenance: Mutex::new(()),
             compaction: Mutex::new(()),
+            last_write_seen: Mutex::new((visible, std::time::Instant::now())),
             pool,
             flush: FlushCtl::default(),
             poison: Mutex::new(None),
