@@ -13,15 +13,7 @@ import time
 
 import diskannpy
 import numpy as np
-from vecs import peer_version, read_vecs
-
-
-
-
-
-
-def dir_bytes(path):
-    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+from vecs import dir_bytes, peer_version, read_vecs
 
 
 def main():

@@ -19,7 +19,7 @@ import time
 
 import diskannpy
 import numpy as np
-from vecs import peer_version, read_vecs
+from vecs import dir_bytes, peer_version, read_vecs
 
 
 def device_read_bytes(path):
@@ -37,10 +37,6 @@ def drop_caches():
         return True
     except OSError:
         return False
-
-
-def dir_bytes(path):
-    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
 
 
 def main():

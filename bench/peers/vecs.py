@@ -1,4 +1,6 @@
-"""Helpers shared by the peer scripts: texmex vector files and package versions."""
+"""Helpers shared by the peer scripts: texmex vector files, package versions, index sizes."""
+import os
+
 import numpy as np
 
 
@@ -8,6 +10,11 @@ def read_vecs(path, dtype=np.float32):
     dim = int(raw[0])
     rows = raw.reshape(-1, dim + 1)[:, 1:]
     return np.ascontiguousarray(rows.view(dtype) if dtype != np.int32 else rows)
+
+
+def dir_bytes(path):
+    """Bytes of every file under `path` (an index directory's size on disk)."""
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
 
 
 def peer_version(package):

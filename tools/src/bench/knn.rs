@@ -361,20 +361,8 @@ fn peer(
         Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../bench/peers/{system}_knn.py"));
     let efs: Vec<String> = a.efs.iter().map(|x| x.to_string()).collect();
     eprintln!("{system}: building (M=16, ef_construction=200, {threads} threads) ...");
-    let mut cmd = std::process::Command::new(&a.python);
-    cmd.arg(script)
-        .args(["--base".as_ref(), d.base_path.as_os_str()])
-        .args(["--query".as_ref(), d.query_path.as_os_str()])
-        .args(["--gt".as_ref(), d.gt_path.as_os_str()])
-        .args([
-            "--space",
-            if d.metric == Metric::Cosine {
-                "cosine"
-            } else {
-                "l2"
-            },
-        ])
-        .args(["--threads", &threads.to_string(), "--efs", &efs.join(",")]);
+    let mut cmd = peer_command(&a.python, &script, d);
+    cmd.args(["--threads", &threads.to_string(), "--efs", &efs.join(",")]);
     let mut build = None;
     let mut points = Vec::new();
     for v in run_peer(&mut cmd, &a.python, system)? {
@@ -658,6 +646,25 @@ fn build_strata(
     Ok(b)
 }
 
+/// `python script` with the inputs every k-NN peer script takes: the same base, queries and
+/// ground truth as Strata, and the metric.
+fn peer_command(python: &Path, script: &Path, d: &Data) -> std::process::Command {
+    let mut cmd = std::process::Command::new(python);
+    cmd.arg(script)
+        .args(["--base".as_ref(), d.base_path.as_os_str()])
+        .args(["--query".as_ref(), d.query_path.as_os_str()])
+        .args(["--gt".as_ref(), d.gt_path.as_os_str()])
+        .args([
+            "--space",
+            if d.metric == Metric::Cosine {
+                "cosine"
+            } else {
+                "l2"
+            },
+        ]);
+    cmd
+}
+
 /// Run a peer script (`cmd`, with `python`) and parse the JSON objects it prints, one per
 /// line (other lines — a library's own chatter — are skipped).
 fn run_peer(
@@ -705,20 +712,8 @@ fn diskann(
         a.degree,
         a.build_list
     );
-    let mut cmd = std::process::Command::new(&a.diskann_python);
-    cmd.arg(script)
-        .args(["--base".as_ref(), d.base_path.as_os_str()])
-        .args(["--query".as_ref(), d.query_path.as_os_str()])
-        .args(["--gt".as_ref(), d.gt_path.as_os_str()])
-        .args(["--index".as_ref(), index.as_os_str()])
-        .args([
-            "--space",
-            if d.metric == Metric::Cosine {
-                "cosine"
-            } else {
-                "l2"
-            },
-        ])
+    let mut cmd = peer_command(&a.diskann_python, &script, d);
+    cmd.args(["--index".as_ref(), index.as_os_str()])
         .args([
             "--R",
             &a.degree.to_string(),
