@@ -37,15 +37,17 @@ impl Memtable {
         Memtable::default()
     }
 
-    /// Insert the operations of one batch at sequence `seq`.
-    pub(crate) fn apply(&self, seq: u64, ops: Vec<Op>) {
+    /// Insert the operations of one batch at sequence `seq`; returns the bytes it added (the
+    /// accounting of [`Memtable::mem_bytes`]).
+    pub(crate) fn apply(&self, seq: u64, ops: Vec<Op>) -> usize {
+        let mut added = 0;
         for op in ops {
             let (key, version) = match op {
                 Op::Put(d) => (d.key.clone(), Some(Arc::new(d))),
                 Op::Delete(k) => (k, None),
             };
             let bytes = 48 + key.len() + version.as_ref().map_or(0, |d| d.mem_bytes());
-            self.bytes.fetch_add(bytes, Ordering::Relaxed);
+            added += bytes;
             self.map.insert(
                 MemKey {
                     key,
@@ -54,6 +56,8 @@ impl Memtable {
                 version,
             );
         }
+        self.bytes.fetch_add(added, Ordering::Relaxed);
+        added
     }
 
     /// Approximate bytes held.

@@ -2,6 +2,14 @@
 //! `get`, `put`, `delete`, `dump`, `inspect`, `verify`, `compact`, `recover` and `bench`. Human-readable output by
 //! default, `--json` for machines; errors go to stderr with a non-zero exit code.
 
+/// mimalloc, not the system allocator: a write's ~15 allocations (document fields, memtable
+/// entry, batch encoding) are freed by the flusher thread, and glibc's arena locks made that
+/// cross-thread churn ~40 % of the flusher's time and a lock handoff in the writer's malloc
+/// (`docs/benchmarks.md`, "Store puts"). The library leaves the choice to its embedder.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod args;
 mod bench;
 mod cli;

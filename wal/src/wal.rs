@@ -124,6 +124,8 @@ impl LogSink {
 }
 
 impl Sink for LogSink {
+    type Handle = LogHandle;
+
     fn write(&mut self, chunks: &[Chunk]) -> Result<()> {
         for chunk in chunks {
             if let Some(nf) = &chunk.new_file {
@@ -153,6 +155,28 @@ impl Sink for LogSink {
         self.file
             .sync_data()
             .map_err(|e| Error::io("fdatasync", &self.path, e))
+    }
+
+    fn handle(&self) -> LogHandle {
+        LogHandle {
+            file: self.file.clone(),
+            path: Arc::new(self.path.clone()),
+        }
+    }
+}
+
+/// A log file to fdatasync without holding the sink.
+#[derive(Clone)]
+struct LogHandle {
+    file: Arc<dyn FileHandle>,
+    path: Arc<PathBuf>,
+}
+
+impl crate::group_commit::SyncHandle for LogHandle {
+    fn sync(&self) -> Result<()> {
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io("fdatasync", self.path.as_path(), e))
     }
 }
 
@@ -190,7 +214,7 @@ impl Syncer {
                 }
                 let Some(inner) = weak.upgrade() else { return };
                 let (written, durable, _) = inner.gc.marks();
-                if written > durable && inner.gc.sync().is_err() {
+                if written > durable && inner.gc.sync_written().is_err() {
                     return; // poisoned: appends report it
                 }
             })
@@ -321,6 +345,7 @@ impl Wal {
             file_started: std::time::Instant::now(),
             spare_asked: false,
             spares: prealloc.as_ref().map(|p| p.pool.clone()),
+            recycled: Vec::new(),
         };
         let files = Arc::new(StdMutex::new(files));
         let sink = LogSink {

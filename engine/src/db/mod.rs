@@ -72,6 +72,11 @@ struct FlushState {
     compaction_bytes: u64,
     /// Seconds spent compacting.
     compaction_seconds: f64,
+    /// Memtable bytes per second the last flush drained (0 until one is measured): the pace
+    /// of writes during a slowdown.
+    flush_rate: f64,
+    /// During a slowdown: when the writes admitted so far have been paid for at `flush_rate`.
+    paced_until: Option<std::time::Instant>,
     /// Writes delayed / stopped by back-pressure, and whether a slowdown is going on.
     slowdowns: u64,
     stalls: u64,
@@ -190,7 +195,7 @@ impl Db {
         let payload = batch::encode(&ops, &inner.schema, inner.options.batch_bytes_max)?;
         let wal = inner.wal()?;
         inner.wait_for_flush_room();
-        let active = inner.writes.write(
+        let (active, added) = inner.writes.write(
             || {
                 wal.append(WAL_KIND_BATCH, &payload).inspect_err(|e| {
                     inner.set_poison(e.to_string());
@@ -198,13 +203,14 @@ impl Db {
             },
             |lsn| {
                 let active = inner.version.lock().active.clone();
-                active.apply(lsn, ops);
-                active
+                let added = active.apply(lsn, ops);
+                (active, added)
             },
         )?;
         if active.mem_bytes() >= inner.options.flush_threshold_bytes {
             inner.freeze(false);
         }
+        inner.pace(added);
         Ok(())
     }
 

@@ -179,8 +179,8 @@ pub struct DbStats {
     pub compaction_seconds: f64,
     /// Bytes of the live segment files (space amplification = this over the live data).
     pub live_bytes: u64,
-    /// Writes delayed 1 ms because flushes fell behind (one frozen memtable short of
-    /// `frozen_memtables_max`).
+    /// Writes that slept because flushes fell behind (one frozen memtable short of
+    /// `frozen_memtables_max`, writes are paced at the last flush's rate).
     pub write_slowdowns: u64,
     /// Writes that waited for a flush (`frozen_memtables_max` frozen memtables).
     pub write_stalls: u64,

@@ -92,6 +92,29 @@ fn ingest(
         d.put(doc(((t as u64) << 40) | i))?;
         Ok(())
     })?;
+    // Where a point's time went beyond the puts themselves: back-pressure (paced writes that
+    // slept, stalls) shows as puts over 1 ms.
+    let st = db.stats();
+    let slow: Vec<u64> = lat.iter().copied().filter(|l| *l > 1000).collect();
+    eprintln!(
+        "  strata: {} flushes, {} paced writes slept, {} stalls; {} puts over 1 ms took {} of {} ms",
+        st.flushes,
+        st.write_slowdowns,
+        st.write_stalls,
+        slow.len(),
+        slow.iter().sum::<u64>() / 1000,
+        lat.iter().sum::<u64>() / 1000,
+    );
+    eprintln!(
+        "  strata: {} flushes, {} write slowdowns, {} stalls; max latency {} µs; {} ms in {} puts over 1 ms, {} ms in all",
+        st.flushes,
+        st.write_slowdowns,
+        st.write_stalls,
+        lat.last().copied().unwrap_or(0),
+        lat.iter().filter(|l| **l > 1000).sum::<u64>() / 1000,
+        lat.iter().filter(|l| **l > 1000).count(),
+        lat.iter().sum::<u64>() / 1000,
+    );
     Ok(IngestPoint {
         system: "strata".into(),
         sync: sync.0.into(),
