@@ -170,9 +170,7 @@ pub(crate) fn encode_doc_with(
         Some(_) if !vector_inline => out.push(VECTOR_EXTERNAL),
         Some(v) => {
             out.push(1);
-            for x in v {
-                out.extend_from_slice(&x.to_le_bytes());
-            }
+            put_f32s(out, v);
         }
     }
     out.extend_from_slice(&(d.terms.len() as u32).to_le_bytes());
@@ -296,6 +294,18 @@ fn read_doc_ext(
     doc.validate(schema)
         .map(|d| (d, external))
         .map_err(|e| DecodeError::Invalid(e.to_string()))
+}
+
+/// Append `v` as little-endian f32s (sized once, then written in place: the per-element
+/// `extend_from_slice` did not vectorise).
+pub(crate) fn put_f32s(out: &mut Vec<u8>, v: &[f32]) {
+    let start = out.len();
+    out.resize(start + 4 * v.len(), 0);
+    if let Some(dst) = out.get_mut(start..) {
+        for (c, x) in dst.chunks_exact_mut(4).zip(v) {
+            c.copy_from_slice(&x.to_le_bytes());
+        }
+    }
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {

@@ -110,6 +110,30 @@ mod tests {
         }
     }
 
+    /// A flush streams its sections to the file; the file is byte for byte the one assembled
+    /// in memory (padding included), with and without a graph.
+    #[test]
+    fn a_streamed_segment_equals_the_assembled_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fs = strata_io::StdFs::shared();
+        let ann = crate::AnnOptions {
+            min_vectors: 2,
+            calibrate: false,
+            ..crate::AnnOptions::default()
+        };
+        for (n, ann) in [(0usize, None), (7, None), (300, None), (300, Some(&ann))] {
+            let ds = docs(n, 3 + n as u64);
+            let want = encode_segment(&ds, &schema(), ann).unwrap();
+            let path = tmp.path().join(format!("{n}-{}.seg", ann.is_some()));
+            let len =
+                writer::write_segment_with(&fs, &path, &ds, &schema(), ann, None, None, &|_| true)
+                    .unwrap();
+            let got = std::fs::read(&path).unwrap();
+            assert_eq!(len, got.len() as u64);
+            assert!(got == want, "{n} documents, graph {}", ann.is_some());
+        }
+    }
+
     #[test]
     fn every_bit_flip_and_truncation_is_detected() {
         let bytes = encode_segment(&docs(40, 9), &schema(), None).unwrap();

@@ -105,16 +105,6 @@ fn ingest(
         slow.iter().sum::<u64>() / 1000,
         lat.iter().sum::<u64>() / 1000,
     );
-    eprintln!(
-        "  strata: {} flushes, {} write slowdowns, {} stalls; max latency {} µs; {} ms in {} puts over 1 ms, {} ms in all",
-        st.flushes,
-        st.write_slowdowns,
-        st.write_stalls,
-        lat.last().copied().unwrap_or(0),
-        lat.iter().filter(|l| **l > 1000).sum::<u64>() / 1000,
-        lat.iter().filter(|l| **l > 1000).count(),
-        lat.iter().sum::<u64>() / 1000,
-    );
     Ok(IngestPoint {
         system: "strata".into(),
         sync: sync.0.into(),
