@@ -11,7 +11,8 @@ pub struct Options {
     pub sync: SyncMode,
     /// A memtable larger than this is frozen and flushed to a segment. Default 64 MiB.
     pub flush_threshold_bytes: usize,
-    /// Writers wait while this many frozen memtables await their flush. Default 4.
+    /// Writers wait while this many frozen memtables await their flush, and are paced at the
+    /// flush rate while one fewer do. Default 4.
     pub frozen_memtables_max: usize,
     /// Bytes of decompressed document blocks kept in memory for reads. Default 64 MiB; 0 = off.
     pub block_cache_bytes: usize,
