@@ -557,4 +557,109 @@ mod tests {
         db.verify().unwrap();
         assert_eq!(db.scan(..).unwrap().len(), 1500);
     }
+
+    /// A flush that lands during a merge (overwriting and deleting documents of its inputs)
+    /// makes the merge write its output's first deletion bitmap at install. A crash at every
+    /// file operation from that flush's return to the end of the merge — the output's file,
+    /// the bitmap, the manifest, the cleanup — loses no acknowledged write and brings back
+    /// no overwritten or deleted document.
+    #[test]
+    fn crash_at_every_step_of_a_merge_that_a_flush_overtook() {
+        use std::collections::BTreeMap;
+        use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+        use strata_io::{FaultConfig, FaultFs, Fs};
+
+        let dir = Path::new("/db");
+        let state = |db: &Db| -> BTreeMap<Vec<u8>, Vec<u8>> {
+            db.scan(..)
+                .unwrap()
+                .into_iter()
+                .map(|d| (d.key.clone(), d.value.clone()))
+                .collect()
+        };
+        let mut points = 0;
+        let mut installs = 0;
+        for crash_at in 0..400u64 {
+            let fs = FaultFs::new();
+            let opts = Options::default()
+                .with_fs(Arc::new(fs.clone()))
+                .with_wal_preallocate(false)
+                .with_compaction(false)
+                .with_ann(AnnOptions {
+                    min_vectors: 16,
+                    calibrate: false,
+                    ..AnnOptions::default()
+                });
+            let db = Db::create_with(dir, Schema::new(4, Metric::L2), opts.clone()).unwrap();
+            for gen in 0..3 {
+                put_generation(&db, gen, 200);
+                db.flush().unwrap();
+            }
+            let mut model = state(&db);
+            let inner = db.inner();
+            // The id the merge reserves for its output.
+            let out_id = inner.manifest.lock().next_segment_id;
+            let fired = AtomicBool::new(false);
+            let overtaken = std::sync::Mutex::new(None);
+            let r = inner.compact_locked(None, true, &|_, _| {
+                if fired.swap(true, AtomicOrdering::SeqCst) {
+                    return;
+                }
+                // Mid-merge: overwrite ten documents of one input, delete ten of another,
+                // flush (acknowledged and durable), then arm the crash.
+                let mut b = crate::WriteBatch::new();
+                for i in 0..10 {
+                    b.put(Document::new(format!("g00-{i:04}"), "new"));
+                    b.delete(format!("g01-{i:04}"));
+                }
+                let flushed = db.write(b).and_then(|()| db.flush());
+                *overtaken.lock().unwrap() = Some(flushed.is_ok());
+                fs.set_faults(FaultConfig {
+                    crash_after_ops: Some(crash_at),
+                    ..FaultConfig::default()
+                });
+            });
+            assert_eq!(
+                *overtaken.lock().unwrap(),
+                Some(true),
+                "crash at {crash_at}: the mid-merge flush did not happen or failed"
+            );
+            for i in 0..10 {
+                model.insert(format!("g00-{i:04}").into_bytes(), b"new".to_vec());
+                model.remove(format!("g01-{i:04}").as_bytes());
+            }
+            // Done: the merge ran to its end before the crash point (a crash in its last
+            // steps, the cleanup, still returns Ok).
+            let done = r.is_ok() && !fs.is_crashed();
+            let files = fs.list_dir(&dir.join(SEGMENTS_DIR)).unwrap_or_default();
+            let had_bitmap = fs.exists(&dir.join(SEGMENTS_DIR).join(deletes_name(out_id, 1)));
+            fs.set_faults(FaultConfig {
+                crash_after_ops: Some(0),
+                ..FaultConfig::default()
+            });
+            drop(db);
+            fs.crash(crash_at.wrapping_mul(0x9E37_79B9));
+            let db = Db::open(dir, opts).unwrap_or_else(|e| panic!("crash at {crash_at}: {e}"));
+            assert_eq!(state(&db), model, "crash at {crash_at}");
+            db.verify()
+                .unwrap_or_else(|e| panic!("crash at {crash_at}: {e}"));
+            points += 1;
+            installs += usize::from(had_bitmap);
+            if done {
+                // The merge's output carries the mid-merge flush's deaths in its bitmap.
+                assert!(
+                    had_bitmap,
+                    "crash at {crash_at}: the completed merge wrote no deletion bitmap: {files:?}"
+                );
+                break;
+            }
+        }
+        eprintln!(
+            "{points} crash points, {installs} of them after the output's bitmap was written"
+        );
+        assert!(
+            points > 10 && installs >= 1,
+            "{points} points, {installs} installs"
+        );
+    }
 }

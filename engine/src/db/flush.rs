@@ -148,9 +148,13 @@ impl Inner {
                 progress,
             )
         };
+        // Only a graph build goes to the maintenance pool. A segment without one (every flush
+        // by default) is written on the caller's thread: queued on the pool it waited for
+        // whatever ran there — with one maintenance thread (the default on two cores) a
+        // merge's whole graph build, so a flush during a merge stalled the writers.
         let bytes = match &self.pool {
-            Some(pool) => pool.install(write)?,
-            None => write()?,
+            Some(pool) if index => pool.install(write)?,
+            _ => write()?,
         };
         Ok((Some(self.open_segment(&path, id, bytes)?), bytes))
     }
