@@ -59,7 +59,13 @@ fn demo_runs_graph_plans_and_the_social_apply_operator() {
         plans.iter().any(|p| p == "Graph" || p == "Partition"),
         "{plans:?}"
     );
-    assert!(plans.iter().any(|p| p == "FilterFirst"), "{plans:?}");
+    // A filter-first plan for the selective filter: exact (`FilterFirst`) or scored by codes
+    // (`FilterFirstCodes`) — the planner picks between them by measured costs, which vary
+    // between runs (and the segments the background flushes left).
+    assert!(
+        plans.iter().any(|p| p.starts_with("FilterFirst")),
+        "{plans:?}"
+    );
     let social = qs
         .iter()
         .find(|q| {
