@@ -177,13 +177,21 @@ fn attrs_section(docs: &[Arc<Document>], schema: &Schema) -> Result<Vec<u8>> {
 
 #[cfg(any(test, feature = "fuzzing"))]
 /// Encode a whole segment file for `docs` (sorted by key, unique, validated). With `ann`, a
-/// segment holding at least `ann.min_vectors` vectors also gets its ANN sections.
+/// segment holding at least `ann.min_vectors` vectors also gets its ANN sections (no
+/// calibration: that needs the planner, see [`write_segment_with`]).
 pub(crate) fn encode_segment(
     docs: &[Arc<Document>],
     schema: &Schema,
     ann: Option<&AnnOptions>,
 ) -> Result<Vec<u8>> {
-    encode_segment_with(docs, schema, ann, None, None, &|_| true)
+    Ok(assemble(build_parts(
+        docs,
+        schema,
+        ann,
+        None,
+        false,
+        &|_| true,
+    )?))
 }
 
 /// Measures a freshly encoded segment for the planner within a time budget (the caller
@@ -332,21 +340,6 @@ fn write_parts(file: &dyn strata_io::FileHandle, tmp: &Path, parts: Parts) -> Re
     }
     file.write_all_at(&tail, end).map_err(io)?;
     Ok(end + tail.len() as u64)
-}
-
-/// [`encode_segment`] reporting graph insertions to `progress` (which returns whether to go
-/// on: `false` abandons the build with [`crate::Error::Cancelled`]).
-#[cfg(any(test, feature = "fuzzing"))]
-pub(crate) fn encode_segment_with(
-    docs: &[Arc<Document>],
-    schema: &Schema,
-    ann: Option<&AnnOptions>,
-    reuse: Option<ReuseGraph>,
-    calibrator: Option<Calibrator>,
-    progress: &(dyn Fn(u64) -> bool + Sync),
-) -> Result<Vec<u8>> {
-    let parts = build_parts(docs, schema, ann, reuse, calibrator.is_some(), progress)?;
-    calibrated(parts, schema, calibrator)
 }
 
 /// The file of `parts`, with the calibration section appended when they ask for one.
