@@ -6,6 +6,15 @@
 //! when not already C-contiguous float32, then copied once into the engine's documents or
 //! queries) and results go out as NumPy arrays.
 
+/// mimalloc for the extension's own (Rust) allocations, as in the `strata` binary: writers
+/// allocate each document and the engine's flusher thread frees it, which the system malloc
+/// serialises on its arena locks (`docs/benchmarks.md`, "Store puts"). Python's objects keep
+/// Python's allocator; memory crosses the boundary only as NumPy arrays that own a Rust `Vec`,
+/// which Rust frees with the allocator that made it.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -53,6 +53,10 @@ pub struct KnnBenchArgs {
     /// Build list L.
     #[arg(long, default_value_t = 64)]
     build_list: usize,
+    /// Codes the graph ranks with (as `strata build --codes`): `pq` (dim/4 bytes), `pq:M`,
+    /// `sq8`. Use another `--dir` (or no `--reuse-db`) when changing it.
+    #[arg(long, default_value = "pq", value_parser = crate::args::parse_codes)]
+    codes: strata::CodeKind,
     /// Cold run: ANN memory budget as a fraction of the raw vector bytes.
     #[arg(long, default_value_t = 0.15)]
     cold_budget: f64,
@@ -250,6 +254,7 @@ fn options(a: &KnnBenchArgs, budget: u64) -> Options {
         .with_ann(AnnOptions {
             degree: a.degree,
             build_list: a.build_list,
+            codes: a.codes,
             memory_budget_bytes: budget,
             // The budget is this benchmark's knob (cached nodes vs sector reads, warm and cold).
             warm: true,

@@ -48,7 +48,7 @@ pub struct BuildArgs {
     /// Compressed codes the graph search and the scans rank with: `pq` (product quantisation
     /// with dim/4 one-byte sub-spaces, the default), `pq:M` (M sub-spaces, 1..=dim: fewer is
     /// a cheaper distance that ranks less well) or `sq8` (one byte per dimension).
-    #[arg(long, default_value = "pq", value_parser = parse_codes)]
+    #[arg(long, default_value = "pq", value_parser = crate::args::parse_codes)]
     codes: strata::CodeKind,
     /// Skip the planner's calibration of each segment (measured recall and time per plan on
     /// 64–128 sample queries: +14–44 % of the build on the shared real sets); uncalibrated
@@ -80,20 +80,6 @@ pub fn parse_shard(s: &str) -> Result<(u32, u32), String> {
         return Err(bad());
     }
     Ok((i, n))
-}
-
-/// Parse `pq`, `pq:M` or `sq8`.
-pub fn parse_codes(s: &str) -> Result<strata::CodeKind, String> {
-    match s.trim() {
-        "pq" => Ok(strata::CodeKind::Pq(0)),
-        "sq8" => Ok(strata::CodeKind::Sq8),
-        t => match t.strip_prefix("pq:").map(str::parse::<u32>) {
-            Some(Ok(m)) if m > 0 => Ok(strata::CodeKind::Pq(m)),
-            _ => Err(format!(
-                "{s:?}: expected pq, pq:M (M ≥ 1 sub-spaces) or sq8"
-            )),
-        },
-    }
 }
 
 /// Parse `4GiB`, `512MiB`, `100KiB`, `123` (bytes).
