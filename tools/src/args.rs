@@ -27,15 +27,16 @@ impl PlanArg {
     }
 }
 
-/// Parse `pq`, `pq:M` or `sq8`.
+/// Parse `pq`, `pq:M`, `auto` or `sq8`.
 pub fn parse_codes(s: &str) -> Result<strata::CodeKind, String> {
     match s.trim() {
         "pq" => Ok(strata::CodeKind::Pq(0)),
+        "auto" => Ok(strata::CodeKind::Auto),
         "sq8" => Ok(strata::CodeKind::Sq8),
         t => match t.strip_prefix("pq:").map(str::parse::<u32>) {
             Some(Ok(m)) if m > 0 => Ok(strata::CodeKind::Pq(m)),
             _ => Err(format!(
-                "{s:?}: expected pq, pq:M (M ≥ 1 sub-spaces) or sq8"
+                "{s:?}: expected pq, pq:M (M ≥ 1 sub-spaces), auto or sq8"
             )),
         },
     }

@@ -18,13 +18,18 @@ pub enum CodeKind {
     Sq8,
     /// Product quantisation with this many one-byte sub-spaces (`0` = `dim / 4`, at least 1).
     Pq(u32),
+    /// PQ sized by measurement on each segment's own vectors: `dim / 4` sub-spaces, or
+    /// `dim / 2` where the smaller codes rank fewer than 95 % of sample rows' true 10 nearest
+    /// among their 20 nearest by code distance and the larger ones rank more and fit the
+    /// memory budget (`docs/benchmarks.md`, "Codes that measure themselves").
+    Auto,
 }
 
 impl CodeKind {
     pub(crate) fn tag(self) -> u32 {
         match self {
             CodeKind::Sq8 => 1,
-            CodeKind::Pq(_) => 2,
+            CodeKind::Pq(_) | CodeKind::Auto => 2,
         }
     }
 }
@@ -265,8 +270,11 @@ impl Quantizer {
                     .for_each(|l| *l = 0.0);
                 Quantizer::Sq8 { lo, step }
             }
+            CodeKind::Pq(0) | CodeKind::Auto => {
+                Quantizer::Pq(Pq::train(rows, dim, default_pq(dim).0 as usize, seed))
+            }
             CodeKind::Pq(m) => {
-                let m = if m == 0 { (dim / 4).max(1) } else { m as usize };
+                let m = m as usize;
                 Quantizer::Pq(Pq::train(rows, dim, m, seed))
             }
         }
@@ -392,6 +400,95 @@ fn pq_adc(t: &[f32], code: &[u8]) -> f32 {
     s
 }
 
+/// Sample rows [`CodeKind::Auto`] measures codes with.
+const MEASURE_QUERIES: usize = 200;
+/// The neighbours each sample row must find (recall@10, the product's figure).
+const MEASURE_K: usize = 10;
+/// ... among this many nearest by code distance: twice `k`, about the graph list at which the
+/// three benchmark sets reach recall 0.95 (L 16–24, `docs/benchmarks.md`): codes that rank a
+/// neighbour past it make the search walk longer lists for the same recall.
+const MEASURE_DEPTH: usize = 2 * MEASURE_K;
+/// The share of true neighbours `dim / 4` codes must rank within [`MEASURE_DEPTH`]: the
+/// recall the product is measured at (recall@10 0.95).
+pub(crate) const CODE_RECALL_TARGET: f64 = 0.95;
+
+/// The `dim / 4` and `dim / 2` sub-space counts [`CodeKind::Auto`] chooses between.
+pub(crate) fn default_pq(dim: usize) -> (u32, u32) {
+    let small = (dim / 4).max(1);
+    (small as u32, (dim / 2).max(small) as u32)
+}
+
+/// The exact [`MEASURE_K`] nearest rows (in `space`) of up to [`MEASURE_QUERIES`] sample rows
+/// of `data`, each sample row excluded from its own answer: `(row, nearest rows)`.
+pub(crate) fn sample_truth(
+    data: &[f32],
+    dim: usize,
+    space: Space,
+    seed: u64,
+) -> Vec<(usize, Vec<u32>)> {
+    let n = data.len() / dim.max(1);
+    let mut rows: Vec<usize> = (0..n).collect();
+    rows.shuffle(&mut StdRng::seed_from_u64(seed ^ 0xC0DE));
+    rows.truncate(MEASURE_QUERIES);
+    rows.into_par_iter()
+        .map(|q| {
+            let qv = data.get(q * dim..(q + 1) * dim).unwrap_or_default();
+            let d: Vec<(f32, u32)> = data
+                .chunks_exact(dim.max(1))
+                .enumerate()
+                .filter(|(i, _)| *i != q)
+                .map(|(i, r)| (super::space_distance(space, qv, r), i as u32))
+                .collect();
+            (q, nearest(d, MEASURE_K))
+        })
+        .collect()
+}
+
+/// The ids of the `k` smallest `(distance, id)` pairs, nearest first (ties by id).
+fn nearest(mut d: Vec<(f32, u32)>, k: usize) -> Vec<u32> {
+    let by = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+    if d.len() > k {
+        d.select_nth_unstable_by(k, by);
+        d.truncate(k);
+    }
+    d.sort_by(by);
+    d.into_iter().map(|x| x.1).collect()
+}
+
+/// The share of `truth`'s true neighbours that `codes` (one per row of `data`, in row order)
+/// rank among each sample row's [`MEASURE_DEPTH`] nearest by code distance (the sample row
+/// itself excluded). `1.0` without samples.
+pub(crate) fn code_recall(
+    quant: &Quantizer,
+    codes: &[u8],
+    data: &[f32],
+    dim: usize,
+    space: Space,
+    truth: &[(usize, Vec<u32>)],
+) -> f64 {
+    let cb = quant.code_bytes().max(1);
+    let (found, wanted) = truth
+        .par_iter()
+        .map(|(q, want)| {
+            let qv = data.get(q * dim..(q + 1) * dim).unwrap_or_default();
+            let t = quant.query_table(space, qv, Vec::new());
+            let d: Vec<(f32, u32)> = codes
+                .chunks_exact(cb)
+                .enumerate()
+                .filter(|(i, _)| i != q)
+                .map(|(i, c)| (t.distance(c), i as u32))
+                .collect();
+            let top = nearest(d, MEASURE_DEPTH);
+            (want.iter().filter(|w| top.contains(w)).count(), want.len())
+        })
+        .reduce(|| (0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    if wanted == 0 {
+        1.0
+    } else {
+        found as f64 / wanted as f64
+    }
+}
+
 /// Distances from one query to codes.
 #[derive(Debug)]
 pub(crate) enum QueryTable {
@@ -437,6 +534,61 @@ impl QueryTable {
 mod tests {
     use super::*;
     use rand::Rng;
+
+    #[test]
+    fn sample_truth_is_the_brute_force_answer_without_the_row_itself() {
+        let dim = 6;
+        let r = rows(700, dim, 11);
+        let truth = sample_truth(&r, dim, Space::L2, 3);
+        assert_eq!(truth.len(), MEASURE_QUERIES);
+        for (q, got) in &truth {
+            let qv = r.get(q * dim..(q + 1) * dim).unwrap();
+            let want: Vec<u32> = crate::ann::testdata::brute_force(&r, dim, qv, MEASURE_K + 1)
+                .into_iter()
+                .filter(|i| *i as usize != *q)
+                .take(MEASURE_K)
+                .collect();
+            assert_eq!(got, &want, "row {q}");
+        }
+        // Fewer rows than samples: every row is a sample, with every other row its answer.
+        let few = rows(5, dim, 1);
+        let t = sample_truth(&few, dim, Space::L2, 3);
+        assert_eq!(t.len(), 5);
+        assert!(t
+            .iter()
+            .all(|(q, a)| a.len() == 4 && !a.contains(&(*q as u32))));
+    }
+
+    #[test]
+    fn code_recall_counts_the_true_neighbours_codes_rank_near() {
+        let dim = 8;
+        let r = rows(3000, dim, 2);
+        let truth = sample_truth(&r, dim, Space::L2, 0);
+        let score = |kind| {
+            let q = Quantizer::train(kind, &r, dim, 0);
+            let mut c = Vec::new();
+            for v in r.chunks_exact(dim) {
+                q.encode(v, &mut c);
+            }
+            code_recall(&q, &c, &r, dim, Space::L2, &truth)
+        };
+        // SQ8 is nearly exact here; one 256-centroid table for 8 uniform dims is not.
+        let (sq8, pq1) = (score(CodeKind::Sq8), score(CodeKind::Pq(1)));
+        assert!(sq8 >= 0.99, "sq8 {sq8}");
+        assert!(pq1 < 0.5, "pq1 {pq1}");
+        assert!(score(CodeKind::Pq(4)) > pq1);
+        assert_eq!(
+            code_recall(
+                &Quantizer::train(CodeKind::Sq8, &r, dim, 0),
+                &[],
+                &r,
+                dim,
+                Space::L2,
+                &[]
+            ),
+            1.0
+        );
+    }
 
     fn rows(n: usize, dim: usize, seed: u64) -> Vec<f32> {
         let mut rng = StdRng::seed_from_u64(seed);

@@ -97,7 +97,7 @@ pub struct AnnOptions {
     pub build_list: usize,
     /// Robust-prune `alpha` (>= 1). Default 1.2.
     pub alpha: f32,
-    /// Code kind. Default PQ with `dim / 4` sub-spaces.
+    /// Code kind. Default PQ with `dim / 4` sub-spaces; [`CodeKind::Auto`] measures.
     pub codes: CodeKind,
     /// Seed of the build (shuffle order, PQ training): same seed + data, same index.
     pub seed: u64,

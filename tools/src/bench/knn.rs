@@ -54,7 +54,7 @@ pub struct KnnBenchArgs {
     #[arg(long, default_value_t = 64)]
     build_list: usize,
     /// Codes the graph ranks with (as `strata build --codes`): `pq` (dim/4 bytes), `pq:M`,
-    /// `sq8`. Use another `--dir` (or no `--reuse-db`) when changing it.
+    /// `auto` (dim/4 or dim/2, measured per segment), `sq8`. Use another `--dir` (or no `--reuse-db`) when changing it.
     #[arg(long, default_value = "pq", value_parser = crate::args::parse_codes)]
     codes: strata::CodeKind,
     /// Cold run: ANN memory budget as a fraction of the raw vector bytes.

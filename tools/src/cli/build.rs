@@ -47,7 +47,8 @@ pub struct BuildArgs {
     degree: usize,
     /// Compressed codes the graph search and the scans rank with: `pq` (product quantisation
     /// with dim/4 one-byte sub-spaces, the default), `pq:M` (M sub-spaces, 1..=dim: fewer is
-    /// a cheaper distance that ranks less well) or `sq8` (one byte per dimension).
+    /// a cheaper distance that ranks less well), `auto` (dim/4, or dim/2 where dim/4
+    /// measurably ranks too few true neighbours) or `sq8` (one byte per dimension).
     #[arg(long, default_value = "pq", value_parser = crate::args::parse_codes)]
     codes: strata::CodeKind,
     /// Skip the planner's calibration of each segment (measured recall and time per plan on

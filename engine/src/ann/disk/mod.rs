@@ -35,8 +35,6 @@ use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 
-#[cfg(test)]
-pub(crate) use build::build;
 pub(crate) use build::{build_reusing, ReuseGraph};
 #[cfg(feature = "fuzzing")]
 pub(crate) use format::fix_sector_crcs;
