@@ -675,6 +675,16 @@ fn uniform(n: usize, dim: usize, seed: u64) -> Vec<f32> {
     (0..n * dim).map(|_| rng.gen_range(-1.0f32..1.0)).collect()
 }
 
+/// The fixtures' graph options with [`CodeKind::Auto`].
+fn auto_opts() -> AnnOptions {
+    AnnOptions {
+        degree: 16,
+        build_list: 40,
+        codes: CodeKind::Auto,
+        ..AnnOptions::default()
+    }
+}
+
 fn code_kind_of(f: &Fixture, dim: usize) -> CodeKind {
     open(f, dim, Metric::L2).unwrap().code_kind().0
 }
@@ -682,12 +692,7 @@ fn code_kind_of(f: &Fixture, dim: usize) -> CodeKind {
 #[test]
 fn auto_codes_double_only_where_the_small_ones_rank_too_few_neighbours() {
     let dim = 16;
-    let opts = AnnOptions {
-        degree: 16,
-        build_list: 40,
-        codes: CodeKind::Auto,
-        ..AnnOptions::default()
-    };
+    let opts = auto_opts();
     // 4,000 uniform points in 16-d: 4-byte codes rank 0.86 of the true 10 nearest among
     // their 20 nearest, 8-byte codes 1.0. Tight clusters of about ten: 0.99 with 4 bytes.
     let hard = uniform(4000, dim, 9);
@@ -730,12 +735,7 @@ fn a_merge_re_measures_the_auto_codes_it_kept() {
     // 500 uniform points in 8-d: 2-byte codes rank 0.98 of the true neighbours; the same
     // distribution 40 times denser: 0.67. The merge that grows the segment trades up.
     let dim = 8;
-    let opts = AnnOptions {
-        degree: 16,
-        build_list: 40,
-        codes: CodeKind::Auto,
-        ..AnnOptions::default()
-    };
+    let opts = auto_opts();
     let data = uniform(20_000, dim, 5);
     let old_rows = 500;
     let old = fixture_with(
