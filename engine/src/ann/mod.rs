@@ -59,6 +59,14 @@ pub(crate) fn prefetch<T>(b: &[T]) {
     }
 }
 
+/// [`prefetch`] every 64-byte cache line of `b`.
+#[inline]
+pub(crate) fn prefetch_lines(b: &[u8]) {
+    for at in (0..b.len()).step_by(64) {
+        prefetch(b.get(at..).unwrap_or_default());
+    }
+}
+
 /// Map a vector into the index space (unit length for cosine; zero vectors stay zero).
 pub(crate) fn to_space(metric: Metric, v: &[f32], out: &mut Vec<f32>) {
     out.clear();

@@ -3,7 +3,7 @@
 //! no I/O.
 
 use crate::ann::codes::QueryTable;
-use crate::ann::{prefetch, to_space, QueryStats, SearchParams, Visited};
+use crate::ann::{prefetch_lines, to_space, QueryStats, SearchParams, Visited};
 use crate::mmap::FileBytes;
 use crate::{Metric, Result};
 
@@ -103,9 +103,7 @@ impl DiskIndex {
     /// asked to read it), or a cached or resident record (a CPU prefetch).
     fn start_read(&self, file: &FileBytes, bytes: &[u8], node: u32) {
         match self.cached(node) {
-            Some(rec) => (0..rec.len())
-                .step_by(64)
-                .for_each(|at| prefetch(rec.get(at..).unwrap_or_default())),
+            Some(rec) => prefetch_lines(rec),
             // A graph read from disk: ask the OS to start the reads. One that fits in memory
             // (its pages resident after first use): a CPU prefetch, as for the node cache —
             // the `madvise` per hop was ~11 % of a process of 1,000 filtered queries on a
@@ -118,9 +116,7 @@ impl DiskIndex {
                 let (s, off) = self.geo.locate(node as usize);
                 let at = self.graph_at + s * SECTOR + off;
                 if let Some(rec) = bytes.get(at..at + self.geo.node_bytes) {
-                    (0..rec.len())
-                        .step_by(64)
-                        .for_each(|i| prefetch(rec.get(i..).unwrap_or_default()));
+                    prefetch_lines(rec);
                 }
             }
         }

@@ -80,7 +80,7 @@ pub(crate) fn build_reusing(
     // segment that grows denser (1M merged from flushes) can outgrow them.
     let small = crate::CodeKind::Pq(default_pq(dim).0);
     let (quant, codes) = if opts.codes == crate::CodeKind::Auto && quant.kind() == small {
-        let chosen = choose_default_codes(quant, codes, &data, dim, space, opts);
+        let chosen = choose_auto_codes(quant, codes, &data, dim, space, opts);
         lap("measure codes");
         chosen
     } else {
@@ -135,7 +135,7 @@ pub(crate) fn build_reusing(
 /// bytes cost 30–40 % of the QPS where the small codes already rank well (the two real sets,
 /// both ≥ 0.98), and buy 3× fewer hops where they do not (1M × 128 SIFT-shaped: 0.91): see
 /// `docs/benchmarks.md`, "Codes that measure themselves".
-fn choose_default_codes(
+fn choose_auto_codes(
     small: Quantizer,
     small_codes: Vec<u8>,
     data: &[f32],

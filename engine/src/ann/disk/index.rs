@@ -14,7 +14,7 @@ use super::format::{
 };
 use super::{DiskIndex, NodeRec};
 use crate::ann::codes::{Pq, Quantizer, PQ_CENTROIDS};
-use crate::ann::{partition, prefetch, QueryStats, Space};
+use crate::ann::{partition, prefetch_lines, QueryStats, Space};
 use crate::bitset::Bitset;
 use crate::mmap::Resident;
 use crate::{DecodeError, Error, Metric, Result};
@@ -571,10 +571,9 @@ impl DiskIndex {
 
     #[inline]
     pub(super) fn prefetch_code(&self, node: u32) {
-        if let Some(code) = self.codes.get(node as usize * self.code_bytes..) {
-            for line in (0..self.code_bytes).step_by(64) {
-                prefetch(code.get(line..).unwrap_or_default());
-            }
+        let at = node as usize * self.code_bytes;
+        if let Some(code) = self.codes.get(at..at + self.code_bytes) {
+            prefetch_lines(code);
         }
     }
 
